@@ -1,0 +1,62 @@
+"""The FastAPI application: routes under /api/v1, health and metrics, the platform's lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, Response
+from starlette.concurrency import run_in_threadpool
+
+import modelrunner
+from modelrunner.api.deps import PlatformDep
+from modelrunner.api.errors import install_error_handlers
+from modelrunner.api.models_routes import router as models_router
+from modelrunner.api.runs_routes import router as runs_router
+from modelrunner.api.schemas import Health
+from modelrunner.platform import Platform
+
+health_router = APIRouter(tags=["health"])
+
+
+@health_router.get("/healthz", response_model=Health, summary="Liveness: the server answers and its store works")
+def healthz(platform: PlatformDep) -> Health:
+    platform.database.ping()
+    return Health(status="ok")
+
+
+@health_router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+def metrics(platform: PlatformDep) -> Response:
+    return Response(platform.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def create_app(platform: Platform) -> FastAPI:
+    """The app around ``platform``; the platform starts and stops with the app."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(platform.start)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(platform.stop)
+
+    app = FastAPI(
+        title="modelrunner",
+        version=modelrunner.__version__,
+        description="Run scientific models on demand with typed parameters; identical requests are computed once.",
+        lifespan=lifespan,
+    )
+    app.state.platform = platform
+    install_error_handlers(app)
+    api = APIRouter(prefix="/api/v1")
+    api.include_router(models_router)
+    api.include_router(runs_router)
+    api.include_router(health_router)
+    app.include_router(api)
+    return app

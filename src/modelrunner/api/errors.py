@@ -1,0 +1,31 @@
+"""The one place where domain errors become HTTP responses."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from modelrunner.errors import Conflict, InvalidInput, ModelrunnerError, NotFound, SpecError, StoreError
+
+_STATUS: list[tuple[type[ModelrunnerError], int]] = [
+    (NotFound, 404),
+    (InvalidInput, 422),
+    (Conflict, 409),
+    (SpecError, 422),
+    (StoreError, 503),
+]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ModelrunnerError)
+    async def _domain_error(_request: Request, exc: ModelrunnerError) -> JSONResponse:
+        status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
+        if isinstance(exc, InvalidInput):
+            # The same shape FastAPI gives its own validation errors, so clients parse one form.
+            field = str(exc.details.get("field", "params"))
+            loc = ["body", *field.split(".")]
+            return JSONResponse({"detail": [{"loc": loc, "msg": exc.message, "type": "invalid_params"}]}, status)
+        body: dict[str, object] = {"detail": exc.message}
+        if isinstance(exc, SpecError) and exc.details.get("problems"):
+            body["problems"] = exc.details["problems"]
+        return JSONResponse(body, status)

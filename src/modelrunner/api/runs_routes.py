@@ -1,0 +1,140 @@
+"""/api/v1/runs: runs, their attempts, progress, events, logs and outputs."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
+
+from modelrunner.api.deps import PlatformDep
+from modelrunner.api.schemas import EventOut, EventPage, OutputOut, RunDetail, RunPage, RunSummary
+from modelrunner.engine import attempts as attempt_lifecycle
+from modelrunner.engine.states import RunStatus
+from modelrunner.errors import InvalidInput, NotFound
+from modelrunner.platform import Platform
+from modelrunner.store import queries
+from modelrunner.store.tables import RunRow
+
+router = APIRouter(prefix="/runs", tags=["runs"])
+
+
+@router.get("", response_model=RunPage, summary="List runs, newest first")
+def list_runs(
+    platform: PlatformDep,
+    model: str | None = None,
+    status: Annotated[list[RunStatus] | None, Query(description="Repeat to match any of several")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+) -> RunPage:
+    with platform.database.read() as session:
+        rows = queries.list_runs(
+            session, model=model, statuses=[s.value for s in status or []], before_id=_decode(cursor), limit=limit + 1
+        )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return RunPage(items=[RunSummary.of(r) for r in rows], next_cursor=_encode(rows[-1].id) if more else None)
+
+
+@router.get("/{run_id}", response_model=RunDetail, summary="A run with its progress, attempts and outputs")
+def get_run(run_id: int, platform: PlatformDep) -> RunDetail:
+    with platform.database.read() as session:
+        run = _run(session, run_id)
+        return RunDetail.of_rows(run, queries.attempts_of(session, run_id), queries.outputs_of(session, run_id))
+
+
+@router.post("/{run_id}/cancel", response_model=RunDetail, summary="Cancel a queued or running run")
+def cancel_run(run_id: int, platform: PlatformDep) -> RunDetail:
+    """Idempotent. A running model gets SIGTERM, then SIGKILL after the grace period. 409 if the
+    run already ended otherwise."""
+    with platform.database.write() as session:
+        attempt_lifecycle.cancel(session, run_id)
+    platform.dispatcher.wake()
+    return get_run(run_id, platform)
+
+
+@router.get(
+    "/{run_id}/logs",
+    summary="The run's log (stdout and stderr of every attempt)",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Log text after `offset`"}},
+)
+def get_logs(run_id: int, platform: PlatformDep, offset: Annotated[int, Query(ge=0)] = 0) -> Response:
+    """Headers: `X-Log-Offset` is the offset to ask for next; `X-Run-Status` the run's status, so
+    a follower knows when to stop."""
+    with platform.database.read() as session:
+        run = _run(session, run_id)
+    data, next_offset = platform.logs.read(run_id, offset)
+    headers = {"X-Log-Offset": str(next_offset), "X-Run-Status": run.status}
+    return Response(data, media_type="text/plain; charset=utf-8", headers=headers)
+
+
+@router.get("/{run_id}/events", response_model=EventPage, summary="The run's events, oldest first")
+def get_events(
+    run_id: int,
+    platform: PlatformDep,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> EventPage:
+    with platform.database.read() as session:
+        _run(session, run_id)
+        rows = queries.events_of(session, run_id, after, limit)
+    return EventPage(items=[EventOut.of(r) for r in rows], next_after=rows[-1].id if rows else after)
+
+
+@router.get("/{run_id}/outputs", response_model=list[OutputOut], summary="The run's output files")
+def list_outputs(run_id: int, platform: PlatformDep) -> list[OutputOut]:
+    with platform.database.read() as session:
+        _run(session, run_id)
+        return [OutputOut.of(o) for o in queries.outputs_of(session, run_id)]
+
+
+@router.get(
+    "/{run_id}/outputs/{path:path}",
+    summary="Download one output file",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def download_output(run_id: int, path: str, platform: PlatformDep) -> StreamingResponse:
+    with platform.database.read() as session:
+        _run(session, run_id)
+        found = next((o for o in queries.outputs_of(session, run_id) if o.path == path), None)
+    if found is None:
+        raise NotFound(f"run {run_id} has no output '{path}'", run=run_id, path=path)
+    stream = _stream(platform, found.uri)
+    headers = {"X-Sha256": found.sha256, "Content-Length": str(found.size)}
+    return StreamingResponse(stream, media_type=_media_type(path), headers=headers)
+
+
+def _stream(platform: Platform, uri: str):  # type: ignore[no-untyped-def]
+    with platform.artifacts.open(uri) as handle:
+        while chunk := handle.read(1 << 16):
+            yield chunk
+
+
+def _media_type(path: str) -> str:
+    import mimetypes
+
+    return mimetypes.guess_type(path)[0] or "application/octet-stream"
+
+
+def _run(session: object, run_id: int) -> RunRow:
+    run = queries.get_run(session, run_id)  # type: ignore[arg-type]
+    if run is None:
+        raise NotFound(f"unknown run {run_id}", run=run_id)
+    return run
+
+
+def _encode(run_id: int) -> str:
+    return base64.urlsafe_b64encode(str(run_id).encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("cursor is not one this API gave out", field="cursor") from exc

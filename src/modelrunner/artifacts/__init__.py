@@ -1,0 +1,1 @@
+"""Object storage for model snapshots and run outputs (any fsspec URL), and run logs."""

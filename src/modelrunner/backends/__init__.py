@@ -1,0 +1,1 @@
+"""Where attempts execute. A backend launches, observes and stops attempts; nothing more."""

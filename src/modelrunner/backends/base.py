@@ -1,0 +1,59 @@
+"""The backend contract: launch, observe and stop attempts. Leases, retries and timeouts are
+the engine's business, not a backend's."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from modelrunner.engine.states import AttemptStatus
+from modelrunner.execution.job import AttemptJob, Outcome
+
+Handle = dict[str, Any]
+"""JSON-able description of a launched attempt, stored with the attempt so that any process can
+later cancel it (also after a crash of the process that launched it)."""
+
+
+@dataclass(frozen=True)
+class Started:
+    attempt_id: int
+    handle: Handle
+
+
+@dataclass(frozen=True)
+class Progressed:
+    attempt_id: int
+    fraction: float
+    message: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    attempt_id: int
+    outcome: Outcome
+
+
+Report = Started | Progressed | Finished
+
+
+class Backend(Protocol):
+    """What every compute backend implements."""
+
+    type: ClassVar[str]
+
+    def free_slots(self) -> int:
+        """How many more slots of work the backend takes now."""
+
+    def submit(self, job: AttemptJob) -> Handle:
+        """Launch the attempt; return at once with its handle."""
+
+    def poll(self, handles: Sequence[Handle]) -> list[Report]:
+        """What happened to these attempts since the last poll, in order."""
+
+    def cancel(self, handle: Handle, reason: AttemptStatus) -> None:
+        """Stop the attempt (SIGTERM, then kill after the grace period); idempotent.
+
+        Must also work on a handle from a process that no longer exists, so that work orphaned
+        by a crash is stopped before its run is retried.
+        """

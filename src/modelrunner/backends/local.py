@@ -1,0 +1,205 @@
+"""The ``local`` backend: attempts as process groups on this machine, a slot per CPU asked."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import psutil
+
+from modelrunner.artifacts.logs import LogStore
+from modelrunner.artifacts.store import ArtifactStore
+from modelrunner.backends.base import Finished, Handle, Progressed, Report, Started
+from modelrunner.engine.states import AttemptStatus
+from modelrunner.execution.job import AttemptJob, Outcome
+from modelrunner.execution.process import AttemptProcess
+
+HOST = socket.gethostname()
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    slots: int
+    grace_seconds: float
+    state_dir: Path
+
+
+class LocalBackend:
+    """Runs each attempt in a thread of this process that follows the model's process group."""
+
+    type: ClassVar[str] = "local"
+
+    def __init__(
+        self,
+        config: LocalConfig,
+        artifacts: ArtifactStore,
+        logs: LogStore,
+        wake: Callable[[], None],
+    ) -> None:
+        self._config = config
+        self._artifacts = artifacts
+        self._logs = logs
+        self._wake = wake
+        self._lock = threading.Lock()
+        self._running: dict[int, AttemptProcess] = {}
+        self._used_slots = 0
+        self._reports: queue.SimpleQueue[Report] = queue.SimpleQueue()
+        self._snapshots: dict[str, bytes] = {}
+
+    def free_slots(self) -> int:
+        with self._lock:
+            return self._config.slots - self._used_slots
+
+    def submit(self, job: AttemptJob) -> Handle:
+        slots = min(job.slots, self._config.slots)  # a model asking for more than there is still runs
+        process = AttemptProcess(
+            job,
+            snapshot=self._snapshot(job.snapshot_uri),
+            scratch=self._config.state_dir / "scratch" / f"{job.run_id}-{job.attempt_number}",
+            checkpoint=self._checkpoint_dir(job.run_id),
+            log_path=self._logs.path(job.run_id, job.attempt_number),
+            grace_seconds=self._config.grace_seconds,
+        )
+        with self._lock:
+            self._running[job.attempt_id] = process
+            self._used_slots += slots
+        thread = threading.Thread(
+            target=self._execute,
+            args=(process, slots),
+            name=f"attempt-{job.attempt_id}",
+            daemon=True,
+        )
+        thread.start()
+        return {
+            "host": HOST,
+            "attempt_id": job.attempt_id,
+            "run_id": job.run_id,
+            "attempt": job.attempt_number,
+        }
+
+    def poll(self, handles: Sequence[Handle]) -> list[Report]:
+        # Every attempt of this backend reports through the queue; ``handles`` need no lookup.
+        reports: list[Report] = []
+        while True:
+            try:
+                reports.append(self._reports.get_nowait())
+            except queue.Empty:
+                return reports
+
+    def cancel(self, handle: Handle, reason: AttemptStatus) -> None:
+        with self._lock:
+            process = self._running.get(int(handle.get("attempt_id", -1)))
+        if process is not None:
+            process.stop(reason)
+        elif handle.get("host") == HOST:
+            self._stop_orphan(handle)
+
+    def _execute(self, process: AttemptProcess, slots: int) -> None:
+        job = process.job
+        try:
+            outcome = process.run(
+                on_started=lambda pid: self._report(Started(job.attempt_id, _handle_of(job, pid))),
+                on_progress=lambda fraction, message: self._report(Progressed(job.attempt_id, fraction, message)),
+                upload=lambda folder: self._artifacts.put_folder(
+                    folder, f"runs/{job.run_id}/attempts/{job.attempt_number}/outputs"
+                ),
+            )
+        except Exception as exc:  # an attempt must always report how it ended
+            outcome = Outcome(AttemptStatus.FAILED, error=f"modelrunner could not run the attempt: {exc}")
+        if outcome.status != AttemptStatus.FAILED:
+            shutil.rmtree(self._checkpoint_dir(job.run_id), ignore_errors=True)
+        with self._lock:
+            self._running.pop(job.attempt_id, None)
+            self._used_slots -= slots
+        self._report(Finished(job.attempt_id, outcome))
+
+    def _report(self, report: Report) -> None:
+        self._reports.put(report)
+        self._wake()
+
+    def _checkpoint_dir(self, run_id: int) -> Path:
+        return self._config.state_dir / "checkpoints" / str(run_id)
+
+    def _snapshot(self, uri: str) -> bytes:
+        cached = self._snapshots.get(uri)
+        if cached is None:
+            if len(self._snapshots) > 64:
+                self._snapshots.clear()
+            cached = self._snapshots[uri] = self._artifacts.get_bytes(uri)
+        return cached
+
+    def _stop_orphan(self, handle: Handle) -> None:
+        """Stop the process groups a crashed server left for this attempt, if any still run.
+
+        A handle with a pid names the group; one without (the server died between launching the
+        command and recording it) is matched by the run and attempt in the model's environment.
+        """
+        leaders = [_verified(handle)] if "pid" in handle else _by_environment(handle)
+        group = [p for p in psutil.process_iter() if _pgid(p.pid) in {lead.pid for lead in leaders if lead}]
+        for member in group:
+            _quietly(member.terminate)
+        _, alive = psutil.wait_procs(group, timeout=self._config.grace_seconds)
+        for member in alive:
+            _quietly(member.kill)
+        psutil.wait_procs(alive, timeout=5)
+
+
+def _handle_of(job: AttemptJob, pid: int) -> Handle:
+    try:
+        created = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        created = time.time()
+    return {
+        "host": HOST,
+        "attempt_id": job.attempt_id,
+        "run_id": job.run_id,
+        "attempt": job.attempt_number,
+        "pid": pid,
+        "created": created,
+    }
+
+
+def _verified(handle: Handle) -> psutil.Process | None:
+    """The handle's process, unless its pid now belongs to another process."""
+    try:
+        process = psutil.Process(int(handle["pid"]))
+        return process if abs(process.create_time() - float(handle.get("created", 0))) < 0.01 else None
+    except psutil.NoSuchProcess:
+        return None
+
+
+def _by_environment(handle: Handle) -> list[psutil.Process]:
+    wanted = {
+        "MODELRUNNER_RUN_ID": str(handle.get("run_id")),
+        "MODELRUNNER_ATTEMPT": str(handle.get("attempt")),
+    }
+    found = []
+    for process in psutil.process_iter():
+        try:
+            environment = process.environ()
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        if all(environment.get(k) == v for k, v in wanted.items()) and _pgid(process.pid) == process.pid:
+            found.append(process)
+    return found
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except (ProcessLookupError, PermissionError):
+        return None
+
+
+def _quietly(action: Callable[[], None]) -> None:
+    with contextlib.suppress(psutil.NoSuchProcess):
+        action()

@@ -1,0 +1,1 @@
+"""Submit (cache, single-flight), the run state machine, leases, dispatch and recovery."""

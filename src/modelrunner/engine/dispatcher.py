@@ -1,0 +1,262 @@
+"""The dispatcher: the one loop that claims queued runs for a backend, records what attempts
+report, renews their leases, enforces timeouts and cancellations, and reaps lost attempts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from modelrunner.backends.base import Backend, Finished, Handle, Progressed, Report, Started
+from modelrunner.clock import utcnow
+from modelrunner.engine import attempts
+from modelrunner.engine.catalog import VersionCatalog
+from modelrunner.engine.runner_identity import is_dead_runner, this_runner_id
+from modelrunner.engine.states import FINAL_RUN_STATES, AttemptStatus
+from modelrunner.errors import ModelrunnerError
+from modelrunner.execution.job import AttemptJob, Outcome
+from modelrunner.spec.model_spec import Retries
+from modelrunner.store import queries
+from modelrunner.store.database import Database
+from modelrunner.store.tables import AttemptRow
+
+log = logging.getLogger("modelrunner.dispatcher")
+
+
+@dataclass
+class _InFlight:
+    run_id: int
+    handle: Handle
+    retries: Retries
+    timeout: float | None
+    started: float | None = None  # monotonic, once the process runs
+    stopping: bool = False
+
+
+class Dispatcher:
+    """Owns every attempt this process runs. ``wake()`` makes it act at once (a submit, a report)."""
+
+    def __init__(
+        self,
+        database: Database,
+        catalog: VersionCatalog,
+        backend: Backend,
+        *,
+        lease_seconds: float,
+        poll_seconds: float,
+        on_attempt_finished: Callable[[float], None] = lambda seconds: None,
+    ) -> None:
+        self._database = database
+        self._catalog = catalog
+        self._backend = backend
+        self._lease = lease_seconds
+        self._poll = poll_seconds
+        self._on_attempt_finished = on_attempt_finished
+        self.runner_id = this_runner_id()
+        self._inflight: dict[int, _InFlight] = {}
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._next_heartbeat = 0.0
+        self._next_reap = 0.0
+
+    def start(self) -> None:
+        """Recover attempts left by a dead predecessor on this host, then start the loop."""
+        self._recover_dead_runners()
+        self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop dispatching; attempts still running are stopped and queued again for later."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        for attempt_id, flight in list(self._inflight.items()):
+            with self._database.write() as session:
+                attempts.lose(session, attempt_id, "the server shut down while it ran", flight.retries)
+            self._backend.cancel(flight.handle, AttemptStatus.LOST)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(self._sleep_time())
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self._tick()
+            except Exception:  # the loop must outlive any single failure; the next tick retries
+                log.exception("dispatcher tick failed")
+                time.sleep(min(self._poll, 1.0))
+
+    def _tick(self) -> None:
+        self._record_reports()
+        self._stop_cancelled_and_overdue()
+        now = time.monotonic()
+        if now >= self._next_heartbeat:
+            self._heartbeat()
+            self._next_heartbeat = now + self._lease / 3
+        if now >= self._next_reap:
+            self._reap_expired()
+            self._next_reap = now + self._lease / 3
+        self._claim_and_launch()
+
+    def _sleep_time(self) -> float:
+        now = time.monotonic()
+        deadlines = [self._poll, self._next_heartbeat - now]
+        for flight in self._inflight.values():
+            if flight.timeout is not None and flight.started is not None and not flight.stopping:
+                deadlines.append(flight.started + flight.timeout - now)
+        return max(0.0, min(deadlines))
+
+    # --- claiming -------------------------------------------------------------------------------
+
+    def _claim_and_launch(self) -> None:
+        free = self._backend.free_slots()
+        if free <= 0:
+            return
+        jobs: list[tuple[AttemptJob, _InFlight]] = []
+        with self._database.write() as session:
+            for run in queries.queued_runs(session, limit=free):
+                if run.slots > free and (self._inflight or jobs):
+                    break  # first come, first served: wait for room rather than skip ahead
+                attempt = attempts.claim(session, run.id, self._backend.type, self.runner_id, self._lease_until())
+                if attempt is None:
+                    continue
+                version = self._catalog.get(session, run.model_name, run.model_version)
+                job = AttemptJob(
+                    run_id=run.id,
+                    attempt_id=attempt.id,
+                    attempt_number=attempt.number,
+                    model_name=run.model_name,
+                    model_version=run.model_version,
+                    command=list(version.spec.command),
+                    params=run.params,
+                    snapshot_uri=version.snapshot_uri,
+                    declared_outputs=tuple(o.path for o in version.spec.outputs),
+                    slots=run.slots,
+                )
+                flight = _InFlight(
+                    run.id,
+                    _handle_of(attempt),
+                    version.spec.retries,
+                    version.spec.resources.timeout,
+                )
+                jobs.append((job, flight))
+                free -= run.slots
+        for job, flight in jobs:
+            self._inflight[job.attempt_id] = flight
+            try:
+                flight.handle = self._backend.submit(job)
+            except Exception as exc:
+                log.exception("backend %s could not launch attempt %s", self._backend.type, job.attempt_id)
+                self._inflight.pop(job.attempt_id, None)
+                with self._database.write() as session:
+                    attempts.finish(session, job.attempt_id, _launch_failure(exc), flight.retries)
+
+    def _lease_until(self) -> dt.datetime:
+        return utcnow() + dt.timedelta(seconds=self._lease)
+
+    # --- what attempts report -------------------------------------------------------------------
+
+    def _record_reports(self) -> None:
+        reports = self._backend.poll([flight.handle for flight in self._inflight.values()])
+        if not reports:
+            return
+        finished: list[int] = []
+        with self._database.write() as session:
+            for report in reports:
+                try:
+                    with session.begin_nested():
+                        self._record(session, report)
+                except ModelrunnerError as exc:
+                    log.warning("attempt %s: report not recorded: %s", report.attempt_id, exc.message)
+                if isinstance(report, Finished):
+                    finished.append(report.attempt_id)
+        now = time.monotonic()
+        for attempt_id in finished:
+            flight = self._inflight.pop(attempt_id, None)
+            if flight is not None and flight.started is not None:
+                self._on_attempt_finished(now - flight.started)
+
+    def _record(self, session: Session, report: Report) -> None:
+        flight = self._inflight.get(report.attempt_id)
+        if isinstance(report, Started):
+            attempts.mark_started(session, report.attempt_id, report.handle)
+            if flight is not None:
+                flight.handle = report.handle
+                flight.started = time.monotonic()
+        elif isinstance(report, Progressed):
+            attempts.record_progress(session, report.attempt_id, report.fraction, report.message)
+        elif isinstance(report, Finished):
+            retries = flight.retries if flight is not None else Retries()
+            attempts.finish(session, report.attempt_id, report.outcome, retries)
+
+    # --- timeouts, cancellations, leases --------------------------------------------------------
+
+    def _stop_cancelled_and_overdue(self) -> None:
+        if not self._inflight:
+            return
+        with self._database.read() as session:
+            statuses = queries.run_statuses(session, {f.run_id for f in self._inflight.values()})
+        now = time.monotonic()
+        for flight in self._inflight.values():
+            if flight.stopping:
+                continue
+            if statuses.get(flight.run_id) in FINAL_RUN_STATES:
+                flight.stopping = True
+                self._backend.cancel(flight.handle, AttemptStatus.CANCELLED)
+            elif flight.timeout is not None and flight.started is not None and now - flight.started >= flight.timeout:
+                flight.stopping = True
+                self._backend.cancel(flight.handle, AttemptStatus.TIMED_OUT)
+
+    def _heartbeat(self) -> None:
+        if self._inflight:
+            with self._database.write() as session:
+                queries.renew_leases(session, self.runner_id, list(self._inflight), self._lease_until())
+
+    def _reap_expired(self) -> None:
+        with self._database.read() as session:
+            expired = [a for a in queries.expired_attempts(session, utcnow()) if a.id not in self._inflight]
+        for attempt in expired:
+            self._reap(attempt, f"attempt {attempt.number} lost: its lease expired without a heartbeat")
+
+    def _recover_dead_runners(self) -> None:
+        with self._database.read() as session:
+            orphaned = [a for a in queries.active_attempts(session) if is_dead_runner(a.runner_id)]
+        for attempt in orphaned:
+            self._reap(attempt, f"attempt {attempt.number} lost: the server running it stopped")
+
+    def _reap(self, attempt: AttemptRow, reason: str) -> None:
+        # Stop whatever may still run for it first, so a retry never runs beside its predecessor.
+        self._backend.cancel(attempt.handle or _handle_of(attempt), AttemptStatus.LOST)
+        with self._database.write() as session:
+            run = queries.get_run(session, attempt.run_id)
+            retries = self._catalog.get(session, run.model_name, run.model_version).spec.retries if run else Retries()
+            if attempts.lose(session, attempt.id, reason, retries):
+                log.warning("run %s: %s", attempt.run_id, reason)
+        self.wake()
+
+
+def _handle_of(attempt: AttemptRow) -> Handle:
+    """What is known of an attempt before its backend reported a handle of its own."""
+    return {
+        "host": attempt.runner_id.rsplit(":", 2)[0],
+        "attempt_id": attempt.id,
+        "run_id": attempt.run_id,
+        "attempt": attempt.number,
+    }
+
+
+def _launch_failure(exc: Exception) -> Outcome:
+    return Outcome(AttemptStatus.FAILED, error=f"the backend could not launch the attempt: {exc}")

@@ -1,0 +1,154 @@
+"""Submitting a run: answer from the cache, join an identical run in flight, or queue a new one."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from modelrunner.artifacts.store import ArtifactStore
+from modelrunner.clock import utcnow
+from modelrunner.engine.cache_key import cache_key
+from modelrunner.engine.states import RunStatus
+from modelrunner.errors import Conflict
+from modelrunner.spec.model_version import snapshot
+from modelrunner.spec.params import validate_params
+from modelrunner.spec.workspace import Model, Workspace
+from modelrunner.store import queries
+from modelrunner.store.database import Database
+from modelrunner.store.tables import ModelVersionRow, RunRow
+
+
+class CacheMode(StrEnum):
+    USE = "use"  # a cached result if there is one, else compute
+    REFRESH = "refresh"  # compute again even if cached (an identical run in flight is joined)
+    ONLY = "only"  # a cached result or a Conflict; never compute
+
+
+class SubmitOutcome(StrEnum):
+    CREATED = "created"
+    JOINED = "joined"
+    CACHE_HIT = "cache_hit"
+
+
+@dataclass(frozen=True)
+class Submission:
+    run: RunRow
+    outcome: SubmitOutcome
+
+
+class Submitter:
+    """Turns requests into runs. Safe to call from many threads and many processes at once."""
+
+    def __init__(self, database: Database, workspace: Workspace, artifacts: ArtifactStore) -> None:
+        self._database = database
+        self._workspace = workspace
+        self._artifacts = artifacts
+        self._recorded_versions: set[tuple[str, str]] = set()
+
+    def submit(
+        self,
+        model_name: str,
+        params: Any,
+        cache: CacheMode = CacheMode.USE,
+        max_age: float | None = None,
+    ) -> Submission:
+        """Raises NotFound (model), SpecError (broken model.yaml), InvalidInput (params), Conflict
+        (``cache=only`` with nothing cached). Nothing is written when it raises."""
+        model = self._workspace.model(model_name)
+        validated = validate_params(model.spec.params, params)
+        key = cache_key(model.name, model.version, validated)
+        if cache != CacheMode.ONLY:
+            self._record_version(model)
+        now = utcnow()
+        fresh_after = now - dt.timedelta(seconds=max_age) if max_age is not None else None
+        with self._database.write() as session:
+            if cache != CacheMode.REFRESH:
+                cached = queries.latest_computed_success(session, key, fresh_after)
+                if cached is not None:
+                    return Submission(self._record_hit(session, cached, now), SubmitOutcome.CACHE_HIT)
+            if cache == CacheMode.ONLY:
+                raise Conflict(
+                    f"no cached result of '{model.name}' for these parameters"
+                    + (f" newer than {max_age:g} s" if max_age is not None else ""),
+                    cache_key=key,
+                )
+            active = queries.active_run_for_key(session, key)
+            if active is not None:
+                return Submission(active, SubmitOutcome.JOINED)
+            run = RunRow(
+                model_name=model.name,
+                model_version=model.version,
+                params=validated,
+                cache_key=key,
+                status=RunStatus.QUEUED.value,
+                cache_hit=False,
+                slots=model.spec.resources.slots,
+                created_at=now,
+            )
+            try:
+                with session.begin_nested():
+                    queries.add_run(session, run)
+            except IntegrityError:
+                # A concurrent submit (PostgreSQL) queued the same key first: join it.
+                active = queries.active_run_for_key(session, key)
+                if active is None:
+                    raise
+                return Submission(active, SubmitOutcome.JOINED)
+            queries.add_event(session, run.id, "run.status", {"from": None, "to": RunStatus.QUEUED.value}, now)
+            return Submission(run, SubmitOutcome.CREATED)
+
+    def _record_hit(self, session: Any, source: RunRow, now: dt.datetime) -> RunRow:
+        hit = RunRow(
+            model_name=source.model_name,
+            model_version=source.model_version,
+            params=source.params,
+            cache_key=source.cache_key,
+            status=RunStatus.SUCCEEDED.value,
+            cache_hit=True,
+            source_run_id=source.id,
+            slots=source.slots,
+            progress_fraction=1.0,
+            created_at=now,
+            started_at=now,
+            finished_at=now,
+        )
+        queries.add_run(session, hit)
+        queries.add_outputs(
+            session,
+            hit.id,
+            (
+                {"path": o.path, "size": o.size, "sha256": o.sha256, "uri": o.uri}
+                for o in queries.outputs_of(session, source.id)
+            ),
+        )
+        queries.add_event(session, hit.id, "run.cache_hit", {"source_run_id": source.id}, now)
+        return hit
+
+    def _record_version(self, model: Model) -> None:
+        """Store the model's spec and a snapshot of its folder, once per version."""
+        identity = (model.name, model.version)
+        if identity in self._recorded_versions:
+            return
+        with self._database.read() as session:
+            known = queries.get_model_version(session, *identity) is not None
+        if not known:
+            uri = self._artifacts.put_bytes(f"models/{model.name}/{model.version}.tar.gz", snapshot(model.folder))
+            try:
+                with self._database.write() as session:
+                    queries.add_model_version(
+                        session,
+                        ModelVersionRow(
+                            name=model.name,
+                            version=model.version,
+                            spec=model.spec.model_dump(mode="json"),
+                            snapshot_uri=uri,
+                            created_at=utcnow(),
+                        ),
+                    )
+            except IntegrityError:
+                pass  # another submit recorded the same version first; the content is identical
+        self._recorded_versions.add(identity)

@@ -1,0 +1,42 @@
+"""The one exception hierarchy of modelrunner.
+
+Every error carries a message a user can act on. The HTTP layer maps these classes to status
+codes in one place (``api/errors.py``); the CLI prints the message without a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ModelrunnerError(Exception):
+    """Root of every error modelrunner raises on purpose."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFound(ModelrunnerError):
+    """An unknown model, run or output."""
+
+
+class InvalidInput(ModelrunnerError):
+    """Parameters or a request body that break a schema; ``details['field']`` names the field."""
+
+
+class SpecError(ModelrunnerError):
+    """A broken ``model.yaml`` or ``modelrunner.yaml``; ``details['problems']`` lists them."""
+
+
+class Conflict(ModelrunnerError):
+    """A request that cannot be served in the current state (e.g. cache-only with no result)."""
+
+
+class InvalidTransition(Conflict):
+    """A run state change that the state machine does not allow from the current state."""
+
+
+class StoreError(ModelrunnerError):
+    """The database failed in a way no caller can fix by changing its request."""

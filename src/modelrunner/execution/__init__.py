@@ -1,0 +1,1 @@
+"""One attempt under the model contract: scratch folder, variables, progress, outputs."""

@@ -1,0 +1,35 @@
+"""What an attempt needs to run, and what comes out of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelrunner.artifacts.store import StoredFile
+from modelrunner.engine.states import AttemptStatus
+
+
+@dataclass(frozen=True)
+class AttemptJob:
+    """Everything a backend needs to execute one attempt of one run."""
+
+    run_id: int
+    attempt_id: int
+    attempt_number: int
+    model_name: str
+    model_version: str
+    command: list[str]
+    params: dict[str, Any]
+    snapshot_uri: str
+    declared_outputs: tuple[str, ...] = ()
+    slots: int = 1
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended. ``outputs`` are stored already when ``status`` is succeeded."""
+
+    status: AttemptStatus
+    exit_code: int | None = None
+    error: str | None = None
+    outputs: list[StoredFile] = field(default_factory=list)

@@ -1,0 +1,180 @@
+"""One attempt under the model contract, in a fresh scratch folder, as a process group."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from modelrunner.artifacts.store import StoredFile
+from modelrunner.engine.states import AttemptStatus
+from modelrunner.execution.job import AttemptJob, Outcome
+from modelrunner.spec.model_version import unpack
+
+PROGRESS = re.compile(rb"^::progress::\s+([-+0-9.eE]+)\s*(.*?)\s*$")
+_PYTHON_NAMES = {"python", "python3"}
+
+OnStarted = Callable[[int], None]
+OnProgress = Callable[[float, str], None]
+UploadOutputs = Callable[[Path], list[StoredFile]]
+
+
+def resolve_command(command: list[str]) -> list[str]:
+    """``python`` means the interpreter modelrunner runs under, so models see its packages."""
+    program = sys.executable if command[0] in _PYTHON_NAMES else command[0]
+    return [program, *command[1:]]
+
+
+class AttemptProcess:
+    """Runs one attempt: prepares the folders, starts the command, follows it, collects outputs.
+
+    ``run()`` blocks until the attempt ends; ``stop()`` (from any thread) asks it to end: SIGTERM
+    to the whole process group, SIGKILL after the grace period.
+    """
+
+    def __init__(
+        self,
+        job: AttemptJob,
+        snapshot: bytes,
+        scratch: Path,
+        checkpoint: Path,
+        log_path: Path,
+        grace_seconds: float,
+    ) -> None:
+        self.job = job
+        self._snapshot = snapshot
+        self._scratch = scratch
+        self._checkpoint = checkpoint
+        self._log_path = log_path
+        self._grace = grace_seconds
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stop_reason: AttemptStatus | None = None
+        self._kill_timer: threading.Timer | None = None
+
+    def stop(self, reason: AttemptStatus) -> None:
+        """End the attempt as ``reason`` (cancelled or timed_out); safe to call repeatedly."""
+        with self._lock:
+            if self._stop_reason is not None:
+                return
+            self._stop_reason = reason
+            process = self._process
+        if process is not None:
+            self._terminate(process)
+
+    def run(self, on_started: OnStarted, on_progress: OnProgress, upload: UploadOutputs) -> Outcome:
+        try:
+            return self._run(on_started, on_progress, upload)
+        finally:
+            if self._kill_timer is not None:
+                self._kill_timer.cancel()
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+    def _run(self, on_started: OnStarted, on_progress: OnProgress, upload: UploadOutputs) -> Outcome:
+        model_dir, outputs_dir, env = self._prepare()
+        with self._log_path.open("ab") as log:
+            try:
+                process = subprocess.Popen(
+                    resolve_command(self.job.command),
+                    cwd=model_dir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group, so stop() reaches children
+                )
+            except OSError as exc:
+                message = f"cannot start {self.job.command[0]!r}: {exc.strerror or exc}"
+                log.write(f"modelrunner: {message}\n".encode())
+                return Outcome(AttemptStatus.FAILED, error=message)
+            with self._lock:
+                self._process = process
+                stopped_early = self._stop_reason is not None
+            if stopped_early:
+                self._terminate(process)
+            on_started(process.pid)
+            assert process.stdout is not None
+            reader = threading.Thread(target=_follow, args=(process.stdout, log, on_progress), daemon=True)
+            reader.start()
+            exit_code = process.wait()
+            # Children that outlived the command would hold the log pipe open and keep running.
+            _signal_group(process.pid, signal.SIGKILL)
+            reader.join()
+            process.stdout.close()
+        return self._outcome(exit_code, outputs_dir, upload)
+
+    def _prepare(self) -> tuple[Path, Path, dict[str, str]]:
+        model_dir = self._scratch / "model"
+        inputs_dir = self._scratch / "inputs"
+        outputs_dir = self._scratch / "outputs"
+        for folder in (model_dir, inputs_dir, outputs_dir, self._checkpoint):
+            folder.mkdir(parents=True, exist_ok=True)
+        unpack(self._snapshot, model_dir)
+        params_file = self._scratch / "params.json"
+        params_file.write_text(json.dumps(self.job.params, indent=2), encoding="utf-8")
+        env = dict(os.environ)
+        env.update(
+            MODELRUNNER_RUN_ID=str(self.job.run_id),
+            MODELRUNNER_ATTEMPT=str(self.job.attempt_number),
+            MODELRUNNER_PARAMS=str(params_file),
+            MODELRUNNER_INPUTS=str(inputs_dir),
+            MODELRUNNER_OUTPUTS=str(outputs_dir),
+            MODELRUNNER_CHECKPOINT=str(self._checkpoint),
+            PYTHONUNBUFFERED="1",  # progress lines must arrive while the model runs
+        )
+        return model_dir, outputs_dir, env
+
+    def _outcome(self, exit_code: int, outputs_dir: Path, upload: UploadOutputs) -> Outcome:
+        with self._lock:
+            stop_reason = self._stop_reason
+        if stop_reason is not None:
+            return Outcome(stop_reason, exit_code=exit_code, error=_stop_message(stop_reason))
+        if exit_code != 0:
+            described = f"signal {-exit_code}" if exit_code < 0 else f"exit status {exit_code}"
+            return Outcome(AttemptStatus.FAILED, exit_code=exit_code, error=f"the model ended with {described}")
+        missing = [p for p in self.job.declared_outputs if not (outputs_dir / p).is_file()]
+        if missing:
+            return Outcome(
+                AttemptStatus.FAILED,
+                exit_code=0,
+                error="declared outputs were not written: " + ", ".join(missing),
+            )
+        return Outcome(AttemptStatus.SUCCEEDED, exit_code=0, outputs=upload(outputs_dir))
+
+    def _terminate(self, process: subprocess.Popen[bytes]) -> None:
+        _signal_group(process.pid, signal.SIGTERM)
+        timer = threading.Timer(self._grace, _signal_group, args=(process.pid, signal.SIGKILL))
+        timer.daemon = True
+        self._kill_timer = timer
+        timer.start()
+
+
+def _stop_message(reason: AttemptStatus) -> str:
+    return "the run timed out" if reason == AttemptStatus.TIMED_OUT else "the run was cancelled"
+
+
+def _follow(stream: IO[bytes], log: IO[bytes], on_progress: OnProgress) -> None:
+    for line in stream:
+        log.write(line)
+        log.flush()
+        match = PROGRESS.match(line)
+        if match:
+            try:
+                fraction = min(max(float(match.group(1)), 0.0), 1.0)
+            except ValueError:
+                continue
+            on_progress(fraction, match.group(2).decode("utf-8", "replace"))
+
+
+def _signal_group(pgid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)

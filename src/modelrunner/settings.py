@@ -1,0 +1,46 @@
+"""The one settings object: every value can come from a ``MODELRUNNER_*`` environment variable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration of one modelrunner process; passed explicitly, never read from a global."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELRUNNER_", extra="ignore")
+
+    workspace: Path = Field(default=Path("."), description="Folder with modelrunner.yaml and models")
+    data_dir: Path | None = Field(
+        default=None,
+        description="State folder (SQLite file, logs, scratch); <workspace>/.modelrunner",
+    )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; a SQLite file in the data folder by default"
+    )
+    artifacts_url: str | None = Field(
+        default=None,
+        description="fsspec URL of the artifact store; <data_dir>/artifacts by default",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    local_slots: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    lease_seconds: float = Field(default=30.0, gt=0, description="How long a claimed attempt lives without a heartbeat")
+    grace_seconds: float = Field(default=10.0, ge=0, description="SIGTERM to SIGKILL delay")
+    poll_seconds: float = Field(default=1.0, gt=0, description="Fallback wake-up of the dispatcher")
+
+    @property
+    def state_dir(self) -> Path:
+        return (self.data_dir or self.workspace / ".modelrunner").resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_dir / 'modelrunner.db'}"
+
+    @property
+    def resolved_artifacts_url(self) -> str:
+        return self.artifacts_url or str(self.state_dir / "artifacts")

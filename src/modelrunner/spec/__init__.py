@@ -1,0 +1,1 @@
+"""What users write: the workspace, model specs, parameters; loading and validation."""

@@ -1,0 +1,154 @@
+"""SQLAlchemy table definitions; Alembic migrations must produce exactly this schema."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from modelrunner.engine.states import ACTIVE_RUN_STATES
+
+# SQLite autoincrements only INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
+Id = BigInteger().with_variant(Integer, "sqlite")
+
+_ACTIVE = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(ACTIVE_RUN_STATES)))
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timestamps stored in UTC and always returned timezone-aware (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use modelrunner.clock.utcnow()")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON()}  # noqa: RUF012 (SQLAlchemy reads it)
+
+
+class ModelVersionRow(Base):
+    """One version of a model as first submitted: its spec and where its snapshot is stored."""
+
+    __tablename__ = "model_versions"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    spec: Mapped[dict[str, Any]]
+    snapshot_uri: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime]
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(String(63))
+    model_version: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]]
+    cache_key: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
+    source_run_id: Mapped[int | None] = mapped_column(Id, ForeignKey("runs.id"))
+    slots: Mapped[int] = mapped_column(Integer, default=1)
+    progress_fraction: Mapped[float | None] = mapped_column(Float)
+    progress_message: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime]
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (
+        Index("ix_runs_model_status_id", "model_name", "status", "id"),
+        Index("ix_runs_status_id", "status", "id"),
+        Index("ix_runs_cache_key_finished_at", "cache_key", "finished_at"),
+        # Single-flight: at most one unfinished run per cache key, enforced by the database.
+        Index(
+            "ux_runs_active_cache_key",
+            "cache_key",
+            unique=True,
+            sqlite_where=text(_ACTIVE),
+            postgresql_where=text(_ACTIVE),
+        ),
+    )
+
+
+class AttemptRow(Base):
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(Id, ForeignKey("runs.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    backend: Mapped[str] = mapped_column(String(32))
+    runner_id: Mapped[str] = mapped_column(String(128))
+    handle: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    lease_expires_at: Mapped[dt.datetime]
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime]
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("run_id", "number"),
+        Index("ix_attempts_status_lease_expires_at", "status", "lease_expires_at"),
+    )
+
+
+class OutputRow(Base):
+    __tablename__ = "outputs"
+
+    run_id: Mapped[int] = mapped_column(Id, ForeignKey("runs.id"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    uri: Mapped[str] = mapped_column(Text)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    run_id: Mapped[int | None] = mapped_column(Id, ForeignKey("runs.id"))
+    type: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]]
+    created_at: Mapped[dt.datetime]
+
+    __table_args__ = (Index("ix_events_run_id_id", "run_id", "id"),)
