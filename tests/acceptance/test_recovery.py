@@ -1,0 +1,65 @@
+"""A server killed with SIGKILL mid-flight and started again loses no run, runs nothing twice
+after it succeeded, and stops the model processes it orphaned before retrying them."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from tests.conftest import FINAL, Server, wait_for_run
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_sigkill_and_restart_finishes_every_run(server: Server, tmp_path: Path) -> None:
+    pidfile = tmp_path / "forker.pids"
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        finished = http.post("/api/v1/models/noop/runs", json={"params": {"n": 1}}).json()
+        wait_for_run(http.get, finished["id"])
+        # forker holds a slot with a child process; a sleeper holds the other; more wait in the queue.
+        forker = http.post(
+            "/api/v1/models/forker/runs", json={"params": {"pidfile": str(pidfile), "seconds": 3}}
+        ).json()
+        sleepers = [
+            http.post("/api/v1/models/sleeper/runs", json={"params": {"seconds": 1.5, "tag": str(i)}}).json()
+            for i in range(4)
+        ]
+        _wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 20, "the forker to start")
+        orphan_pids = [int(p) for p in pidfile.read_text().split()]
+
+        server.kill()
+        assert all(_alive(pid) for pid in orphan_pids), "the model must outlive the server's SIGKILL"
+        pidfile.unlink()
+
+        server.start()
+        # Orphans are stopped before their run is retried.
+        _wait_for(lambda: not any(_alive(pid) for pid in orphan_pids), 20, "orphaned model processes to stop")
+        runs = [wait_for_run(http.get, r["id"], timeout=60) for r in [forker, *sleepers]]
+        again = http.get(f"/api/v1/runs/{finished['id']}").json()
+        listed = http.get("/api/v1/runs", params={"limit": 100}).json()["items"]
+
+    assert [r["status"] for r in runs] == ["succeeded"] * len(runs)
+    assert all(r["status"] in FINAL for r in listed) and len(listed) == 1 + len(runs)
+    forker_run = runs[0]
+    assert [a["status"] for a in forker_run["attempts"]] == ["lost", "succeeded"]
+    # The run that had succeeded before the crash was not executed again.
+    assert again["status"] == "succeeded" and len(again["attempts"]) == 1
+    # Each sleeper succeeded exactly once: one recorded success per run, none published twice.
+    for run in runs[1:]:
+        assert [a["status"] for a in run["attempts"]].count("succeeded") == 1
