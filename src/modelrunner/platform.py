@@ -10,7 +10,7 @@ from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.backends.local import LocalBackend, LocalConfig
 from modelrunner.engine.catalog import VersionCatalog
 from modelrunner.engine.dispatcher import Dispatcher
-from modelrunner.engine.submit import CacheMode, Submission, Submitter, SubmitOutcome
+from modelrunner.engine.submit import CacheMode, Submission, SubmitOutcome, Submitter
 from modelrunner.metrics import Metrics
 from modelrunner.settings import Settings
 from modelrunner.spec.workspace import Workspace
@@ -53,10 +53,12 @@ class Platform:
         self.dispatcher.stop()
         self.database.dispose()
 
-    def submit(self, model: str, params: Any, cache: CacheMode = CacheMode.USE, max_age: float | None = None) -> Submission:
+    def submit(
+        self, model: str, params: Any, cache: CacheMode = CacheMode.USE, max_age: float | None = None
+    ) -> Submission:
         submission = self.submitter.submit(model, params, cache, max_age)
         if submission.outcome == SubmitOutcome.CREATED:
-            self.dispatcher.wake()
+            self.dispatcher.wake(queued=True)
         return submission
 
     def _wake(self) -> None:

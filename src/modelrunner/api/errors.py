@@ -23,7 +23,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, InvalidInput):
             # The same shape FastAPI gives its own validation errors, so clients parse one form.
             field = str(exc.details.get("field", "params"))
-            loc = ["body", *field.split(".")]
+            loc = [str(exc.details.get("location", "body")), *field.split(".")]
             return JSONResponse({"detail": [{"loc": loc, "msg": exc.message, "type": "invalid_params"}]}, status)
         body: dict[str, object] = {"detail": exc.message}
         if isinstance(exc, SpecError) and exc.details.get("problems"):

@@ -51,7 +51,7 @@ def cancel_run(run_id: int, platform: PlatformDep) -> RunDetail:
     run already ended otherwise."""
     with platform.database.write() as session:
         attempt_lifecycle.cancel(session, run_id)
-    platform.dispatcher.wake()
+    platform.dispatcher.wake(cancelled=True)
     return get_run(run_id, platform)
 
 
@@ -137,4 +137,4 @@ def _decode(cursor: str | None) -> int | None:
     try:
         return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
     except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("cursor is not one this API gave out", field="cursor") from exc
+        raise InvalidInput("cursor is not one this API gave out", field="cursor", location="query") from exc

@@ -33,31 +33,53 @@ class LocalConfig:
     state_dir: Path
 
 
+class _Slots:
+    """Counting slots that an attempt waits for; a stopped attempt gives up waiting."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._used = 0
+        self._changed = threading.Condition()
+
+    def acquire(self, count: int, stopped: Callable[[], bool]) -> bool:
+        with self._changed:
+            while self._used + count > self.total:
+                if stopped():
+                    return False
+                self._changed.wait(0.2)
+            self._used += count
+            return True
+
+    def release(self, count: int) -> None:
+        with self._changed:
+            self._used -= count
+            self._changed.notify_all()
+
+
 class LocalBackend:
-    """Runs each attempt in a thread of this process that follows the model's process group."""
+    """Runs each attempt in a thread of this process that follows the model's process group.
+
+    It takes up to twice as many attempts as it has slots: the extra ones prepare their scratch
+    folders and start the moment a slot frees, so no slot idles while the dispatcher catches up.
+    """
 
     type: ClassVar[str] = "local"
 
-    def __init__(
-        self,
-        config: LocalConfig,
-        artifacts: ArtifactStore,
-        logs: LogStore,
-        wake: Callable[[], None],
-    ) -> None:
+    def __init__(self, config: LocalConfig, artifacts: ArtifactStore, logs: LogStore, wake: Callable[[], None]) -> None:
         self._config = config
         self._artifacts = artifacts
         self._logs = logs
         self._wake = wake
+        self._slots = _Slots(config.slots)
         self._lock = threading.Lock()
         self._running: dict[int, AttemptProcess] = {}
-        self._used_slots = 0
+        self._taken = 0  # slots of the attempts held, running or waiting for a slot
         self._reports: queue.SimpleQueue[Report] = queue.SimpleQueue()
         self._snapshots: dict[str, bytes] = {}
 
     def free_slots(self) -> int:
         with self._lock:
-            return self._config.slots - self._used_slots
+            return 2 * self._config.slots - self._taken
 
     def submit(self, job: AttemptJob) -> Handle:
         slots = min(job.slots, self._config.slots)  # a model asking for more than there is still runs
@@ -71,20 +93,12 @@ class LocalBackend:
         )
         with self._lock:
             self._running[job.attempt_id] = process
-            self._used_slots += slots
+            self._taken += slots
         thread = threading.Thread(
-            target=self._execute,
-            args=(process, slots),
-            name=f"attempt-{job.attempt_id}",
-            daemon=True,
+            target=self._execute, args=(process, slots), name=f"attempt-{job.attempt_id}", daemon=True
         )
         thread.start()
-        return {
-            "host": HOST,
-            "attempt_id": job.attempt_id,
-            "run_id": job.run_id,
-            "attempt": job.attempt_number,
-        }
+        return {"host": HOST, "attempt_id": job.attempt_id, "run_id": job.run_id, "attempt": job.attempt_number}
 
     def poll(self, handles: Sequence[Handle]) -> list[Report]:
         # Every attempt of this backend reports through the queue; ``handles`` need no lookup.
@@ -112,6 +126,8 @@ class LocalBackend:
                 upload=lambda folder: self._artifacts.put_folder(
                     folder, f"runs/{job.run_id}/attempts/{job.attempt_number}/outputs"
                 ),
+                acquire_slot=lambda: self._slots.acquire(slots, lambda: process.stop_requested),
+                release_slot=lambda: self._slots.release(slots),
             )
         except Exception as exc:  # an attempt must always report how it ended
             outcome = Outcome(AttemptStatus.FAILED, error=f"modelrunner could not run the attempt: {exc}")
@@ -119,7 +135,7 @@ class LocalBackend:
             shutil.rmtree(self._checkpoint_dir(job.run_id), ignore_errors=True)
         with self._lock:
             self._running.pop(job.attempt_id, None)
-            self._used_slots -= slots
+            self._taken -= slots
         self._report(Finished(job.attempt_id, outcome))
 
     def _report(self, report: Report) -> None:

@@ -64,6 +64,10 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self._next_heartbeat = 0.0
         self._next_reap = 0.0
+        self._next_poll = 0.0
+        # Set by wake(); read and cleared by the loop, so the store is only asked what can have changed.
+        self._maybe_queued = True
+        self._maybe_cancelled = True
 
     def start(self) -> None:
         """Recover attempts left by a dead predecessor on this host, then start the loop."""
@@ -82,7 +86,13 @@ class Dispatcher:
                 attempts.lose(session, attempt_id, "the server shut down while it ran", flight.retries)
             self._backend.cancel(flight.handle, AttemptStatus.LOST)
 
-    def wake(self) -> None:
+    def wake(self, *, queued: bool = False, cancelled: bool = False) -> None:
+        """Act now: on attempt reports; with ``queued`` a run was queued, with ``cancelled`` one
+        was cancelled. Changes made by other processes are seen at the next poll."""
+        if queued:
+            self._maybe_queued = True
+        if cancelled:
+            self._maybe_cancelled = True
         self._wake.set()
 
     # --- the loop -------------------------------------------------------------------------------
@@ -100,20 +110,44 @@ class Dispatcher:
                 time.sleep(min(self._poll, 1.0))
 
     def _tick(self) -> None:
-        self._record_reports()
-        self._stop_cancelled_and_overdue()
         now = time.monotonic()
+        if now >= self._next_poll:
+            self._maybe_queued = self._maybe_cancelled = True
+            self._next_poll = now + self._poll
+        reports = self._backend.poll([flight.handle for flight in self._inflight.values()])
+        if reports or self._maybe_queued:
+            self._record_and_claim(reports)
+        self._stop_overdue()
+        if self._maybe_cancelled:
+            self._maybe_cancelled = False
+            self._stop_cancelled()
         if now >= self._next_heartbeat:
             self._heartbeat()
             self._next_heartbeat = now + self._lease / 3
         if now >= self._next_reap:
             self._reap_expired()
             self._next_reap = now + self._lease / 3
-        self._claim_and_launch()
+
+    def _record_and_claim(self, reports: list[Report]) -> None:
+        """Record reports and claim queued runs for free slots in one transaction, then launch."""
+        with self._database.write() as session:
+            finished = self._record_reports(session, reports)
+            if finished:
+                self._maybe_queued = True  # slots were freed, or a failed attempt was queued again
+            claimed = []
+            if self._maybe_queued and self._backend.free_slots() > 0:
+                self._maybe_queued = False
+                claimed = self._claim(session)
+        now = time.monotonic()
+        for attempt_id in finished:
+            flight = self._inflight.pop(attempt_id, None)
+            if flight is not None and flight.started is not None:
+                self._on_attempt_finished(now - flight.started)
+        self._launch(claimed)
 
     def _sleep_time(self) -> float:
         now = time.monotonic()
-        deadlines = [self._poll, self._next_heartbeat - now]
+        deadlines = [self._next_poll - now, self._next_heartbeat - now]
         for flight in self._inflight.values():
             if flight.timeout is not None and flight.started is not None and not flight.stopping:
                 deadlines.append(flight.started + flight.timeout - now)
@@ -121,39 +155,38 @@ class Dispatcher:
 
     # --- claiming -------------------------------------------------------------------------------
 
-    def _claim_and_launch(self) -> None:
+    def _claim(self, session: Session) -> list[tuple[AttemptJob, _InFlight]]:
         free = self._backend.free_slots()
-        if free <= 0:
-            return
         jobs: list[tuple[AttemptJob, _InFlight]] = []
-        with self._database.write() as session:
-            for run in queries.queued_runs(session, limit=free):
-                if run.slots > free and (self._inflight or jobs):
-                    break  # first come, first served: wait for room rather than skip ahead
-                attempt = attempts.claim(session, run.id, self._backend.type, self.runner_id, self._lease_until())
-                if attempt is None:
-                    continue
-                version = self._catalog.get(session, run.model_name, run.model_version)
-                job = AttemptJob(
-                    run_id=run.id,
-                    attempt_id=attempt.id,
-                    attempt_number=attempt.number,
-                    model_name=run.model_name,
-                    model_version=run.model_version,
-                    command=list(version.spec.command),
-                    params=run.params,
-                    snapshot_uri=version.snapshot_uri,
-                    declared_outputs=tuple(o.path for o in version.spec.outputs),
-                    slots=run.slots,
-                )
-                flight = _InFlight(
-                    run.id,
-                    _handle_of(attempt),
-                    version.spec.retries,
-                    version.spec.resources.timeout,
-                )
-                jobs.append((job, flight))
-                free -= run.slots
+        queued = queries.queued_runs(session, limit=free)
+        for run in queued:
+            if run.slots > free and (self._inflight or jobs):
+                self._maybe_queued = True  # first come, first served: wait for room, don't skip ahead
+                break
+            attempt = attempts.claim(session, run.id, self._backend.type, self.runner_id, self._lease_until())
+            if attempt is None:
+                continue
+            version = self._catalog.get(session, run.model_name, run.model_version)
+            job = AttemptJob(
+                run_id=run.id,
+                attempt_id=attempt.attempt_id,
+                attempt_number=attempt.number,
+                model_name=run.model_name,
+                model_version=run.model_version,
+                command=list(version.spec.command),
+                params=run.params,
+                snapshot_uri=version.snapshot_uri,
+                declared_outputs=tuple(o.path for o in version.spec.outputs),
+                slots=run.slots,
+            )
+            handle = _handle_of(self.runner_id, attempt.attempt_id, run.id, attempt.number)
+            jobs.append((job, _InFlight(run.id, handle, version.spec.retries, version.spec.resources.timeout)))
+            free -= run.slots
+        if len(queued) == len(jobs) and free <= 0:
+            self._maybe_queued = True  # there may be more behind what fitted
+        return jobs
+
+    def _launch(self, jobs: list[tuple[AttemptJob, _InFlight]]) -> None:
         for job, flight in jobs:
             self._inflight[job.attempt_id] = flight
             try:
@@ -169,25 +202,18 @@ class Dispatcher:
 
     # --- what attempts report -------------------------------------------------------------------
 
-    def _record_reports(self) -> None:
-        reports = self._backend.poll([flight.handle for flight in self._inflight.values()])
-        if not reports:
-            return
+    def _record_reports(self, session: Session, reports: list[Report]) -> list[int]:
+        """Record what the backend reported; the ids of attempts that finished."""
         finished: list[int] = []
-        with self._database.write() as session:
-            for report in reports:
-                try:
-                    with session.begin_nested():
-                        self._record(session, report)
-                except ModelrunnerError as exc:
-                    log.warning("attempt %s: report not recorded: %s", report.attempt_id, exc.message)
-                if isinstance(report, Finished):
-                    finished.append(report.attempt_id)
-        now = time.monotonic()
-        for attempt_id in finished:
-            flight = self._inflight.pop(attempt_id, None)
-            if flight is not None and flight.started is not None:
-                self._on_attempt_finished(now - flight.started)
+        for report in reports:
+            try:
+                with session.begin_nested():
+                    self._record(session, report)
+            except ModelrunnerError as exc:
+                log.warning("attempt %s: report not recorded: %s", report.attempt_id, exc.message)
+            if isinstance(report, Finished):
+                finished.append(report.attempt_id)
+        return finished
 
     def _record(self, session: Session, report: Report) -> None:
         flight = self._inflight.get(report.attempt_id)
@@ -204,19 +230,22 @@ class Dispatcher:
 
     # --- timeouts, cancellations, leases --------------------------------------------------------
 
-    def _stop_cancelled_and_overdue(self) -> None:
+    def _stop_cancelled(self) -> None:
         if not self._inflight:
             return
         with self._database.read() as session:
             statuses = queries.run_statuses(session, {f.run_id for f in self._inflight.values()})
-        now = time.monotonic()
         for flight in self._inflight.values():
-            if flight.stopping:
-                continue
-            if statuses.get(flight.run_id) in FINAL_RUN_STATES:
+            if not flight.stopping and statuses.get(flight.run_id) in FINAL_RUN_STATES:
                 flight.stopping = True
                 self._backend.cancel(flight.handle, AttemptStatus.CANCELLED)
-            elif flight.timeout is not None and flight.started is not None and now - flight.started >= flight.timeout:
+
+    def _stop_overdue(self) -> None:
+        now = time.monotonic()
+        for flight in self._inflight.values():
+            if flight.stopping or flight.timeout is None or flight.started is None:
+                continue
+            if now - flight.started >= flight.timeout:
                 flight.stopping = True
                 self._backend.cancel(flight.handle, AttemptStatus.TIMED_OUT)
 
@@ -239,7 +268,8 @@ class Dispatcher:
 
     def _reap(self, attempt: AttemptRow, reason: str) -> None:
         # Stop whatever may still run for it first, so a retry never runs beside its predecessor.
-        self._backend.cancel(attempt.handle or _handle_of(attempt), AttemptStatus.LOST)
+        handle = attempt.handle or _handle_of(attempt.runner_id, attempt.id, attempt.run_id, attempt.number)
+        self._backend.cancel(handle, AttemptStatus.LOST)
         with self._database.write() as session:
             run = queries.get_run(session, attempt.run_id)
             retries = self._catalog.get(session, run.model_name, run.model_version).spec.retries if run else Retries()
@@ -248,14 +278,9 @@ class Dispatcher:
         self.wake()
 
 
-def _handle_of(attempt: AttemptRow) -> Handle:
+def _handle_of(runner_id: str, attempt_id: int, run_id: int, number: int) -> Handle:
     """What is known of an attempt before its backend reported a handle of its own."""
-    return {
-        "host": attempt.runner_id.rsplit(":", 2)[0],
-        "attempt_id": attempt.id,
-        "run_id": attempt.run_id,
-        "attempt": attempt.number,
-    }
+    return {"host": runner_id.rsplit(":", 2)[0], "attempt_id": attempt_id, "run_id": run_id, "attempt": number}
 
 
 def _launch_failure(exc: Exception) -> Outcome:

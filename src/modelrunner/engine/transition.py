@@ -40,10 +40,9 @@ def transition(
     if reason is not None and to in (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CANCELLED):
         changes.setdefault("error", reason)
 
-    run = queries.lock_run(session, run_id)
-    if run is None:
+    previous = queries.lock_run_status(session, run_id)
+    if previous is None:
         raise NotFound(f"unknown run {run_id}", run=run_id)
-    previous = run.status
     if previous == to.value:
         return False
     if previous not in allowed or not queries.set_run_status_if(session, run_id, [s.value for s in allowed], changes):

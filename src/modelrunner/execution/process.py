@@ -26,6 +26,7 @@ _PYTHON_NAMES = {"python", "python3"}
 OnStarted = Callable[[int], None]
 OnProgress = Callable[[float, str], None]
 UploadOutputs = Callable[[Path], list[StoredFile]]
+AcquireSlot = Callable[[], bool]
 
 
 def resolve_command(command: list[str]) -> list[str]:
@@ -60,6 +61,7 @@ class AttemptProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._stop_reason: AttemptStatus | None = None
         self._kill_timer: threading.Timer | None = None
+        self._start_error = ""
 
     def stop(self, reason: AttemptStatus) -> None:
         """End the attempt as ``reason`` (cancelled or timed_out); safe to call repeatedly."""
@@ -71,17 +73,45 @@ class AttemptProcess:
         if process is not None:
             self._terminate(process)
 
-    def run(self, on_started: OnStarted, on_progress: OnProgress, upload: UploadOutputs) -> Outcome:
+    @property
+    def stop_requested(self) -> bool:
+        with self._lock:
+            return self._stop_reason is not None
+
+    def run(
+        self,
+        on_started: OnStarted,
+        on_progress: OnProgress,
+        upload: UploadOutputs,
+        acquire_slot: AcquireSlot = lambda: True,
+        release_slot: Callable[[], None] = lambda: None,
+    ) -> Outcome:
+        """Prepare the folders, then wait for ``acquire_slot`` (False: stopped while waiting), run
+        the command, and call ``release_slot`` the moment the command exits, before outputs are
+        collected, so the next attempt can start meanwhile."""
         try:
-            return self._run(on_started, on_progress, upload)
+            model_dir, outputs_dir, env = self._prepare()
+            if not acquire_slot():
+                return self._outcome_of_stop() or Outcome(AttemptStatus.CANCELLED, error="stopped before it started")
+            try:
+                exit_code = self._execute(model_dir, env, on_started, on_progress)
+            finally:
+                release_slot()
+            if exit_code is None:
+                return self._outcome_of_stop() or Outcome(AttemptStatus.FAILED, error=self._start_error)
+            return self._outcome(exit_code, outputs_dir, upload)
         finally:
             if self._kill_timer is not None:
                 self._kill_timer.cancel()
             shutil.rmtree(self._scratch, ignore_errors=True)
 
-    def _run(self, on_started: OnStarted, on_progress: OnProgress, upload: UploadOutputs) -> Outcome:
-        model_dir, outputs_dir, env = self._prepare()
+    def _execute(
+        self, model_dir: Path, env: dict[str, str], on_started: OnStarted, on_progress: OnProgress
+    ) -> int | None:
+        """Run the command to its end; its exit status, or None if it never started."""
         with self._log_path.open("ab") as log:
+            if self.stop_requested:
+                return None
             try:
                 process = subprocess.Popen(
                     resolve_command(self.job.command),
@@ -93,9 +123,9 @@ class AttemptProcess:
                     start_new_session=True,  # its own process group, so stop() reaches children
                 )
             except OSError as exc:
-                message = f"cannot start {self.job.command[0]!r}: {exc.strerror or exc}"
-                log.write(f"modelrunner: {message}\n".encode())
-                return Outcome(AttemptStatus.FAILED, error=message)
+                self._start_error = f"cannot start {self.job.command[0]!r}: {exc.strerror or exc}"
+                log.write(f"modelrunner: {self._start_error}\n".encode())
+                return None
             with self._lock:
                 self._process = process
                 stopped_early = self._stop_reason is not None
@@ -110,7 +140,7 @@ class AttemptProcess:
             _signal_group(process.pid, signal.SIGKILL)
             reader.join()
             process.stdout.close()
-        return self._outcome(exit_code, outputs_dir, upload)
+        return exit_code
 
     def _prepare(self) -> tuple[Path, Path, dict[str, str]]:
         model_dir = self._scratch / "model"
@@ -133,11 +163,15 @@ class AttemptProcess:
         )
         return model_dir, outputs_dir, env
 
-    def _outcome(self, exit_code: int, outputs_dir: Path, upload: UploadOutputs) -> Outcome:
+    def _outcome_of_stop(self) -> Outcome | None:
         with self._lock:
-            stop_reason = self._stop_reason
-        if stop_reason is not None:
-            return Outcome(stop_reason, exit_code=exit_code, error=_stop_message(stop_reason))
+            reason = self._stop_reason
+        return Outcome(reason, error=_stop_message(reason)) if reason is not None else None
+
+    def _outcome(self, exit_code: int, outputs_dir: Path, upload: UploadOutputs) -> Outcome:
+        stopped = self._outcome_of_stop()
+        if stopped is not None:
+            return Outcome(stopped.status, exit_code=exit_code, error=stopped.error)
         if exit_code != 0:
             described = f"signal {-exit_code}" if exit_code < 0 else f"exit status {exit_code}"
             return Outcome(AttemptStatus.FAILED, exit_code=exit_code, error=f"the model ended with {described}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,12 +29,20 @@ def _fill_defaults(validator_class: Any) -> Any:
 
 
 _Validator = _fill_defaults(jsonschema.Draft202012Validator)
+# Keywords with which a schema says what to do with properties it does not list.
+_OPEN_OBJECT_KEYWORDS = {"additionalProperties", "patternProperties", "unevaluatedProperties"}
 
 
 def validate_params(schema: dict[str, Any], params: Any) -> dict[str, Any]:
-    """Return ``params`` validated with defaults filled in, or raise InvalidInput naming the field."""
+    """Return ``params`` validated with defaults filled in, or raise InvalidInput naming the field.
+
+    A parameter the schema does not declare is rejected (a typo must not silently run with the
+    defaults) unless the schema says otherwise with ``additionalProperties`` or its relatives.
+    """
     if not isinstance(params, dict):
         raise InvalidInput("params must be a JSON object", field="params")
+    if not _OPEN_OBJECT_KEYWORDS & schema.keys():
+        schema = {**schema, "additionalProperties": False}
     filled = copy.deepcopy(params)
     errors = sorted(_Validator(schema).iter_errors(filled), key=lambda e: list(e.absolute_path))
     if errors:
@@ -43,8 +52,19 @@ def validate_params(schema: dict[str, Any], params: Any) -> dict[str, Any]:
             # jsonschema reports a missing property at the parent; name the property itself.
             missing = first.message.split("'")[1] if "'" in first.message else ""
             field = ".".join(p for p in (field, missing) if p)
-        if first.validator == "additionalProperties":
-            field = field or "params"
+        if first.validator == "additionalProperties" and isinstance(first.instance, dict):
+            # Reported at the parent object too; name the first property it does not declare.
+            declared = first.schema.get("properties", {})
+            patterns = list(first.schema.get("patternProperties", {}))
+            extra = next(
+                (
+                    str(key)
+                    for key in first.instance
+                    if key not in declared and not any(re.search(p, str(key)) for p in patterns)
+                ),
+                "",
+            )
+            field = ".".join(p for p in (field, extra) if p)
         where = f"params.{field}" if field else "params"
         raise InvalidInput(f"{where}: {first.message}", field=where)
     return filled

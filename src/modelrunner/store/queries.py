@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from modelrunner.engine.states import ACTIVE_ATTEMPT_STATES, ACTIVE_RUN_STATES, RunStatus
 from modelrunner.store.tables import AttemptRow, EventRow, ModelVersionRow, OutputRow, RunRow
+
+# The hot paths of the dispatcher use Core statements on these tables: no ORM bookkeeping.
+_runs: Table = RunRow.__table__  # type: ignore[assignment]
+_attempts: Table = AttemptRow.__table__  # type: ignore[assignment]
+_outputs: Table = OutputRow.__table__  # type: ignore[assignment]
+_events: Table = EventRow.__table__  # type: ignore[assignment]
+_ACTIVE_ATTEMPTS = [s.value for s in ACTIVE_ATTEMPT_STATES]
 
 # --- model versions ---------------------------------------------------------------------------
 
@@ -30,9 +38,11 @@ def get_run(session: Session, run_id: int) -> RunRow | None:
     return session.get(RunRow, run_id)
 
 
-def lock_run(session: Session, run_id: int) -> RunRow | None:
-    """The run, locked for this transaction (SQLite's BEGIN IMMEDIATE already serialises writers)."""
-    return session.get(RunRow, run_id, with_for_update=True, populate_existing=True)
+def lock_run_status(session: Session, run_id: int) -> str | None:
+    """The run's status, its row locked for this transaction (SQLite's BEGIN IMMEDIATE already
+    serialises writers); None if there is no such run."""
+    statement = select(_runs.c.status).where(_runs.c.id == run_id).with_for_update()
+    return session.execute(statement).scalar_one_or_none()
 
 
 def add_run(session: Session, row: RunRow) -> RunRow:
@@ -79,9 +89,20 @@ def list_runs(
     return list(session.scalars(statement.order_by(RunRow.id.desc()).limit(limit)))
 
 
-def queued_runs(session: Session, limit: int) -> list[RunRow]:
-    statement = select(RunRow).where(RunRow.status == RunStatus.QUEUED.value).order_by(RunRow.id).limit(limit)
-    return list(session.scalars(statement))
+@dataclass(frozen=True)
+class QueuedRun:
+    id: int
+    model_name: str
+    model_version: str
+    params: dict[str, Any]
+    slots: int
+
+
+def queued_runs(session: Session, limit: int) -> list[QueuedRun]:
+    """The oldest queued runs, first come first served."""
+    columns = (_runs.c.id, _runs.c.model_name, _runs.c.model_version, _runs.c.params, _runs.c.slots)
+    statement = select(*columns).where(_runs.c.status == RunStatus.QUEUED.value).order_by(_runs.c.id).limit(limit)
+    return [QueuedRun(*row) for row in session.execute(statement)]
 
 
 def run_statuses(session: Session, run_ids: Iterable[int]) -> dict[int, str]:
@@ -93,19 +114,17 @@ def run_statuses(session: Session, run_ids: Iterable[int]) -> dict[int, str]:
 
 def set_run_status_if(session: Session, run_id: int, allowed_from: Collection[str], values: dict[str, Any]) -> bool:
     """Compare-and-set: change the run only if its status is one of ``allowed_from``."""
-    result = session.execute(
-        update(RunRow).where(RunRow.id == run_id, RunRow.status.in_(list(allowed_from))).values(**values)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    statement = update(_runs).where(_runs.c.id == run_id, _runs.c.status.in_(list(allowed_from))).values(**values)
+    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 
 def set_run_progress(session: Session, run_id: int, fraction: float | None, message: str | None) -> bool:
-    result = session.execute(
-        update(RunRow)
-        .where(RunRow.id == run_id, RunRow.status == RunStatus.RUNNING.value)
+    statement = (
+        update(_runs)
+        .where(_runs.c.id == run_id, _runs.c.status == RunStatus.RUNNING.value)
         .values(progress_fraction=fraction, progress_message=message)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 
 def count_runs_by_status(session: Session) -> dict[str, int]:
@@ -116,10 +135,9 @@ def count_runs_by_status(session: Session) -> dict[str, int]:
 # --- attempts -----------------------------------------------------------------------------------
 
 
-def add_attempt(session: Session, row: AttemptRow) -> AttemptRow:
-    session.add(row)
-    session.flush()
-    return row
+def add_attempt(session: Session, values: dict[str, Any]) -> int:
+    """Insert an attempt; its id."""
+    return int(session.execute(insert(_attempts).values(**values).returning(_attempts.c.id)).scalar_one())
 
 
 def get_attempt(session: Session, attempt_id: int) -> AttemptRow | None:
@@ -131,23 +149,34 @@ def attempts_of(session: Session, run_id: int) -> list[AttemptRow]:
 
 
 def count_attempts(session: Session, run_id: int, statuses: Collection[str] | None = None) -> int:
-    statement = select(func.count()).select_from(AttemptRow).where(AttemptRow.run_id == run_id)
+    statement = select(func.count()).select_from(_attempts).where(_attempts.c.run_id == run_id)
     if statuses is not None:
-        statement = statement.where(AttemptRow.status.in_(list(statuses)))
+        statement = statement.where(_attempts.c.status.in_(list(statuses)))
     return int(session.scalar(statement) or 0)
 
 
-def set_attempt_if_active(session: Session, attempt_id: int, values: dict[str, Any]) -> bool:
-    """Change an attempt that is still starting or running; False if it already ended."""
-    result = session.execute(
-        update(AttemptRow)
-        .where(
-            AttemptRow.id == attempt_id,
-            AttemptRow.status.in_([s.value for s in ACTIVE_ATTEMPT_STATES]),
-        )
+@dataclass(frozen=True)
+class EndedAttempt:
+    run_id: int
+    number: int
+
+
+def set_attempt_if_active(session: Session, attempt_id: int, values: dict[str, Any]) -> EndedAttempt | None:
+    """Change an attempt that is still starting or running; None if it already ended."""
+    statement = (
+        update(_attempts)
+        .where(_attempts.c.id == attempt_id, _attempts.c.status.in_(_ACTIVE_ATTEMPTS))
         .values(**values)
+        .returning(_attempts.c.run_id, _attempts.c.number)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    row = session.execute(statement).first()
+    return EndedAttempt(row.run_id, row.number) if row else None
+
+
+def attempt_status(session: Session, attempt_id: int) -> tuple[int, str] | None:
+    """The attempt's run id and status."""
+    row = session.execute(select(_attempts.c.run_id, _attempts.c.status).where(_attempts.c.id == attempt_id)).first()
+    return (row.run_id, row.status) if row else None
 
 
 def renew_leases(session: Session, runner_id: str, attempt_ids: Collection[int], expires_at: dt.datetime) -> None:
@@ -182,7 +211,7 @@ def expired_attempts(session: Session, now: dt.datetime) -> list[AttemptRow]:
 def add_outputs(session: Session, run_id: int, outputs: Iterable[dict[str, Any]]) -> None:
     rows = [{"run_id": run_id, **output} for output in outputs]
     if rows:
-        session.execute(insert(OutputRow), rows)
+        session.execute(insert(_outputs), rows)
 
 
 def outputs_of(session: Session, run_id: int) -> list[OutputRow]:
@@ -193,7 +222,7 @@ def outputs_of(session: Session, run_id: int) -> list[OutputRow]:
 
 
 def add_event(session: Session, run_id: int | None, type_: str, data: dict[str, Any], at: dt.datetime) -> None:
-    session.execute(insert(EventRow).values(run_id=run_id, type=type_, data=data, created_at=at))
+    session.execute(insert(_events).values(run_id=run_id, type=type_, data=data, created_at=at))
 
 
 def events_of(session: Session, run_id: int, after_id: int, limit: int) -> list[EventRow]:
