@@ -51,6 +51,7 @@ class Platform:
 
     def stop(self) -> None:
         self.dispatcher.stop()
+        self.backend.close()
         self.database.dispose()
 
     def submit(

@@ -63,3 +63,23 @@ def test_sigkill_and_restart_finishes_every_run(server: Server, tmp_path: Path) 
     # Each sleeper succeeded exactly once: one recorded success per run, none published twice.
     for run in runs[1:]:
         assert [a["status"] for a in run["attempts"]].count("succeeded") == 1
+
+
+def test_graceful_shutdown_leaves_no_process_and_requeues_without_spending_retries(
+    server: Server, tmp_path: Path
+) -> None:
+    counter = tmp_path / "pids.txt"
+    params = {"seconds": 2, "ignore_sigterm": True, "counter": str(counter)}
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        run = http.post("/api/v1/models/sleeper/runs", json={"params": params}).json()
+        _wait_for(lambda: counter.exists() and counter.read_text().strip(), 20, "the model to start")
+        first_pid = int(counter.read_text().split()[0])
+
+        server.stop()  # SIGTERM: the model ignores it and must be killed after the grace period
+        assert not _alive(first_pid), "the server exited but left its model running"
+
+        server.start()
+        done = wait_for_run(http.get, run["id"], timeout=60)
+    assert done["status"] == "succeeded"
+    assert [a["status"] for a in done["attempts"]] == ["cancelled", "succeeded"]
+    assert "shut down" in (done["attempts"][0]["error"] or "")

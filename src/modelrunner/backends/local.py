@@ -117,6 +117,15 @@ class LocalBackend:
         elif handle.get("host") == HOST:
             self._stop_orphan(handle)
 
+    def close(self) -> None:
+        """Wait until every attempt's process has ended (cancel them first)."""
+        deadline = time.monotonic() + self._config.grace_seconds + 5
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._running:
+                    return
+            time.sleep(0.05)
+
     def _execute(self, process: AttemptProcess, slots: int) -> None:
         job = process.job
         try:

@@ -121,6 +121,15 @@ def lose(session: Session, attempt_id: int, reason: str, retries: Retries) -> bo
     return True
 
 
+def interrupt(session: Session, attempt_id: int, reason: str) -> None:
+    """Its runner stops on purpose (a server shutting down): the attempt ends as cancelled and
+    the run is queued again without spending any retry budget."""
+    values = {"status": AttemptStatus.CANCELLED.value, "error": reason, "finished_at": utcnow()}
+    attempt = queries.set_attempt_if_active(session, attempt_id, values)
+    if attempt is not None:
+        _unless_ended(session, attempt.run_id, RunStatus.QUEUED, reason=reason)
+
+
 def cancel(session: Session, run_id: int) -> None:
     """Cancel a run (idempotent); its running attempt is stopped by the runner that holds it."""
     status = _status(session, run_id)

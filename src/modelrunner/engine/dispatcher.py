@@ -76,15 +76,16 @@ class Dispatcher:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop dispatching; attempts still running are stopped and queued again for later."""
+        """Stop dispatching. Attempts still running are queued again (no retry spent) and their
+        processes stopped; the backend's ``close`` waits for them."""
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
         for attempt_id, flight in list(self._inflight.items()):
             with self._database.write() as session:
-                attempts.lose(session, attempt_id, "the server shut down while it ran", flight.retries)
-            self._backend.cancel(flight.handle, AttemptStatus.LOST)
+                attempts.interrupt(session, attempt_id, "the server shut down while it ran")
+            self._backend.cancel(flight.handle, AttemptStatus.CANCELLED)
 
     def wake(self, *, queued: bool = False, cancelled: bool = False) -> None:
         """Act now: on attempt reports; with ``queued`` a run was queued, with ``cancelled`` one
