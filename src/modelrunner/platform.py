@@ -8,9 +8,10 @@ from typing import Any
 from modelrunner.artifacts.logs import LogStore
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.backends.local import LocalBackend, LocalConfig
+from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.engine.catalog import VersionCatalog
 from modelrunner.engine.dispatcher import Dispatcher
-from modelrunner.engine.submit import CacheMode, Submission, SubmitOutcome, Submitter
+from modelrunner.engine.submit import Submission, SubmitOutcome, Submitter
 from modelrunner.metrics import Metrics
 from modelrunner.settings import Settings
 from modelrunner.spec.workspace import Workspace

@@ -62,11 +62,12 @@ def cancel_run(run_id: int, platform: PlatformDep) -> RunDetail:
     responses={200: {"content": {"text/plain": {}}, "description": "Log text after `offset`"}},
 )
 def get_logs(run_id: int, platform: PlatformDep, offset: Annotated[int, Query(ge=0)] = 0) -> Response:
-    """Headers: `X-Log-Offset` is the offset to ask for next; `X-Run-Status` the run's status, so
-    a follower knows when to stop."""
+    """A cache hit shows the log of the run that computed its result. Headers: `X-Log-Offset` is
+    the offset to ask for next; `X-Run-Status` the run's status, so a follower knows when to stop."""
     with platform.database.read() as session:
         run = _run(session, run_id)
-    data, next_offset = platform.logs.read(run_id, offset)
+    logged_run = run.source_run_id if run.cache_hit and run.source_run_id is not None else run_id
+    data, next_offset = platform.logs.read(logged_run, offset)
     headers = {"X-Log-Offset": str(next_offset), "X-Run-Status": run.status}
     return Response(data, media_type="text/plain; charset=utf-8", headers=headers)
 

@@ -8,7 +8,8 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelrunner.engine.submit import CacheMode, SubmitOutcome
+from modelrunner.engine.cache_mode import CacheMode
+from modelrunner.engine.submit import SubmitOutcome
 from modelrunner.spec.workspace import Model
 from modelrunner.store.tables import AttemptRow, EventRow, OutputRow, RunRow
 

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.clock import utcnow
 from modelrunner.engine.cache_key import cache_key
+from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.engine.states import RunStatus
 from modelrunner.errors import Conflict
 from modelrunner.spec.model_version import snapshot
@@ -20,12 +21,6 @@ from modelrunner.spec.workspace import Model, Workspace
 from modelrunner.store import queries
 from modelrunner.store.database import Database
 from modelrunner.store.tables import ModelVersionRow, RunRow
-
-
-class CacheMode(StrEnum):
-    USE = "use"  # a cached result if there is one, else compute
-    REFRESH = "refresh"  # compute again even if cached (an identical run in flight is joined)
-    ONLY = "only"  # a cached result or a Conflict; never compute
 
 
 class SubmitOutcome(StrEnum):

@@ -18,10 +18,10 @@ from typing import IO
 from modelrunner.artifacts.store import StoredFile
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.execution.job import AttemptJob, Outcome
+from modelrunner.spec.model_spec import PYTHON_PROGRAMS
 from modelrunner.spec.model_version import unpack
 
 PROGRESS = re.compile(rb"^::progress::\s+([-+0-9.eE]+)\s*(.*?)\s*$")
-_PYTHON_NAMES = {"python", "python3"}
 
 OnStarted = Callable[[int], None]
 OnProgress = Callable[[float, str], None]
@@ -31,7 +31,7 @@ AcquireSlot = Callable[[], bool]
 
 def resolve_command(command: list[str]) -> list[str]:
     """``python`` means the interpreter modelrunner runs under, so models see its packages."""
-    program = sys.executable if command[0] in _PYTHON_NAMES else command[0]
+    program = sys.executable if command[0] in PYTHON_PROGRAMS else command[0]
     return [program, *command[1:]]
 
 

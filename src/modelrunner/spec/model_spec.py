@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 MODEL_FILE = "model.yaml"
+# In a command, these names mean the interpreter modelrunner itself runs under.
+PYTHON_PROGRAMS = frozenset({"python", "python3"})
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -164,3 +168,23 @@ def _message(error: Any) -> str:
         return "is not a known field"
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
+
+
+def program_problem(spec: ModelSpec, folder: Path, shown_as: str) -> SpecProblem | None:
+    """A problem if the model's program cannot be started: ``python``/``python3`` always can; a
+    path with a ``/`` must exist (relative to the model folder) and be executable; a bare name
+    must be found on PATH (the model's own folder is not searched, as when the model runs)."""
+    program = spec.command[0]
+    if program in PYTHON_PROGRAMS:
+        return None
+    if "/" in program:
+        path = folder / program
+        if not path.is_file():
+            return SpecProblem(shown_as, "command", f"the program {program!r} does not exist in the model folder")
+        if not os.access(path, os.X_OK):
+            return SpecProblem(shown_as, "command", f"the program {program!r} is not executable (chmod +x it)")
+        return None
+    if shutil.which(program):
+        return None
+    hint = f"; to run the file in the model folder, write './{program}'" if (folder / program).is_file() else ""
+    return SpecProblem(shown_as, "command", f"the program {program!r} is not found on PATH{hint}")

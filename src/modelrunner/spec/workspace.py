@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from modelrunner.errors import NotFound, SpecError
-from modelrunner.spec.model_spec import MODEL_FILE, ModelSpec, SpecProblem, load_model_spec
+from modelrunner.spec.model_spec import MODEL_FILE, ModelSpec, SpecProblem, load_model_spec, program_problem
 from modelrunner.spec.model_version import content_hash, fingerprint
 
 WORKSPACE_FILE = "modelrunner.yaml"
@@ -94,19 +94,23 @@ class Workspace:
         raise NotFound(f"unknown model '{name}'", model=name)
 
     def problems(self) -> list[SpecProblem]:
-        """Every problem in the workspace file and the model specs (empty when all is well)."""
+        """Every problem in the workspace file and the model specs, including programs that cannot
+        be found (empty when all is well)."""
         problems = self._workspace_problems()
         seen: dict[str, Path] = {}
         for folder in self.model_folders():
             entry = self._load(folder)
             problems.extend(entry.problems)
             if entry.model:
+                missing_program = program_problem(entry.model.spec, folder, self._shown(folder / MODEL_FILE))
+                if missing_program:
+                    problems.append(missing_program)
                 if entry.model.name in seen:
                     problems.append(
                         SpecProblem(
-                            self._shown(folder),
+                            self._shown(folder / MODEL_FILE),
                             "name",
-                            f"'{entry.model.name}' is also used by {self._shown(seen[entry.model.name])}",
+                            f"'{entry.model.name}' is also used by {self._shown(seen[entry.model.name] / MODEL_FILE)}",
                         )
                     )
                 seen[entry.model.name] = folder

@@ -1,0 +1,184 @@
+"""The HTTP client of the command line: one method per API call, and the one place where error
+responses and unreachable servers become messages a user can act on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from modelrunner.errors import ModelrunnerError
+
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+API = "/api/v1"
+# Paths of the request location FastAPI puts first; users know fields, not request parts.
+_LOCATION_PARTS = {"body", "query", "path", "header"}
+
+
+class ApiError(ModelrunnerError):
+    """The server answered with an error; ``message`` is what to show."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message, status_code=status_code)
+        self.status_code = status_code
+
+
+class ServerUnreachable(ModelrunnerError):
+    """No modelrunner server answers at the URL."""
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """Log bytes after an offset, the offset to ask for next, and the run's status."""
+
+    data: bytes
+    next_offset: int
+    run_status: str
+
+
+class Client:
+    """A synchronous client of one modelrunner server's HTTP API (``/api/v1``).
+
+    Every method raises ApiError for an error response and ServerUnreachable when nothing
+    answers; both carry a message meant for the user.
+    """
+
+    def __init__(self, server: str, timeout: float = 30.0) -> None:
+        self.server = server.rstrip("/")
+        try:
+            self._http = httpx.Client(base_url=self.server, timeout=timeout)
+        except httpx.InvalidURL as exc:
+            raise ModelrunnerError(f"the server URL {server!r} is not valid: {exc}") from exc
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- models -------------------------------------------------------------------------------
+
+    def models(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._json("GET", "/models")
+        return result
+
+    def model(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", f"/models/{name}")
+        return result
+
+    def submit(self, model: str, params: dict[str, Any], cache: str, max_age: float | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"params": params, "cache": cache}
+        if max_age is not None:
+            body["max_age"] = max_age
+        result: dict[str, Any] = self._json("POST", f"/models/{model}/runs", json=body)
+        return result
+
+    # --- runs ---------------------------------------------------------------------------------
+
+    def runs(self, model: str | None, statuses: list[str], limit: int) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {"limit": limit, "status": statuses}
+        if model:
+            query["model"] = model
+        page: dict[str, Any] = self._json("GET", "/runs", params=query)
+        items: list[dict[str, Any]] = page["items"]
+        return items
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", f"/runs/{run_id}")
+        return result
+
+    def cancel(self, run_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("POST", f"/runs/{run_id}/cancel")
+        return result
+
+    def logs(self, run_id: int, offset: int) -> LogChunk:
+        response = self._request("GET", f"{API}/runs/{run_id}/logs", params={"offset": offset})
+        return LogChunk(
+            data=response.content,
+            next_offset=int(response.headers.get("X-Log-Offset", offset + len(response.content))),
+            run_status=response.headers.get("X-Run-Status", ""),
+        )
+
+    def outputs(self, run_id: int) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._json("GET", f"/runs/{run_id}/outputs")
+        return result
+
+    @contextmanager
+    def download(self, url: str) -> Iterator[Iterator[bytes]]:
+        """Stream the file at ``url`` (an API path such as an output's ``url``) in chunks."""
+        with self._translated(), self._http.stream("GET", url, timeout=None) as response:
+            if response.is_error:
+                response.read()
+                raise ApiError(_error_message(response), response.status_code)
+            yield response.iter_bytes(1 << 16)
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._request(method, f"{API}{path}", **kwargs)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ApiError(f"the server at {self.server} sent a response that is not JSON", 0) from exc
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        with self._translated():
+            response = self._http.request(method, url, **kwargs)
+        if response.is_error:
+            raise ApiError(_error_message(response), response.status_code)
+        return response
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise ServerUnreachable(
+                f"cannot reach the modelrunner server at {self.server} "
+                "(is `modelrunner serve` running? set --server or MODELRUNNER_SERVER)"
+            ) from exc
+        except httpx.UnsupportedProtocol as exc:
+            raise ModelrunnerError(f"the server URL {self.server!r} must start with http:// or https://") from exc
+        except httpx.TimeoutException as exc:
+            raise ServerUnreachable(f"the modelrunner server at {self.server} did not answer in time") from exc
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(f"lost the connection to the modelrunner server at {self.server}: {exc}") from exc
+        except httpx.InvalidURL as exc:
+            raise ModelrunnerError(f"the server URL {self.server!r} is not valid: {exc}") from exc
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The user-facing message of an error response (FastAPI's ``detail``, string or list)."""
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    if isinstance(detail, list) and detail:
+        return "\n".join(_validation_line(item) for item in detail)
+    if isinstance(detail, str) and detail:
+        return detail
+    text = response.text.strip()
+    return f"the server answered {response.status_code} {response.reason_phrase}" + (f": {text}" if text else "")
+
+
+def _validation_line(item: Any) -> str:
+    if not isinstance(item, dict):
+        return str(item)
+    loc = [str(part) for part in item.get("loc", [])]
+    if loc and loc[0] in _LOCATION_PARTS:
+        loc = loc[1:]
+    where = ".".join(loc)
+    message = str(item.get("msg", "is not valid"))
+    # Domain errors already start with the field they name ("params.n: ..."); don't say it twice.
+    if not where or message.startswith(f"{where}:"):
+        return message
+    return f"{where}: {message}"

@@ -1,0 +1,68 @@
+"""``modelrunner db``: the store's schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelrunner.cli import output
+from modelrunner.cli.configuration import build_settings, masked_url
+from modelrunner.errors import ModelrunnerError
+
+db_app = typer.Typer(help="Manage the database of the platform (its schema migrations).", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+def upgrade(
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MODELRUNNER_DATABASE_URL",
+            help="SQLAlchemy URL of the store. [default: the SQLite file in the data folder]",
+        ),
+    ] = None,
+    workspace: Annotated[
+        Path | None,
+        typer.Option(
+            "--workspace",
+            "-w",
+            envvar="MODELRUNNER_WORKSPACE",
+            file_okay=False,
+            help="Workspace folder; locates the default data folder. [default: .]",
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="MODELRUNNER_DATA_DIR",
+            file_okay=False,
+            help="State folder holding the default SQLite file. [default: `WORKSPACE/.modelrunner`]",
+        ),
+    ] = None,
+) -> None:
+    """Bring the database schema to the newest revision and print it.
+
+    Safe to run on an up-to-date database; `modelrunner serve` does the same when it starts.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from modelrunner.store import migrate
+    from modelrunner.store.database import Database
+
+    settings = build_settings(database_url=database_url, workspace=workspace, data_dir=data_dir)
+    shown = masked_url(settings.resolved_database_url)
+    try:
+        database = Database(settings.resolved_database_url)
+    except (SQLAlchemyError, ImportError) as exc:
+        raise ModelrunnerError(f"cannot use the database URL {shown}: {exc}") from exc
+    try:
+        database.ping()
+        migrate.upgrade(database)
+        revision = migrate.current_revision(database)
+    except SQLAlchemyError as exc:
+        raise ModelrunnerError(f"cannot upgrade the database {shown}: {getattr(exc, 'orig', None) or exc}") from exc
+    finally:
+        database.dispose()
+    output.stdout().print(f"database {shown} is at revision {revision}", markup=False, soft_wrap=True)

@@ -1,0 +1,205 @@
+"""``modelrunner run --local``: one attempt of a model on this machine, without a server.
+
+The model runs under the same contract as on the platform (``execution.process``); its outputs
+are copied to an output folder with their sizes and sha256 digests, beside its log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from modelrunner.artifacts.store import ArtifactStore
+from modelrunner.cli import output
+from modelrunner.cli.configuration import build_settings
+from modelrunner.cli.params_input import combine, read_params_file
+from modelrunner.cli.progress_view import RunProgress
+from modelrunner.cli.run_view import outputs_table
+from modelrunner.engine.states import AttemptStatus
+from modelrunner.errors import ModelrunnerError
+from modelrunner.execution.job import AttemptJob, Outcome
+from modelrunner.execution.process import AttemptProcess
+from modelrunner.spec.model_version import snapshot
+from modelrunner.spec.params import validate_params
+from modelrunner.spec.workspace import Model, Workspace
+
+LOG_NAME = "modelrunner.log"
+DEFAULT_OUTPUTS = Path("modelrunner-outputs")
+_LOG_TAIL_LINES = 15
+_EXIT_CODES = {AttemptStatus.SUCCEEDED: 0, AttemptStatus.CANCELLED: 130}
+
+
+def run_locally(
+    model_name: str,
+    assignments: list[str] | None,
+    params_file: Path | None,
+    workspace_dir: Path,
+    output_dir: Path | None,
+    json_output: bool,
+) -> int:
+    """Run ``model_name`` once; return the exit code (0 succeeded, 130 interrupted, else 1)."""
+    model = Workspace(workspace_dir).model(model_name)
+    raw = combine(model.spec.params, read_params_file(params_file), assignments)
+    params = validate_params(model.spec.params, raw)
+    destination = _output_folder(output_dir, model_name)
+    grace = build_settings(workspace=workspace_dir).grace_seconds
+    outcome, took = _execute(model, params, destination, grace)
+    if json_output:
+        output.print_json(_summary(model, params, outcome, destination, took))
+    else:
+        _print_outcome(model, outcome, destination, took)
+    return _EXIT_CODES.get(outcome.status, 1)
+
+
+def _output_folder(chosen: Path | None, model_name: str) -> Path:
+    if chosen is not None:
+        if chosen.exists() and any(chosen.iterdir()):
+            raise ModelrunnerError(f"the output folder {chosen} is not empty; choose another --output-dir")
+        chosen.mkdir(parents=True, exist_ok=True)
+        return chosen.resolve()
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    for suffix in ("", *(f"-{n}" for n in range(2, 100))):
+        candidate = DEFAULT_OUTPUTS / f"{model_name}-{stamp}{suffix}"
+        try:
+            candidate.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        return candidate.resolve()
+    raise ModelrunnerError(f"cannot create a new output folder in {DEFAULT_OUTPUTS}; choose --output-dir")
+
+
+def _execute(model: Model, params: dict[str, Any], destination: Path, grace: float) -> tuple[Outcome, float]:
+    """Run the attempt in a thread while this one shows progress and handles Ctrl-C and timeout."""
+    job = AttemptJob(
+        run_id=0,
+        attempt_id=0,
+        attempt_number=1,
+        model_name=model.name,
+        model_version=model.version,
+        command=list(model.spec.command),
+        params=params,
+        snapshot_uri="",
+        declared_outputs=tuple(o.path for o in model.spec.outputs),
+        slots=model.spec.resources.slots,
+    )
+    store = ArtifactStore(str(destination.parent))
+    results: list[Outcome] = []
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="modelrunner-local-") as temporary:
+        process = AttemptProcess(
+            job,
+            snapshot=snapshot(model.folder),
+            scratch=Path(temporary, "scratch"),
+            checkpoint=Path(temporary, "checkpoint"),
+            log_path=destination / LOG_NAME,
+            grace_seconds=grace,
+        )
+        with RunProgress(f"{model.name} (local)") as bar:
+
+            def attempt() -> None:
+                try:
+                    outcome = process.run(
+                        on_started=lambda _pid: bar.update(0.0, "", "running"),
+                        on_progress=lambda fraction, message: bar.update(fraction, message, "running"),
+                        upload=lambda folder: store.put_folder(folder, destination.name),
+                    )
+                except Exception as exc:  # the outcome must be reported however the attempt ends
+                    outcome = Outcome(AttemptStatus.FAILED, error=f"modelrunner could not run the model: {exc}")
+                results.append(outcome)
+                done.set()
+
+            done = threading.Event()
+            worker = threading.Thread(target=attempt, name="local-attempt", daemon=True)
+            bar.update(None, "starting", "starting")
+            with _sigterm_as_interrupt():
+                worker.start()
+                _wait(done, process, model.spec.resources.timeout)
+            outcome = results[0]
+            bar.update(1.0 if outcome.status == AttemptStatus.SUCCEEDED else None, outcome.error or "", outcome.status)
+    return outcome, time.monotonic() - started
+
+
+def _wait(done: threading.Event, process: AttemptProcess, timeout: float | None) -> None:
+    # Polls with sleep: a KeyboardInterrupt inside Thread.join can leave the thread looking dead.
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while not done.is_set():
+            time.sleep(0.1)
+            if deadline is not None and time.monotonic() > deadline:
+                process.stop(AttemptStatus.TIMED_OUT)
+    except KeyboardInterrupt:
+        output.hint("stopping the model...")
+        process.stop(AttemptStatus.CANCELLED)
+    # Never leave before the model's processes are gone: the kill timer lives in this process.
+    while not done.is_set():
+        try:
+            time.sleep(0.1)
+        except KeyboardInterrupt:
+            output.hint("still stopping the model (it gets SIGKILL after the grace period)...")
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM to this command stops the model as Ctrl-C does, so no model process is orphaned."""
+
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _print_outcome(model: Model, outcome: Outcome, destination: Path, took: float) -> None:
+    console = output.stdout()
+    line = output.status(outcome.status.value)
+    line = output.cell(f"{model.name} (local, version {model.version}) ").append_text(line)
+    line.append(f" in {output.seconds(took)}")
+    if outcome.error:
+        line.append(f": {outcome.error}")
+    console.print(line)
+    log = destination / LOG_NAME
+    if outcome.status == AttemptStatus.SUCCEEDED:
+        if outcome.outputs:
+            console.print(
+                outputs_table([{"path": f.path, "size": f.size, "sha256": f.sha256} for f in outcome.outputs])
+            )
+        console.print(output.cell(f"outputs in {destination}"))
+    elif outcome.status != AttemptStatus.CANCELLED:
+        tail = _tail(log)
+        if tail:
+            output.stderr().print(output.cell(f"last lines of the log:\n{tail}"))
+    console.print(output.cell(f"log: {log}"))
+
+
+def _summary(model: Model, params: dict[str, Any], outcome: Outcome, destination: Path, took: float) -> dict[str, Any]:
+    return {
+        "model": model.name,
+        "model_version": model.version,
+        "params": params,
+        "status": outcome.status.value,
+        "exit_code": outcome.exit_code,
+        "error": outcome.error,
+        "duration_seconds": round(took, 3),
+        "output_dir": str(destination),
+        "log": str(destination / LOG_NAME),
+        "outputs": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in outcome.outputs],
+    }
+
+
+def _tail(log: Path) -> str:
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(line for line in lines[-_LOG_TAIL_LINES:] if not line.startswith("::progress::"))

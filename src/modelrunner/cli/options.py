@@ -1,0 +1,37 @@
+"""Options several commands share; each has its ``MODELRUNNER_*`` environment variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelrunner.cli.client import DEFAULT_SERVER
+
+Server = Annotated[
+    str,
+    typer.Option(
+        "--server",
+        envvar="MODELRUNNER_SERVER",
+        help="URL of the modelrunner server to talk to.",
+        show_default=True,
+    ),
+]
+DEFAULT = DEFAULT_SERVER
+
+Workspace = Annotated[
+    Path,
+    typer.Option(
+        "--workspace",
+        "-w",
+        envvar="MODELRUNNER_WORKSPACE",
+        help="Workspace folder (holds modelrunner.yaml and the model folders).",
+        file_okay=False,
+    ),
+]
+
+Json = Annotated[
+    bool,
+    typer.Option("--json", envvar="MODELRUNNER_JSON", help="Print the server's JSON instead of a table."),
+]

@@ -1,0 +1,162 @@
+"""``modelrunner run``: submit a run to the server (and follow it), or run a model here with --local."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from modelrunner.cli import options, output
+from modelrunner.cli.client import Client
+from modelrunner.cli.params_input import combine, read_params_file, split_assignments
+from modelrunner.cli.progress_view import RunProgress
+from modelrunner.cli.run_view import FINAL, print_finished, submission_line
+from modelrunner.engine.cache_mode import CacheMode
+
+POLL_SECONDS = 0.2
+
+
+def run(
+    model: Annotated[str, typer.Argument(help="Name of the model to run.", show_default=False)],
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            envvar="MODELRUNNER_PARAM",
+            metavar="NAME=VALUE",
+            callback=split_assignments,
+            help="A parameter; repeat for more. Values are typed by the model's schema (numbers, "
+            "booleans, JSON lists) and override --params-file.",
+        ),
+    ] = None,
+    params_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="MODELRUNNER_PARAMS_FILE",
+            exists=True,
+            dir_okay=False,
+            help="A .json or .yaml file with the parameters as an object.",
+        ),
+    ] = None,
+    cache: Annotated[
+        CacheMode,
+        typer.Option(
+            envvar="MODELRUNNER_CACHE",
+            help="use: answer from the cache when the same run succeeded before; refresh: compute again; "
+            "only: a cached result or an error.",
+        ),
+    ] = CacheMode.USE,
+    max_age: Annotated[
+        float | None,
+        typer.Option(envvar="MODELRUNNER_MAX_AGE", min=0, help="Accept cached results at most this many seconds old."),
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            envvar="MODELRUNNER_WAIT",
+            help="Follow the run with a progress bar until it ends; exit 1 unless it succeeded.",
+        ),
+    ] = False,
+    json_output: options.Json = False,
+    server: options.Server = options.DEFAULT,
+    local: Annotated[
+        bool,
+        typer.Option(
+            "--local",
+            envvar="MODELRUNNER_LOCAL",
+            help="Run once here, without a server or cache, from the workspace folder.",
+        ),
+    ] = False,
+    workspace: options.Workspace = Path("."),
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="MODELRUNNER_OUTPUT_DIR",
+            file_okay=False,
+            help="With --local: where the outputs and the log go. [default: `./modelrunner-outputs/MODEL-UTCTIME`]",
+        ),
+    ] = None,
+) -> None:
+    """Run a model with parameters.
+
+    On the server (the default), identical requests are answered from the cache or share one
+    execution; the run id comes back at once, or, with `--wait`, when the run ends. With
+    `--local` the model runs once on this machine, with a progress bar, and its
+    outputs are written to `--output-dir`.
+
+    Example: `modelrunner run growth -p rate=0.3 -p steps=100 --wait`
+    """
+    if local:
+        if cache != CacheMode.USE or max_age is not None:
+            raise typer.BadParameter(
+                "--local always computes; --cache and --max-age need a server", param_hint="--cache"
+            )
+        from modelrunner.cli.local_run import run_locally
+
+        code = run_locally(model, param, params_file, workspace, output_dir, json_output)
+        raise typer.Exit(code)
+    with Client(server) as client:
+        submitted = _submit(client, model, param, params_file, cache, max_age)
+        if not wait:
+            _report_submission(submitted, json_output)
+            return
+        finished = submitted
+        if submitted["status"] not in FINAL:
+            console = output.stderr() if json_output else output.stdout()
+            console.print(submission_line(submitted))
+            finished = _follow(client, submitted)
+        final = {**finished, "submission": submitted["submission"]}
+    if json_output:
+        output.print_json(final)
+    else:
+        print_finished(output.stdout(), final)
+    raise typer.Exit(0 if final["status"] == "succeeded" else 1)
+
+
+def _submit(
+    client: Client,
+    model: str,
+    assignments: list[str] | None,
+    params_file: Path | None,
+    cache: CacheMode,
+    max_age: float | None,
+) -> dict[str, Any]:
+    # The schema is only needed to type -p values; without them the POST alone names any problem.
+    schema = client.model(model)["params"] if assignments else {}
+    params = combine(schema, read_params_file(params_file), assignments)
+    return client.submit(model, params, cache.value, max_age)
+
+
+def _report_submission(run: dict[str, Any], json_output: bool) -> None:
+    if json_output:
+        output.print_json(run)
+        return
+    output.stdout().print(submission_line(run))
+    if run["status"] not in FINAL:
+        output.hint(f"follow it: modelrunner runs show {run['id']} / modelrunner runs logs {run['id']} --follow")
+    elif run["status"] == "succeeded":
+        output.hint(f"its outputs: modelrunner runs outputs {run['id']}")
+
+
+def _follow(client: Client, run: dict[str, Any]) -> dict[str, Any]:
+    """Poll the run until it ends, showing its progress. Ctrl-C stops waiting, not the run."""
+    run_id = run["id"]
+    try:
+        with RunProgress(f"run {run_id} ({run['model']})") as bar:
+            while True:
+                progress = run.get("progress") or {}
+                bar.update(progress.get("fraction"), progress.get("message"), run["status"])
+                if run["status"] in FINAL:
+                    return run
+                time.sleep(POLL_SECONDS)
+                run = client.run(run_id)
+    except KeyboardInterrupt:
+        output.stderr().print(
+            f"stopped waiting; run {run_id} continues on the server. Cancel it with: modelrunner runs cancel {run_id}",
+            markup=False,
+        )
+        raise typer.Exit(130) from None

@@ -1,0 +1,100 @@
+"""How a run from the API is shown: its outcome line, its details, its attempts and outputs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from modelrunner.cli import output
+
+FINAL = frozenset({"succeeded", "failed", "timed_out", "cancelled"})
+_SUBMISSIONS = {
+    "created": "created: a new run",
+    "joined": "joined: an identical run was already in flight",
+    "cache_hit": "cache hit: answered from the cache",
+}
+
+
+def submission_line(run: dict[str, Any]) -> Text:
+    """``run 12 (noop) created: a new run; status queued`` (or joined, or cache hit)."""
+    how = _SUBMISSIONS.get(str(run.get("submission")), str(run.get("submission", "")))
+    if run.get("cache_hit") and run.get("source_run_id") is not None:
+        how += f" (computed by run {run['source_run_id']})"
+    line = Text(f"run {run['id']} ({run['model']}) {how}; status ")
+    return line.append_text(output.status(run["status"]))
+
+
+def outcome_line(run: dict[str, Any]) -> Text:
+    """``run 12 succeeded in 1.3s`` or ``run 12 failed: <error>``."""
+    line = Text(f"run {run['id']} ").append_text(output.status(run["status"]))
+    took = output.duration(run.get("started_at"), run.get("finished_at"))
+    if run.get("cache_hit"):
+        line.append(f" (cache hit of run {run['source_run_id']})")
+    elif took:
+        line.append(f" in {took}")
+    if run.get("error"):
+        line.append(f": {run['error']}")
+    return line
+
+
+def outputs_table(outputs: list[dict[str, Any]]) -> Table:
+    table = output.table("path", "size", "sha256", title="outputs")
+    for item in outputs:
+        table.add_row(output.cell(item["path"]), output.size(int(item["size"])), item["sha256"])
+    return table
+
+
+def attempts_table(attempts: list[dict[str, Any]]) -> Table:
+    table = output.table("attempt", "status", "backend", "exit code", "duration", "error", title="attempts")
+    for attempt in attempts:
+        table.add_row(
+            str(attempt["number"]),
+            output.status(attempt["status"]),
+            output.cell(attempt["backend"]),
+            output.cell(attempt["exit_code"]),
+            output.duration(attempt["started_at"], attempt["finished_at"]),
+            output.cell(attempt["error"]),
+        )
+    return table
+
+
+def print_finished(console: Console, run: dict[str, Any]) -> None:
+    """The outcome line, a hint where to look on failure, and the outputs."""
+    console.print(outcome_line(run))
+    if run["status"] != "succeeded" and not run.get("cache_hit"):
+        output.hint(f"see what it printed: modelrunner runs logs {run['id']}")
+    if run.get("outputs"):
+        console.print(outputs_table(run["outputs"]))
+
+
+def print_details(console: Console, run: dict[str, Any]) -> None:
+    """Everything about one run, for ``runs show``."""
+    fields = output.table("field", "value")
+    fields.show_header = False
+    progress = run.get("progress") or {}
+    rows: list[tuple[str, Any]] = [
+        ("id", run["id"]),
+        ("model", f"{run['model']} (version {run['model_version']})"),
+        ("status", output.status(run["status"])),
+        ("cache hit", f"yes, computed by run {run['source_run_id']}" if run.get("cache_hit") else "no"),
+        ("params", json.dumps(run.get("params", {}), sort_keys=True)),
+        ("progress", " ".join(filter(None, [output.percent(progress.get("fraction")), progress.get("message")]))),
+        ("error", run.get("error")),
+        ("created", output.when(run.get("created_at"))),
+        ("started", output.when(run.get("started_at"))),
+        ("finished", output.when(run.get("finished_at"))),
+        ("duration", output.duration(run.get("started_at"), run.get("finished_at"))),
+        ("cache key", run.get("cache_key")),
+    ]
+    for name, value in rows:
+        if value not in (None, ""):
+            fields.add_row(name, value if isinstance(value, Text) else output.cell(value))
+    console.print(fields)
+    if run.get("attempts"):
+        console.print(attempts_table(run["attempts"]))
+    if run.get("outputs"):
+        console.print(outputs_table(run["outputs"]))

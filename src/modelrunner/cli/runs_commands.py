@@ -1,0 +1,144 @@
+"""``modelrunner runs``: list, inspect, follow, cancel runs on the server and fetch their outputs."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelrunner.cli import options, output
+from modelrunner.cli.client import Client
+from modelrunner.cli.run_view import FINAL, outcome_line, outputs_table, print_details
+from modelrunner.engine.states import RunStatus
+
+LOG_POLL_SECONDS = 0.5
+
+runs_app = typer.Typer(help="List, inspect, follow and cancel runs on the server, and fetch their outputs.")
+
+RunId = Annotated[int, typer.Argument(help="The run id (as `modelrunner run` and `runs list` show it).", min=1)]
+
+
+@runs_app.command("list")
+def list_runs(
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", envvar="MODELRUNNER_MODEL", help="Only runs of this model.")
+    ] = None,
+    status: Annotated[
+        list[RunStatus] | None,
+        typer.Option(
+            "--status", "-s", envvar="MODELRUNNER_STATUS", help="Only runs in this status; repeat for several."
+        ),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(envvar="MODELRUNNER_LIMIT", min=1, max=500, help="Show at most this many runs.")
+    ] = 20,
+    json_output: options.Json = False,
+    server: options.Server = options.DEFAULT,
+) -> None:
+    """List runs, newest first."""
+    with Client(server) as client:
+        runs = client.runs(model, [s.value for s in status or []], limit)
+    if json_output:
+        output.print_json(runs)
+        return
+    table = output.table("id", "model", "status", "cache hit", "progress", "created", "duration")
+    for run in runs:
+        table.add_row(
+            str(run["id"]),
+            output.cell(run["model"]),
+            output.status(run["status"]),
+            f"yes (run {run['source_run_id']})" if run["cache_hit"] else "",
+            output.percent((run.get("progress") or {}).get("fraction")),
+            output.when(run["created_at"]),
+            output.duration(run["started_at"], run["finished_at"]),
+        )
+    output.stdout().print(table)
+    if not runs:
+        output.hint("no runs yet: start one with `modelrunner run MODEL`")
+
+
+@runs_app.command("show")
+def show(run_id: RunId, json_output: options.Json = False, server: options.Server = options.DEFAULT) -> None:
+    """Show one run: status, parameters, progress, error, attempts and outputs."""
+    with Client(server) as client:
+        run = client.run(run_id)
+    if json_output:
+        output.print_json(run)
+    else:
+        print_details(output.stdout(), run)
+
+
+@runs_app.command("logs")
+def logs(
+    run_id: RunId,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", "-f", envvar="MODELRUNNER_FOLLOW", help="Keep printing new lines until the run ends."),
+    ] = False,
+    server: options.Server = options.DEFAULT,
+) -> None:
+    """Print what the run's model printed (stdout and stderr of every attempt).
+
+    For a cache hit, the log of the run that computed the result is shown.
+    """
+    with Client(server) as client:
+        run = client.run(run_id)
+        if run.get("cache_hit") and run.get("source_run_id") is not None:
+            output.hint(f"run {run_id} was answered from the cache; this is the log of run {run['source_run_id']}")
+        offset = 0
+        while True:
+            chunk = client.logs(run_id, offset)
+            if chunk.data:
+                sys.stdout.buffer.write(chunk.data)
+                sys.stdout.buffer.flush()
+            offset = chunk.next_offset
+            # The status is read before the log on the server, so a final status means all is here.
+            if not follow or chunk.run_status in FINAL:
+                return
+            time.sleep(LOG_POLL_SECONDS)
+
+
+@runs_app.command("cancel")
+def cancel(run_id: RunId, server: options.Server = options.DEFAULT) -> None:
+    """Cancel a queued or running run (the model gets SIGTERM, then SIGKILL after a grace period)."""
+    with Client(server) as client:
+        run = client.cancel(run_id)
+    output.stdout().print(outcome_line(run))
+
+
+@runs_app.command("outputs")
+def outputs(
+    run_id: RunId,
+    download: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="MODELRUNNER_DOWNLOAD",
+            file_okay=False,
+            help="Save every output file into this folder, checking each file's sha256.",
+        ),
+    ] = None,
+    json_output: options.Json = False,
+    server: options.Server = options.DEFAULT,
+) -> None:
+    """List a run's output files (path, size, sha256), or download them with --download."""
+    with Client(server) as client:
+        files = client.outputs(run_id)
+        if download is not None and files:
+            from modelrunner.cli.output_download import download_outputs
+
+            written = download_outputs(client, files, download)
+        else:
+            written = []
+    if json_output:
+        output.print_json(files)
+    elif files:
+        output.stdout().print(outputs_table(files))
+    else:
+        output.hint(f"run {run_id} has no outputs (a run has outputs once it has succeeded)")
+    if written:
+        output.stdout().print(
+            output.cell(f"saved {len(written)} file{'s' if len(written) != 1 else ''} in {download}, sha256 verified")
+        )

@@ -1,0 +1,207 @@
+"""Workspace discovery, and how it follows edits without a restart."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from modelrunner.errors import NotFound, SpecError
+from modelrunner.spec.workspace import Workspace, create_workspace
+
+TEST_WORKSPACE = Path(__file__).parents[1] / "workspace"
+TEST_MODELS = ["failing", "flaky", "forker", "no_output", "noop", "sleeper"]
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A private copy of the test workspace, broken model included."""
+    destination = tmp_path / "ws"
+    shutil.copytree(TEST_WORKSPACE, destination, ignore=shutil.ignore_patterns("__pycache__"))
+    return destination
+
+
+def add_model(root: Path, relative: str, name: str | None = None) -> Path:
+    folder = root / relative
+    folder.mkdir(parents=True)
+    (folder / "model.yaml").write_text(f"name: {name or folder.name}\ncommand: [python, run.py]\n")
+    (folder / "run.py").write_text("print('hi')\n")
+    return folder
+
+
+def touch_later(path: Path) -> None:
+    """Make sure an edit is seen even on a file system with coarse modification times."""
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
+
+
+def test_finds_the_valid_models_sorted_by_name(root: Path) -> None:
+    workspace = Workspace(root)
+
+    assert [m.name for m in workspace.models()] == TEST_MODELS
+    noop = workspace.model("noop")
+    assert noop.folder == (root / "noop").resolve()
+    assert len(noop.version) == 16
+
+
+def test_broken_model_is_reported_not_listed(root: Path) -> None:
+    workspace = Workspace(root)
+
+    problems = workspace.problems()
+    assert problems
+    assert {p.file for p in problems} == {"broken/model.yaml"}
+    with pytest.raises(SpecError) as raised:
+        workspace.model("broken")
+    assert "broken/model.yaml" in raised.value.message
+    assert any("unknown_field" in p for p in raised.value.details["problems"])
+
+
+def test_unknown_model(root: Path) -> None:
+    with pytest.raises(NotFound, match="unknown model 'nope'"):
+        Workspace(root).model("nope")
+
+
+def test_missing_workspace_folder(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="does not exist"):
+        Workspace(tmp_path / "absent")
+
+
+def test_missing_workspace_file_is_a_problem(tmp_path: Path) -> None:
+    add_model(tmp_path, "demo")
+
+    problems = Workspace(tmp_path).problems()
+
+    assert [(p.file, p.field) for p in problems] == [("modelrunner.yaml", "")]
+    assert "modelrunner init" in problems[0].message
+
+
+def test_unknown_field_in_workspace_file(tmp_path: Path) -> None:
+    (tmp_path / "modelrunner.yaml").write_text("name: ws\nbakends: {}\n")
+
+    problems = Workspace(tmp_path).problems()
+
+    assert [(p.file, p.field) for p in problems] == [("modelrunner.yaml", "bakends")]
+
+
+def test_models_in_nested_folders_are_found_and_hidden_folders_skipped(tmp_path: Path) -> None:
+    (tmp_path / "modelrunner.yaml").write_text("name: ws\n")
+    add_model(tmp_path, "epi/rt")
+    add_model(tmp_path, "energy/forecasts/load")
+    add_model(tmp_path, ".hidden/secret")
+    add_model(tmp_path, "epi/rt/variant")  # below a model folder: part of that model
+    add_model(tmp_path, "node_modules/pkg")
+
+    workspace = Workspace(tmp_path)
+
+    assert [m.name for m in workspace.models()] == ["load", "rt"]
+    assert workspace.problems() == []
+
+
+def test_the_same_name_twice_is_a_problem(tmp_path: Path) -> None:
+    (tmp_path / "modelrunner.yaml").write_text("name: ws\n")
+    add_model(tmp_path, "a/demo")
+    add_model(tmp_path, "b/demo")
+
+    problems = Workspace(tmp_path).problems()
+
+    assert [(p.file, p.field) for p in problems] == [("b/demo/model.yaml", "name")]
+    assert "a/demo/model.yaml" in problems[0].message
+
+
+def test_an_edited_model_gets_a_new_version_and_others_keep_theirs(root: Path) -> None:
+    workspace = Workspace(root)
+    noop_before = workspace.model("noop").version
+    sleeper_before = workspace.model("sleeper").version
+
+    script = root / "noop" / "noop.py"
+    script.write_text(script.read_text() + "# edited\n")
+    touch_later(script)
+
+    assert workspace.model("noop").version != noop_before
+    assert workspace.model("sleeper").version == sleeper_before
+
+
+def test_an_edit_that_is_undone_gives_the_old_version_back(root: Path) -> None:
+    workspace = Workspace(root)
+    script = root / "noop" / "noop.py"
+    original = script.read_text()
+    before = workspace.model("noop").version
+
+    script.write_text(original + "# edited\n")
+    touch_later(script)
+    edited = workspace.model("noop").version
+    script.write_text(original)
+    touch_later(script)
+
+    assert edited != before
+    assert workspace.model("noop").version == before
+
+
+def test_an_edited_spec_is_reloaded(root: Path) -> None:
+    workspace = Workspace(root)
+    spec_file = root / "noop" / "model.yaml"
+    assert workspace.model("noop").spec.title == "Does nothing"
+
+    spec_file.write_text(spec_file.read_text().replace("Does nothing", "Does very little"))
+    touch_later(spec_file)
+
+    assert workspace.model("noop").spec.title == "Does very little"
+
+
+def test_a_model_broken_by_an_edit_and_fixed_again(root: Path) -> None:
+    workspace = Workspace(root)
+    spec_file = root / "noop" / "model.yaml"
+    good = spec_file.read_text()
+
+    spec_file.write_text(good + "colour: blue\n")
+    touch_later(spec_file)
+    with pytest.raises(SpecError, match="colour"):
+        workspace.model("noop")
+    assert "noop" not in [m.name for m in workspace.models()]
+
+    spec_file.write_text(good)
+    touch_later(spec_file)
+    assert workspace.model("noop").spec.title == "Does nothing"
+
+
+def test_new_and_removed_model_folders_are_seen(root: Path) -> None:
+    workspace = Workspace(root)
+    assert "fresh" not in [m.name for m in workspace.models()]
+
+    add_model(root, "fresh")
+    assert workspace.model("fresh").spec.command == ["python", "run.py"]
+
+    shutil.rmtree(root / "fresh")
+    with pytest.raises(NotFound):
+        workspace.model("fresh")
+
+
+def test_byproducts_of_running_a_model_keep_its_version(root: Path) -> None:
+    workspace = Workspace(root)
+    before = workspace.model("noop").version
+
+    cache = root / "noop" / "__pycache__"
+    cache.mkdir()
+    (cache / "noop.cpython-311.pyc").write_bytes(b"\x00compiled")
+    (root / "noop" / "noop.py~").write_text("editor backup")
+
+    assert workspace.model("noop").version == before
+
+
+def test_create_workspace_gives_a_workspace_without_problems(tmp_path: Path) -> None:
+    created = create_workspace(tmp_path / "new")
+
+    assert Path("modelrunner.yaml") in created
+    workspace = Workspace(tmp_path / "new")
+    assert workspace.problems() == []
+    assert [m.name for m in workspace.models()] == ["growth"]
+
+
+def test_create_workspace_refuses_a_folder_in_use(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+
+    with pytest.raises(SpecError, match="not empty"):
+        create_workspace(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
