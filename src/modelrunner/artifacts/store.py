@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -76,11 +75,6 @@ class ArtifactStore:
             relative = local.relative_to(folder).as_posix()
             stored.append(self.put_file(local, f"{prefix}/{relative}", relative))
         return stored
-
-    def download(self, uri: str, destination: Path) -> None:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        with self.open(uri) as source, destination.open("wb") as target:
-            shutil.copyfileobj(source, target, _CHUNK)
 
     def _path(self, key: str) -> str:
         return f"{self.root}/{key}"

@@ -140,10 +140,6 @@ def add_attempt(session: Session, values: dict[str, Any]) -> int:
     return int(session.execute(insert(_attempts).values(**values).returning(_attempts.c.id)).scalar_one())
 
 
-def get_attempt(session: Session, attempt_id: int) -> AttemptRow | None:
-    return session.get(AttemptRow, attempt_id)
-
-
 def attempts_of(session: Session, run_id: int) -> list[AttemptRow]:
     return list(session.scalars(select(AttemptRow).where(AttemptRow.run_id == run_id).order_by(AttemptRow.number)))
 
