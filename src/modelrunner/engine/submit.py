@@ -112,14 +112,7 @@ class Submitter:
             finished_at=now,
         )
         queries.add_run(session, hit)
-        queries.add_outputs(
-            session,
-            hit.id,
-            (
-                {"path": o.path, "size": o.size, "sha256": o.sha256, "uri": o.uri}
-                for o in queries.outputs_of(session, source.id)
-            ),
-        )
+        queries.copy_outputs(session, source.id, hit.id)
         queries.add_event(session, hit.id, "run.cache_hit", {"source_run_id": source.id}, now)
         return hit
 

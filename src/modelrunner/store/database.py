@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,9 @@ class Database:
 
     On SQLite, writes begin with ``BEGIN IMMEDIATE`` so two writers never deadlock upgrading a
     read lock, the journal is WAL (readers never wait for the writer) and a busy timeout makes
-    writers queue instead of failing with "database is locked".
+    writers queue instead of failing with "database is locked". Writers of this process also
+    queue on a lock of their own: SQLite's busy handler sleeps for milliseconds between retries,
+    while a waiter on the lock resumes the moment the writer before it commits.
     """
 
     def __init__(self, url: str) -> None:
@@ -41,6 +45,7 @@ class Database:
             self.read_engine = self.write_engine = create_engine(
                 self.url, pool_size=10, max_overflow=20, pool_pre_ping=True
             )
+        self._writer: AbstractContextManager[object] = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
         self._read = sessionmaker(self.read_engine, expire_on_commit=False)
         self._write = sessionmaker(self.write_engine, expire_on_commit=False)
 
@@ -53,7 +58,7 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session whose changes commit together when the block ends without error."""
-        with self._translated(), self._write.begin() as session:
+        with self._writer, self._translated(), self._write.begin() as session:
             yield session
 
     def ping(self) -> None:

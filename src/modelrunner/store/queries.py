@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from modelrunner.engine.states import ACTIVE_ATTEMPT_STATES, ACTIVE_RUN_STATES, RunStatus
@@ -46,8 +46,9 @@ def lock_run_status(session: Session, run_id: int) -> str | None:
 
 
 def add_run(session: Session, row: RunRow) -> RunRow:
-    session.add(row)
-    session.flush()
+    """Insert the run (a Core insert: no ORM flush on the submit path); ``row`` gets its id."""
+    values = {column.key: getattr(row, column.key) for column in _runs.columns if column.key != "id"}
+    row.id = int(session.execute(insert(_runs).values(**values).returning(_runs.c.id)).scalar_one())
     return row
 
 
@@ -208,6 +209,13 @@ def add_outputs(session: Session, run_id: int, outputs: Iterable[dict[str, Any]]
     rows = [{"run_id": run_id, **output} for output in outputs]
     if rows:
         session.execute(insert(_outputs), rows)
+
+
+def copy_outputs(session: Session, source_run_id: int, target_run_id: int) -> None:
+    """Give a run the outputs of another (a cache hit shares the files of the run it reuses)."""
+    columns = (_outputs.c.path, _outputs.c.size, _outputs.c.sha256, _outputs.c.uri)
+    rows = select(literal(target_run_id), *columns).where(_outputs.c.run_id == source_run_id)
+    session.execute(insert(_outputs).from_select(["run_id", *(c.name for c in columns)], rows))
 
 
 def outputs_of(session: Session, run_id: int) -> list[OutputRow]:

@@ -97,7 +97,9 @@ class RunRow(Base):
     __table_args__ = (
         Index("ix_runs_model_status_id", "model_name", "status", "id"),
         Index("ix_runs_status_id", "status", "id"),
-        Index("ix_runs_cache_key_finished_at", "cache_key", "finished_at"),
+        # The cache lookup: equality on the first three, newest first on the last, so hits recorded
+        # for a key (cache_hit true) are never scanned on the way to the run that computed it.
+        Index("ix_runs_cache_lookup", "cache_key", "cache_hit", "status", "finished_at"),
         # Single-flight: at most one unfinished run per cache key, enforced by the database.
         Index(
             "ux_runs_active_cache_key",

@@ -52,7 +52,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_runs")),
     )
     with op.batch_alter_table("runs", schema=None) as batch_op:
-        batch_op.create_index("ix_runs_cache_key_finished_at", ["cache_key", "finished_at"], unique=False)
+        batch_op.create_index("ix_runs_cache_lookup", ["cache_key", "cache_hit", "status", "finished_at"], unique=False)
         batch_op.create_index("ix_runs_model_status_id", ["model_name", "status", "id"], unique=False)
         batch_op.create_index("ix_runs_status_id", ["status", "id"], unique=False)
         batch_op.create_index(
@@ -138,7 +138,7 @@ def downgrade() -> None:
         )
         batch_op.drop_index("ix_runs_status_id")
         batch_op.drop_index("ix_runs_model_status_id")
-        batch_op.drop_index("ix_runs_cache_key_finished_at")
+        batch_op.drop_index("ix_runs_cache_lookup")
 
     op.drop_table("runs")
     op.drop_table("model_versions")
