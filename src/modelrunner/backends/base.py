@@ -3,6 +3,7 @@ the engine's business, not a backend's."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -17,8 +18,11 @@ later cancel it (also after a crash of the process that launched it)."""
 
 @dataclass(frozen=True)
 class Started:
+    """The model's process is running since ``at``."""
+
     attempt_id: int
     handle: Handle
+    at: dt.datetime
 
 
 @dataclass(frozen=True)

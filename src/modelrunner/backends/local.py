@@ -19,6 +19,7 @@ import psutil
 from modelrunner.artifacts.logs import LogStore
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.backends.base import Finished, Handle, Progressed, Report, Started
+from modelrunner.clock import utcnow
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.execution.job import AttemptJob, Outcome
 from modelrunner.execution.process import AttemptProcess
@@ -130,7 +131,7 @@ class LocalBackend:
         job = process.job
         try:
             outcome = process.run(
-                on_started=lambda pid: self._report(Started(job.attempt_id, _handle_of(job, pid))),
+                on_started=lambda pid: self._report(Started(job.attempt_id, _handle_of(job, pid), utcnow())),
                 on_progress=lambda fraction, message: self._report(Progressed(job.attempt_id, fraction, message)),
                 upload=lambda folder: self._artifacts.put_folder(
                     folder, f"runs/{job.run_id}/attempts/{job.attempt_number}/outputs"

@@ -219,7 +219,7 @@ class Dispatcher:
     def _record(self, session: Session, report: Report) -> None:
         flight = self._inflight.get(report.attempt_id)
         if isinstance(report, Started):
-            attempts.mark_started(session, report.attempt_id, report.handle)
+            attempts.mark_started(session, report.attempt_id, report.handle, report.at)
             if flight is not None:
                 flight.handle = report.handle
                 flight.started = time.monotonic()
