@@ -113,27 +113,19 @@ def test_cancel_twice_gives_the_same_result(client: TestClient) -> None:
     assert status_path(client, run_id).count("cancelled") == 1
 
 
-def test_cancel_a_succeeded_run_is_a_conflict(client: TestClient) -> None:
-    run_id = submit(client, "noop", {"n": 21})["id"]
-    before = wait_for_run(client.get, run_id)
+def test_cancel_a_finished_run_is_a_conflict(client: TestClient) -> None:
+    succeeded = submit(client, "noop", {"n": 21})["id"]
+    failed = submit(client, "no_output")["id"]
+    before = wait_for_run(client.get, succeeded)
+    wait_for_run(client.get, failed)
 
-    response = client.post(f"/api/v1/runs/{run_id}/cancel")
-
-    assert response.status_code == 409
-    assert "succeeded" in response.json()["detail"]
-    after = get_run(client, run_id)
-    assert (after["status"], after["finished_at"]) == ("succeeded", before["finished_at"])
-    assert status_path(client, run_id)[-1] == "succeeded"
-
-
-def test_cancel_a_failed_run_is_a_conflict(client: TestClient) -> None:
-    run_id = submit(client, "no_output")["id"]
-    wait_for_run(client.get, run_id)
-
-    response = client.post(f"/api/v1/runs/{run_id}/cancel")
-
-    assert response.status_code == 409
-    assert get_run(client, run_id)["status"] == "failed"
+    for run_id, status in ((succeeded, "succeeded"), (failed, "failed")):
+        response = client.post(f"/api/v1/runs/{run_id}/cancel")
+        assert response.status_code == 409
+        assert status in response.json()["detail"]
+        assert get_run(client, run_id)["status"] == status
+        assert status_path(client, run_id)[-1] == status
+    assert get_run(client, succeeded)["finished_at"] == before["finished_at"]
 
 
 def test_cancel_an_unknown_run(client: TestClient) -> None:

@@ -8,7 +8,16 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from tests.conftest import wait_for_run
-from tests.integration.runs_api import logs, process_gone, read_pid, status_path, submit, wait_until, write_model
+from tests.integration.runs_api import (
+    events,
+    logs,
+    process_gone,
+    read_pid,
+    status_path,
+    submit,
+    wait_until,
+    write_model,
+)
 
 
 def test_failing_model_is_retried_then_fails_with_its_error(client: TestClient) -> None:
@@ -29,20 +38,12 @@ def test_failing_model_is_retried_then_fails_with_its_error(client: TestClient) 
         "running",
         "failed",
     ]
+    retry = next(e["data"] for e in events(client, run["id"]) if e["data"].get("from") == "running")
+    assert retry["to"] == "queued"
+    assert "retry 1 of 1" in retry["reason"]
     text = logs(client, run["id"])
     assert text.count("about to fail") == 2
     assert "--- attempt 2 ---" in text
-
-
-def test_the_retry_is_explained_in_the_events(client: TestClient) -> None:
-    run_id = submit(client, "failing")["id"]
-    wait_for_run(client.get, run_id)
-
-    items = client.get(f"/api/v1/runs/{run_id}/events").json()["items"]
-
-    retry = next(i["data"] for i in items if i["type"] == "run.status" and i["data"]["from"] == "running")
-    assert retry["to"] == "queued"
-    assert "retry 1 of 1" in retry["reason"]
 
 
 def test_flaky_model_succeeds_on_its_second_attempt_using_its_checkpoint(client: TestClient) -> None:
@@ -104,7 +105,7 @@ def test_timeout_stops_the_model_and_ends_the_run_timed_out(
         workspace,
         "stuck",
         'command: ["python", "stuck.py"]\nparams: {type: object, properties: {pidfile: {type: string}}}\n'
-        "resources: {timeout: 1}\n",
+        "resources: {timeout: 1}\nretries: 2\n",
         {
             "stuck.py": (
                 "import os, time\n"
@@ -123,7 +124,7 @@ def test_timeout_stops_the_model_and_ends_the_run_timed_out(
     assert run["status"] == "timed_out"
     assert "timed out" in run["error"]
     assert elapsed < 6
-    assert run["attempts"][-1]["status"] == "timed_out"
+    assert [a["status"] for a in run["attempts"]] == ["timed_out"]  # a timeout is not retried
     assert status_path(client, run["id"])[-2:] == ["running", "timed_out"]
     pid = read_pid(pidfile)
     assert pid is not None
@@ -153,16 +154,3 @@ def test_a_timed_out_model_that_ignores_sigterm_is_killed(client: TestClient, wo
     # Timeout 0.5 s + grace 1 s, and some slack for a loaded machine.
     wait_until(lambda: process_gone(pid), 5, f"model {pid} that ignores SIGTERM killed")
     assert wait_for_run(client.get, run_id, timeout=5)["status"] == "timed_out"
-
-
-def test_a_timed_out_run_is_not_retried(client: TestClient, workspace: Path) -> None:
-    write_model(
-        workspace,
-        "slow",
-        'command: ["python", "-c", "import time; time.sleep(30)"]\nresources: {timeout: 0.5}\nretries: 2\n',
-    )
-
-    run = wait_for_run(client.get, submit(client, "slow")["id"], timeout=10)
-
-    assert run["status"] == "timed_out"
-    assert len(run["attempts"]) == 1

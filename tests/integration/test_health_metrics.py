@@ -30,14 +30,11 @@ def runs_with(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], sta
     return samples[("modelrunner_runs", (("status", status),))]
 
 
-def test_healthz(client: TestClient) -> None:
+def test_health_and_metrics_of_an_empty_platform(client: TestClient) -> None:
     response = client.get("/api/v1/healthz")
-
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
-
-def test_metrics_of_an_empty_platform(client: TestClient) -> None:
     samples = scrape(client)
 
     for status in ("queued", "starting", "running", "succeeded", "failed", "timed_out", "cancelled"):

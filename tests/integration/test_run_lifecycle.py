@@ -14,7 +14,6 @@ from tests.integration.runs_api import (
     events,
     get_run,
     logs,
-    status_path,
     submit,
     wait_until,
     write_model,
@@ -147,6 +146,7 @@ def test_events_record_every_transition_in_order_with_progress_between(client: T
     assert {"fraction": 0.0, "message": "step 1 of 10"} in progress
     for item in items:
         parse_time(item["created_at"])
+    assert "::progress:: 0.5000 step 6 of 10" in logs(client, run_id)  # progress lines are logged too
 
 
 def test_events_can_be_followed_with_after(client: TestClient) -> None:
@@ -189,13 +189,6 @@ def test_logs_hold_the_models_stdout_and_stderr(client: TestClient, workspace: P
     assert client.get(f"/api/v1/runs/{run_id}/logs", params={"offset": offset}).content == b""
 
 
-def test_progress_lines_are_in_the_logs_too(client: TestClient) -> None:
-    run_id = submit(client, "sleeper", {"seconds": 0.1, "tag": "logs"})["id"]
-    wait_for_run(client.get, run_id)
-
-    assert "::progress:: 0.5000 step 6 of 10" in logs(client, run_id)
-
-
 def test_the_model_sees_the_contract_variables(client: TestClient, workspace: Path) -> None:
     write_model(
         workspace,
@@ -222,10 +215,3 @@ def test_the_model_sees_the_contract_variables(client: TestClient, workspace: Pa
     assert seen["params"] == {"x": 7}
     assert seen["cwd_has_script"] is True
     assert all(seen[n] for n in ("MODELRUNNER_INPUTS", "MODELRUNNER_OUTPUTS", "MODELRUNNER_CHECKPOINT"))
-
-
-def test_status_path_of_a_quick_run(client: TestClient) -> None:
-    run_id = submit(client, "noop", {"n": 12})["id"]
-    wait_for_run(client.get, run_id)
-
-    assert status_path(client, run_id) == ["queued", "starting", "running", "succeeded"]

@@ -37,7 +37,7 @@ def assert_rejected_without_trace(client: TestClient, platform: Platform, respon
 # --- models ---------------------------------------------------------------------------------------
 
 
-def test_models_are_listed_with_their_versions(client: TestClient) -> None:
+def test_models_are_listed_with_their_versions_and_schemas(client: TestClient) -> None:
     response = client.get("/api/v1/models")
 
     assert response.status_code == 200
@@ -45,24 +45,14 @@ def test_models_are_listed_with_their_versions(client: TestClient) -> None:
     assert sorted(models) == ["failing", "flaky", "forker", "no_output", "noop", "sleeper"]
     assert models["sleeper"]["title"] == "Sleeps with progress"
     assert len(models["noop"]["version"]) == 16
-
-
-def test_model_detail_shows_the_parameter_schema(client: TestClient) -> None:
-    response = client.get("/api/v1/models/forker")
-
-    assert response.status_code == 200
-    model = response.json()
-    assert model["params"]["required"] == ["pidfile"]
-    assert model["params"]["properties"]["seconds"] == {"type": "number", "default": 60}
-    assert model["resources"]["timeout"] == 120
-    assert model["version"] == next(m["version"] for m in client.get("/api/v1/models").json() if m["name"] == "forker")
-
-
-def test_unknown_model_detail(client: TestClient) -> None:
-    response = client.get("/api/v1/models/nope")
-
-    assert response.status_code == 404
-    assert "nope" in response.json()["detail"]
+    detail = client.get("/api/v1/models/forker").json()
+    assert detail["params"]["required"] == ["pidfile"]
+    assert detail["params"]["properties"]["seconds"] == {"type": "number", "default": 60}
+    assert detail["resources"]["timeout"] == 120
+    assert detail["version"] == models["forker"]["version"]
+    unknown = client.get("/api/v1/models/nope")
+    assert unknown.status_code == 404
+    assert "nope" in unknown.json()["detail"]
 
 
 def test_a_broken_model_names_its_problems_and_runs_nothing(
@@ -129,8 +119,8 @@ def test_identical_request_is_answered_from_the_cache(client: TestClient) -> Non
     # The hit is in the caller's history, and nothing ran a second time.
     assert {r["id"] for r in client.get("/api/v1/runs?model=noop").json()["items"]} == {source["id"], hit["id"]}
     hit_events = client.get(f"/api/v1/runs/{hit['id']}/events").json()["items"]
-    assert {"type": "run.cache_hit", "data": {"source_run_id": source["id"]}} in [
-        {"type": e["type"], "data": e["data"]} for e in hit_events
+    assert [(e["type"], e["data"]) for e in hit_events] == [
+        ("run.status", {"from": None, "to": "succeeded", "cache_hit": True, "source_run_id": source["id"]})
     ]
 
 
@@ -182,19 +172,14 @@ def test_an_edited_model_is_computed_again(client: TestClient, workspace: Path) 
     assert wait_for_run(client.get, second["id"])["status"] == "succeeded"
 
 
-def test_cache_only_with_nothing_cached_is_a_conflict(client: TestClient, platform: Platform) -> None:
+def test_cache_only_answers_from_the_cache_or_is_a_conflict(client: TestClient, platform: Platform) -> None:
     response = post(client, "noop", {"params": {"n": 9}, "cache": "only"})
 
     assert_rejected_without_trace(client, platform, response, 409)
     assert "no cached result" in response.json()["detail"]
-
-
-def test_cache_only_answers_from_the_cache(client: TestClient) -> None:
     first = submit(client, "noop", {"n": 9})
     wait_for_run(client.get, first["id"])
-
     response = post(client, "noop", {"params": {"n": 9}, "cache": "only"})
-
     assert response.status_code == 200
     assert response.json()["source_run_id"] == first["id"]
 

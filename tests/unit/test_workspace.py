@@ -205,3 +205,41 @@ def test_create_workspace_refuses_a_folder_in_use(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="not empty"):
         create_workspace(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def write_spec(root: Path, name: str, command: str) -> Path:
+    folder = root / name
+    folder.mkdir()
+    (folder / "model.yaml").write_text(f"name: {name}\ncommand: {command}\n")
+    return folder
+
+
+def test_a_program_that_cannot_be_found_is_a_problem(tmp_path: Path) -> None:
+    (tmp_path / "modelrunner.yaml").write_text("name: ws\n")
+    write_spec(tmp_path, "ghost", "[modelrunner-no-such-program, --fit]")
+    write_spec(tmp_path, "fine", "[sh, -c, 'true']")
+
+    problems = Workspace(tmp_path).problems()
+
+    assert [(p.file, p.field) for p in problems] == [("ghost/model.yaml", "command")]
+    assert "'modelrunner-no-such-program' is not found on PATH" in problems[0].message
+
+
+def test_a_script_in_the_model_folder_must_exist_and_be_executable(tmp_path: Path) -> None:
+    (tmp_path / "modelrunner.yaml").write_text("name: ws\n")
+    write_spec(tmp_path, "absent", "[./run.sh]")
+    folder = write_spec(tmp_path, "plain", "[./run.sh]")
+    (folder / "run.sh").write_text("#!/bin/sh\n")
+    folder = write_spec(tmp_path, "bare", "[run.sh]")
+    (folder / "run.sh").write_text("#!/bin/sh\n")
+    folder = write_spec(tmp_path, "ready", "[./run.sh]")
+    (folder / "run.sh").write_text("#!/bin/sh\n")
+    (folder / "run.sh").chmod(0o755)
+
+    problems = {p.file: p for p in Workspace(tmp_path).problems()}
+
+    assert sorted(problems) == ["absent/model.yaml", "bare/model.yaml", "plain/model.yaml"]
+    assert all(p.field == "command" for p in problems.values())
+    assert "does not exist" in problems["absent/model.yaml"].message
+    assert "chmod +x" in problems["plain/model.yaml"].message
+    assert "'./run.sh'" in problems["bare/model.yaml"].message

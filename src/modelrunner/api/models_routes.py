@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Response
 
 from modelrunner.api.deps import PlatformDep
 from modelrunner.api.schemas import ModelDetail, ModelSummary, RunDetail, SubmitRequest, SubmitResponse
@@ -35,9 +37,12 @@ def get_model(name: str, platform: PlatformDep) -> ModelDetail:
         422: {"description": "Invalid parameters; the failing field is named"},
     },
 )
-def submit_run(name: str, request: SubmitRequest, response: Response, platform: PlatformDep) -> SubmitResponse:
+def submit_run(
+    name: str, response: Response, platform: PlatformDep, request: Annotated[SubmitRequest | None, Body()] = None
+) -> SubmitResponse:
     """Identical requests (same model version and parameters) are answered from the cache or share
-    one execution; `cache` and `max_age` control how."""
+    one execution; `cache` and `max_age` control how. No body runs with every default."""
+    request = request or SubmitRequest()
     submission = platform.submit(name, request.params, request.cache, request.max_age)
     if submission.outcome == SubmitOutcome.CACHE_HIT:
         response.status_code = 200

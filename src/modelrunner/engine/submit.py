@@ -113,7 +113,13 @@ class Submitter:
         )
         queries.add_run(session, hit)
         queries.copy_outputs(session, source.id, hit.id)
-        queries.add_event(session, hit.id, "run.cache_hit", {"source_run_id": source.id}, now)
+        queries.add_event(
+            session,
+            hit.id,
+            "run.status",
+            {"from": None, "to": RunStatus.SUCCEEDED.value, "cache_hit": True, "source_run_id": source.id},
+            now,
+        )
         return hit
 
     def _record_version(self, model: Model) -> None:
