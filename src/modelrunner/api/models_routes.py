@@ -47,11 +47,10 @@ def submit_run(
     if submission.outcome == SubmitOutcome.CACHE_HIT:
         response.status_code = 200
     run = submission.run
-    attempts, outputs = [], []
-    if submission.outcome != SubmitOutcome.CREATED:  # a new run has neither yet
+    attempts, outputs = [], submission.outputs
+    if submission.outcome == SubmitOutcome.JOINED:
         with platform.database.read() as session:
-            if submission.outcome == SubmitOutcome.JOINED:
-                attempts = queries.attempts_of(session, run.id)
+            attempts = queries.attempts_of(session, run.id)
             outputs = queries.outputs_of(session, run.id)
     detail = RunDetail.of_rows(run, attempts, outputs).model_dump()
     return SubmitResponse(**detail, submission=submission.outcome)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -20,7 +20,7 @@ from modelrunner.spec.params import validate_params
 from modelrunner.spec.workspace import Model, Workspace
 from modelrunner.store import queries
 from modelrunner.store.database import Database
-from modelrunner.store.tables import ModelVersionRow, RunRow
+from modelrunner.store.tables import ModelVersionRow, OutputRow, RunRow
 
 
 class SubmitOutcome(StrEnum):
@@ -33,6 +33,7 @@ class SubmitOutcome(StrEnum):
 class Submission:
     run: RunRow
     outcome: SubmitOutcome
+    outputs: list[OutputRow] = field(default_factory=list)  # a cache hit's, read in the same transaction
 
 
 class Submitter:
@@ -64,7 +65,8 @@ class Submitter:
             if cache != CacheMode.REFRESH:
                 cached = queries.latest_computed_success(session, key, fresh_after)
                 if cached is not None:
-                    return Submission(self._record_hit(session, cached, now), SubmitOutcome.CACHE_HIT)
+                    hit = self._record_hit(session, cached, now)
+                    return Submission(hit, SubmitOutcome.CACHE_HIT, queries.outputs_of(session, hit.id))
             if cache == CacheMode.ONLY:
                 raise Conflict(
                     f"no cached result of '{model.name}' for these parameters"

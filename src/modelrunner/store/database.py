@@ -42,9 +42,9 @@ class Database:
             self.read_engine = self._sqlite_engine(begin="BEGIN")
             self.write_engine = self._sqlite_engine(begin="BEGIN IMMEDIATE")
         else:
-            self.read_engine = self.write_engine = create_engine(
-                self.url, pool_size=10, max_overflow=20, pool_pre_ping=True
-            )
+            # No pre-ping (a round trip per transaction): a connection found dead raises once, and
+            # SQLAlchemy then drops the whole pool, so the next transaction reconnects.
+            self.read_engine = self.write_engine = create_engine(self.url, pool_size=10, max_overflow=20)
         self._writer: AbstractContextManager[object] = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
         self._read = sessionmaker(self.read_engine, expire_on_commit=False)
         self._write = sessionmaker(self.write_engine, expire_on_commit=False)
