@@ -1,0 +1,47 @@
+"""What every figure is given: the run's options, fresh databases and servers to measure."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from server import HERE, Server
+from stores import Stores
+
+WORKSPACE = HERE / "workspace"
+
+
+@dataclass(frozen=True)
+class Bench:
+    stores: Stores
+    scratch: Path
+    command: list[str]
+    quick: bool
+    slots: int = os.cpu_count() or 1
+
+    @contextmanager
+    def server(self, label: str, **settings: str) -> Iterator[tuple[Server, str]]:
+        """A started server on a new database and data folder; yields it and the database URL.
+
+        ``settings`` are extra ``MODELRUNNER_*`` values (lower-case names, as in Settings).
+        """
+        with self.stores.fresh(label) as database_url:
+            server = Server(
+                self.command,
+                {
+                    "workspace": str(WORKSPACE),
+                    "data_dir": str(self.scratch / label / "state"),
+                    "database_url": database_url,
+                    "local_slots": str(self.slots),
+                    **settings,
+                },
+                self.scratch / label / "server.log",
+            )
+            server.start()
+            try:
+                yield server, database_url
+            finally:
+                server.stop()

@@ -1,0 +1,99 @@
+"""Figures 2 and 3: how soon a submitted run starts on an idle server, and how fast an identical
+request is answered from the cache, each beside the round trip of GET /api/v1/healthz."""
+
+from __future__ import annotations
+
+import time
+
+from client import Api, instant, timed
+from harness import Bench
+from report import Figure, median, ms, percentile
+
+SEQUENTIAL_RUNS = 30
+START_TARGET = 0.020
+CACHE_REQUESTS = 200
+CACHE_TARGET = 3.0
+WARMUP = 5
+
+
+def measure_submit_to_start(bench: Bench) -> list[Figure]:
+    with bench.server("submit-to-start") as (server, _):
+        api = Api(server.url)
+        _warm_up(api)
+        health = [timed(api.healthz) for _ in range(CACHE_REQUESTS)]
+        delays, claims, launches, round_trips = [], [], [], []
+        for k in range(SEQUENTIAL_RUNS):
+            begun = time.perf_counter()
+            run = api.submit({"i": k})
+            round_trips.append(time.perf_counter() - begun)
+            # First look after 100 ms, so polling does not compete with the start being measured.
+            final = api.wait_final(run["id"], first_poll=0.1, poll=0.02)
+            if final["status"] != "succeeded":
+                raise RuntimeError(f"submit-to-start: run {run['id']} ended {final['status']}: {final['error']}")
+            created, started = instant(final["created_at"]), instant(final["started_at"])
+            claimed = instant(final["attempts"][0]["created_at"])
+            delays.append((started - created).total_seconds())
+            claims.append((claimed - created).total_seconds())
+            launches.append((started - claimed).total_seconds())
+            time.sleep(0.05)  # let the finished attempt's bookkeeping settle: the next submit meets an idle server
+        api.close()
+    value = median(delays)
+    return [
+        Figure(
+            name=f"submit-to-start (median of {SEQUENTIAL_RUNS})",
+            measured=f"{ms(value)} (p90 {ms(percentile(delays, 0.9))})",
+            baseline=f"{ms(median(health))} GET /healthz",
+            compared=ms(value),
+            target=f"≤ {ms(START_TARGET)}",
+            met=value <= START_TARGET,
+            notes=[
+                "started_at - created_at of each run, from GET /runs/{id}; each run waited to completion "
+                "before the next is submitted.",
+                f"split: created → attempt claimed (attempt created_at) median {ms(median(claims))}; "
+                f"claimed → process started median {ms(median(launches))}.",
+                f"POST /models/noop/runs round trip median {ms(median(round_trips))}; "
+                f"max submit-to-start {ms(max(delays))}.",
+            ],
+        )
+    ]
+
+
+def measure_cache_hit(bench: Bench) -> list[Figure]:
+    with bench.server("cache-hit") as (server, _):
+        api = Api(server.url)
+        _warm_up(api)  # runs i=-1
+        source = api.submit({"i": 0})
+        final = api.wait_final(source["id"], first_poll=0.05, poll=0.02)
+        if final["status"] != "succeeded":
+            raise RuntimeError(f"cache-hit: the source run ended {final['status']}: {final['error']}")
+        for _ in range(WARMUP):
+            api.healthz()
+            api.submit({"i": 0}, expect=200)
+        # Health checks before and after the hits (ABA), so drift affects both alike; interleaving
+        # them one by one would slow the health checks down with the writes' aftermath.
+        health = [timed(api.healthz) for _ in range(CACHE_REQUESTS // 2)]
+        hits = [timed(api.submit, {"i": 0}, 200) for _ in range(CACHE_REQUESTS)]
+        health += [timed(api.healthz) for _ in range(CACHE_REQUESTS - CACHE_REQUESTS // 2)]
+        api.close()
+    ratio = median(hits) / median(health)
+    return [
+        Figure(
+            name=f"cache hit: identical POST (median of {CACHE_REQUESTS})",
+            measured=f"{ms(median(hits))} (p90 {ms(percentile(hits, 0.9))})",
+            baseline=f"{ms(median(health))} GET /healthz",
+            compared=f"ratio {ratio:.2f}",
+            target=f"ratio ≤ {CACHE_TARGET:g}",
+            met=ratio <= CACHE_TARGET,
+            notes=[
+                f"every POST answered 200 (cache_hit); one keep-alive connection; {WARMUP} warm-up requests "
+                f"of each first; {CACHE_REQUESTS // 2} GET /healthz before the hits and the rest after.",
+            ],
+        )
+    ]
+
+
+def _warm_up(api: Api) -> None:
+    """One run (i=-1) so the model version is recorded and imports and caches are warm."""
+    api.wait_final(api.submit({"i": -1})["id"], first_poll=0.05, poll=0.02)
+    for _ in range(WARMUP):
+        api.healthz()

@@ -1,0 +1,128 @@
+"""Performance benchmarks of modelrunner: ``python benchmarks/run.py [--database-url URL]
+[--only NAME ...] [--quick]``. See benchmarks/README.md for what each figure means."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # the figure modules beside this file, however it is started
+
+import latency  # noqa: E402
+import listing  # noqa: E402
+import memory  # noqa: E402
+import throughput  # noqa: E402
+from harness import Bench  # noqa: E402
+from report import Figure, markdown, text_table, write  # noqa: E402
+from server import LAUNCHER, server_command  # noqa: E402
+from stores import Stores  # noqa: E402
+
+FIGURES: dict[str, Callable[[Bench], list[Figure]]] = {
+    "throughput": throughput.measure,
+    "submit-to-start": latency.measure_submit_to_start,
+    "cache-hit": latency.measure_cache_hit,
+    "list": listing.measure,
+    "memory": memory.measure,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--database-url",
+        help="a PostgreSQL server to run against (postgresql://user@127.0.0.1:5432/db); each figure "
+        "gets a new database bench_<random> on it, dropped afterwards. Default: SQLite in a temp folder",
+    )
+    parser.add_argument("--only", nargs="+", choices=list(FIGURES), metavar="NAME", help=f"of {', '.join(FIGURES)}")
+    parser.add_argument("--quick", action="store_true", help="memory after 200/2,000 runs instead of 1,000/10,000")
+    parser.add_argument(
+        "--server",
+        choices=["auto", "serve", "launcher"],
+        default="auto",
+        help="how to start the server: `python -m modelrunner serve`, benchmarks/launcher.py, or the "
+        "first when it exists (auto)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (server logs, SQLite files)")
+    args = parser.parse_args()
+
+    names = args.only or list(FIGURES)
+    command = server_command(args.server)
+    started = dt.datetime.now(dt.UTC)
+    clock = time.perf_counter()
+    load_before = os.getloadavg()
+    scratch = Path(tempfile.mkdtemp(prefix="modelrunner-bench-"))
+    stores = Stores(args.database_url, scratch)
+    bench = Bench(stores, scratch, command, args.quick)
+    print(f"modelrunner benchmarks on {stores.kind}; scratch folder {scratch}", flush=True)
+
+    figures: list[Figure] = []
+    try:
+        for name in names:
+            print(f"-- {name} ...", flush=True)
+            begun = time.perf_counter()
+            measured = FIGURES[name](bench)
+            figures += measured
+            print(text_table(measured), f"\n   ({time.perf_counter() - begun:.0f} s)\n", flush=True)
+    finally:
+        if not args.keep:
+            _remove(scratch)
+
+    context = _context(stores.kind, command, args.quick, started, time.perf_counter() - clock, load_before)
+    print(text_table(figures))
+    suffix = "-quick" if args.quick else ""
+    if args.only:
+        suffix += "-only-" + "-".join(names)
+    path = HERE / "results" / f"{started:%Y-%m-%d}-{stores.kind}{suffix}.md"
+    write(path, markdown(f"modelrunner benchmarks, {stores.kind}, {started:%Y-%m-%d}", context, figures))
+    print(f"\nwritten to {path.relative_to(HERE.parent)}")
+
+
+def _context(
+    kind: str, command: list[str], quick: bool, started: dt.datetime, seconds: float, load_before: tuple[float, ...]
+) -> list[tuple[str, str]]:
+    shown = "benchmarks/launcher.py (uvicorn)" if str(LAUNCHER) in command else "python -m modelrunner serve"
+    # Other work on the machine moves every figure; the load average says how much there was.
+    load = "/".join(f"{v:.1f}" for v in load_before) + " before, " + "/".join(f"{v:.1f}" for v in os.getloadavg())
+    return [
+        ("store", kind),
+        ("started (UTC)", f"{started:%Y-%m-%d %H:%M:%S}"),
+        ("duration", f"{seconds / 60:.1f} min"),
+        ("commit", _git_commit()),
+        ("server", shown),
+        ("machine", f"{os.cpu_count()} CPUs, {platform.system()} {platform.release()}, {platform.machine()}"),
+        ("python", sys.version.split()[0]),
+        ("load average (1/5/15 min)", load + " after"),
+        ("mode", "quick" if quick else "full"),
+    ]
+
+
+def _git_commit() -> str:
+    try:
+        found = subprocess.run(
+            ["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(HERE), "status", "--porcelain", "--", "../src"], capture_output=True, text=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return found.stdout.strip() + (" (src modified)" if dirty.stdout.strip() else "")
+
+
+def _remove(folder: Path) -> None:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
