@@ -6,7 +6,6 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func
 from sqlalchemy.orm import Session
 
 from modelrunner.clock import utcnow
@@ -16,7 +15,6 @@ from modelrunner.errors import Conflict, InvalidTransition, NotFound
 from modelrunner.execution.job import Outcome
 from modelrunner.spec.model_spec import Retries
 from modelrunner.store import queries
-from modelrunner.store.tables import RunRow
 
 
 @dataclass(frozen=True)
@@ -60,7 +58,7 @@ def mark_started(session: Session, attempt_id: int, handle: dict[str, Any], at: 
     values = {"status": AttemptStatus.RUNNING.value, "handle": handle, "started_at": at}
     attempt = queries.set_attempt_if_active(session, attempt_id, values)
     if attempt is not None:
-        _unless_ended(session, attempt.run_id, RunStatus.RUNNING, started_at=func.coalesce(RunRow.started_at, at))
+        _unless_ended(session, attempt.run_id, RunStatus.RUNNING, started_at=at)
 
 
 def record_progress(session: Session, attempt_id: int, fraction: float, message: str) -> None:

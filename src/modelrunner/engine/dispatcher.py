@@ -205,16 +205,19 @@ class Dispatcher:
 
     def _record_reports(self, session: Session, reports: list[Report]) -> list[int]:
         """Record what the backend reported; the ids of attempts that finished."""
-        finished: list[int] = []
-        for report in reports:
-            try:
-                with session.begin_nested():
+        try:
+            with session.begin_nested():
+                for report in reports:
                     self._record(session, report)
-            except ModelrunnerError as exc:
-                log.warning("attempt %s: report not recorded: %s", report.attempt_id, exc.message)
-            if isinstance(report, Finished):
-                finished.append(report.attempt_id)
-        return finished
+        except ModelrunnerError:
+            # One report cannot be recorded: record them one by one so that the others are.
+            for report in reports:
+                try:
+                    with session.begin_nested():
+                        self._record(session, report)
+                except ModelrunnerError as exc:
+                    log.warning("attempt %s: report not recorded: %s", report.attempt_id, exc.message)
+        return [report.attempt_id for report in reports if isinstance(report, Finished)]
 
     def _record(self, session: Session, report: Report) -> None:
         flight = self._inflight.get(report.attempt_id)

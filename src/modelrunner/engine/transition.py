@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func
 from sqlalchemy.orm import Session
 
 from modelrunner.clock import utcnow
 from modelrunner.engine.states import FINAL_RUN_STATES, RunStatus, sources_of
 from modelrunner.errors import InvalidTransition, NotFound
 from modelrunner.store import queries
-from modelrunner.store.tables import RunRow
 
 
 def transition(
@@ -34,8 +32,7 @@ def transition(
     now = utcnow()
     changes: dict[str, Any] = {"status": to.value, **values}
     if to == RunStatus.RUNNING:
-        # A retried run keeps the start of its first attempt, so its duration covers them all.
-        changes.setdefault("started_at", func.coalesce(RunRow.started_at, now))
+        changes.setdefault("started_at", now)  # the store keeps the first start across retries
     if to in FINAL_RUN_STATES:
         changes.setdefault("finished_at", now)
     if to == RunStatus.QUEUED:

@@ -7,8 +7,9 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, func, insert, literal, select, update
+from sqlalchemy import Table, Update, bindparam, func, insert, literal, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from modelrunner.engine.states import ACTIVE_ATTEMPT_STATES, ACTIVE_RUN_STATES, RunStatus
 from modelrunner.store.tables import AttemptRow, EventRow, ModelVersionRow, OutputRow, RunRow
@@ -19,6 +20,78 @@ _attempts: Table = AttemptRow.__table__  # type: ignore[assignment]
 _outputs: Table = OutputRow.__table__  # type: ignore[assignment]
 _events: Table = EventRow.__table__  # type: ignore[assignment]
 _ACTIVE_ATTEMPTS = [s.value for s in ACTIVE_ATTEMPT_STATES]
+_ACTIVE_RUNS = [s.value for s in ACTIVE_RUN_STATES]
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+# Statements on the paths every run takes are built once, with bind parameters: building and
+# keying a statement costs several times more than executing it on SQLite.
+_LOCK_RUN_STATUS = select(_runs.c.status).where(_runs.c.id == bindparam("run_id")).with_for_update()
+_ACTIVE_RUN_FOR_KEY = select(RunRow).where(
+    RunRow.cache_key == bindparam("key"), RunRow.status.in_(bindparam("active", expanding=True))
+)
+_LATEST_COMPUTED_SUCCESS = (
+    select(RunRow)
+    .where(
+        RunRow.cache_key == bindparam("key"),
+        RunRow.cache_hit.is_(False),
+        RunRow.status == RunStatus.SUCCEEDED.value,
+        RunRow.finished_at >= bindparam("after", type_=_runs.c.finished_at.type),
+    )
+    .order_by(RunRow.finished_at.desc())
+    .limit(1)
+)
+_INSERT_RUN = insert(_runs).returning(_runs.c.id)
+_QUEUED_RUNS = (
+    select(_runs.c.id, _runs.c.model_name, _runs.c.model_version, _runs.c.params, _runs.c.slots)
+    .where(_runs.c.status == RunStatus.QUEUED.value)
+    .order_by(_runs.c.id)
+    .limit(bindparam("limit"))
+)
+_SET_RUN_PROGRESS = (
+    update(_runs)
+    .where(_runs.c.id == bindparam("run_id"), _runs.c.status == RunStatus.RUNNING.value)
+    .values(progress_fraction=bindparam("fraction"), progress_message=bindparam("message"))
+)
+_INSERT_ATTEMPT = insert(_attempts).returning(_attempts.c.id)
+_ATTEMPT_STATUS = select(_attempts.c.run_id, _attempts.c.status).where(_attempts.c.id == bindparam("attempt_id"))
+_COUNT_ATTEMPTS = select(func.count()).select_from(_attempts).where(_attempts.c.run_id == bindparam("run_id"))
+_COUNT_ATTEMPTS_IN = _COUNT_ATTEMPTS.where(_attempts.c.status.in_(bindparam("statuses", expanding=True)))
+_INSERT_EVENT = insert(_events)
+_run_updates: dict[frozenset[str], Update] = {}
+_attempt_updates: dict[frozenset[str], ReturningUpdate[Any]] = {}
+
+
+def _run_update(columns: frozenset[str]) -> Update:
+    """The compare-and-set update of these run columns (one statement per set, built once)."""
+    statement = _run_updates.get(columns)
+    if statement is None:
+        assignments: dict[str, Any] = {name: bindparam(f"v_{name}", type_=_runs.c[name].type) for name in columns}
+        if "started_at" in columns:  # a run retried keeps the start of its first attempt
+            assignments["started_at"] = func.coalesce(_runs.c.started_at, assignments["started_at"])
+        statement = _run_updates[columns] = (
+            update(_runs)
+            .where(_runs.c.id == bindparam("run_id"), _runs.c.status.in_(bindparam("allowed", expanding=True)))
+            .values(**assignments)
+        )
+    return statement
+
+
+def _attempt_update(columns: frozenset[str]) -> ReturningUpdate[Any]:
+    statement = _attempt_updates.get(columns)
+    if statement is None:
+        assignments = {name: bindparam(f"v_{name}", type_=_attempts.c[name].type) for name in columns}
+        statement = _attempt_updates[columns] = (
+            update(_attempts)
+            .where(_attempts.c.id == bindparam("attempt_id"), _attempts.c.status.in_(_ACTIVE_ATTEMPTS))
+            .values(**assignments)
+            .returning(_attempts.c.run_id, _attempts.c.number)
+        )
+    return statement
+
+
+def _values(values: dict[str, Any]) -> dict[str, Any]:
+    return {f"v_{name}": value for name, value in values.items()}
+
 
 # --- model versions ---------------------------------------------------------------------------
 
@@ -41,34 +114,24 @@ def get_run(session: Session, run_id: int) -> RunRow | None:
 def lock_run_status(session: Session, run_id: int) -> str | None:
     """The run's status, its row locked for this transaction (SQLite's BEGIN IMMEDIATE already
     serialises writers); None if there is no such run."""
-    statement = select(_runs.c.status).where(_runs.c.id == run_id).with_for_update()
-    return session.execute(statement).scalar_one_or_none()
+    return session.execute(_LOCK_RUN_STATUS, {"run_id": run_id}).scalar_one_or_none()
 
 
 def add_run(session: Session, row: RunRow) -> RunRow:
     """Insert the run (a Core insert: no ORM flush on the submit path); ``row`` gets its id."""
     values = {column.key: getattr(row, column.key) for column in _runs.columns if column.key != "id"}
-    row.id = int(session.execute(insert(_runs).values(**values).returning(_runs.c.id)).scalar_one())
+    row.id = int(session.execute(_INSERT_RUN, values).scalar_one())
     return row
 
 
 def active_run_for_key(session: Session, cache_key: str) -> RunRow | None:
-    statement = select(RunRow).where(
-        RunRow.cache_key == cache_key, RunRow.status.in_([s.value for s in ACTIVE_RUN_STATES])
-    )
-    return session.scalars(statement).first()
+    return session.scalars(_ACTIVE_RUN_FOR_KEY, {"key": cache_key, "active": _ACTIVE_RUNS}).first()
 
 
 def latest_computed_success(session: Session, cache_key: str, finished_after: dt.datetime | None) -> RunRow | None:
     """The newest run that computed (not copied from the cache) this key successfully."""
-    statement = select(RunRow).where(
-        RunRow.cache_key == cache_key,
-        RunRow.status == RunStatus.SUCCEEDED.value,
-        RunRow.cache_hit.is_(False),
-    )
-    if finished_after is not None:
-        statement = statement.where(RunRow.finished_at >= finished_after)
-    return session.scalars(statement.order_by(RunRow.finished_at.desc()).limit(1)).first()
+    parameters = {"key": cache_key, "after": finished_after or _EPOCH}
+    return session.scalars(_LATEST_COMPUTED_SUCCESS, parameters).first()
 
 
 def list_runs(
@@ -101,9 +164,7 @@ class QueuedRun:
 
 def queued_runs(session: Session, limit: int) -> list[QueuedRun]:
     """The oldest queued runs, first come first served."""
-    columns = (_runs.c.id, _runs.c.model_name, _runs.c.model_version, _runs.c.params, _runs.c.slots)
-    statement = select(*columns).where(_runs.c.status == RunStatus.QUEUED.value).order_by(_runs.c.id).limit(limit)
-    return [QueuedRun(*row) for row in session.execute(statement)]
+    return [QueuedRun(*row) for row in session.execute(_QUEUED_RUNS, {"limit": limit})]
 
 
 def run_statuses(session: Session, run_ids: Iterable[int]) -> dict[int, str]:
@@ -115,17 +176,14 @@ def run_statuses(session: Session, run_ids: Iterable[int]) -> dict[int, str]:
 
 def set_run_status_if(session: Session, run_id: int, allowed_from: Collection[str], values: dict[str, Any]) -> bool:
     """Compare-and-set: change the run only if its status is one of ``allowed_from``."""
-    statement = update(_runs).where(_runs.c.id == run_id, _runs.c.status.in_(list(allowed_from))).values(**values)
-    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    statement = _run_update(frozenset(values))
+    result = session.execute(statement, {"run_id": run_id, "allowed": list(allowed_from), **_values(values)})
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def set_run_progress(session: Session, run_id: int, fraction: float | None, message: str | None) -> bool:
-    statement = (
-        update(_runs)
-        .where(_runs.c.id == run_id, _runs.c.status == RunStatus.RUNNING.value)
-        .values(progress_fraction=fraction, progress_message=message)
-    )
-    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    result = session.execute(_SET_RUN_PROGRESS, {"run_id": run_id, "fraction": fraction, "message": message})
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def count_runs_by_status(session: Session) -> dict[str, int]:
@@ -138,7 +196,7 @@ def count_runs_by_status(session: Session) -> dict[str, int]:
 
 def add_attempt(session: Session, values: dict[str, Any]) -> int:
     """Insert an attempt; its id."""
-    return int(session.execute(insert(_attempts).values(**values).returning(_attempts.c.id)).scalar_one())
+    return int(session.execute(_INSERT_ATTEMPT, values).scalar_one())
 
 
 def attempts_of(session: Session, run_id: int) -> list[AttemptRow]:
@@ -146,10 +204,9 @@ def attempts_of(session: Session, run_id: int) -> list[AttemptRow]:
 
 
 def count_attempts(session: Session, run_id: int, statuses: Collection[str] | None = None) -> int:
-    statement = select(func.count()).select_from(_attempts).where(_attempts.c.run_id == run_id)
-    if statuses is not None:
-        statement = statement.where(_attempts.c.status.in_(list(statuses)))
-    return int(session.scalar(statement) or 0)
+    if statuses is None:
+        return int(session.scalar(_COUNT_ATTEMPTS, {"run_id": run_id}) or 0)
+    return int(session.scalar(_COUNT_ATTEMPTS_IN, {"run_id": run_id, "statuses": list(statuses)}) or 0)
 
 
 @dataclass(frozen=True)
@@ -160,19 +217,13 @@ class EndedAttempt:
 
 def set_attempt_if_active(session: Session, attempt_id: int, values: dict[str, Any]) -> EndedAttempt | None:
     """Change an attempt that is still starting or running; None if it already ended."""
-    statement = (
-        update(_attempts)
-        .where(_attempts.c.id == attempt_id, _attempts.c.status.in_(_ACTIVE_ATTEMPTS))
-        .values(**values)
-        .returning(_attempts.c.run_id, _attempts.c.number)
-    )
-    row = session.execute(statement).first()
+    row = session.execute(_attempt_update(frozenset(values)), {"attempt_id": attempt_id, **_values(values)}).first()
     return EndedAttempt(row.run_id, row.number) if row else None
 
 
 def attempt_status(session: Session, attempt_id: int) -> tuple[int, str] | None:
     """The attempt's run id and status."""
-    row = session.execute(select(_attempts.c.run_id, _attempts.c.status).where(_attempts.c.id == attempt_id)).first()
+    row = session.execute(_ATTEMPT_STATUS, {"attempt_id": attempt_id}).first()
     return (row.run_id, row.status) if row else None
 
 
@@ -226,7 +277,7 @@ def outputs_of(session: Session, run_id: int) -> list[OutputRow]:
 
 
 def add_event(session: Session, run_id: int | None, type_: str, data: dict[str, Any], at: dt.datetime) -> None:
-    session.execute(insert(_events).values(run_id=run_id, type=type_, data=data, created_at=at))
+    session.execute(_INSERT_EVENT, {"run_id": run_id, "type": type_, "data": data, "created_at": at})
 
 
 def events_of(session: Session, run_id: int, after_id: int, limit: int) -> list[EventRow]:
