@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import queue
 import shutil
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from modelrunner.clock import utcnow
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.execution.job import AttemptJob, Outcome
 from modelrunner.execution.process import AttemptProcess
+from modelrunner.spec.model_version import unpack
 
 HOST = socket.gethostname()
 
@@ -76,7 +79,7 @@ class LocalBackend:
         self._running: dict[int, AttemptProcess] = {}
         self._taken = 0  # slots of the attempts held, running or waiting for a slot
         self._reports: queue.SimpleQueue[Report] = queue.SimpleQueue()
-        self._snapshots: dict[str, bytes] = {}
+        self._environment = dict(os.environ)  # read once: copying os.environ costs per attempt
 
     def free_slots(self) -> int:
         with self._lock:
@@ -86,11 +89,12 @@ class LocalBackend:
         slots = min(job.slots, self._config.slots)  # a model asking for more than there is still runs
         process = AttemptProcess(
             job,
-            snapshot=self._snapshot(job.snapshot_uri),
+            model_folder=self._model_folder(job.snapshot_uri),
             scratch=self._config.state_dir / "scratch" / f"{job.run_id}-{job.attempt_number}",
             checkpoint=self._checkpoint_dir(job.run_id),
             log_path=self._logs.path(job.run_id, job.attempt_number),
             grace_seconds=self._config.grace_seconds,
+            environment=self._environment,
         )
         with self._lock:
             self._running[job.attempt_id] = process
@@ -155,13 +159,17 @@ class LocalBackend:
     def _checkpoint_dir(self, run_id: int) -> Path:
         return self._config.state_dir / "checkpoints" / str(run_id)
 
-    def _snapshot(self, uri: str) -> bytes:
-        cached = self._snapshots.get(uri)
-        if cached is None:
-            if len(self._snapshots) > 64:
-                self._snapshots.clear()
-            cached = self._snapshots[uri] = self._artifacts.get_bytes(uri)
-        return cached
+    def _model_folder(self, snapshot_uri: str) -> Path:
+        """The snapshot unpacked once into the state folder; attempts copy their files from it."""
+        folder = self._config.state_dir / "models" / hashlib.sha256(snapshot_uri.encode()).hexdigest()[:32]
+        if not folder.is_dir():
+            unpacking = folder.with_name(f"{folder.name}.{uuid.uuid4().hex}.tmp")
+            unpack(self._artifacts.get_bytes(snapshot_uri), unpacking)
+            try:
+                unpacking.rename(folder)  # atomic: a folder that exists is complete
+            except OSError:
+                shutil.rmtree(unpacking, ignore_errors=True)  # another attempt unpacked it first
+        return folder
 
     def _stop_orphan(self, handle: Handle) -> None:
         """Stop the process groups a crashed server left for this attempt, if any still run.

@@ -27,7 +27,6 @@ from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.job import AttemptJob, Outcome
 from modelrunner.execution.process import AttemptProcess
-from modelrunner.spec.model_version import snapshot
 from modelrunner.spec.params import validate_params
 from modelrunner.spec.workspace import Model, Workspace
 
@@ -96,7 +95,7 @@ def _execute(model: Model, params: dict[str, Any], destination: Path, grace: flo
     with tempfile.TemporaryDirectory(prefix="modelrunner-local-") as temporary:
         process = AttemptProcess(
             job,
-            snapshot=snapshot(model.folder),
+            model_folder=model.folder,
             scratch=Path(temporary, "scratch"),
             checkpoint=Path(temporary, "checkpoint"),
             log_path=destination / LOG_NAME,

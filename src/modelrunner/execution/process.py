@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -19,7 +19,7 @@ from modelrunner.artifacts.store import StoredFile
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.execution.job import AttemptJob, Outcome
 from modelrunner.spec.model_spec import PYTHON_PROGRAMS
-from modelrunner.spec.model_version import unpack
+from modelrunner.spec.model_version import copy_model
 
 PROGRESS = re.compile(rb"^::progress::\s+([-+0-9.eE]+)\s*(.*?)\s*$")
 
@@ -45,14 +45,18 @@ class AttemptProcess:
     def __init__(
         self,
         job: AttemptJob,
-        snapshot: bytes,
+        model_folder: Path,
         scratch: Path,
         checkpoint: Path,
         log_path: Path,
         grace_seconds: float,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
+        """``model_folder`` holds the model's files at the version to run (they are copied into
+        the scratch folder); ``environment`` is the base environment (os.environ by default)."""
         self.job = job
-        self._snapshot = snapshot
+        self._model_folder = model_folder
+        self._environment = environment
         self._scratch = scratch
         self._checkpoint = checkpoint
         self._log_path = log_path
@@ -148,10 +152,10 @@ class AttemptProcess:
         outputs_dir = self._scratch / "outputs"
         for folder in (model_dir, inputs_dir, outputs_dir, self._checkpoint):
             folder.mkdir(parents=True, exist_ok=True)
-        unpack(self._snapshot, model_dir)
+        copy_model(self._model_folder, model_dir)
         params_file = self._scratch / "params.json"
         params_file.write_text(json.dumps(self.job.params, indent=2), encoding="utf-8")
-        env = dict(os.environ)
+        env = dict(os.environ if self._environment is None else self._environment)
         env.update(
             MODELRUNNER_RUN_ID=str(self.job.run_id),
             MODELRUNNER_ATTEMPT=str(self.job.attempt_number),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -59,6 +60,14 @@ def snapshot(folder: Path) -> bytes:
         for relative in model_files(folder):
             archive.add(folder / relative, arcname=relative.as_posix(), recursive=False)
     return buffer.getvalue()
+
+
+def copy_model(source: Path, destination: Path) -> None:
+    """Copy the files that make up a model (as :func:`model_files` lists them) into ``destination``."""
+    for relative in model_files(source):
+        target = destination / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / relative, target)
 
 
 def unpack(archive_bytes: bytes, destination: Path) -> None:
