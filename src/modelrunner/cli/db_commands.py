@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
-from modelrunner.cli import output
+from modelrunner.cli import options, output
 from modelrunner.cli.configuration import build_settings, masked_url
 from modelrunner.errors import ModelrunnerError
 
@@ -16,31 +13,9 @@ db_app = typer.Typer(help="Manage the database of the platform (its schema migra
 
 @db_app.command("upgrade")
 def upgrade(
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="MODELRUNNER_DATABASE_URL",
-            help="SQLAlchemy URL of the store. [default: the SQLite file in the data folder]",
-        ),
-    ] = None,
-    workspace: Annotated[
-        Path | None,
-        typer.Option(
-            "--workspace",
-            "-w",
-            envvar="MODELRUNNER_WORKSPACE",
-            file_okay=False,
-            help="Workspace folder; locates the default data folder. [default: .]",
-        ),
-    ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="MODELRUNNER_DATA_DIR",
-            file_okay=False,
-            help="State folder holding the default SQLite file. [default: `WORKSPACE/.modelrunner`]",
-        ),
-    ] = None,
+    database_url: options.DatabaseUrl = None,
+    workspace: options.WorkspaceFolder = None,
+    data_dir: options.DataDir = None,
 ) -> None:
     """Bring the database schema to the newest revision and print it.
 

@@ -35,3 +35,30 @@ Json = Annotated[
     bool,
     typer.Option("--json", envvar="MODELRUNNER_JSON", help="Print the server's JSON instead of a table."),
 ]
+
+# Settings that locate the state; None means "as Settings decides" (see modelrunner.settings).
+WorkspaceFolder = Annotated[
+    Path | None,
+    typer.Option(
+        "--workspace",
+        "-w",
+        envvar="MODELRUNNER_WORKSPACE",
+        file_okay=False,
+        help="Workspace folder with modelrunner.yaml and the models. [default: .]",
+    ),
+]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        envvar="MODELRUNNER_DATABASE_URL",
+        help="SQLAlchemy URL of the store, e.g. postgresql://user@host/db. [default: a SQLite file in the data folder]",
+    ),
+]
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="MODELRUNNER_DATA_DIR",
+        file_okay=False,
+        help="State folder for the SQLite file, logs and scratch space. [default: `WORKSPACE/.modelrunner`]",
+    ),
+]

@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import errno
 import socket
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from modelrunner.cli import output
+from modelrunner.cli import options, output
 from modelrunner.cli.configuration import build_settings, masked_url
 from modelrunner.errors import ModelrunnerError
 
 
 def serve(
-    workspace: Annotated[
-        Path | None,
-        typer.Option(
-            "--workspace",
-            "-w",
-            envvar="MODELRUNNER_WORKSPACE",
-            file_okay=False,
-            help="Workspace folder with modelrunner.yaml and the models. [default: .]",
-        ),
-    ] = None,
+    workspace: options.WorkspaceFolder = None,
     host: Annotated[
         str | None,
         typer.Option(envvar="MODELRUNNER_HOST", help="Address to listen on. [default: 127.0.0.1]"),
@@ -41,14 +31,7 @@ def serve(
             help="CPU slots of the local backend: how many model CPUs run at once. [default: the CPU count]",
         ),
     ] = None,
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="MODELRUNNER_DATABASE_URL",
-            help="SQLAlchemy URL of the store, e.g. postgresql://user@host/db. "
-            "[default: a SQLite file in the data folder]",
-        ),
-    ] = None,
+    database_url: options.DatabaseUrl = None,
     artifacts_url: Annotated[
         str | None,
         typer.Option(
@@ -56,14 +39,7 @@ def serve(
             help="fsspec URL of the artifact store, e.g. s3://bucket/prefix. [default: `DATA_DIR/artifacts`]",
         ),
     ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="MODELRUNNER_DATA_DIR",
-            file_okay=False,
-            help="State folder for the SQLite file, logs and scratch space. [default: `WORKSPACE/.modelrunner`]",
-        ),
-    ] = None,
+    data_dir: options.DataDir = None,
 ) -> None:
     """Run the platform: the HTTP API, the dispatcher and the local backend, in one process.
 
