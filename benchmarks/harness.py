@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,5 +44,8 @@ class Bench:
             server.start()
             try:
                 yield server, database_url
+            except BaseException:
+                print(f"-- the end of {label}'s server log:\n{server.log_tail()}", file=sys.stderr)
+                raise
             finally:
                 server.stop()

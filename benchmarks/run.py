@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from harness import Bench  # noqa: E402
 from report import Figure, markdown, text_table, write  # noqa: E402
 from server import LAUNCHER, server_command  # noqa: E402
 from stores import Stores  # noqa: E402
+
+import modelrunner  # noqa: E402
 
 FIGURES: dict[str, Callable[[Bench], list[Figure]]] = {
     "throughput": throughput.measure,
@@ -64,19 +67,28 @@ def main() -> None:
     bench = Bench(stores, scratch, command, args.quick)
     print(f"modelrunner benchmarks on {stores.kind}; scratch folder {scratch}", flush=True)
 
+    commit_before = _git_commit()
     figures: list[Figure] = []
+    failed = False
     try:
         for name in names:
             print(f"-- {name} ...", flush=True)
             begun = time.perf_counter()
-            measured = FIGURES[name](bench)
+            try:
+                measured = FIGURES[name](bench)
+            except Exception as exc:  # one broken figure must not cost the others
+                traceback.print_exc()
+                failed = True
+                measured = [Figure(name, "failed", "-", "-", "-", False, notes=[f"{type(exc).__name__}: {exc}"])]
             figures += measured
             print(text_table(measured), f"\n   ({time.perf_counter() - begun:.0f} s)\n", flush=True)
     finally:
         if not args.keep:
             _remove(scratch)
 
-    context = _context(stores.kind, command, args.quick, started, time.perf_counter() - clock, load_before)
+    # Every figure's server imports the source anew: a change during the run is worth knowing.
+    commit = commit_before if commit_before == _git_commit() else f"{commit_before}, then {_git_commit()}"
+    context = _context(stores.kind, command, args.quick, started, time.perf_counter() - clock, load_before, commit)
     print(text_table(figures))
     suffix = "-quick" if args.quick else ""
     if args.only:
@@ -84,10 +96,18 @@ def main() -> None:
     path = HERE / "results" / f"{started:%Y-%m-%d}-{stores.kind}{suffix}.md"
     write(path, markdown(f"modelrunner benchmarks, {stores.kind}, {started:%Y-%m-%d}", context, figures))
     print(f"\nwritten to {path.relative_to(HERE.parent)}")
+    if failed:
+        sys.exit(1)
 
 
 def _context(
-    kind: str, command: list[str], quick: bool, started: dt.datetime, seconds: float, load_before: tuple[float, ...]
+    kind: str,
+    command: list[str],
+    quick: bool,
+    started: dt.datetime,
+    seconds: float,
+    load_before: tuple[float, ...],
+    commit: str,
 ) -> list[tuple[str, str]]:
     shown = "benchmarks/launcher.py (uvicorn)" if str(LAUNCHER) in command else "python -m modelrunner serve"
     # Other work on the machine moves every figure; the load average says how much there was.
@@ -96,7 +116,8 @@ def _context(
         ("store", kind),
         ("started (UTC)", f"{started:%Y-%m-%d %H:%M:%S}"),
         ("duration", f"{seconds / 60:.1f} min"),
-        ("commit", _git_commit()),
+        ("commit", commit),
+        ("modelrunner imported from", str(Path(modelrunner.__file__).parent)),
         ("server", shown),
         ("machine", f"{os.cpu_count()} CPUs, {platform.system()} {platform.release()}, {platform.machine()}"),
         ("python", sys.version.split()[0]),
