@@ -154,3 +154,32 @@ def test_a_timed_out_model_that_ignores_sigterm_is_killed(client: TestClient, wo
     # Timeout 0.5 s + grace 1 s, and some slack for a loaded machine.
     wait_until(lambda: process_gone(pid), 5, f"model {pid} that ignores SIGTERM killed")
     assert wait_for_run(client.get, run_id, timeout=5)["status"] == "timed_out"
+
+
+def test_a_run_of_an_unrecorded_model_version_fails_without_stalling_the_queue(client: TestClient) -> None:
+    """Only a damaged store holds such a run (submit records the version first); the runs queued
+    behind it must still run."""
+    from modelrunner.clock import utcnow
+    from modelrunner.store import queries
+    from modelrunner.store.tables import RunRow
+
+    platform = client.app.state.platform  # type: ignore[attr-defined]
+    with platform.database.write() as session:
+        orphan = queries.add_run(
+            session,
+            RunRow(
+                model_name="noop",
+                model_version="0000000000000000",
+                params={},
+                cache_key="f" * 64,
+                status="queued",
+                cache_hit=False,
+                slots=1,
+                created_at=utcnow(),
+            ),
+        )
+    healthy = client.post("/api/v1/models/noop/runs", json={"params": {"n": 42}}).json()
+    assert wait_for_run(client.get, healthy["id"])["status"] == "succeeded"
+    broken = wait_for_run(client.get, orphan.id)
+    assert broken["status"] == "failed"
+    assert "no recorded version 0000000000000000" in broken["error"]

@@ -37,15 +37,11 @@ def get_model(name: str, platform: PlatformDep) -> ModelDetail:
         422: {"description": "Invalid parameters; the failing field is named"},
     },
 )
-def submit_run(
-    name: str, response: Response, platform: PlatformDep, request: Annotated[SubmitRequest | None, Body()] = None
-) -> SubmitResponse:
+def submit_run(name: str, platform: PlatformDep, request: Annotated[SubmitRequest | None, Body()] = None) -> Response:
     """Identical requests (same model version and parameters) are answered from the cache or share
     one execution; `cache` and `max_age` control how. No body runs with every default."""
     request = request or SubmitRequest()
     submission = platform.submit(name, request.params, request.cache, request.max_age)
-    if submission.outcome == SubmitOutcome.CACHE_HIT:
-        response.status_code = 200
     run = submission.run
     attempts, outputs = [], submission.outputs
     if submission.outcome == SubmitOutcome.JOINED:
@@ -53,4 +49,7 @@ def submit_run(
             attempts = queries.attempts_of(session, run.id)
             outputs = queries.outputs_of(session, run.id)
     detail = RunDetail.of_rows(run, attempts, outputs).model_dump()
-    return SubmitResponse(**detail, submission=submission.outcome)
+    body = SubmitResponse(**detail, submission=submission.outcome)
+    # Serialised here: returning the model would make FastAPI validate it a second time.
+    status = 200 if submission.outcome == SubmitOutcome.CACHE_HIT else 201
+    return Response(body.model_dump_json(), status_code=status, media_type="application/json")

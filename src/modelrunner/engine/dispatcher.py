@@ -17,8 +17,9 @@ from modelrunner.clock import utcnow
 from modelrunner.engine import attempts
 from modelrunner.engine.catalog import VersionCatalog
 from modelrunner.engine.runner_identity import is_dead_runner, this_runner_id
-from modelrunner.engine.states import FINAL_RUN_STATES, AttemptStatus
-from modelrunner.errors import ModelrunnerError
+from modelrunner.engine.states import FINAL_RUN_STATES, AttemptStatus, RunStatus
+from modelrunner.engine.transition import transition
+from modelrunner.errors import ModelrunnerError, NotFound
 from modelrunner.execution.job import AttemptJob, Outcome
 from modelrunner.spec.model_spec import Retries
 from modelrunner.store import queries
@@ -164,10 +165,16 @@ class Dispatcher:
             if run.slots > free and (self._inflight or jobs):
                 self._maybe_queued = True  # first come, first served: wait for room, don't skip ahead
                 break
+            try:
+                version = self._catalog.get(session, run.model_name, run.model_version)
+            except NotFound as exc:
+                # Only a damaged store gets here (submit records the version first); one bad run
+                # must not stop the queue behind it.
+                transition(session, run.id, RunStatus.FAILED, reason=f"cannot run: {exc.message}")
+                continue
             attempt = attempts.claim(session, run.id, self._backend.type, self.runner_id, self._lease_until())
             if attempt is None:
                 continue
-            version = self._catalog.get(session, run.model_name, run.model_version)
             job = AttemptJob(
                 run_id=run.id,
                 attempt_id=attempt.attempt_id,

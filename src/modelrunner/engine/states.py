@@ -34,9 +34,9 @@ ACTIVE_ATTEMPT_STATES = frozenset({AttemptStatus.STARTING, AttemptStatus.RUNNING
 
 # Where a run may go from each state. `preempted` and `lost` are passed through on the way back
 # to `queued` (or to `failed` once the retry budget is spent); `starting|running -> queued`
-# retries a failed attempt.
+# retries a failed attempt; `queued -> failed` ends a run that can never start.
 ALLOWED_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
-    RunStatus.QUEUED: frozenset({RunStatus.STARTING, RunStatus.CANCELLED}),
+    RunStatus.QUEUED: frozenset({RunStatus.STARTING, RunStatus.CANCELLED, RunStatus.FAILED}),
     RunStatus.STARTING: frozenset(
         {
             RunStatus.RUNNING,

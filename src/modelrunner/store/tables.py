@@ -96,6 +96,7 @@ class RunRow(Base):
 
     __table_args__ = (
         Index("ix_runs_model_status_id", "model_name", "status", "id"),
+        Index("ix_runs_model_id", "model_name", "id"),
         Index("ix_runs_status_id", "status", "id"),
         # The cache lookup: equality on the first three, newest first on the last, so hits recorded
         # for a key (cache_hit true) are never scanned on the way to the run that computed it.

@@ -54,6 +54,7 @@ def upgrade() -> None:
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.create_index("ix_runs_cache_lookup", ["cache_key", "cache_hit", "status", "finished_at"], unique=False)
         batch_op.create_index("ix_runs_model_status_id", ["model_name", "status", "id"], unique=False)
+        batch_op.create_index("ix_runs_model_id", ["model_name", "id"], unique=False)
         batch_op.create_index("ix_runs_status_id", ["status", "id"], unique=False)
         batch_op.create_index(
             "ux_runs_active_cache_key",
@@ -138,6 +139,7 @@ def downgrade() -> None:
         )
         batch_op.drop_index("ix_runs_status_id")
         batch_op.drop_index("ix_runs_model_status_id")
+        batch_op.drop_index("ix_runs_model_id")
         batch_op.drop_index("ix_runs_cache_lookup")
 
     op.drop_table("runs")
