@@ -60,6 +60,7 @@ class Dispatcher:
         self._on_attempt_finished = on_attempt_finished
         self.runner_id = this_runner_id()
         self._inflight: dict[int, _InFlight] = {}
+        self._pending: list[Report] = []  # polled, not yet committed: kept until the store has them
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -83,6 +84,11 @@ class Dispatcher:
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
+        try:
+            self._poll_reports()
+            self._record_and_claim(claim=False)  # what already ended is recorded as it ended
+        except Exception:
+            log.exception("could not record the last attempt reports")
         for attempt_id, flight in list(self._inflight.items()):
             with self._database.write() as session:
                 attempts.interrupt(session, attempt_id, "the server shut down while it ran")
@@ -116,9 +122,9 @@ class Dispatcher:
         if now >= self._next_poll:
             self._maybe_queued = self._maybe_cancelled = True
             self._next_poll = now + self._poll
-        reports = self._backend.poll([flight.handle for flight in self._inflight.values()])
-        if reports or self._maybe_queued:
-            self._record_and_claim(reports)
+        self._poll_reports()
+        if self._pending or self._maybe_queued:
+            self._record_and_claim(claim=True)
         self._stop_overdue()
         if self._maybe_cancelled:
             self._maybe_cancelled = False
@@ -130,16 +136,21 @@ class Dispatcher:
             self._reap_expired()
             self._next_reap = now + self._lease / 3
 
-    def _record_and_claim(self, reports: list[Report]) -> None:
-        """Record reports and claim queued runs for free slots in one transaction, then launch."""
+    def _poll_reports(self) -> None:
+        self._pending.extend(self._backend.poll([flight.handle for flight in self._inflight.values()]))
+
+    def _record_and_claim(self, *, claim: bool) -> None:
+        """Record reports and claim queued runs for free slots in one transaction, then launch.
+        Reports leave ``_pending`` only once committed, so a failed transaction loses none."""
         with self._database.write() as session:
-            finished = self._record_reports(session, reports)
+            finished = self._record_reports(session, self._pending)
             if finished:
                 self._maybe_queued = True  # slots were freed, or a failed attempt was queued again
             claimed = []
-            if self._maybe_queued and self._backend.free_slots() > 0:
+            if claim and self._maybe_queued and self._backend.free_slots() > 0:
                 self._maybe_queued = False
                 claimed = self._claim(session)
+        self._pending = []
         now = time.monotonic()
         for attempt_id in finished:
             flight = self._inflight.pop(attempt_id, None)
