@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,6 +13,7 @@ import psutil
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from modelrunner.clock import utcnow
 from modelrunner.platform import Platform
 from modelrunner.store.tables import EventRow, RunRow
 
@@ -114,6 +116,21 @@ def process_gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def new_run_row(**overrides: Any) -> RunRow:
+    """A run as the store holds it, for tests that write rows directly (no workspace involved)."""
+    values: dict[str, Any] = {
+        "model_name": "noop",
+        "model_version": "v1",
+        "params": {},
+        "cache_key": uuid.uuid4().hex,
+        "status": "queued",
+        "cache_hit": False,
+        "slots": 1,
+        "created_at": utcnow(),
+    }
+    return RunRow(**(values | overrides))
 
 
 def stored_counts(platform: Platform) -> tuple[int, int]:

@@ -11,6 +11,7 @@ from tests.conftest import wait_for_run
 from tests.integration.runs_api import (
     events,
     logs,
+    new_run_row,
     process_gone,
     read_pid,
     status_path,
@@ -159,24 +160,13 @@ def test_a_timed_out_model_that_ignores_sigterm_is_killed(client: TestClient, wo
 def test_a_run_of_an_unrecorded_model_version_fails_without_stalling_the_queue(client: TestClient) -> None:
     """Only a damaged store holds such a run (submit records the version first); the runs queued
     behind it must still run."""
-    from modelrunner.clock import utcnow
     from modelrunner.store import queries
-    from modelrunner.store.tables import RunRow
 
     platform = client.app.state.platform  # type: ignore[attr-defined]
     with platform.database.write() as session:
         orphan = queries.add_run(
             session,
-            RunRow(
-                model_name="noop",
-                model_version="0000000000000000",
-                params={},
-                cache_key="f" * 64,
-                status="queued",
-                cache_hit=False,
-                slots=1,
-                created_at=utcnow(),
-            ),
+            new_run_row(model_version="0000000000000000", cache_key="f" * 64),
         )
     healthy = client.post("/api/v1/models/noop/runs", json={"params": {"n": 42}}).json()
     assert wait_for_run(client.get, healthy["id"])["status"] == "succeeded"

@@ -11,10 +11,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 
-from modelrunner.clock import utcnow
 from modelrunner.store import migrate, queries
 from modelrunner.store.database import Database
 from modelrunner.store.tables import Base, RunRow
+from tests.integration.runs_api import new_run_row
 
 
 @pytest.fixture
@@ -58,16 +58,7 @@ def test_upgrade_twice_is_a_no_op_that_keeps_the_data(database: Database) -> Non
     with database.write() as session:
         run = queries.add_run(
             session,
-            RunRow(
-                model_name="noop",
-                model_version="v1",
-                params={"n": 1},
-                cache_key="k" * 64,
-                status="succeeded",
-                cache_hit=False,
-                slots=1,
-                created_at=utcnow(),
-            ),
+            new_run_row(params={"n": 1}, cache_key="k" * 64, status="succeeded"),
         )
         run_id = run.id
     revision = migrate.current_revision(database)
@@ -84,16 +75,7 @@ def test_at_most_one_unfinished_run_per_cache_key_after_migration(database: Data
     migrate.upgrade(database)
 
     def run(key: str, status: str = "queued") -> RunRow:
-        return RunRow(
-            model_name="noop",
-            model_version="v1",
-            params={},
-            cache_key=key,
-            status=status,
-            cache_hit=False,
-            slots=1,
-            created_at=utcnow(),
-        )
+        return new_run_row(cache_key=key, status=status)
 
     with database.write() as session:
         # Finished runs of one key may pile up (refreshes, retries after failures)...

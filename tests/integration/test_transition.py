@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from modelrunner.clock import utcnow
 from modelrunner.engine.states import RunStatus
 from modelrunner.engine.transition import transition
 from modelrunner.errors import InvalidTransition, NotFound
 from modelrunner.store import migrate, queries
 from modelrunner.store.database import Database
 from modelrunner.store.tables import EventRow, RunRow
+from tests.integration.runs_api import new_run_row
 
 
 @pytest.fixture
@@ -31,16 +30,7 @@ def new_run(database: Database, status: RunStatus = RunStatus.QUEUED) -> int:
     with database.write() as session:
         run = queries.add_run(
             session,
-            RunRow(
-                model_name="noop",
-                model_version="v1",
-                params={},
-                cache_key=uuid.uuid4().hex,
-                status=status.value,
-                cache_hit=False,
-                slots=1,
-                created_at=utcnow(),
-            ),
+            new_run_row(status=status.value),
         )
         return int(run.id)
 
