@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +13,12 @@ import jsonschema
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from modelrunner.spec.duration import parse_duration
+from modelrunner.spec.names import check_name
+
 MODEL_FILE = "model.yaml"
 # In a command, these names mean the interpreter modelrunner itself runs under.
 PYTHON_PROGRAMS = frozenset({"python", "python3"})
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
 @dataclass(frozen=True)
@@ -46,12 +45,7 @@ class Resources(BaseModel):
     @field_validator("timeout", mode="before")
     @classmethod
     def _parse_duration(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            match = _DURATION.match(value)
-            if not match:
-                raise ValueError("expected seconds or a duration such as '90s', '30m', '2h'")
-            return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        return value
+        return parse_duration(value) if isinstance(value, str) else value
 
     @property
     def slots(self) -> int:
@@ -100,9 +94,7 @@ class ModelSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError("use lowercase letters, digits, '-' and '_' (at most 63), starting with a letter or digit")
-        return value
+        return check_name(value)
 
     @field_validator("command")
     @classmethod

@@ -24,12 +24,14 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from modelrunner.data.sync_status import ACTIVE_SYNC_STATES
 from modelrunner.engine.states import ACTIVE_RUN_STATES
 
 # SQLite autoincrements only INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
 Id = BigInteger().with_variant(Integer, "sqlite")
 
 _ACTIVE = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(ACTIVE_RUN_STATES)))
+_ACTIVE_SYNC = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(ACTIVE_SYNC_STATES)))
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -82,6 +84,8 @@ class RunRow(Base):
     model_name: Mapped[str] = mapped_column(String(63))
     model_version: Mapped[str] = mapped_column(String(64))
     params: Mapped[dict[str, Any]]
+    # {input name: {"dataset": name, "version": id}}: the data versions the run is computed on.
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
     cache_key: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -154,4 +158,64 @@ class EventRow(Base):
     data: Mapped[dict[str, Any]]
     created_at: Mapped[dt.datetime]
 
-    __table_args__ = (Index("ix_events_run_id_id", "run_id", "id"),)
+    __table_args__ = (
+        Index("ix_events_run_id_id", "run_id", "id"),
+        Index("ix_events_type_id", "type", "id"),  # what triggers read: events of one type, in order
+    )
+
+
+class DatasetSyncRow(Base):
+    """One look at a dataset's source for new versions, asked for or due to its poll interval."""
+
+    __tablename__ = "dataset_syncs"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    dataset: Mapped[str] = mapped_column(String(63))
+    status: Mapped[str] = mapped_column(String(16))
+    walk_all: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str] = mapped_column(String(16))  # "request" or "poll"
+    runner_id: Mapped[str | None] = mapped_column(String(128))
+    progress_fraction: Mapped[float | None] = mapped_column(Float)
+    progress_message: Mapped[str | None] = mapped_column(Text)
+    added: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime]
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (
+        Index("ix_dataset_syncs_dataset_id", "dataset", "id"),
+        # At most one sync per dataset queued or running: a second request joins it.
+        Index(
+            "ux_dataset_syncs_active_dataset",
+            "dataset",
+            unique=True,
+            sqlite_where=text(_ACTIVE_SYNC),
+            postgresql_where=text(_ACTIVE_SYNC),
+        ),
+    )
+
+
+class DatasetVersionRow(Base):
+    """One immutable state of a dataset, recorded by the sync that found it."""
+
+    __tablename__ = "dataset_versions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    dataset: Mapped[str] = mapped_column(String(63))
+    version: Mapped[str] = mapped_column(String(64))
+    time: Mapped[dt.datetime]  # when the data took this state: commit time, Last-Modified, or first seen
+    discovered_at: Mapped[dt.datetime]
+    summary: Mapped[str] = mapped_column(Text, default="")
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    file_count: Mapped[int] = mapped_column(Integer)
+    total_size: Mapped[int] = mapped_column(BigInteger)
+    meta: Mapped[dict[str, Any]]
+    # Where the files are kept when the source holds only its current state (artifact-store prefix).
+    snapshot_uri: Mapped[str | None] = mapped_column(Text)
+    sync_id: Mapped[int] = mapped_column(Id, ForeignKey("dataset_syncs.id"))
+
+    __table_args__ = (
+        UniqueConstraint("dataset", "version"),
+        Index("ix_dataset_versions_dataset_time_id", "dataset", "time", "id"),
+    )

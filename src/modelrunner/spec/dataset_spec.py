@@ -1,0 +1,64 @@
+"""Datasets as declared under ``datasets:`` in ``modelrunner.yaml``: where the data lives and how
+often ``serve`` looks for a new version of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from modelrunner.spec.duration import parse_duration
+
+
+class _DatasetBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str = ""
+    poll: float | None = Field(
+        default=None, gt=0, description="Seconds (or '30m', '1d') after which serve checks for a new version"
+    )
+
+    @field_validator("poll", mode="before")
+    @classmethod
+    def _parse_poll(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
+
+
+class GitDataset(_DatasetBase):
+    """A git repository; a version is a commit of ``branch`` that touched one of ``paths``."""
+
+    source: Literal["git"]
+    repo: str = Field(description="A URL git can clone, or a local path (relative to the workspace)")
+    branch: str = "main"
+    paths: list[str] = Field(default_factory=list, description="Files or folders that matter; all when empty")
+
+    @field_validator("paths")
+    @classmethod
+    def _relative_paths(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path.strip() or path.startswith("/") or ".." in Path(path).parts:
+                raise ValueError(f"{path!r} must be a path relative to the repository root")
+        return [path.strip("/") for path in value]
+
+
+class FilesDataset(_DatasetBase):
+    """Every file under an fsspec URL; a version is a hash over the sorted listing."""
+
+    source: Literal["files"]
+    url: str = Field(description="fsspec URL (file://, s3://...) or a local path (relative to the workspace)")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fsspec storage options, e.g. {endpoint_url: ...} for an S3-compatible store; "
+        "give credentials through the environment (AWS_ACCESS_KEY_ID...), not here",
+    )
+
+
+class HttpDataset(_DatasetBase):
+    """One file behind an HTTP(S) URL; a version is identified by its content."""
+
+    source: Literal["http"]
+    url: str = Field(pattern=r"^https?://", description="http:// or https:// URL of the file")
+
+
+DatasetSpec = Annotated[GitDataset | FilesDataset | HttpDataset, Field(discriminator="source")]

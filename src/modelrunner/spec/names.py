@@ -1,0 +1,14 @@
+"""Names of models, datasets and inputs: they appear in URLs, folder names and environment values."""
+
+from __future__ import annotations
+
+import re
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def check_name(value: str) -> str:
+    """``value`` if it is a valid name; ValueError saying what a name may hold otherwise."""
+    if not _NAME.match(value):
+        raise ValueError("use lowercase letters, digits, '-' and '_' (at most 63), starting with a letter or digit")
+    return value
