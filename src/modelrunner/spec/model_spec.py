@@ -90,11 +90,24 @@ class ModelSpec(BaseModel):
     resources: Resources = Resources()
     retries: Retries = Retries()
     outputs: list[OutputDecl] = Field(default_factory=list)
+    inputs: dict[str, str] = Field(
+        default_factory=dict, description="Input name -> dataset name; the files appear in MODELRUNNER_INPUTS/<input>/"
+    )
 
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
         return check_name(value)
+
+    @field_validator("inputs")
+    @classmethod
+    def _valid_input_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            try:
+                check_name(name)
+            except ValueError as exc:
+                raise ValueError(f"input {name!r}: {exc}") from exc
+        return value
 
     @field_validator("command")
     @classmethod
@@ -144,7 +157,7 @@ def load_model_spec(folder: Path, shown_as: str) -> tuple[ModelSpec | None, list
         spec = ModelSpec.model_validate(raw)
     except ValidationError as exc:
         return None, [
-            SpecProblem(shown_as, ".".join(str(p) for p in err["loc"]) or "(top)", _message(err))
+            SpecProblem(shown_as, ".".join(str(p) for p in err["loc"]) or "(top)", message_of(err))
             for err in exc.errors()
         ]
     problems = []
@@ -153,7 +166,8 @@ def load_model_spec(folder: Path, shown_as: str) -> tuple[ModelSpec | None, list
     return (None, problems) if problems else (spec, [])
 
 
-def _message(error: Any) -> str:
+def message_of(error: Any) -> str:
+    """A pydantic error as a user reads it."""
     if error["type"] == "missing":
         return "is required"
     if error["type"] == "extra_forbidden":

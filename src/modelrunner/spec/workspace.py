@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from modelrunner.errors import NotFound, SpecError
-from modelrunner.spec.model_spec import MODEL_FILE, ModelSpec, SpecProblem, load_model_spec, program_problem
+from modelrunner.spec.dataset_spec import DatasetSpec
+from modelrunner.spec.model_spec import MODEL_FILE, ModelSpec, SpecProblem, load_model_spec, message_of, program_problem
 from modelrunner.spec.model_version import content_hash, fingerprint
+from modelrunner.spec.names import check_name
 
 WORKSPACE_FILE = "modelrunner.yaml"
 TEMPLATE = Path(__file__).parent / "workspace_template"
@@ -22,11 +24,22 @@ _SKIPPED_DIRS = {".modelrunner", ".git", "__pycache__", ".venv", "node_modules"}
 
 
 class WorkspaceSpec(BaseModel):
-    """``modelrunner.yaml``; later issues add datasets, backends, schedules and channels."""
+    """``modelrunner.yaml``; later issues add backends, schedules and channels."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = "workspace"
+    datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
+
+    @field_validator("datasets")
+    @classmethod
+    def _valid_dataset_names(cls, value: dict[str, DatasetSpec]) -> dict[str, DatasetSpec]:
+        for name in value:
+            try:
+                check_name(name)
+            except ValueError as exc:
+                raise ValueError(f"dataset {name!r}: {exc}") from exc
+        return value
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,7 @@ class Workspace:
         self.root = root.resolve()
         self._cache: dict[Path, _Cached] = {}
         self._lock = threading.Lock()
+        self._spec: tuple[tuple[int, int] | None, WorkspaceSpec | None, list[SpecProblem]] | None = None
         if not self.root.is_dir():
             raise SpecError(f"workspace folder {root} does not exist", problems=[])
 
@@ -105,6 +119,7 @@ class Workspace:
                 missing_program = program_problem(entry.model.spec, folder, self._shown(folder / MODEL_FILE))
                 if missing_program:
                     problems.append(missing_program)
+                problems.extend(self._input_problems(entry.model, self._shown(folder / MODEL_FILE)))
                 if entry.model.name in seen:
                     problems.append(
                         SpecProblem(
@@ -116,18 +131,53 @@ class Workspace:
                 seen[entry.model.name] = folder
         return problems
 
+    def _input_problems(self, model: Model, shown_as: str) -> list[SpecProblem]:
+        spec = self._load_spec()[0]
+        if spec is None:
+            return []  # the broken workspace file is reported already
+        return [
+            SpecProblem(shown_as, f"inputs.{name}", f"dataset '{dataset}' is not declared in {WORKSPACE_FILE}")
+            for name, dataset in model.spec.inputs.items()
+            if dataset not in spec.datasets
+        ]
+
+    def spec(self) -> WorkspaceSpec:
+        """``modelrunner.yaml`` as it is now (an empty spec if the file is missing); SpecError if
+        it is broken."""
+        spec, problems = self._load_spec()
+        if spec is None:
+            raise SpecError(f"{WORKSPACE_FILE} is broken: " + "; ".join(map(str, problems)), problems=problems)
+        return spec
+
+    def datasets(self) -> dict[str, DatasetSpec]:
+        return dict(self.spec().datasets)
+
+    def dataset(self, name: str) -> DatasetSpec:
+        """The dataset called ``name``; NotFound if the workspace declares none."""
+        found = self.spec().datasets.get(name)
+        if found is None:
+            raise NotFound(f"unknown dataset '{name}' (datasets are declared in {WORKSPACE_FILE})", dataset=name)
+        return found
+
     def _workspace_problems(self) -> list[SpecProblem]:
-        path = self.root / WORKSPACE_FILE
-        if not path.exists():
+        if not (self.root / WORKSPACE_FILE).exists():
             return [SpecProblem(WORKSPACE_FILE, "", "is missing (run `modelrunner init` to create a workspace)")]
+        return self._load_spec()[1]
+
+    def _load_spec(self) -> tuple[WorkspaceSpec | None, list[SpecProblem]]:
+        path = self.root / WORKSPACE_FILE
         try:
-            raw: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            WorkspaceSpec.model_validate(raw)
-        except yaml.YAMLError as exc:
-            return [SpecProblem(WORKSPACE_FILE, "", f"not valid YAML: {exc}")]
-        except ValidationError as exc:
-            return [SpecProblem(WORKSPACE_FILE, ".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]
-        return []
+            stat = path.stat()
+            stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            stamp = None
+        with self._lock:
+            if self._spec is not None and self._spec[0] == stamp:
+                return self._spec[1], self._spec[2]
+        loaded = _read_workspace_spec(path) if stamp is not None else (WorkspaceSpec(), [])
+        with self._lock:
+            self._spec = (stamp, *loaded)
+        return loaded
 
     def _load(self, folder: Path) -> _Cached:
         current = fingerprint(folder)
@@ -142,6 +192,16 @@ class Workspace:
 
     def _shown(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
+
+
+def _read_workspace_spec(path: Path) -> tuple[WorkspaceSpec | None, list[SpecProblem]]:
+    try:
+        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return WorkspaceSpec.model_validate(raw), []
+    except yaml.YAMLError as exc:
+        return None, [SpecProblem(WORKSPACE_FILE, "", f"not valid YAML: {exc}")]
+    except ValidationError as exc:
+        return None, [SpecProblem(WORKSPACE_FILE, ".".join(map(str, e["loc"])), message_of(e)) for e in exc.errors()]
 
 
 def create_workspace(destination: Path) -> list[Path]:

@@ -42,7 +42,7 @@ _LATEST_COMPUTED_SUCCESS = (
 )
 _INSERT_RUN = insert(_runs).returning(_runs.c.id)
 _QUEUED_RUNS = (
-    select(_runs.c.id, _runs.c.model_name, _runs.c.model_version, _runs.c.params, _runs.c.slots)
+    select(_runs.c.id, _runs.c.model_name, _runs.c.model_version, _runs.c.params, _runs.c.slots, _runs.c.inputs)
     .where(_runs.c.status == RunStatus.QUEUED.value)
     .order_by(_runs.c.id)
     .limit(bindparam("limit"))
@@ -160,11 +160,20 @@ class QueuedRun:
     model_version: str
     params: dict[str, Any]
     slots: int
+    inputs: dict[str, Any]
 
 
 def queued_runs(session: Session, limit: int) -> list[QueuedRun]:
     """The oldest queued runs, first come first served."""
     return [QueuedRun(*row) for row in session.execute(_QUEUED_RUNS, {"limit": limit})]
+
+
+def active_runs_using_dataset(session: Session, dataset: str) -> list[int]:
+    """Ids of the unfinished runs computed on some version of ``dataset``."""
+    # Unfinished runs are few; reading their inputs here keeps the JSON out of SQL, where SQLite
+    # and PostgreSQL spell it differently.
+    rows = session.execute(select(_runs.c.id, _runs.c.inputs).where(_runs.c.status.in_(_ACTIVE_RUNS)))
+    return [run_id for run_id, inputs in rows if any(i.get("dataset") == dataset for i in (inputs or {}).values())]
 
 
 def run_statuses(session: Session, run_ids: Iterable[int]) -> dict[int, str]:
