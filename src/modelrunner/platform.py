@@ -1,13 +1,19 @@
-"""The platform in one process: store, workspace, artifacts, the local backend and the dispatcher,
-built from one Settings object. ``modelrunner serve`` wraps it in the HTTP API."""
+"""The platform in one process: store, workspace, artifacts, the local backend, the dispatcher and
+the dataset poller, built from one Settings object. ``modelrunner serve`` wraps it in the HTTP API."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from modelrunner.artifacts.logs import LogStore
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.backends.local import LocalBackend, LocalConfig
+from modelrunner.data.cache import DataCache
+from modelrunner.data.poller import DataPoller
+from modelrunner.data.source import Source
+from modelrunner.data.sources import open_source
+from modelrunner.data.sync import DatasetSyncs
 from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.engine.catalog import VersionCatalog
 from modelrunner.engine.dispatcher import Dispatcher
@@ -17,6 +23,7 @@ from modelrunner.settings import Settings
 from modelrunner.spec.workspace import Workspace
 from modelrunner.store import migrate
 from modelrunner.store.database import Database
+from modelrunner.store.tables import DatasetSyncRow
 
 
 class Platform:
@@ -30,11 +37,13 @@ class Platform:
         self.logs = LogStore(settings.state_dir / "logs")
         self.catalog = VersionCatalog()
         self.metrics = Metrics(self.database)
+        self.data_cache = DataCache(settings.state_dir / "data" / "versions", self.artifacts, self._source_of)
         self.backend = LocalBackend(
             LocalConfig(settings.local_slots, settings.grace_seconds, settings.state_dir),
             self.artifacts,
             self.logs,
             wake=self._wake,
+            data=self.data_cache,
         )
         self.dispatcher = Dispatcher(
             self.database,
@@ -45,23 +54,54 @@ class Platform:
             on_attempt_finished=self.metrics.observe_attempt,
         )
         self.submitter = Submitter(self.database, self.workspace, self.artifacts)
+        self.syncs = DatasetSyncs(
+            self.database,
+            self.workspace,
+            self.artifacts,
+            self.data_cache,
+            self._source_of,
+            staging=settings.state_dir / "data" / "staging",
+            runner_id=self.dispatcher.runner_id,
+        )
+        self.poller = DataPoller(self.database, self.workspace, self.syncs, tick_seconds=settings.poll_seconds)
 
     def start(self) -> None:
         migrate.upgrade(self.database)
         self.dispatcher.start()
+        self.poller.start()
 
     def stop(self) -> None:
+        self.poller.stop()
         self.dispatcher.stop()
         self.backend.close()
         self.database.dispose()
 
     def submit(
-        self, model: str, params: Any, cache: CacheMode = CacheMode.USE, max_age: float | None = None
+        self,
+        model: str,
+        params: Any,
+        cache: CacheMode = CacheMode.USE,
+        max_age: float | None = None,
+        inputs: Mapping[str, str] | None = None,
     ) -> Submission:
-        submission = self.submitter.submit(model, params, cache, max_age)
+        submission = self.submitter.submit(model, params, cache, max_age, inputs)
         if submission.outcome == SubmitOutcome.CREATED:
             self.dispatcher.wake(queued=True)
         return submission
 
+    def request_sync(self, dataset: str, *, walk_all: bool = False) -> tuple[DatasetSyncRow, bool]:
+        """Queue a sync of ``dataset`` for the poller (or join the one in progress)."""
+        sync, created = self.syncs.request(dataset, walk_all=walk_all)
+        self.poller.wake()
+        return sync, created
+
     def _wake(self) -> None:
         self.dispatcher.wake()
+
+    def _source_of(self, dataset: str) -> Source:
+        return open_source(
+            dataset,
+            self.workspace.dataset(dataset),
+            workspace_root=self.workspace.root,
+            state_dir=self.settings.state_dir,
+        )

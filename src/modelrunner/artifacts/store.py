@@ -76,6 +76,19 @@ class ArtifactStore:
             stored.append(self.put_file(local, f"{prefix}/{relative}", relative))
         return stored
 
+    def get_folder(self, prefix: str, destination: Path) -> int:
+        """Download every file under ``prefix`` into ``destination`` (keeping relative paths);
+        how many files there were."""
+        root = self._path(prefix).rstrip("/")
+        count = 0
+        for remote in sorted(self.fs.find(root)):
+            relative = remote[len(root) :].lstrip("/")
+            local = destination / relative
+            local.parent.mkdir(parents=True, exist_ok=True)
+            self.fs.get_file(remote, str(local))
+            count += 1
+        return count
+
     def _path(self, key: str) -> str:
         return f"{self.root}/{key}"
 

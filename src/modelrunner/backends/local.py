@@ -22,6 +22,7 @@ from modelrunner.artifacts.logs import LogStore
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.backends.base import Finished, Handle, Progressed, Report, Started
 from modelrunner.clock import utcnow
+from modelrunner.data.cache import DataCache
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.execution.job import AttemptJob, Outcome
 from modelrunner.execution.process import AttemptProcess
@@ -69,8 +70,16 @@ class LocalBackend:
 
     type: ClassVar[str] = "local"
 
-    def __init__(self, config: LocalConfig, artifacts: ArtifactStore, logs: LogStore, wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        config: LocalConfig,
+        artifacts: ArtifactStore,
+        logs: LogStore,
+        wake: Callable[[], None],
+        data: DataCache | None = None,
+    ) -> None:
         self._config = config
+        self._data = data
         self._artifacts = artifacts
         self._logs = logs
         self._wake = wake
@@ -95,6 +104,7 @@ class LocalBackend:
             log_path=self._logs.path(job.run_id, job.attempt_number),
             grace_seconds=self._config.grace_seconds,
             environment=self._environment,
+            data_folder=self._data.folder if self._data is not None else None,
         )
         with self._lock:
             self._running[job.attempt_id] = process

@@ -20,7 +20,7 @@ from modelrunner.engine.runner_identity import is_dead_runner, this_runner_id
 from modelrunner.engine.states import FINAL_RUN_STATES, AttemptStatus, RunStatus
 from modelrunner.engine.transition import transition
 from modelrunner.errors import ModelrunnerError, NotFound
-from modelrunner.execution.job import AttemptJob, Outcome
+from modelrunner.execution.job import AttemptJob, JobInput, Outcome
 from modelrunner.spec.model_spec import Retries
 from modelrunner.store import queries
 from modelrunner.store.database import Database
@@ -197,6 +197,7 @@ class Dispatcher:
                 snapshot_uri=version.snapshot_uri,
                 declared_outputs=tuple(o.path for o in version.spec.outputs),
                 slots=run.slots,
+                inputs=tuple(JobInput(name, i["dataset"], i["version"]) for name, i in sorted(run.inputs.items())),
             )
             handle = _handle_of(self.runner_id, attempt.attempt_id, run.id, attempt.number)
             jobs.append((job, _InFlight(run.id, handle, version.spec.retries, version.spec.resources.timeout)))

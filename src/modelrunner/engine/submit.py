@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -11,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.clock import utcnow
+from modelrunner.engine import input_versions
 from modelrunner.engine.cache_key import cache_key
 from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.engine.states import RunStatus
@@ -21,6 +23,8 @@ from modelrunner.spec.workspace import Model, Workspace
 from modelrunner.store import queries
 from modelrunner.store.database import Database
 from modelrunner.store.tables import ModelVersionRow, OutputRow, RunRow
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class SubmitOutcome(StrEnum):
@@ -51,22 +55,34 @@ class Submitter:
         params: Any,
         cache: CacheMode = CacheMode.USE,
         max_age: float | None = None,
+        inputs: Mapping[str, str] | None = None,
     ) -> Submission:
-        """Raises NotFound (model), SpecError (broken model.yaml), InvalidInput (params), Conflict
-        (``cache=only`` with nothing cached). Nothing is written when it raises."""
+        """Raises NotFound (model), SpecError (broken model.yaml), InvalidInput (params, a pinned
+        input version), Conflict (``cache=only`` with nothing cached, an input dataset with no
+        version yet). Nothing is written when it raises.
+
+        ``inputs`` pins input versions (a unique prefix is enough); the others take their
+        dataset's newest. With ``max_age``, a result computed on data no older than that is
+        accepted (for a model without inputs: a result no older than that).
+        """
         model = self._workspace.model(model_name)
         validated = validate_params(model.spec.params, params)
-        key = cache_key(model.name, model.version, validated)
+        now = utcnow()
+        chosen, acceptable = self._choose_inputs(model, inputs or {}, max_age, now)
+        key = cache_key(model.name, model.version, validated, input_versions=input_versions.versions_of(chosen))
         if cache != CacheMode.ONLY:
             self._record_version(model)
-        now = utcnow()
-        fresh_after = now - dt.timedelta(seconds=max_age) if max_age is not None else None
+        fresh_after = now - dt.timedelta(seconds=max_age) if max_age is not None and not model.spec.inputs else None
         with self._database.write() as session:
             if cache != CacheMode.REFRESH:
-                cached = queries.latest_computed_success(session, key, fresh_after)
-                if cached is not None:
-                    hit = self._record_hit(session, cached, now)
-                    return Submission(hit, SubmitOutcome.CACHE_HIT, queries.outputs_of(session, hit.id))
+                for choice in acceptable:
+                    choice_key = cache_key(
+                        model.name, model.version, validated, input_versions=input_versions.versions_of(choice)
+                    )
+                    cached = queries.latest_computed_success(session, choice_key, fresh_after)
+                    if cached is not None:
+                        hit = self._record_hit(session, cached, now)
+                        return Submission(hit, SubmitOutcome.CACHE_HIT, queries.outputs_of(session, hit.id))
             if cache == CacheMode.ONLY:
                 raise Conflict(
                     f"no cached result of '{model.name}' for these parameters"
@@ -80,6 +96,7 @@ class Submitter:
                 model_name=model.name,
                 model_version=model.version,
                 params=validated,
+                inputs={name: version.as_json() for name, version in chosen.items()},
                 cache_key=key,
                 status=RunStatus.QUEUED.value,
                 cache_hit=False,
@@ -98,11 +115,53 @@ class Submitter:
             queries.add_event(session, run.id, "run.status", {"from": None, "to": RunStatus.QUEUED.value}, now)
             return Submission(run, SubmitOutcome.CREATED)
 
+    def find_cached(
+        self, model_name: str, params: Any, max_age: float | None, inputs: Mapping[str, str] | None = None
+    ) -> tuple[RunRow, list[OutputRow]] | None:
+        """The succeeded run that answers this request on the newest data, trying data versions
+        from newest to oldest; writes nothing. With ``max_age``, only results computed on data (or,
+        for a model without inputs, finished) no older than that count."""
+        model = self._workspace.model(model_name)
+        validated = validate_params(model.spec.params, params)
+        now = utcnow()
+        oldest = now - dt.timedelta(seconds=max_age) if max_age is not None else None
+        with self._database.read() as session:
+            if model.spec.inputs:
+                choices = input_versions.recent(session, model.spec, inputs or {}, oldest or _EPOCH)
+                fresh_after = None
+            else:
+                input_versions.check_pins(model.spec, inputs or {})
+                choices, fresh_after = [{}], oldest
+            for choice in choices:
+                key = cache_key(model.name, model.version, validated, input_versions=input_versions.versions_of(choice))
+                found = queries.latest_computed_success(session, key, fresh_after)
+                if found is not None:
+                    return found, queries.outputs_of(session, found.id)
+        return None
+
+    def _choose_inputs(
+        self, model: Model, pins: Mapping[str, str], max_age: float | None, now: dt.datetime
+    ) -> tuple[input_versions.Inputs, list[input_versions.Inputs]]:
+        """The versions a new run would use, and the choices whose cached results are acceptable
+        (newest data first)."""
+        if not model.spec.inputs:
+            input_versions.check_pins(model.spec, pins)
+            return {}, [{}]
+        with self._database.read() as session:
+            chosen = input_versions.resolve(session, model.spec, pins)
+            if max_age is None:
+                return chosen, [chosen]
+            recent = input_versions.recent(session, model.spec, pins, now - dt.timedelta(seconds=max_age))
+        # No data that recent: the newest data's result is the freshest there can be, so it is
+        # used rather than computed again on the same data.
+        return chosen, recent or [chosen]
+
     def _record_hit(self, session: Any, source: RunRow, now: dt.datetime) -> RunRow:
         hit = RunRow(
             model_name=source.model_name,
             model_version=source.model_version,
             params=source.params,
+            inputs=source.inputs,
             cache_key=source.cache_key,
             status=RunStatus.SUCCEEDED.value,
             cache_hit=True,

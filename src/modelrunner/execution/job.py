@@ -10,6 +10,15 @@ from modelrunner.engine.states import AttemptStatus
 
 
 @dataclass(frozen=True)
+class JobInput:
+    """An input of the run: the data version whose files appear in ``MODELRUNNER_INPUTS/<name>/``."""
+
+    name: str
+    dataset: str
+    version: str
+
+
+@dataclass(frozen=True)
 class AttemptJob:
     """Everything a backend needs to execute one attempt of one run."""
 
@@ -23,6 +32,7 @@ class AttemptJob:
     snapshot_uri: str
     declared_outputs: tuple[str, ...] = ()
     slots: int = 1
+    inputs: tuple[JobInput, ...] = ()
 
 
 @dataclass(frozen=True)

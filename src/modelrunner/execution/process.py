@@ -17,6 +17,7 @@ from typing import IO
 
 from modelrunner.artifacts.store import StoredFile
 from modelrunner.engine.states import AttemptStatus
+from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.job import AttemptJob, Outcome
 from modelrunner.spec.model_spec import PYTHON_PROGRAMS
 from modelrunner.spec.model_version import copy_model
@@ -27,6 +28,8 @@ OnStarted = Callable[[int], None]
 OnProgress = Callable[[float, str], None]
 UploadOutputs = Callable[[Path], list[StoredFile]]
 AcquireSlot = Callable[[], bool]
+# The local folder holding a data version's files: (dataset, version) -> folder.
+DataFolder = Callable[[str, str], Path]
 
 
 def resolve_command(command: list[str]) -> list[str]:
@@ -51,9 +54,11 @@ class AttemptProcess:
         log_path: Path,
         grace_seconds: float,
         environment: Mapping[str, str] | None = None,
+        data_folder: DataFolder | None = None,
     ) -> None:
         """``model_folder`` holds the model's files at the version to run (they are copied into
-        the scratch folder); ``environment`` is the base environment (os.environ by default)."""
+        the scratch folder); ``environment`` is the base environment (os.environ by default);
+        ``data_folder`` provides the files of the job's inputs (needed when it has any)."""
         self.job = job
         self._model_folder = model_folder
         self._environment = environment
@@ -61,6 +66,7 @@ class AttemptProcess:
         self._checkpoint = checkpoint
         self._log_path = log_path
         self._grace = grace_seconds
+        self._data_folder = data_folder
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._stop_reason: AttemptStatus | None = None
@@ -94,7 +100,10 @@ class AttemptProcess:
         the command, and call ``release_slot`` the moment the command exits, before outputs are
         collected, so the next attempt can start meanwhile."""
         try:
-            model_dir, outputs_dir, env = self._prepare()
+            try:
+                model_dir, outputs_dir, env = self._prepare()
+            except ModelrunnerError as exc:
+                return self._preparation_failed(exc.message)
             if not acquire_slot():
                 return self._outcome_of_stop() or Outcome(AttemptStatus.CANCELLED, error="stopped before it started")
             try:
@@ -153,6 +162,11 @@ class AttemptProcess:
         for folder in (model_dir, inputs_dir, outputs_dir, self._checkpoint):
             folder.mkdir(parents=True, exist_ok=True)
         copy_model(self._model_folder, model_dir)
+        for job_input in self.job.inputs:
+            if self._data_folder is None:
+                raise ModelrunnerError("this backend cannot provide dataset inputs")
+            # A copy, not a link: a model that writes into its inputs must not change the cache.
+            shutil.copytree(self._data_folder(job_input.dataset, job_input.version), inputs_dir / job_input.name)
         params_file = self._scratch / "params.json"
         params_file.write_text(json.dumps(self.job.params, indent=2), encoding="utf-8")
         env = dict(os.environ if self._environment is None else self._environment)
@@ -166,6 +180,12 @@ class AttemptProcess:
             PYTHONUNBUFFERED="1",  # progress lines must arrive while the model runs
         )
         return model_dir, outputs_dir, env
+
+    def _preparation_failed(self, message: str) -> Outcome:
+        error = f"the attempt could not be prepared: {message}"
+        with self._log_path.open("ab") as log:
+            log.write(f"modelrunner: {error}\n".encode())
+        return Outcome(AttemptStatus.FAILED, error=error)
 
     def _outcome_of_stop(self) -> Outcome | None:
         with self._lock:

@@ -1,0 +1,256 @@
+"""Syncing a dataset: asking its source for new versions and recording them, all or nothing.
+
+A sync is a row that moves queued -> running -> succeeded | failed, every change through
+``_move``. Requests for a dataset that is already syncing join the sync in progress.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from modelrunner.artifacts.store import ArtifactStore
+from modelrunner.clock import utcnow
+from modelrunner.data.cache import DataCache, snapshot_prefix
+from modelrunner.data.source import FoundVersion, KnownVersion, Source
+from modelrunner.data.sync_status import SyncStatus
+from modelrunner.engine.runner_identity import is_dead_runner
+from modelrunner.errors import Conflict, ModelrunnerError, NotFound
+from modelrunner.spec.workspace import Workspace
+from modelrunner.store import data_queries, queries
+from modelrunner.store.database import Database
+from modelrunner.store.tables import DatasetSyncRow, DatasetVersionRow
+
+log = logging.getLogger("modelrunner.data")
+
+VERSION_ADDED = "dataset.version_added"
+_ALLOWED_FROM = {
+    SyncStatus.RUNNING: {SyncStatus.QUEUED},
+    SyncStatus.SUCCEEDED: {SyncStatus.RUNNING},
+    SyncStatus.FAILED: {SyncStatus.QUEUED, SyncStatus.RUNNING},
+}
+_PROGRESS_EVERY = 0.5  # seconds between progress writes: a long walk must not flood the store
+
+
+class DatasetSyncs:
+    """Requests, runs and recovers the syncs of a workspace's datasets."""
+
+    def __init__(
+        self,
+        database: Database,
+        workspace: Workspace,
+        artifacts: ArtifactStore,
+        cache: DataCache,
+        source_of: Callable[[str], Source],
+        staging: Path,
+        runner_id: str,
+    ) -> None:
+        self._database = database
+        self._workspace = workspace
+        self._artifacts = artifacts
+        self._cache = cache
+        self._source_of = source_of
+        self._staging = staging
+        self._runner_id = runner_id
+
+    def request(self, dataset: str, *, walk_all: bool = False, reason: str = "request") -> tuple[DatasetSyncRow, bool]:
+        """Queue a sync of ``dataset``; if one is queued or running already, that one (and False).
+        NotFound for a dataset the workspace does not declare."""
+        self._workspace.dataset(dataset)
+        with self._database.write() as session:
+            active = data_queries.active_sync(session, dataset)
+            if active is not None:
+                return active, False
+            row = DatasetSyncRow(
+                dataset=dataset, status=SyncStatus.QUEUED.value, walk_all=walk_all, reason=reason, created_at=utcnow()
+            )
+            try:
+                with session.begin_nested():
+                    data_queries.add_sync(session, row)
+            except IntegrityError:
+                active = data_queries.active_sync(session, dataset)  # a concurrent request (PostgreSQL)
+                if active is None:
+                    raise
+                return active, False
+            return row, True
+
+    def get(self, sync_id: int) -> DatasetSyncRow:
+        with self._database.read() as session:
+            row = data_queries.get_sync(session, sync_id)
+        if row is None:
+            raise NotFound(f"unknown sync {sync_id}", sync=sync_id)
+        return row
+
+    def claim(self, sync_id: int) -> bool:
+        """Take a queued sync for this process; False if another took it or it ended."""
+        with self._database.write() as session:
+            return _move(session, sync_id, SyncStatus.RUNNING, runner_id=self._runner_id, started_at=utcnow())
+
+    def execute(self, sync_id: int) -> DatasetSyncRow:
+        """Do a claimed sync to its end and record the outcome; the finished row."""
+        row = self.get(sync_id)
+        staging = self._staging / f"{sync_id}-{uuid.uuid4().hex[:8]}"
+        staging.mkdir(parents=True, exist_ok=True)
+        reporter = _ProgressWriter(self._database, sync_id)
+        try:
+            source = self._source_of(row.dataset)
+            with self._database.read() as session:
+                known = data_queries.known_versions(session, row.dataset)
+                newest = data_queries.newest_version(session, row.dataset)
+            found = source.discover(
+                known.__contains__,
+                KnownVersion(newest.version, newest.meta) if newest else None,
+                walk_all=row.walk_all,
+                staging=staging,
+                progress=reporter,
+            )
+            found = [f for f in found if f.version not in known]
+            if not source.keeps_history:
+                reporter(None, "storing the new version")
+                snapshots = {f.version: self._keep(row.dataset, f.version, staging / f.version) for f in found}
+            else:
+                snapshots = {}
+            with self._database.write() as session:
+                finished = _move(
+                    session,
+                    sync_id,
+                    SyncStatus.SUCCEEDED,
+                    added=len(found),
+                    finished_at=utcnow(),
+                    progress_fraction=1.0,
+                    progress_message=_summary(found),
+                )
+                if finished:  # else it was failed meanwhile (its server stopping): record nothing
+                    _record(session, row, found, snapshots)
+            if not finished:
+                return self.get(sync_id)
+            for f in found:
+                if f.version in snapshots:
+                    self._cache.adopt(row.dataset, f.version, staging / f.version)
+            log.info("dataset %s: %s", row.dataset, _summary(found))
+        except Exception as exc:
+            message = exc.message if isinstance(exc, ModelrunnerError) else f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, ModelrunnerError):
+                log.exception("dataset %s: sync %s failed", row.dataset, sync_id)
+            with self._database.write() as session:
+                _move(session, sync_id, SyncStatus.FAILED, error=message, finished_at=utcnow())
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return self.get(sync_id)
+
+    def sync(self, dataset: str, *, walk_all: bool = False) -> DatasetSyncRow:
+        """Request a sync and do it here, now; if another process is syncing the dataset, Conflict."""
+        row, created = self.request(dataset, walk_all=walk_all)
+        if not created or not self.claim(row.id):
+            raise Conflict(f"dataset '{dataset}' is being synced already (sync {row.id})", sync=row.id)
+        return self.execute(row.id)
+
+    def fail_abandoned(self, reason: str, *, only_this_process: bool = False) -> int:
+        """Fail the running syncs whose process on this host is gone (or, with
+        ``only_this_process``, this process's own); how many."""
+        with self._database.write() as session:
+            abandoned = [
+                r.id
+                for r in data_queries.running_syncs(session)
+                if r.runner_id
+                and (r.runner_id == self._runner_id if only_this_process else is_dead_runner(r.runner_id))
+            ]
+            for sync_id in abandoned:
+                _move(session, sync_id, SyncStatus.FAILED, error=reason, finished_at=utcnow())
+        return len(abandoned)
+
+    def delete_versions(self, dataset: str) -> int:
+        """Forget every recorded version of ``dataset``; how many. Conflict while unfinished runs use it."""
+        self._workspace.dataset(dataset)
+        with self._database.write() as session:
+            using = queries.active_runs_using_dataset(session, dataset)
+            if using:
+                shown = ", ".join(map(str, using[:10])) + (" ..." if len(using) > 10 else "")
+                raise Conflict(
+                    f"dataset '{dataset}' is used by {len(using)} unfinished run(s) ({shown}); "
+                    "wait for them or cancel them first",
+                    runs=using,
+                )
+            deleted = data_queries.delete_versions(session, dataset)
+        self._cache.drop(dataset)
+        return deleted
+
+    def _keep(self, dataset: str, version: str, folder: Path) -> str:
+        """Store the files of a version its source will not keep; the prefix's URI."""
+        prefix = snapshot_prefix(dataset, version)
+        self._artifacts.put_folder(folder, prefix)
+        return self._artifacts.uri(prefix)
+
+
+def _move(session: Session, sync_id: int, to: SyncStatus, **values: Any) -> bool:
+    """The one way a sync changes state: compare-and-set from the states ``to`` allows."""
+    allowed = [s.value for s in _ALLOWED_FROM[to]]
+    return data_queries.set_sync_if(session, sync_id, allowed, {"status": to.value, **values})
+
+
+def _record(session: Session, sync: DatasetSyncRow, found: list[FoundVersion], snapshots: dict[str, str]) -> None:
+    """The versions and their events, oldest first so ids grow with the data's time."""
+    now = utcnow()
+    rows = [
+        DatasetVersionRow(
+            dataset=sync.dataset,
+            version=f.version,
+            time=f.time,
+            discovered_at=now,
+            summary=f.summary,
+            files=[{"path": e.path, "size": e.size} for e in f.files],
+            file_count=len(f.files),
+            total_size=sum(e.size for e in f.files),
+            meta=f.meta,
+            snapshot_uri=snapshots.get(f.version),
+            sync_id=sync.id,
+        )
+        for f in reversed(found)
+    ]
+    data_queries.add_versions(session, rows)
+    for row in rows:
+        data = {
+            "dataset": sync.dataset,
+            "version": row.version,
+            "time": row.time.isoformat(),
+            "summary": row.summary,
+            "sync_id": sync.id,
+            "backfill": sync.walk_all,
+        }
+        queries.add_event(session, None, VERSION_ADDED, data, now)
+
+
+def _summary(found: list[FoundVersion]) -> str:
+    if not found:
+        return "no new version"
+    return f"{len(found)} new version{'s' if len(found) != 1 else ''}, newest {found[0].version[:12]}"
+
+
+class _ProgressWriter:
+    """Records a sync's progress, at most every ``_PROGRESS_EVERY`` seconds."""
+
+    def __init__(self, database: Database, sync_id: int) -> None:
+        self._database = database
+        self._sync_id = sync_id
+        self._last = 0.0
+
+    def __call__(self, fraction: float | None, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last < _PROGRESS_EVERY:
+            return
+        self._last = now
+        with self._database.write() as session:
+            data_queries.set_sync_if(
+                session,
+                self._sync_id,
+                [SyncStatus.RUNNING.value],
+                {"progress_fraction": fraction, "progress_message": message[:500]},
+            )
