@@ -146,7 +146,9 @@ class Workspace:
         it is broken."""
         spec, problems = self._load_spec()
         if spec is None:
-            raise SpecError(f"{WORKSPACE_FILE} is broken: " + "; ".join(map(str, problems)), problems=problems)
+            raise SpecError(
+                f"{WORKSPACE_FILE} is broken: " + "; ".join(map(str, problems)), problems=[str(p) for p in problems]
+            )
         return spec
 
     def datasets(self) -> dict[str, DatasetSpec]:
