@@ -9,6 +9,7 @@ from fastapi import APIRouter, FastAPI, Response
 from starlette.concurrency import run_in_threadpool
 
 import modelrunner
+from modelrunner.api.datasets_routes import router as datasets_router
 from modelrunner.api.deps import PlatformDep
 from modelrunner.api.errors import install_error_handlers
 from modelrunner.api.models_routes import router as models_router
@@ -57,6 +58,7 @@ def create_app(platform: Platform) -> FastAPI:
     api = APIRouter(prefix="/api/v1")
     api.include_router(models_router)
     api.include_router(runs_router)
+    api.include_router(datasets_router)
     api.include_router(health_router)
     app.include_router(api)
     return app

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, Body, Request, Response
 
 from modelrunner.api.deps import PlatformDep
 from modelrunner.api.schemas import ModelDetail, ModelSummary, RunDetail, SubmitRequest, SubmitResponse
 from modelrunner.engine.submit import SubmitOutcome
+from modelrunner.errors import InvalidInput, NotFound
+from modelrunner.spec.duration import HINT, parse_duration
+from modelrunner.spec.params import parse_cli_value
 from modelrunner.store import queries
+
+_INPUT_PREFIX = "input."
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -33,15 +38,16 @@ def get_model(name: str, platform: PlatformDep) -> ModelDetail:
         200: {"description": "Answered from the cache", "model": SubmitResponse},
         201: {"description": "A new run was queued, or an identical run in flight was joined"},
         404: {"description": "Unknown model"},
-        409: {"description": "cache=only and nothing is cached"},
-        422: {"description": "Invalid parameters; the failing field is named"},
+        409: {"description": "cache=only and nothing is cached, or an input's dataset has no version yet"},
+        422: {"description": "Invalid parameters, max_age or input version; the failing field is named"},
     },
 )
 def submit_run(name: str, platform: PlatformDep, request: Annotated[SubmitRequest | None, Body()] = None) -> Response:
-    """Identical requests (same model version and parameters) are answered from the cache or share
-    one execution; `cache` and `max_age` control how. No body runs with every default."""
+    """Identical requests (same model version, parameters and input data versions) are answered
+    from the cache or share one execution; `cache` and `max_age` control how. Each input uses its
+    dataset's newest version unless `inputs` pins one. No body runs with every default."""
     request = request or SubmitRequest()
-    submission = platform.submit(name, request.params, request.cache, request.max_age)
+    submission = platform.submit(name, request.params, request.cache, request.max_age, request.inputs)
     run = submission.run
     attempts, outputs = [], submission.outputs
     if submission.outcome == SubmitOutcome.JOINED:
@@ -53,3 +59,81 @@ def submit_run(name: str, platform: PlatformDep, request: Annotated[SubmitReques
     # Serialised here: returning the model would make FastAPI validate it a second time.
     status = 200 if submission.outcome == SubmitOutcome.CACHE_HIT else 201
     return Response(body.model_dump_json(), status_code=status, media_type="application/json")
+
+
+@router.get(
+    "/{name}/results",
+    response_model=RunDetail,
+    summary="The newest cached result for these parameters",
+    responses={
+        200: {"description": "The succeeded run that computed the result, with its outputs"},
+        404: {"description": "Unknown model, or no result matches"},
+        422: {"description": "An unknown or invalid parameter, a bad max_age or input version; it is named"},
+    },
+    openapi_extra={
+        "parameters": [
+            {
+                "name": "max_age",
+                "in": "query",
+                "required": False,
+                "description": "Only results computed on data no older than this (for a model without inputs: "
+                "results no older than this); seconds or a duration such as '30m', '2d'",
+                "schema": {"type": "string"},
+            },
+            {
+                "name": "input.<name>",
+                "in": "query",
+                "required": False,
+                "description": "Pin an input to a data version (a unique prefix of at least 4 characters)",
+                "schema": {"type": "string"},
+            },
+            {
+                "name": "<parameter>",
+                "in": "query",
+                "required": False,
+                "description": "A model parameter, typed by the model's schema as `-p` is on the command line; "
+                "undeclared parameters are refused",
+                "schema": {"type": "string"},
+            },
+        ]
+    },
+)
+def find_result(name: str, request: Request, platform: PlatformDep) -> RunDetail:
+    """Looks up, computes nothing: the succeeded run for these parameters on the newest data that
+    has a result, trying data versions from newest to oldest. Parameters left out take their
+    defaults, exactly as on submit."""
+    model = platform.workspace.model(name)
+    schema = model.spec.params
+    params: dict[str, Any] = {}
+    pins: dict[str, str] = {}
+    max_age: float | None = None
+    max_age_text = ""
+    seen: set[str] = set()
+    for key, value in request.query_params.multi_items():
+        if key in seen:
+            raise InvalidInput(f"{key}: given more than once", field=key, location="query")
+        seen.add(key)
+        if key == "max_age":
+            max_age, max_age_text = _duration(value), value
+        elif key.startswith(_INPUT_PREFIX):
+            pins[key.removeprefix(_INPUT_PREFIX)] = value
+        else:
+            params[key] = parse_cli_value(schema, key, value)
+    try:
+        found = platform.submitter.find_cached(name, params, max_age, pins)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message, **{**exc.details, "location": "query"}) from exc
+    if found is None:
+        within = f" within max_age={max_age_text}" if max_age is not None else ""
+        raise NotFound(f"no result of '{name}' for these parameters{within}", model=name)
+    run, outputs = found
+    with platform.database.read() as session:
+        attempts = queries.attempts_of(session, run.id)
+    return RunDetail.of_rows(run, attempts, outputs)
+
+
+def _duration(value: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise InvalidInput(f"max_age: {value!r} is not valid; {HINT}", field="max_age", location="query") from exc

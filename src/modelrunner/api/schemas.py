@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
-from urllib.parse import quote
+from typing import Annotated, Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+from modelrunner.data.catalog import DatasetSummary
 from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.engine.submit import SubmitOutcome
+from modelrunner.spec.dataset_spec import DatasetSpec, FilesDataset
+from modelrunner.spec.duration import parse_duration
 from modelrunner.spec.workspace import Model
-from modelrunner.store.tables import AttemptRow, EventRow, OutputRow, RunRow
+from modelrunner.store.tables import AttemptRow, DatasetSyncRow, DatasetVersionRow, EventRow, OutputRow, RunRow
+
+Duration = Annotated[
+    float,
+    BeforeValidator(lambda value: parse_duration(value) if isinstance(value, str) else value),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "description": "seconds"},
+                {"type": "string", "examples": ["90s", "30m", "2h", "2d"]},
+            ]
+        }
+    ),
+]
+"""Seconds, given as a number or as a duration such as ``"30m"`` or ``"2d"``."""
 
 
 class ModelSummary(BaseModel):
@@ -26,6 +43,9 @@ class ModelDetail(ModelSummary):
     resources: dict[str, Any]
     retries: dict[str, int]
     outputs: list[dict[str, str]]
+    inputs: dict[str, str] = Field(
+        description="Input name -> dataset name; each run uses one version of each (the newest unless pinned)"
+    )
 
     @classmethod
     def of(cls, model: Model) -> ModelDetail:
@@ -39,6 +59,7 @@ class ModelDetail(ModelSummary):
             resources=spec.resources.model_dump(),
             retries=spec.retries.model_dump(),
             outputs=[o.model_dump() for o in spec.outputs],
+            inputs=dict(spec.inputs),
         )
 
 
@@ -50,7 +71,17 @@ class SubmitRequest(BaseModel):
         default=CacheMode.USE,
         description="use: a cached result if any; refresh: compute again; only: a cached result or 409",
     )
-    max_age: float | None = Field(default=None, ge=0, description="Accept cached results at most this many seconds old")
+    max_age: Duration | None = Field(
+        default=None,
+        ge=0,
+        description="Accept a cached result computed on data no older than this (for a model without inputs: "
+        "a result no older than this); seconds or a duration such as '30m', '2d'",
+    )
+    inputs: dict[str, str] = Field(
+        default_factory=dict,
+        description="Input name -> the data version to use (a unique prefix of at least 4 characters is "
+        "enough); inputs not named here use their dataset's newest version",
+    )
 
 
 class Progress(BaseModel):
@@ -86,6 +117,11 @@ class OutputOut(BaseModel):
         )
 
 
+class InputVersionOut(BaseModel):
+    dataset: str
+    version: str
+
+
 class RunSummary(BaseModel):
     id: int
     model: str
@@ -95,6 +131,7 @@ class RunSummary(BaseModel):
     source_run_id: int | None = Field(description="For a cache hit: the run that computed the result")
     cache_key: str
     params: dict[str, Any]
+    inputs: dict[str, InputVersionOut] = Field(description="Input name -> the data version the run is computed on")
     progress: Progress
     error: str | None
     created_at: dt.datetime
@@ -148,6 +185,142 @@ class Health(BaseModel):
     status: str
 
 
+# --- datasets -----------------------------------------------------------------------------------
+
+
+class SyncOut(BaseModel):
+    id: int
+    dataset: str
+    status: str = Field(description="queued, running, succeeded or failed")
+    walk_all: bool = Field(description="Walks the whole history rather than stopping at the first known version")
+    reason: str = Field(description="request (asked for) or poll (the dataset's poll interval passed)")
+    progress: Progress
+    added: int = Field(description="New versions recorded (once succeeded)")
+    error: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, row: DatasetSyncRow) -> SyncOut:
+        return cls(
+            id=row.id,
+            dataset=row.dataset,
+            status=row.status,
+            walk_all=row.walk_all,
+            reason=row.reason,
+            progress=Progress(fraction=row.progress_fraction, message=row.progress_message),
+            added=row.added,
+            error=row.error,
+            created_at=row.created_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+        )
+
+
+class SyncRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    all: bool = Field(
+        default=False, description="Walk the whole history (git) instead of stopping at the first known version"
+    )
+
+
+class SyncStarted(SyncOut):
+    joined: bool = Field(description="True when a sync of the dataset was already queued or running: this is that one")
+
+
+class DatasetVersionOut(BaseModel):
+    version: str = Field(description="A commit sha, or a hash of the content")
+    time: dt.datetime = Field(description="When the data took this state: commit time, Last-Modified, or first seen")
+    discovered_at: dt.datetime = Field(description="When a sync recorded it")
+    summary: str
+    file_count: int
+    total_size: int = Field(description="Bytes")
+
+    @classmethod
+    def of(cls, row: DatasetVersionRow) -> DatasetVersionOut:
+        return cls.model_validate(row, from_attributes=True)
+
+
+class DataFileOut(BaseModel):
+    path: str
+    size: int
+
+
+class DatasetVersionDetail(DatasetVersionOut):
+    sync_id: int = Field(description="The sync that recorded it")
+    files: list[DataFileOut]
+
+    @classmethod
+    def of(cls, row: DatasetVersionRow) -> DatasetVersionDetail:
+        return cls(
+            **DatasetVersionOut.of(row).model_dump(),
+            sync_id=row.sync_id,
+            files=[DataFileOut(path=f["path"], size=f["size"]) for f in row.files],
+        )
+
+
+class DatasetSummaryOut(BaseModel):
+    name: str
+    source: str = Field(description="git, files or http")
+    description: str
+    poll: float | None = Field(description="Seconds between automatic syncs; null when synced only on request")
+    version_count: int
+    newest: DatasetVersionOut | None = Field(description="The version with the newest data; null before any")
+    last_sync: SyncOut | None = Field(description="The newest sync; null before the first")
+
+    @classmethod
+    def of(cls, summary: DatasetSummary) -> DatasetSummaryOut:
+        return cls(**_dataset_fields(summary))
+
+
+class DatasetDetail(DatasetSummaryOut):
+    spec: dict[str, Any] = Field(
+        description="Where the data lives (repo, branch, paths, url); storage options show only their keys, "
+        "and passwords in URLs are masked"
+    )
+
+    @classmethod
+    def of(cls, summary: DatasetSummary) -> DatasetDetail:
+        return cls(**_dataset_fields(summary), spec=_public_spec(summary.spec))
+
+
+class DeletedVersions(BaseModel):
+    deleted: int = Field(description="How many recorded versions were removed")
+
+
+def _dataset_fields(summary: DatasetSummary) -> dict[str, Any]:
+    return {
+        "name": summary.name,
+        "source": summary.spec.source,
+        "description": summary.spec.description,
+        "poll": summary.spec.poll,
+        "version_count": summary.version_count,
+        "newest": DatasetVersionOut.of(summary.newest) if summary.newest else None,
+        "last_sync": SyncOut.of(summary.last_sync) if summary.last_sync else None,
+    }
+
+
+def _public_spec(spec: DatasetSpec) -> dict[str, Any]:
+    """The spec without what may hold credentials: option values and URL passwords."""
+    shown = spec.model_dump(mode="json", exclude={"options"})
+    for key in ("repo", "url"):
+        if isinstance(shown.get(key), str):
+            shown[key] = _masked(shown[key])
+    if isinstance(spec, FilesDataset):
+        shown["option_keys"] = sorted(spec.options)
+    return shown
+
+
+def _masked(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc}"))
+
+
 def _run_fields(row: RunRow) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -158,6 +331,7 @@ def _run_fields(row: RunRow) -> dict[str, Any]:
         "source_run_id": row.source_run_id,
         "cache_key": row.cache_key,
         "params": row.params,
+        "inputs": row.inputs or {},
         "progress": Progress(fraction=row.progress_fraction, message=row.progress_message),
         "error": row.error,
         "created_at": row.created_at,

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -75,11 +76,69 @@ class Client:
         result: dict[str, Any] = self._json("GET", f"/models/{name}")
         return result
 
-    def submit(self, model: str, params: dict[str, Any], cache: str, max_age: float | None) -> dict[str, Any]:
+    def submit(
+        self,
+        model: str,
+        params: dict[str, Any],
+        cache: str,
+        max_age: float | None,
+        inputs: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"params": params, "cache": cache}
         if max_age is not None:
             body["max_age"] = max_age
+        if inputs:
+            body["inputs"] = inputs
         result: dict[str, Any] = self._json("POST", f"/models/{model}/runs", json=body)
+        return result
+
+    def result(
+        self, model: str, params: dict[str, str], max_age: str | None, inputs: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """The cached result for ``params`` (values as text, typed by the server); ApiError 404 if none."""
+        query: dict[str, str] = dict(params)
+        if max_age is not None:
+            query["max_age"] = max_age
+        query.update({f"input.{name}": version for name, version in (inputs or {}).items()})
+        result: dict[str, Any] = self._json("GET", f"/models/{model}/results", params=query)
+        return result
+
+    # --- datasets -----------------------------------------------------------------------------
+
+    def datasets(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._json("GET", "/datasets")
+        return result
+
+    def dataset(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", f"/datasets/{name}")
+        return result
+
+    def dataset_versions(self, name: str, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._json(
+            "GET", f"/datasets/{name}/versions", params={"limit": limit, "offset": offset}
+        )
+        return result
+
+    def dataset_version(self, name: str, version: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", f"/datasets/{name}/versions/{quote(version, safe='')}")
+        return result
+
+    def delete_dataset_versions(self, name: str) -> int:
+        """How many versions were removed; ApiError 409 while runs using the dataset are unfinished."""
+        result: dict[str, Any] = self._json("DELETE", f"/datasets/{name}/versions")
+        return int(result["deleted"])
+
+    def request_sync(self, name: str, walk_all: bool) -> dict[str, Any]:
+        """The sync queued now, or the one already in progress (``joined`` true)."""
+        result: dict[str, Any] = self._json("POST", f"/datasets/{name}/sync", json={"all": walk_all})
+        return result
+
+    def syncs(self, name: str, limit: int) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._json("GET", f"/datasets/{name}/syncs", params={"limit": limit})
+        return result
+
+    def sync(self, name: str, sync_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", f"/datasets/{name}/syncs/{sync_id}")
         return result
 
     # --- runs ---------------------------------------------------------------------------------

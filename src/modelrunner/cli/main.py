@@ -9,6 +9,7 @@ import typer
 
 import modelrunner
 from modelrunner.cli import output
+from modelrunner.cli.data_commands import data_app
 from modelrunner.cli.db_commands import db_app
 from modelrunner.cli.models_commands import models_app
 from modelrunner.cli.run_command import run
@@ -69,4 +70,5 @@ app.command("check")(check)
 app.command("run")(run)
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
+app.add_typer(data_app, name="data")
 app.add_typer(db_app, name="db")

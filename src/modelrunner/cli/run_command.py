@@ -14,8 +14,33 @@ from modelrunner.cli.params_input import combine, read_params_file, split_assign
 from modelrunner.cli.progress_view import RunProgress
 from modelrunner.cli.run_view import FINAL, print_finished, submission_line
 from modelrunner.engine.cache_mode import CacheMode
+from modelrunner.errors import ModelrunnerError
+from modelrunner.spec.duration import HINT, parse_duration
 
 POLL_SECONDS = 0.2
+
+
+def split_pins(values: list[str] | None) -> list[str] | None:
+    """Typer callback for ``-i``: each value must be ``input=version``, each input named once."""
+    seen: set[str] = set()
+    for value in values or []:
+        name, sep, version = value.partition("=")
+        if not sep or not name.strip() or not version.strip():
+            raise typer.BadParameter(f"{value!r} is not input=version (e.g. -i cases=1a2b3c4d)")
+        if name.strip() in seen:
+            raise typer.BadParameter(f"input '{name.strip()}' is pinned twice")
+        seen.add(name.strip())
+    return values
+
+
+def check_max_age(value: str | None) -> str | None:
+    """Typer callback for ``--max-age``: seconds or a duration (a usage error otherwise)."""
+    if value is not None:
+        try:
+            parse_duration(value)
+        except ValueError:
+            raise typer.BadParameter(f"{value!r} is not valid; {HINT}") from None
+    return value
 
 
 def run(
@@ -50,8 +75,26 @@ def run(
         ),
     ] = CacheMode.USE,
     max_age: Annotated[
-        float | None,
-        typer.Option(envvar="MODELRUNNER_MAX_AGE", min=0, help="Accept cached results at most this many seconds old."),
+        str | None,
+        typer.Option(
+            envvar="MODELRUNNER_MAX_AGE",
+            callback=check_max_age,
+            metavar="DURATION",
+            help="Accept a cached result computed on data no older than this (for a model without inputs: a result "
+            "no older than this); seconds or a duration such as 30m, 2d.",
+        ),
+    ] = None,
+    pins: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            "-i",
+            envvar="MODELRUNNER_INPUT",
+            metavar="NAME=VERSION",
+            callback=split_pins,
+            help="Run on this version of an input's dataset (a unique prefix of 4+ characters is enough); repeat "
+            "for more. Inputs not named use their dataset's newest version.",
+        ),
     ] = None,
     wait: Annotated[
         bool,
@@ -88,19 +131,24 @@ def run(
     `--local` the model runs once on this machine, with a progress bar, and its
     outputs are written to `--output-dir`.
 
-    Example: `modelrunner run growth -p rate=0.3 -p steps=100 --wait`
+    Example: `modelrunner run growth -p rate=0.3 -p steps=100 -i cases=1a2b3c4d --wait`
     """
     if local:
         if cache != CacheMode.USE or max_age is not None:
             raise typer.BadParameter(
                 "--local always computes; --cache and --max-age need a server", param_hint="--cache"
             )
+        if pins:
+            raise typer.BadParameter(
+                "--local does not support dataset inputs yet; run on a server", param_hint="--input"
+            )
+        _refuse_inputs_locally(model, workspace)
         from modelrunner.cli.local_run import run_locally
 
         code = run_locally(model, param, params_file, workspace, output_dir, json_output)
         raise typer.Exit(code)
     with Client(server) as client:
-        submitted = _submit(client, model, param, params_file, cache, max_age)
+        submitted = _submit(client, model, param, params_file, cache, max_age, pins)
         if not wait:
             _report_submission(submitted, json_output)
             return
@@ -123,12 +171,27 @@ def _submit(
     assignments: list[str] | None,
     params_file: Path | None,
     cache: CacheMode,
-    max_age: float | None,
+    max_age: str | None,
+    pins: list[str] | None,
 ) -> dict[str, Any]:
     # The schema is only needed to type -p values; without them the POST alone names any problem.
     schema = client.model(model)["params"] if assignments else {}
     params = combine(schema, read_params_file(params_file), assignments)
-    return client.submit(model, params, cache.value, max_age)
+    seconds = parse_duration(max_age) if max_age is not None else None
+    inputs = {name.strip(): version.strip() for name, _, version in (pin.partition("=") for pin in pins or [])}
+    return client.submit(model, params, cache.value, seconds, inputs)
+
+
+def _refuse_inputs_locally(model: str, workspace: Path) -> None:
+    """A clear error before anything runs: a local run has no store to resolve data versions in."""
+    from modelrunner.spec.workspace import Workspace
+
+    inputs = Workspace(workspace).model(model).spec.inputs
+    if inputs:
+        raise ModelrunnerError(
+            f"model '{model}' reads dataset inputs ({', '.join(sorted(inputs))}); --local does not support "
+            f"dataset inputs yet: run it on a server (modelrunner serve, then modelrunner run {model})"
+        )
 
 
 def _report_submission(run: dict[str, Any], json_output: bool) -> None:

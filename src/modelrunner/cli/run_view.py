@@ -12,6 +12,7 @@ from rich.text import Text
 from modelrunner.cli import output
 
 FINAL = frozenset({"succeeded", "failed", "timed_out", "cancelled"})
+SHORT_VERSION = 12  # characters of a data version id shown (a git sha's usual short form is shorter)
 _SUBMISSIONS = {
     "created": "created: a new run",
     "joined": "joined: an identical run was already in flight",
@@ -25,7 +26,17 @@ def submission_line(run: dict[str, Any]) -> Text:
     if run.get("cache_hit") and run.get("source_run_id") is not None:
         how += f" (computed by run {run['source_run_id']})"
     line = Text(f"run {run['id']} ({run['model']}) {how}; status ")
-    return line.append_text(output.status(run["status"]))
+    line.append_text(output.status(run["status"]))
+    if run.get("inputs"):
+        line.append(f"; inputs {input_versions(run['inputs'])}")
+    return line
+
+
+def input_versions(inputs: dict[str, Any]) -> str:
+    """``cases=covid@1a2b3c4d5e6f, regions=geo@...``: each input's dataset at the version used (short)."""
+    return ", ".join(
+        f"{name}={chosen['dataset']}@{chosen['version'][:SHORT_VERSION]}" for name, chosen in sorted(inputs.items())
+    )
 
 
 def outcome_line(run: dict[str, Any]) -> Text:
@@ -82,6 +93,7 @@ def print_details(console: Console, run: dict[str, Any]) -> None:
         ("status", output.status(run["status"])),
         ("cache hit", f"yes, computed by run {run['source_run_id']}" if run.get("cache_hit") else "no"),
         ("params", json.dumps(run.get("params", {}), sort_keys=True)),
+        ("inputs", input_versions(run.get("inputs") or {})),
         ("progress", " ".join(filter(None, [output.percent(progress.get("fraction")), progress.get("message")]))),
         ("error", run.get("error")),
         ("created", output.when(run.get("created_at"))),

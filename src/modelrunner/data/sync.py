@@ -168,9 +168,16 @@ class DatasetSyncs:
         return len(abandoned)
 
     def delete_versions(self, dataset: str) -> int:
-        """Forget every recorded version of ``dataset``; how many. Conflict while unfinished runs use it."""
+        """Forget every recorded version of ``dataset``; how many. Conflict while unfinished runs
+        use it or a sync of it is queued or running (it would record versions again)."""
         self._workspace.dataset(dataset)
         with self._database.write() as session:
+            syncing = data_queries.active_sync(session, dataset)
+            if syncing is not None:
+                raise Conflict(
+                    f"dataset '{dataset}' is being synced (sync {syncing.id}); delete its versions when it ends",
+                    sync=syncing.id,
+                )
             using = queries.active_runs_using_dataset(session, dataset)
             if using:
                 shown = ", ".join(map(str, using[:10])) + (" ..." if len(using) > 10 else "")

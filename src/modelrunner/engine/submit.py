@@ -125,12 +125,12 @@ class Submitter:
         validated = validate_params(model.spec.params, params)
         now = utcnow()
         oldest = now - dt.timedelta(seconds=max_age) if max_age is not None else None
+        input_versions.check_pins(model.spec, inputs or {})
         with self._database.read() as session:
             if model.spec.inputs:
                 choices = input_versions.recent(session, model.spec, inputs or {}, oldest or _EPOCH)
                 fresh_after = None
             else:
-                input_versions.check_pins(model.spec, inputs or {})
                 choices, fresh_after = [{}], oldest
             for choice in choices:
                 key = cache_key(model.name, model.version, validated, input_versions=input_versions.versions_of(choice))

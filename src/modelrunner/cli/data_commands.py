@@ -1,0 +1,238 @@
+"""``modelrunner data``: the server's datasets, their versions, and syncs that look for new ones."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+from modelrunner.cli import options, output
+from modelrunner.cli.client import Client
+from modelrunner.cli.progress_view import RunProgress
+from modelrunner.cli.run_view import SHORT_VERSION as SHORT
+
+POLL_SECONDS = 0.2
+_SYNC_FINAL = frozenset({"succeeded", "failed"})
+
+data_app = typer.Typer(help="Datasets: list them, see their versions, sync new versions from their sources.")
+
+DatasetName = Annotated[
+    str, typer.Argument(help="Name of the dataset (as declared in modelrunner.yaml).", show_default=False)
+]
+
+
+@data_app.command("list")
+def list_datasets(json_output: options.Json = False, server: options.Server = options.DEFAULT) -> None:
+    """List the datasets of the server's workspace: versions, newest version, poll interval, last sync."""
+    with Client(server) as client:
+        datasets = client.datasets()
+    if json_output:
+        output.print_json(datasets)
+        return
+    table = output.table("dataset", "source", "versions", "newest", "poll", "last sync")
+    for dataset in datasets:
+        newest = dataset.get("newest")
+        table.add_row(
+            output.cell(dataset["name"]),
+            dataset["source"],
+            str(dataset["version_count"]),
+            f"{newest['version'][:SHORT]} {output.when(newest['time'])}" if newest else "",
+            every(dataset.get("poll")),
+            _sync_cell(dataset.get("last_sync")),
+        )
+    output.stdout().print(table)
+    for dataset in datasets:
+        last = dataset.get("last_sync") or {}
+        if last.get("status") == "failed":
+            output.hint(f"the last sync of {dataset['name']} failed: {last.get('error') or 'no reason given'}")
+    if not datasets:
+        output.hint("the workspace declares no datasets (under `datasets:` in modelrunner.yaml)")
+    elif any(d["version_count"] == 0 for d in datasets):
+        output.hint("record the versions of a dataset with `modelrunner data sync NAME`")
+
+
+@data_app.command("versions")
+def versions(
+    name: DatasetName,
+    limit: Annotated[
+        int, typer.Option(envvar="MODELRUNNER_LIMIT", min=1, max=1000, help="Show at most this many versions.")
+    ] = 20,
+    json_output: options.Json = False,
+    server: options.Server = options.DEFAULT,
+) -> None:
+    """List a dataset's recorded versions, newest data first."""
+    with Client(server) as client:
+        found = client.dataset_versions(name, limit)
+    if json_output:
+        output.print_json(found)
+        return
+    table = output.table("version", "time", "discovered", "files", "size", "summary")
+    for item in found:
+        table.add_row(
+            item["version"][:SHORT],
+            output.when(item["time"]),
+            output.when(item["discovered_at"]),
+            str(item["file_count"]),
+            output.size(int(item["total_size"])),
+            output.cell(item["summary"]),
+        )
+    output.stdout().print(table)
+    if not found:
+        output.hint(f"no versions recorded yet: modelrunner data sync {name}")
+
+
+@data_app.command("show")
+def show(
+    name: DatasetName,
+    version: Annotated[
+        str, typer.Argument(help="The version id, or a unique prefix of it (4 characters or more).", show_default=False)
+    ],
+    json_output: options.Json = False,
+    server: options.Server = options.DEFAULT,
+) -> None:
+    """Show one version of a dataset: when its data changed, when it was discovered, its files and sizes."""
+    with Client(server) as client:
+        found = client.dataset_version(name, version)
+    if json_output:
+        output.print_json(found)
+        return
+    console = output.stdout()
+    fields = output.table("field", "value")
+    fields.show_header = False
+    rows = [
+        ("dataset", name),
+        ("version", found["version"]),
+        ("time", output.when(found["time"])),
+        ("discovered", output.when(found["discovered_at"])),
+        ("summary", found["summary"]),
+        ("files", f"{found['file_count']} ({output.size(int(found['total_size']))})"),
+    ]
+    for field, value in rows:
+        if value:
+            fields.add_row(field, output.cell(value))
+    console.print(fields)
+    files = output.table("path", "size", title="files")
+    for item in found["files"]:
+        files.add_row(output.cell(item["path"]), output.size(int(item["size"])))
+    console.print(files)
+
+
+@data_app.command("sync")
+def sync(
+    name: DatasetName,
+    walk_all: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            envvar="MODELRUNNER_SYNC_ALL",
+            help="Walk the whole history (git), not only what is newer than known.",
+        ),
+    ] = False,
+    delete: Annotated[
+        bool,
+        typer.Option(
+            "--delete",
+            envvar="MODELRUNNER_SYNC_DELETE",
+            help="Instead of syncing, forget every recorded version (refused while runs using them are unfinished).",
+        ),
+    ] = False,
+    no_wait: Annotated[
+        bool,
+        typer.Option("--no-wait", envvar="MODELRUNNER_SYNC_NO_WAIT", help="Return once the sync is queued."),
+    ] = False,
+    json_output: options.Json = False,
+    server: options.Server = options.DEFAULT,
+) -> None:
+    """Record the new versions of a dataset, following the sync with a progress bar.
+
+    A sync stops at the first version already recorded; `--all` walks the whole history instead.
+    If a sync of the dataset is already running, this follows that one. Exit 1 if it fails.
+    """
+    if delete and walk_all:
+        raise typer.BadParameter("--delete forgets versions; it cannot be combined with --all", param_hint="--delete")
+    with Client(server) as client:
+        if delete:
+            deleted = client.delete_dataset_versions(name)
+            if json_output:
+                output.print_json({"deleted": deleted})
+            else:
+                output.stdout().print(output.cell(f"removed {_versions(deleted)} of {name}"))
+            return
+        started = client.request_sync(name, walk_all)
+        if started.get("joined"):
+            output.hint(f"a sync of {name} was already {started['status']} (sync {started['id']}); following it")
+        if no_wait:
+            _report_queued(started, json_output)
+            return
+        finished = _follow(client, started)
+        newest = client.dataset(name).get("newest") if finished["status"] == "succeeded" else None
+    if json_output:
+        output.print_json({**finished, "joined": started.get("joined", False), "newest": newest})
+    elif finished["status"] == "succeeded":
+        output.stdout().print(_outcome(finished, newest))
+    else:
+        output.error(f"sync {finished['id']} of {name} failed: {finished.get('error') or 'no reason given'}")
+    raise typer.Exit(0 if finished["status"] == "succeeded" else 1)
+
+
+def _report_queued(started: dict[str, Any], json_output: bool) -> None:
+    if json_output:
+        output.print_json(started)
+        return
+    output.stdout().print(
+        Text(f"sync {started['id']} of {started['dataset']}: ").append_text(output.status(started["status"]))
+    )
+    output.hint(f"follow it: modelrunner data sync {started['dataset']} (joins the sync in progress)")
+
+
+def _follow(client: Client, started: dict[str, Any]) -> dict[str, Any]:
+    """Poll the sync until it ends, showing its progress. Ctrl-C stops waiting, not the sync."""
+    current, name = started, started["dataset"]
+    try:
+        with RunProgress(f"sync {started['id']} ({name})") as bar:
+            while True:
+                progress = current.get("progress") or {}
+                bar.update(progress.get("fraction"), progress.get("message"), current["status"])
+                if current["status"] in _SYNC_FINAL:
+                    return current
+                time.sleep(POLL_SECONDS)
+                current = client.sync(name, current["id"])
+    except KeyboardInterrupt:
+        output.stderr().print(f"stopped waiting; sync {started['id']} continues on the server", markup=False)
+        raise typer.Exit(130) from None
+
+
+def _outcome(finished: dict[str, Any], newest: dict[str, Any] | None) -> Text:
+    """``2 new versions, newest 1a2b3c4d5e6f (2024-01-01 00:02:00)`` or ``no new version; ...``."""
+    added = int(finished.get("added") or 0)
+    head = f"{added} new version{'s' if added != 1 else ''}" if added else "no new version"
+    if newest is None:
+        return output.cell(f"{head}; the dataset has no versions")
+    shown = f"{newest['version'][:SHORT]} ({output.when(newest['time'])})"
+    return output.cell(f"{head}, newest {shown}" if added else f"{head}; newest {shown}")
+
+
+def _versions(count: int) -> str:
+    return f"{count} version{'s' if count != 1 else ''}"
+
+
+def _sync_cell(last: dict[str, Any] | None) -> Text:
+    if not last:
+        return Text("never")
+    cell = output.status(last["status"])
+    moment = last.get("finished_at") or last.get("started_at") or last.get("created_at")
+    if moment:
+        cell.append(f" {output.when(moment)}")
+    return cell
+
+
+def every(seconds: float | None) -> str:
+    """A poll interval as written in modelrunner.yaml: ``90s``, ``30m``, ``2h``, ``1d``; ``on request`` if none."""
+    if seconds is None:
+        return "on request"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
