@@ -24,10 +24,13 @@ from modelrunner.store import data_queries
 from modelrunner.store.tables import EventRow
 from tests import data_fixtures
 from tests.conftest import wait_for_run
-from tests.data_fixtures import GitRepo
+from tests.data_fixtures import S3, GitRepo, HttpServer
 from tests.dataset_workspace import build_workspace, git_dataset
 
 git_repo = data_fixtures.git_repo
+moto_server = data_fixtures.moto_server
+s3 = data_fixtures.s3
+http_server = data_fixtures.http_server
 
 # Copies its `drop` input to its outputs; with `scribble`, then writes into its inputs folder.
 COPIER_SPEC = {
@@ -146,6 +149,49 @@ def test_a_pinned_version_of_a_folder_that_changed_since_is_reproduced(
     assert client.get(on_old["outputs"][0]["url"]).text == "day,cases\n1,10\n"
     assert on_new["inputs"]["drop"]["version"] == new
     assert sorted(o["path"] for o in on_new["outputs"]) == ["drop/cases.csv", "drop/extra.csv"]
+
+
+def redeclare_drop(workspace: Path, dataset: dict[str, Any]) -> None:
+    spec = yaml.safe_load((workspace / "modelrunner.yaml").read_text())
+    spec["datasets"]["drop"] = dataset
+    (workspace / "modelrunner.yaml").write_text(yaml.safe_dump(spec))
+
+
+def test_a_run_reads_its_version_of_an_s3_prefix(
+    client: TestClient, platform: Platform, workspace: Path, s3: S3
+) -> None:
+    bucket = s3.create_bucket()
+    s3.put(bucket, "stations/a.csv", "a,1\n")
+    s3.put(bucket, "stations/north/b.csv", "b,1\n")
+    s3.put(bucket, "elsewhere.csv", "not under the prefix\n")
+    redeclare_drop(workspace, {"source": "files", "url": f"s3://{bucket}/stations", "options": s3.options})
+
+    first = platform.syncs.sync("drop")
+    s3.put(bucket, "stations/a.csv", "a,2\n")
+    second = platform.syncs.sync("drop")
+    unchanged = platform.syncs.sync("drop")
+    old, new = recorded(platform, "drop")[::-1]
+    on_old = run_of(client, "copier", inputs={"drop": old})
+
+    assert (first.added, second.added, unchanged.added) == (1, 1, 0)
+    assert sorted(o["path"] for o in on_old["outputs"]) == ["drop/a.csv", "drop/north/b.csv"]
+    assert client.get(next(o["url"] for o in on_old["outputs"] if o["path"] == "drop/a.csv")).text == "a,1\n"
+    assert new != old
+
+
+def test_a_run_reads_its_version_of_an_http_file(
+    client: TestClient, platform: Platform, workspace: Path, http_server: HttpServer
+) -> None:
+    http_server.write("population.csv", "region,people\nnorth,100\n")
+    redeclare_drop(workspace, {"source": "http", "url": http_server.url("population.csv")})
+
+    platform.syncs.sync("drop")
+    unchanged = platform.syncs.sync("drop")
+    run = run_of(client, "copier")
+
+    assert unchanged.added == 0 and http_server.statuses("population.csv") == [200, 304]
+    assert [o["path"] for o in run["outputs"]] == ["drop/population.csv"]
+    assert client.get(run["outputs"][0]["url"]).text == "region,people\nnorth,100\n"
 
 
 def test_a_model_writing_into_its_inputs_does_not_change_the_version_for_later_runs(

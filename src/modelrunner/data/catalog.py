@@ -10,12 +10,13 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from modelrunner.engine.input_versions import MIN_PREFIX
 from modelrunner.errors import InvalidInput, NotFound
 from modelrunner.spec.dataset_spec import DatasetSpec
 from modelrunner.spec.workspace import Workspace
 from modelrunner.store import data_queries
 from modelrunner.store.tables import DatasetSyncRow, DatasetVersionRow
+
+MIN_PREFIX = 4  # as git: shorter prefixes match too much to name a version
 
 
 @dataclass(frozen=True)

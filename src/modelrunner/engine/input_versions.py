@@ -11,12 +11,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from modelrunner.errors import Conflict, InvalidInput
+from modelrunner.data import catalog
+from modelrunner.errors import Conflict, InvalidInput, NotFound
 from modelrunner.spec.model_spec import ModelSpec
 from modelrunner.store import data_queries
 from modelrunner.store.tables import DatasetVersionRow
 
-MIN_PREFIX = 4
 _RECENT_PER_INPUT = 50  # how many versions back a cache look-up goes per input
 _MAX_COMBINATIONS = 100
 
@@ -89,21 +89,8 @@ def _newest(session: Session, dataset: str) -> DatasetVersionRow:
 
 
 def _pinned(session: Session, name: str, dataset: str, pin: str) -> DatasetVersionRow:
-    field = f"inputs.{name}"
-    pin = pin.strip().lower()
-    if len(pin) < MIN_PREFIX:
-        raise InvalidInput(
-            f"input '{name}': a version (or its prefix) has at least {MIN_PREFIX} characters", field=field
-        )
-    rows = data_queries.versions_with_prefix(session, dataset, pin, limit=2)
-    if not rows:
-        raise InvalidInput(
-            f"input '{name}': dataset '{dataset}' has no version {pin!r} (see `modelrunner data versions {dataset}`)",
-            field=field,
-        )
-    exact = [row for row in rows if row.version == pin]
-    if len(rows) > 1 and not exact:
-        raise InvalidInput(
-            f"input '{name}': {pin!r} matches several versions of '{dataset}'; give more characters", field=field
-        )
-    return exact[0] if exact else rows[0]
+    try:
+        return catalog.version(session, dataset, pin)
+    except (InvalidInput, NotFound) as exc:
+        # A pin is part of the request: whatever is wrong with it, the request is invalid there.
+        raise InvalidInput(f"input '{name}': {exc.message}", field=f"inputs.{name}") from exc
