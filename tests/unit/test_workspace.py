@@ -243,3 +243,81 @@ def test_a_script_in_the_model_folder_must_exist_and_be_executable(tmp_path: Pat
     assert "does not exist" in problems["absent/model.yaml"].message
     assert "chmod +x" in problems["plain/model.yaml"].message
     assert "'./run.sh'" in problems["bare/model.yaml"].message
+
+
+DATASETS = """\
+datasets:
+  cases:
+    source: git
+    repo: case-data
+    paths: [cases.csv]
+    poll: 30m
+  stations:
+    source: files
+    url: s3://bucket/stations
+    options: {endpoint_url: "http://127.0.0.1:9000"}
+  population:
+    source: http
+    url: https://example.org/population.csv
+    poll: 1d
+"""
+
+
+def test_datasets_are_read_with_their_poll_intervals(tmp_path: Path) -> None:
+    (tmp_path / "modelrunner.yaml").write_text(DATASETS)
+
+    datasets = Workspace(tmp_path).datasets()
+
+    assert sorted(datasets) == ["cases", "population", "stations"]
+    assert (datasets["cases"].source, datasets["cases"].poll, datasets["cases"].paths) == ("git", 1800, ["cases.csv"])
+    assert (datasets["population"].poll, datasets["stations"].poll) == (86400, None)
+
+
+def test_an_edited_workspace_file_is_reread(tmp_path: Path) -> None:
+    spec = tmp_path / "modelrunner.yaml"
+    spec.write_text(DATASETS)
+    workspace = Workspace(tmp_path)
+    assert "cases" in workspace.datasets()
+
+    spec.write_text(DATASETS.replace("  cases:", "  counts:"))
+    touch_later(spec)
+
+    assert "counts" in workspace.datasets() and "cases" not in workspace.datasets()
+    with pytest.raises(NotFound, match="unknown dataset 'cases'"):
+        workspace.dataset("cases")
+
+
+@pytest.mark.parametrize(
+    ("declared", "field", "message"),
+    [
+        ("  cases:\n    source: svn\n", "datasets.cases", "source 'svn' is not one of 'git', 'files', 'http'"),
+        ("  cases:\n    source: git\n", "datasets.cases.repo", "is required"),
+        ("  cases:\n    source: git\n    repo: r\n    poll: soon\n", "datasets.cases.poll", "'30m'"),
+        ("  cases:\n    source: git\n    repo: r\n    paths: [../up]\n", "datasets.cases.paths", "relative"),
+        ("  cases:\n    source: http\n    url: ftp://x/y\n", "datasets.cases.url", "http:// or https://"),
+        ("  cases:\n    source: files\n    url: d\n    bucket: b\n", "datasets.cases.bucket", "not a known field"),
+        ("  Cases:\n    source: files\n    url: d\n", "datasets", "dataset 'Cases': use lowercase"),
+    ],
+)
+def test_a_wrong_dataset_declaration_is_named_by_field(tmp_path: Path, declared: str, field: str, message: str) -> None:
+    (tmp_path / "modelrunner.yaml").write_text("datasets:\n" + declared)
+
+    problems = Workspace(tmp_path).problems()
+
+    assert [p.field for p in problems] == [field]
+    assert message in problems[0].message
+    with pytest.raises(SpecError, match=r"modelrunner\.yaml is broken"):
+        Workspace(tmp_path).datasets()
+
+
+def test_an_input_naming_an_undeclared_dataset_is_a_problem(tmp_path: Path) -> None:
+    (tmp_path / "modelrunner.yaml").write_text(DATASETS)
+    folder = add_model(tmp_path, "projection")
+    spec = "name: projection\ncommand: [python, run.py]\ninputs: {cases: cases, pop: pop}\n"
+    (folder / "model.yaml").write_text(spec)
+
+    problems = Workspace(tmp_path).problems()
+
+    assert [(p.field, p.message) for p in problems] == [
+        ("inputs.pop", "dataset 'pop' is not declared in modelrunner.yaml")
+    ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 import typer
@@ -10,10 +9,9 @@ from rich.text import Text
 
 from modelrunner.cli import options, output
 from modelrunner.cli.client import Client
-from modelrunner.cli.progress_view import RunProgress
+from modelrunner.cli.progress_view import follow
 from modelrunner.cli.run_view import SHORT_VERSION as SHORT
 
-POLL_SECONDS = 0.2
 _SYNC_FINAL = frozenset({"succeeded", "failed"})
 
 data_app = typer.Typer(help="Datasets: list them, see their versions, sync new versions from their sources.")
@@ -189,16 +187,9 @@ def _report_queued(started: dict[str, Any], json_output: bool) -> None:
 
 def _follow(client: Client, started: dict[str, Any]) -> dict[str, Any]:
     """Poll the sync until it ends, showing its progress. Ctrl-C stops waiting, not the sync."""
-    current, name = started, started["dataset"]
+    name = started["dataset"]
     try:
-        with RunProgress(f"sync {started['id']} ({name})") as bar:
-            while True:
-                progress = current.get("progress") or {}
-                bar.update(progress.get("fraction"), progress.get("message"), current["status"])
-                if current["status"] in _SYNC_FINAL:
-                    return current
-                time.sleep(POLL_SECONDS)
-                current = client.sync(name, current["id"])
+        return follow(f"sync {started['id']} ({name})", started, lambda: client.sync(name, started["id"]), _SYNC_FINAL)
     except KeyboardInterrupt:
         output.stderr().print(f"stopped waiting; sync {started['id']} continues on the server", markup=False)
         raise typer.Exit(130) from None

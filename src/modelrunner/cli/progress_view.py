@@ -1,14 +1,18 @@
-"""The progress bar of one run (on the server or local), fed with fraction, message and status."""
+"""The progress bar of one run or sync (on the server or local), fed with fraction, message and status."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Collection
 from types import TracebackType
+from typing import Any
 
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from modelrunner.cli import output
 
 _FINAL = frozenset({"succeeded", "failed", "timed_out", "cancelled"})
+POLL_SECONDS = 0.2
 
 
 class RunProgress:
@@ -50,3 +54,18 @@ class RunProgress:
             completed=fraction or 0.0,
             message=message or "",
         )
+
+
+def follow(
+    label: str, current: dict[str, Any], refresh: Callable[[], dict[str, Any]], final: Collection[str]
+) -> dict[str, Any]:
+    """Show the progress of a run or sync (as the API gives it: ``status`` and ``progress``),
+    asking ``refresh`` for its new state until its status is one of ``final``; its last state."""
+    with RunProgress(label) as bar:
+        while True:
+            progress = current.get("progress") or {}
+            bar.update(progress.get("fraction"), progress.get("message"), current["status"])
+            if current["status"] in final:
+                return current
+            time.sleep(POLL_SECONDS)
+            current = refresh()

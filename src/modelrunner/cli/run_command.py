@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,13 +10,11 @@ import typer
 from modelrunner.cli import options, output
 from modelrunner.cli.client import Client
 from modelrunner.cli.params_input import combine, read_params_file, split_assignments
-from modelrunner.cli.progress_view import RunProgress
+from modelrunner.cli.progress_view import follow
 from modelrunner.cli.run_view import FINAL, print_finished, submission_line
 from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.errors import ModelrunnerError
 from modelrunner.spec.duration import HINT, parse_duration
-
-POLL_SECONDS = 0.2
 
 
 def split_pins(values: list[str] | None) -> list[str] | None:
@@ -209,14 +206,7 @@ def _follow(client: Client, run: dict[str, Any]) -> dict[str, Any]:
     """Poll the run until it ends, showing its progress. Ctrl-C stops waiting, not the run."""
     run_id = run["id"]
     try:
-        with RunProgress(f"run {run_id} ({run['model']})") as bar:
-            while True:
-                progress = run.get("progress") or {}
-                bar.update(progress.get("fraction"), progress.get("message"), run["status"])
-                if run["status"] in FINAL:
-                    return run
-                time.sleep(POLL_SECONDS)
-                run = client.run(run_id)
+        return follow(f"run {run_id} ({run['model']})", run, lambda: client.run(run_id), FINAL)
     except KeyboardInterrupt:
         output.stderr().print(
             f"stopped waiting; run {run_id} continues on the server. Cancel it with: modelrunner runs cancel {run_id}",

@@ -58,7 +58,14 @@ class HttpDataset(_DatasetBase):
     """One file behind an HTTP(S) URL; a version is identified by its content."""
 
     source: Literal["http"]
-    url: str = Field(pattern=r"^https?://", description="http:// or https:// URL of the file")
+    url: str = Field(description="http:// or https:// URL of the file")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
 
 DatasetSpec = Annotated[GitDataset | FilesDataset | HttpDataset, Field(discriminator="source")]

@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from modelrunner.spec.duration import parse_duration
-from modelrunner.spec.names import check_name
+from modelrunner.spec.names import check_name, check_names
 
 MODEL_FILE = "model.yaml"
 # In a command, these names mean the interpreter modelrunner itself runs under.
@@ -99,14 +99,11 @@ class ModelSpec(BaseModel):
     def _valid_name(cls, value: str) -> str:
         return check_name(value)
 
-    @field_validator("inputs")
+    @field_validator("inputs", mode="before")
     @classmethod
-    def _valid_input_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            try:
-                check_name(name)
-            except ValueError as exc:
-                raise ValueError(f"input {name!r}: {exc}") from exc
+    def _valid_input_names(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            check_names(value, "input")
         return value
 
     @field_validator("command")
@@ -172,6 +169,9 @@ def message_of(error: Any) -> str:
         return "is required"
     if error["type"] == "extra_forbidden":
         return "is not a known field"
+    if error["type"] == "union_tag_invalid":
+        context = error["ctx"]
+        return f"{context['discriminator'].strip(chr(39))} {context['tag']!r} is not one of {context['expected_tags']}"
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -12,3 +13,12 @@ def check_name(value: str) -> str:
     if not _NAME.match(value):
         raise ValueError("use lowercase letters, digits, '-' and '_' (at most 63), starting with a letter or digit")
     return value
+
+
+def check_names(names: Iterable[str], what: str) -> None:
+    """ValueError naming the first invalid name, e.g. "input 'Cases': use lowercase ..."."""
+    for name in names:
+        try:
+            check_name(name)
+        except ValueError as exc:
+            raise ValueError(f"{what} {name!r}: {exc}") from exc

@@ -16,7 +16,7 @@ from modelrunner.errors import NotFound, SpecError
 from modelrunner.spec.dataset_spec import DatasetSpec
 from modelrunner.spec.model_spec import MODEL_FILE, ModelSpec, SpecProblem, load_model_spec, message_of, program_problem
 from modelrunner.spec.model_version import content_hash, fingerprint
-from modelrunner.spec.names import check_name
+from modelrunner.spec.names import check_names
 
 WORKSPACE_FILE = "modelrunner.yaml"
 TEMPLATE = Path(__file__).parent / "workspace_template"
@@ -31,14 +31,11 @@ class WorkspaceSpec(BaseModel):
     name: str = "workspace"
     datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
 
-    @field_validator("datasets")
+    @field_validator("datasets", mode="before")
     @classmethod
-    def _valid_dataset_names(cls, value: dict[str, DatasetSpec]) -> dict[str, DatasetSpec]:
-        for name in value:
-            try:
-                check_name(name)
-            except ValueError as exc:
-                raise ValueError(f"dataset {name!r}: {exc}") from exc
+    def _valid_dataset_names(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            check_names(value, "dataset")
         return value
 
 
@@ -203,7 +200,14 @@ def _read_workspace_spec(path: Path) -> tuple[WorkspaceSpec | None, list[SpecPro
     except yaml.YAMLError as exc:
         return None, [SpecProblem(WORKSPACE_FILE, "", f"not valid YAML: {exc}")]
     except ValidationError as exc:
-        return None, [SpecProblem(WORKSPACE_FILE, ".".join(map(str, e["loc"])), message_of(e)) for e in exc.errors()]
+        return None, [SpecProblem(WORKSPACE_FILE, _field_of(e["loc"]), message_of(e)) for e in exc.errors()]
+
+
+def _field_of(location: tuple[Any, ...]) -> str:
+    # pydantic puts the `source` of a dataset into the path (datasets.x.git.repo); users wrote datasets.x.repo.
+    if len(location) > 2 and location[0] == "datasets" and location[2] in {"git", "files", "http"}:
+        location = location[:2] + location[3:]
+    return ".".join(map(str, location))
 
 
 def create_workspace(destination: Path) -> list[Path]:
