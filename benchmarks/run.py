@@ -18,6 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the figure modules beside this file, however it is started
 
+import datasets  # noqa: E402
 import latency  # noqa: E402
 import listing  # noqa: E402
 import memory  # noqa: E402
@@ -35,6 +36,8 @@ FIGURES: dict[str, Callable[[Bench], list[Figure]]] = {
     "cache-hit": latency.measure_cache_hit,
     "list": listing.measure,
     "memory": memory.measure,
+    "data-sync": datasets.measure_sync,
+    "data-cache": datasets.measure_cache,
 }
 
 

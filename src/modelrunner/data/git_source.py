@@ -106,8 +106,12 @@ class GitSource:
         with self._locked():
             self._update_mirror()
         progress(None, f"listing the commits of branch {self.branch!r}")
+        head = self._branch_head()
+        # Commits behind the newest known one are known already: git need not list them. After a
+        # force push the newest known commit may have left the branch; then the whole branch is read.
+        behind = newest.version if newest and not walk_all and self._is_ancestor(newest.version, head) else None
         new: list[_Commit] = []
-        for commit in self._commits(self._branch_head()):
+        for commit in self._commits(head, behind):
             if known(commit.sha):
                 if not walk_all:
                     break
@@ -201,8 +205,12 @@ class GitSource:
             raise self._error(f"branch {self.branch!r} not found in git repository {self._shown_repo}")
         return done.stdout.decode().strip()
 
-    def _commits(self, head: str) -> list[_Commit]:
-        """The commits from ``head`` that touched ``paths``, children before parents."""
+    def _is_ancestor(self, sha: str, head: str) -> bool:
+        return self._call(*self._in_mirror(), "merge-base", "--is-ancestor", sha, head).returncode == 0
+
+    def _commits(self, head: str, behind: str | None = None) -> list[_Commit]:
+        """The commits from ``head`` that touched ``paths``, children before parents; without
+        those reachable from ``behind``."""
         output = self._run(
             *self._in_mirror(),
             "-c",
@@ -212,6 +220,7 @@ class GitSource:
             "-z",
             "--format=%H%x1f%ct%x1f%T%x1f%s",
             head,
+            *([f"^{behind}"] if behind else []),
             "--",
             *self.paths,
             action=f"listing the commits of branch {self.branch!r}",

@@ -223,16 +223,25 @@ def _record(session: Session, sync: DatasetSyncRow, found: list[FoundVersion], s
         for f in reversed(found)
     ]
     data_queries.add_versions(session, rows)
-    for row in rows:
-        data = {
-            "dataset": sync.dataset,
-            "version": row.version,
-            "time": row.time.isoformat(),
-            "summary": row.summary,
-            "sync_id": sync.id,
-            "backfill": sync.walk_all,
-        }
-        queries.add_event(session, None, VERSION_ADDED, data, now)
+    queries.add_events(
+        session,
+        [
+            {
+                "run_id": None,
+                "type": VERSION_ADDED,
+                "created_at": now,
+                "data": {
+                    "dataset": sync.dataset,
+                    "version": row.version,
+                    "time": row.time.isoformat(),
+                    "summary": row.summary,
+                    "sync_id": sync.id,
+                    "backfill": sync.walk_all,
+                },
+            }
+            for row in rows
+        ],
+    )
 
 
 def _summary(found: list[FoundVersion]) -> str:

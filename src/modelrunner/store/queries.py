@@ -289,6 +289,12 @@ def add_event(session: Session, run_id: int | None, type_: str, data: dict[str, 
     session.execute(_INSERT_EVENT, {"run_id": run_id, "type": type_, "data": data, "created_at": at})
 
 
+def add_events(session: Session, events: list[dict[str, Any]]) -> None:
+    """Insert many events (``run_id``, ``type``, ``data``, ``created_at`` each) in one statement."""
+    if events:
+        session.execute(_INSERT_EVENT, events)
+
+
 def events_of(session: Session, run_id: int, after_id: int, limit: int) -> list[EventRow]:
     statement = (
         select(EventRow).where(EventRow.run_id == run_id, EventRow.id > after_id).order_by(EventRow.id).limit(limit)
