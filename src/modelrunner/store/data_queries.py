@@ -121,13 +121,6 @@ def versions_with_prefix(session: Session, dataset: str, prefix: str, limit: int
     return list(session.scalars(statement))
 
 
-def versions_by_id(session: Session, dataset: str, versions: Collection[str]) -> list[DatasetVersionRow]:
-    statement = select(DatasetVersionRow).where(
-        DatasetVersionRow.dataset == dataset, DatasetVersionRow.version.in_(list(versions))
-    )
-    return list(session.scalars(statement))
-
-
 def count_versions(session: Session) -> dict[str, int]:
     rows = session.execute(select(DatasetVersionRow.dataset, func.count()).group_by(DatasetVersionRow.dataset)).all()
     return {dataset: count for dataset, count in rows}
