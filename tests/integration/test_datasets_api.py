@@ -287,6 +287,9 @@ def test_the_dataset_spec_never_shows_credentials(client: TestClient, workspace:
         "options": {"endpoint_url": "http://127.0.0.1:9", "secret": "hunter2"},
     }
     spec["datasets"]["remote"] = {"source": "git", "repo": "https://someone:t0ken@example.org/data.git", "poll": "1d"}
+    # A token given as the user name (as forges hand them out), and one in a query string.
+    spec["datasets"]["forge"] = {"source": "git", "repo": "https://ghp_t0ken@example.org/data.git"}
+    spec["datasets"]["feed"] = {"source": "http", "url": "https://example.org/cases.csv?key=t0ken"}
     (workspace / "modelrunner.yaml").write_text(yaml.safe_dump(spec))
 
     bucket = client.get(f"{API}/datasets/bucket")
@@ -294,7 +297,9 @@ def test_the_dataset_spec_never_shows_credentials(client: TestClient, workspace:
     assert bucket.json()["spec"]["option_keys"] == ["endpoint_url", "secret"]
     assert "hunter2" not in bucket.text and "127.0.0.1:9" not in bucket.text
     remote = client.get(f"{API}/datasets/remote").json()
-    assert remote["spec"]["repo"] == "https://someone:***@example.org/data.git"
+    assert remote["spec"]["repo"] == "https://***@example.org/data.git"
+    assert client.get(f"{API}/datasets/forge").json()["spec"]["repo"] == "https://***@example.org/data.git"
+    assert client.get(f"{API}/datasets/feed").json()["spec"]["url"] == "https://example.org/cases.csv"
     assert remote["poll"] == 86400
     assert "t0ken" not in client.get(f"{API}/datasets").text
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from modelrunner.data.catalog import DatasetSummary
+from modelrunner.data.source import public_url
 from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.engine.submit import SubmitOutcome
 from modelrunner.spec.dataset_spec import DatasetSpec, FilesDataset
@@ -278,7 +279,7 @@ class DatasetSummaryOut(BaseModel):
 class DatasetDetail(DatasetSummaryOut):
     spec: dict[str, Any] = Field(
         description="Where the data lives (repo, branch, paths, url); storage options show only their keys, "
-        "and passwords in URLs are masked"
+        "and user info (passwords, tokens) and query strings are left out of URLs"
     )
 
     @classmethod
@@ -303,22 +304,14 @@ def _dataset_fields(summary: DatasetSummary) -> dict[str, Any]:
 
 
 def _public_spec(spec: DatasetSpec) -> dict[str, Any]:
-    """The spec without what may hold credentials: option values and URL passwords."""
+    """The spec without what may hold credentials: option values, and the user info and query of URLs."""
     shown = spec.model_dump(mode="json", exclude={"options"})
     for key in ("repo", "url"):
         if isinstance(shown.get(key), str):
-            shown[key] = _masked(shown[key])
+            shown[key] = public_url(shown[key])
     if isinstance(spec, FilesDataset):
         shown["option_keys"] = sorted(spec.options)
     return shown
-
-
-def _masked(url: str) -> str:
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc}"))
 
 
 def _run_fields(row: RunRow) -> dict[str, Any]:

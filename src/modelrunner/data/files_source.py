@@ -13,13 +13,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
 
 from modelrunner.clock import utcnow
-from modelrunner.data.source import FileEntry, FoundVersion, KnownVersion, OnProgress, SourceError
+from modelrunner.data.source import FileEntry, FoundVersion, KnownVersion, OnProgress, SourceError, public_url
 
 _CHUNK = 1 << 20
 _LOCAL_PROTOCOLS = {"file", "local"}
@@ -50,7 +49,7 @@ class FilesSource:
         self.name = name
         self.url = url
         self.options = dict(options or {})
-        self._shown_url = _shown(url)
+        self._shown_url = public_url(url)
 
     def discover(
         self,
@@ -168,11 +167,3 @@ def _content_sha256(fs: AbstractFileSystem, location: str) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _shown(url: str) -> str:
-    """``url`` as a message may show it: without user, password or query."""
-    parts = urlsplit(url)
-    if not parts.scheme or ("@" not in parts.netloc and not parts.query):
-        return url
-    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))

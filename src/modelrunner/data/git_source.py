@@ -25,7 +25,7 @@ from types import TracebackType
 from filelock import FileLock
 from filelock import Timeout as LockTimeout
 
-from modelrunner.data.source import FileEntry, FoundVersion, KnownVersion, OnProgress, SourceError
+from modelrunner.data.source import FileEntry, FoundVersion, KnownVersion, OnProgress, SourceError, public_url
 
 _COMMIT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 # Variables that would point git at another repository than the one named on the command line
@@ -82,7 +82,7 @@ class GitSource:
         self.mirror = mirror
         self._git = git
         self._timeout = timeout
-        self._shown_repo = _without_credentials(repo)
+        self._shown_repo = public_url(repo)
         self._env = {key: value for key, value in os.environ.items() if key not in _REPOSITORY_VARIABLES}
         # Never wait for a password on a terminal nobody watches; take paths literally (no globs),
         # as the file listing below does; keep git's messages in one language.

@@ -12,12 +12,12 @@ import hashlib
 import uuid
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
 from modelrunner.clock import utcnow
-from modelrunner.data.source import FileEntry, FoundVersion, KnownVersion, OnProgress, SourceError
+from modelrunner.data.source import FileEntry, FoundVersion, KnownVersion, OnProgress, SourceError, public_url
 
 _CHUNK = 1 << 20
 # What the next request sends back: meta key -> response header.
@@ -39,10 +39,8 @@ class HttpSource:
         self.name = name
         self.url = url
         self.timeout = timeout
-        parts = urlsplit(url)
-        # scheme://host[:port]/path: user info and query string may hold tokens.
-        self._shown_url = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
-        self._file_name = _file_name(parts.path)
+        self._shown_url = public_url(url)
+        self._file_name = _file_name(urlsplit(url).path)
 
     def discover(
         self,

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from modelrunner.errors import ModelrunnerError
 
@@ -17,6 +18,16 @@ OnProgress = Callable[[float | None, str], None]
 class SourceError(ModelrunnerError):
     """A source that cannot be read (repository unreachable, bucket missing, HTTP 404...). The
     message names the dataset's source and what failed, never a credential."""
+
+
+def public_url(url: str) -> str:
+    """``url`` as messages and API responses may show it: the user info (a password, or a token
+    given as the user) becomes ``***`` and the query string is left out. Paths pass unchanged."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, f"***@{host}" if "@" in parts.netloc else host, parts.path, "", ""))
 
 
 @dataclass(frozen=True)
