@@ -75,10 +75,10 @@ class DataPoller:
         if not polled:
             return
         with self._database.read() as session:
-            last = data_queries.last_started_syncs(session)
+            last = {name: data_queries.last_requested(session, name) for name in polled}
         now = utcnow()
         for name, interval in polled.items():
-            previous = last.get(name)
+            previous = last[name]
             if previous is None or previous + dt.timedelta(seconds=interval) <= now:
                 self._syncs.request(name, reason="poll")
 

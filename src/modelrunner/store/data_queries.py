@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from modelrunner.data.sync_status import ACTIVE_SYNC_STATES
+from modelrunner.data.sync_status import ACTIVE_SYNC_STATES, SyncStatus
 from modelrunner.store.tables import DatasetSyncRow, DatasetVersionRow
 
 _ACTIVE_SYNCS = [s.value for s in ACTIVE_SYNC_STATES]
@@ -35,14 +35,17 @@ def active_sync(session: Session, dataset: str) -> DatasetSyncRow | None:
     return session.scalars(statement).first()
 
 
-def queued_syncs(session: Session) -> list[DatasetSyncRow]:
-    statement = select(DatasetSyncRow).where(DatasetSyncRow.status == "queued").order_by(DatasetSyncRow.id)
+def _syncs_in(session: Session, status: SyncStatus) -> list[DatasetSyncRow]:
+    statement = select(DatasetSyncRow).where(DatasetSyncRow.status == status.value).order_by(DatasetSyncRow.id)
     return list(session.scalars(statement))
+
+
+def queued_syncs(session: Session) -> list[DatasetSyncRow]:
+    return _syncs_in(session, SyncStatus.QUEUED)
 
 
 def running_syncs(session: Session) -> list[DatasetSyncRow]:
-    statement = select(DatasetSyncRow).where(DatasetSyncRow.status == "running").order_by(DatasetSyncRow.id)
-    return list(session.scalars(statement))
+    return _syncs_in(session, SyncStatus.RUNNING)
 
 
 def set_sync_if(session: Session, sync_id: int, allowed_from: Collection[str], values: dict[str, Any]) -> bool:
@@ -69,10 +72,15 @@ def last_syncs(session: Session) -> dict[str, DatasetSyncRow]:
     return {row.dataset: row for row in rows}
 
 
-def last_started_syncs(session: Session) -> dict[str, dt.datetime]:
-    """When each dataset's newest sync was asked for (the poll interval counts from there)."""
-    rows = session.execute(select(DatasetSyncRow.dataset, func.max(DatasetSyncRow.created_at)).group_by("dataset"))
-    return {dataset: when for dataset, when in rows}
+def last_requested(session: Session, dataset: str) -> dt.datetime | None:
+    """When the dataset's newest sync was asked for (its poll interval counts from there)."""
+    statement = (
+        select(DatasetSyncRow.created_at)
+        .where(DatasetSyncRow.dataset == dataset)
+        .order_by(DatasetSyncRow.id.desc())  # the (dataset, id) index: one row read, however long the history
+        .limit(1)
+    )
+    return session.scalars(statement).first()
 
 
 # --- versions -----------------------------------------------------------------------------------

@@ -185,6 +185,7 @@ class DatasetSyncRow(Base):
 
     __table_args__ = (
         Index("ix_dataset_syncs_dataset_id", "dataset", "id"),
+        Index("ix_dataset_syncs_status_id", "status", "id"),  # the poller's look at the queue, every tick
         # At most one sync per dataset queued or running: a second request joins it.
         Index(
             "ux_dataset_syncs_active_dataset",

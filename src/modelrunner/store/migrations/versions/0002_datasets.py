@@ -39,6 +39,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("dataset_syncs", schema=None) as batch_op:
         batch_op.create_index("ix_dataset_syncs_dataset_id", ["dataset", "id"], unique=False)
+        batch_op.create_index("ix_dataset_syncs_status_id", ["status", "id"], unique=False)
         batch_op.create_index(
             "ux_dataset_syncs_active_dataset",
             ["dataset"],
@@ -86,5 +87,6 @@ def downgrade() -> None:
     op.drop_table("dataset_versions")
     with op.batch_alter_table("dataset_syncs", schema=None) as batch_op:
         batch_op.drop_index("ux_dataset_syncs_active_dataset", sqlite_where=_ACTIVE_SYNC, postgresql_where=_ACTIVE_SYNC)
+        batch_op.drop_index("ix_dataset_syncs_status_id")
         batch_op.drop_index("ix_dataset_syncs_dataset_id")
     op.drop_table("dataset_syncs")
