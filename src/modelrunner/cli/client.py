@@ -92,17 +92,6 @@ class Client:
         result: dict[str, Any] = self._json("POST", f"/models/{model}/runs", json=body)
         return result
 
-    def result(
-        self, model: str, params: dict[str, str], max_age: str | None, inputs: dict[str, str] | None = None
-    ) -> dict[str, Any]:
-        """The cached result for ``params`` (values as text, typed by the server); ApiError 404 if none."""
-        query: dict[str, str] = dict(params)
-        if max_age is not None:
-            query["max_age"] = max_age
-        query.update({f"input.{name}": version for name, version in (inputs or {}).items()})
-        result: dict[str, Any] = self._json("GET", f"/models/{model}/results", params=query)
-        return result
-
     # --- datasets -----------------------------------------------------------------------------
 
     def datasets(self) -> list[dict[str, Any]]:
@@ -131,10 +120,6 @@ class Client:
     def request_sync(self, name: str, walk_all: bool) -> dict[str, Any]:
         """The sync queued now, or the one already in progress (``joined`` true)."""
         result: dict[str, Any] = self._json("POST", f"/datasets/{name}/sync", json={"all": walk_all})
-        return result
-
-    def syncs(self, name: str, limit: int) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._json("GET", f"/datasets/{name}/syncs", params={"limit": limit})
         return result
 
     def sync(self, name: str, sync_id: int) -> dict[str, Any]:
