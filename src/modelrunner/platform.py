@@ -14,6 +14,8 @@ from modelrunner.data.poller import DataPoller
 from modelrunner.data.source import Source
 from modelrunner.data.sources import open_source
 from modelrunner.data.sync import DatasetSyncs
+from modelrunner.engine import attempts
+from modelrunner.engine.automation import Automation
 from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.engine.catalog import VersionCatalog
 from modelrunner.engine.dispatcher import Dispatcher
@@ -52,6 +54,7 @@ class Platform:
             lease_seconds=settings.lease_seconds,
             poll_seconds=settings.poll_seconds,
             on_attempt_finished=self.metrics.observe_attempt,
+            on_runs_changed=self._runs_changed,
         )
         self.submitter = Submitter(self.database, self.workspace, self.artifacts)
         self.syncs = DatasetSyncs(
@@ -64,13 +67,22 @@ class Platform:
             runner_id=self.dispatcher.runner_id,
         )
         self.poller = DataPoller(self.database, self.workspace, self.syncs, tick_seconds=settings.poll_seconds)
+        self.automation = Automation(
+            self.database,
+            self.catalog,
+            [],
+            tick_seconds=settings.poll_seconds,
+            on_queued=lambda: self.dispatcher.wake(queued=True),
+        )
 
     def start(self) -> None:
         migrate.upgrade(self.database)
         self.dispatcher.start()
         self.poller.start()
+        self.automation.start()
 
     def stop(self) -> None:
+        self.automation.stop()
         self.poller.stop()
         self.dispatcher.stop()
         self.backend.close()
@@ -89,6 +101,12 @@ class Platform:
             self.dispatcher.wake(queued=True)
         return submission
 
+    def cancel(self, run_id: int) -> None:
+        """Cancel a run (and a pipeline run's unfinished steps); idempotent."""
+        with self.database.write() as session:
+            attempts.cancel(session, run_id)
+        self.dispatcher.wake(cancelled=True)
+
     def request_sync(self, dataset: str, *, walk_all: bool = False) -> tuple[DatasetSyncRow, bool]:
         """Queue a sync of ``dataset`` for the poller (or join the one in progress)."""
         sync, created = self.syncs.request(dataset, walk_all=walk_all)
@@ -97,6 +115,9 @@ class Platform:
 
     def _wake(self) -> None:
         self.dispatcher.wake()
+
+    def _runs_changed(self) -> None:
+        self.automation.wake()
 
     def _source_of(self, dataset: str) -> Source:
         return open_source(

@@ -11,7 +11,6 @@ from fastapi.responses import StreamingResponse
 
 from modelrunner.api.deps import PlatformDep
 from modelrunner.api.schemas import EventOut, EventPage, OutputOut, RunDetail, RunPage, RunSummary
-from modelrunner.engine import attempts as attempt_lifecycle
 from modelrunner.engine.states import RunStatus
 from modelrunner.errors import InvalidInput, NotFound
 from modelrunner.platform import Platform
@@ -47,11 +46,9 @@ def get_run(run_id: int, platform: PlatformDep) -> RunDetail:
 
 @router.post("/{run_id}/cancel", response_model=RunDetail, summary="Cancel a queued or running run")
 def cancel_run(run_id: int, platform: PlatformDep) -> RunDetail:
-    """Idempotent. A running model gets SIGTERM, then SIGKILL after the grace period. 409 if the
-    run already ended otherwise."""
-    with platform.database.write() as session:
-        attempt_lifecycle.cancel(session, run_id)
-    platform.dispatcher.wake(cancelled=True)
+    """Idempotent. A running model gets SIGTERM, then SIGKILL after the grace period; a pipeline
+    run's unfinished steps are cancelled with it. 409 if the run already ended otherwise."""
+    platform.cancel(run_id)
     return get_run(run_id, platform)
 
 

@@ -55,6 +55,10 @@ class ArtifactStore:
         handle: IO[bytes] = self.fs.open(self._path_of_uri(uri), "rb")
         return handle
 
+    def get_file(self, uri: str, destination: Path) -> None:
+        """Copy a stored file to a local path."""
+        self.fs.get_file(self._path_of_uri(uri), str(destination))
+
     def put_file(self, local: Path, key: str, relative: str) -> StoredFile:
         """Upload one file, hashing it on the way."""
         digest = hashlib.sha256()

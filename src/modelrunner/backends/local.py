@@ -105,6 +105,7 @@ class LocalBackend:
             grace_seconds=self._config.grace_seconds,
             environment=self._environment,
             data_folder=self._data.folder if self._data is not None else None,
+            fetch_file=self._artifacts.get_file,
         )
         with self._lock:
             self._running[job.attempt_id] = process

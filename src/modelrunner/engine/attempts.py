@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from modelrunner.clock import utcnow
+from modelrunner.engine import run_events
 from modelrunner.engine.states import FINAL_RUN_STATES, AttemptStatus, RunStatus
 from modelrunner.engine.transition import transition
 from modelrunner.errors import Conflict, InvalidTransition, NotFound
@@ -89,6 +90,7 @@ def finish(session: Session, attempt_id: int, outcome: Outcome, retries: Retries
     if outcome.status == AttemptStatus.SUCCEEDED:
         if _unless_ended(session, run_id, RunStatus.SUCCEEDED, progress_fraction=1.0):
             queries.add_outputs(session, run_id, (stored.as_row() for stored in outcome.outputs))
+            run_events.add_succeeded(session, run_id)
         return
     if outcome.status in _OUTCOME_TO_RUN:
         _unless_ended(session, run_id, _OUTCOME_TO_RUN[outcome.status], reason=outcome.error)
@@ -131,13 +133,16 @@ def interrupt(session: Session, attempt_id: int, reason: str) -> None:
 
 
 def cancel(session: Session, run_id: int) -> None:
-    """Cancel a run (idempotent); its running attempt is stopped by the runner that holds it."""
+    """Cancel a run (idempotent), and the unfinished steps of a pipeline run; running attempts
+    are stopped by the runners that hold them."""
     status = _status(session, run_id)
     if status == RunStatus.CANCELLED.value:
         return
     if status in FINAL_RUN_STATES:
         raise Conflict(f"run {run_id} already ended ({status}); only unfinished runs can be cancelled", run=run_id)
     transition(session, run_id, RunStatus.CANCELLED, reason="cancelled on request")
+    for child in queries.active_children(session, run_id):
+        _unless_ended(session, child, RunStatus.CANCELLED, reason=f"its pipeline run {run_id} was cancelled")
 
 
 def _unless_ended(session: Session, run_id: int, to: RunStatus, **kwargs: Any) -> bool:

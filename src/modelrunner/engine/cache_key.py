@@ -14,11 +14,17 @@ def cache_key(
     params: dict[str, Any],
     *,
     step: str | None = None,
+    item: Any = None,
     input_versions: dict[str, str] | None = None,
     upstream_outputs: dict[str, Any] | None = None,
+    skipped_steps: list[str] | None = None,
 ) -> str:
-    """sha256 (hex) of the canonical JSON of everything that determines a run's outputs."""
-    document = {
+    """sha256 (hex) of the canonical JSON of everything that determines a run's outputs.
+
+    ``item`` is a fan-out item of ``step``; ``skipped_steps`` are the steps a pipeline run
+    leaves out (a profile that does not publish), so such a run never answers for a full one.
+    """
+    document: dict[str, Any] = {
         "model": model,
         "model_version": model_version,
         "step": step,
@@ -26,4 +32,9 @@ def cache_key(
         "inputs": input_versions or {},
         "upstream": upstream_outputs or {},
     }
+    # Added only when used, so the keys of runs recorded before pipelines existed stay valid.
+    if item is not None:
+        document["item"] = item
+    if skipped_steps:
+        document["skipped_steps"] = sorted(skipped_steps)
     return hashlib.sha256(canonical_json(document).encode()).hexdigest()

@@ -4,6 +4,7 @@ report, renews their leases, enforces timeouts and cancellations, and reaps lost
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 import time
@@ -20,7 +21,7 @@ from modelrunner.engine.runner_identity import is_dead_runner, this_runner_id
 from modelrunner.engine.states import FINAL_RUN_STATES, AttemptStatus, RunStatus
 from modelrunner.engine.transition import transition
 from modelrunner.errors import ModelrunnerError, NotFound
-from modelrunner.execution.job import AttemptJob, JobInput, Outcome
+from modelrunner.execution.job import AttemptJob, JobInput, Outcome, UpstreamFile
 from modelrunner.spec.model_spec import Retries
 from modelrunner.store import queries
 from modelrunner.store.database import Database
@@ -51,13 +52,17 @@ class Dispatcher:
         lease_seconds: float,
         poll_seconds: float,
         on_attempt_finished: Callable[[float], None] = lambda seconds: None,
+        on_runs_changed: Callable[[], None] = lambda: None,
     ) -> None:
+        """``on_attempt_finished`` gets each finished attempt's run time; ``on_runs_changed`` is
+        called after attempts' endings are committed (pipelines advance on it)."""
         self._database = database
         self._catalog = catalog
         self._backend = backend
         self._lease = lease_seconds
         self._poll = poll_seconds
         self._on_attempt_finished = on_attempt_finished
+        self._on_runs_changed = on_runs_changed
         self.runner_id = this_runner_id()
         self._inflight: dict[int, _InFlight] = {}
         self._pending: list[Report] = []  # polled, not yet committed: kept until the store has them
@@ -151,6 +156,8 @@ class Dispatcher:
                 self._maybe_queued = False
                 claimed = self._claim(session)
         self._pending = []
+        if finished:
+            self._on_runs_changed()
         now = time.monotonic()
         for attempt_id in finished:
             flight = self._inflight.pop(attempt_id, None)
@@ -186,21 +193,24 @@ class Dispatcher:
             attempt = attempts.claim(session, run.id, self._backend.type, self.runner_id, self._lease_until())
             if attempt is None:
                 continue
+            part = version.spec.part(run.step)
             job = AttemptJob(
                 run_id=run.id,
                 attempt_id=attempt.attempt_id,
                 attempt_number=attempt.number,
                 model_name=run.model_name,
                 model_version=run.model_version,
-                command=list(version.spec.command),
+                command=list(part.command),
                 params=run.params,
                 snapshot_uri=version.snapshot_uri,
-                declared_outputs=tuple(o.path for o in version.spec.outputs),
+                declared_outputs=tuple(o.path for o in part.outputs),
                 slots=run.slots,
                 inputs=tuple(JobInput(name, i["dataset"], i["version"]) for name, i in sorted(run.inputs.items())),
+                upstream=tuple(UpstreamFile(**f) for f in (run.plan or {}).get("upstream", [])),
+                item=json.dumps(run.item) if run.item_key is not None else None,
             )
             handle = _handle_of(self.runner_id, attempt.attempt_id, run.id, attempt.number)
-            jobs.append((job, _InFlight(run.id, handle, version.spec.retries, version.spec.resources.timeout)))
+            jobs.append((job, _InFlight(run.id, handle, part.retries, part.resources.timeout)))
             free -= run.slots
         if len(queued) == len(jobs) and free <= 0:
             self._maybe_queued = True  # there may be more behind what fitted
@@ -295,7 +305,8 @@ class Dispatcher:
         self._backend.cancel(handle, AttemptStatus.LOST)
         with self._database.write() as session:
             run = queries.get_run(session, attempt.run_id)
-            retries = self._catalog.get(session, run.model_name, run.model_version).spec.retries if run else Retries()
+            spec = self._catalog.get(session, run.model_name, run.model_version).spec if run else None
+            retries = spec.part(run.step).retries if spec is not None and run is not None else Retries()
             if attempts.lose(session, attempt.id, reason, retries):
                 log.warning("run %s: %s", attempt.run_id, reason)
         self.wake()

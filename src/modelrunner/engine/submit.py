@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.clock import utcnow
-from modelrunner.engine import input_versions
+from modelrunner.engine import input_versions, pipelines
+from modelrunner.engine.cache_hit import record_hit
 from modelrunner.engine.cache_key import cache_key
 from modelrunner.engine.cache_mode import CacheMode
+from modelrunner.engine.pipelines import PipelinePlan
 from modelrunner.engine.states import RunStatus
 from modelrunner.errors import Conflict
 from modelrunner.spec.model_version import snapshot
@@ -22,7 +25,7 @@ from modelrunner.spec.params import validate_params
 from modelrunner.spec.workspace import Model, Workspace
 from modelrunner.store import queries
 from modelrunner.store.database import Database
-from modelrunner.store.tables import ModelVersionRow, OutputRow, RunRow
+from modelrunner.store.tables import ModelVersionRow, OutputRow, RunKind, RunRow
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -40,13 +43,33 @@ class Submission:
     outputs: list[OutputRow] = field(default_factory=list)  # a cache hit's, read in the same transaction
 
 
-class Submitter:
-    """Turns requests into runs. Safe to call from many threads and many processes at once."""
+@dataclass(frozen=True)
+class PreparedRun:
+    """A request checked and resolved, ready to be recorded in a transaction of the caller's."""
 
-    def __init__(self, database: Database, workspace: Workspace, artifacts: ArtifactStore) -> None:
+    model: Model
+    params: dict[str, Any]
+    cache: CacheMode
+    key: str
+    chosen: input_versions.Inputs
+    acceptable: list[input_versions.Inputs]  # input choices whose cached results answer it
+    fresh_after: dt.datetime | None
+    max_age: float | None
+    origin: str | None
+    pipeline: PipelinePlan | None
+
+
+class Submitter:
+    """Turns requests into runs. Safe to call from many threads and many processes at once.
+
+    ``publish`` false leaves out the pipeline steps marked ``publish`` (a test profile).
+    """
+
+    def __init__(self, database: Database, workspace: Workspace, artifacts: ArtifactStore, *, publish: bool = True):
         self._database = database
         self._workspace = workspace
         self._artifacts = artifacts
+        self._publish = publish
         self._recorded_versions: set[tuple[str, str]] = set()
 
     def submit(
@@ -56,6 +79,10 @@ class Submitter:
         cache: CacheMode = CacheMode.USE,
         max_age: float | None = None,
         inputs: Mapping[str, str] | None = None,
+        *,
+        origin: str | None = None,
+        refresh_steps: Collection[str] | None = None,
+        rerun_of: int | None = None,
     ) -> Submission:
         """Raises NotFound (model), SpecError (broken model.yaml), InvalidInput (params, a pinned
         input version), Conflict (``cache=only`` with nothing cached, an input dataset with no
@@ -63,57 +90,106 @@ class Submitter:
 
         ``inputs`` pins input versions (a unique prefix is enough); the others take their
         dataset's newest. With ``max_age``, a result computed on data no older than that is
-        accepted (for a model without inputs: a result no older than that).
+        accepted (for a model without inputs: a result no older than that). ``origin`` says what
+        asked (a schedule, a trigger). For a pipeline, ``refresh_steps`` are computed again
+        whatever the cache holds (all of them with ``cache=refresh``).
         """
+        prepared = self.prepare(
+            model_name, params, cache, max_age, inputs, origin=origin, refresh_steps=refresh_steps, rerun_of=rerun_of
+        )
+        with self._database.write() as session:
+            return self.record(session, prepared)
+
+    def prepare(
+        self,
+        model_name: str,
+        params: Any,
+        cache: CacheMode = CacheMode.USE,
+        max_age: float | None = None,
+        inputs: Mapping[str, str] | None = None,
+        *,
+        origin: str | None = None,
+        refresh_steps: Collection[str] | None = None,
+        rerun_of: int | None = None,
+    ) -> PreparedRun:
+        """Everything ``submit`` checks, without writing a run: ``record`` writes it."""
         model = self._workspace.model(model_name)
         validated = validate_params(model.spec.params, params)
         now = utcnow()
         chosen, acceptable = self._choose_inputs(model, inputs or {}, max_age, now)
-        key = cache_key(model.name, model.version, validated, input_versions=input_versions.versions_of(chosen))
+        plan = None
+        if model.spec.is_pipeline:
+            refresh = set(model.spec.steps) if cache == CacheMode.REFRESH else set(refresh_steps or ())
+            with self._database.read() as session:
+                plan = pipelines.plan(session, model.spec, validated, chosen, refresh, self._publish, rerun_of)
+        key = cache_key(
+            model.name,
+            model.version,
+            validated,
+            input_versions=input_versions.versions_of(chosen),
+            skipped_steps=plan.skip if plan else None,
+        )
         if cache != CacheMode.ONLY:
             self._record_version(model)
         fresh_after = now - dt.timedelta(seconds=max_age) if max_age is not None and not model.spec.inputs else None
-        with self._database.write() as session:
-            if cache != CacheMode.REFRESH:
-                for choice in acceptable:
-                    choice_key = cache_key(
-                        model.name, model.version, validated, input_versions=input_versions.versions_of(choice)
-                    )
-                    cached = queries.latest_computed_success(session, choice_key, fresh_after)
-                    if cached is not None:
-                        hit = self._record_hit(session, cached, now)
-                        return Submission(hit, SubmitOutcome.CACHE_HIT, queries.outputs_of(session, hit.id))
-            if cache == CacheMode.ONLY:
-                raise Conflict(
-                    f"no cached result of '{model.name}' for these parameters"
-                    + (f" newer than {max_age:g} s" if max_age is not None else ""),
-                    cache_key=key,
+        return PreparedRun(model, validated, cache, key, chosen, acceptable, fresh_after, max_age, origin, plan)
+
+    def record(self, session: Session, prepared: PreparedRun) -> Submission:
+        """Answer from the cache, join an identical run in flight, or queue a new run (a pipeline
+        starts its first steps), in the caller's write transaction."""
+        model, now = prepared.model, utcnow()
+        if prepared.cache != CacheMode.REFRESH and not (prepared.pipeline and prepared.pipeline.refresh):
+            for choice in prepared.acceptable:
+                choice_key = cache_key(
+                    model.name,
+                    model.version,
+                    prepared.params,
+                    input_versions=input_versions.versions_of(choice),
+                    skipped_steps=prepared.pipeline.skip if prepared.pipeline else None,
                 )
-            active = queries.active_run_for_key(session, key)
-            if active is not None:
-                return Submission(active, SubmitOutcome.JOINED)
-            run = RunRow(
-                model_name=model.name,
-                model_version=model.version,
-                params=validated,
-                inputs={name: version.as_json() for name, version in chosen.items()},
-                cache_key=key,
-                status=RunStatus.QUEUED.value,
-                cache_hit=False,
-                slots=model.spec.resources.slots,
-                created_at=now,
+                cached = queries.latest_computed_success(session, choice_key, prepared.fresh_after)
+                if cached is not None:
+                    hit = record_hit(session, cached, now, origin=prepared.origin)
+                    return Submission(hit, SubmitOutcome.CACHE_HIT, queries.outputs_of(session, hit.id))
+        if prepared.cache == CacheMode.ONLY:
+            raise Conflict(
+                f"no cached result of '{model.name}' for these parameters"
+                + (f" newer than {prepared.max_age:g} s" if prepared.max_age is not None else ""),
+                cache_key=prepared.key,
             )
-            try:
-                with session.begin_nested():
-                    queries.add_run(session, run)
-            except IntegrityError:
-                # A concurrent submit (PostgreSQL) queued the same key first: join it.
-                active = queries.active_run_for_key(session, key)
-                if active is None:
-                    raise
-                return Submission(active, SubmitOutcome.JOINED)
-            queries.add_event(session, run.id, "run.status", {"from": None, "to": RunStatus.QUEUED.value}, now)
-            return Submission(run, SubmitOutcome.CREATED)
+        active = queries.active_run_for_key(session, prepared.key)
+        if active is not None:
+            return Submission(active, SubmitOutcome.JOINED)
+        pipeline = prepared.pipeline
+        run = RunRow(
+            kind=RunKind.PIPELINE if pipeline else RunKind.RUN,
+            model_name=model.name,
+            model_version=model.version,
+            params=prepared.params,
+            inputs={name: version.as_json() for name, version in prepared.chosen.items()},
+            cache_key=prepared.key,
+            # A pipeline is never executed itself: it runs from the start, through its steps.
+            status=(RunStatus.RUNNING if pipeline else RunStatus.QUEUED).value,
+            cache_hit=False,
+            slots=model.spec.resources.slots,
+            plan=pipeline.as_json() if pipeline else None,
+            origin=prepared.origin,
+            created_at=now,
+            started_at=now if pipeline else None,
+        )
+        try:
+            with session.begin_nested():
+                queries.add_run(session, run)
+        except IntegrityError:
+            # A concurrent submit (PostgreSQL) queued the same key first: join it.
+            active = queries.active_run_for_key(session, prepared.key)
+            if active is None:
+                raise
+            return Submission(active, SubmitOutcome.JOINED)
+        queries.add_event(session, run.id, "run.status", {"from": None, "to": run.status}, now)
+        if pipeline:
+            pipelines.advance(session, run.id, model.spec)
+        return Submission(run, SubmitOutcome.CREATED)
 
     def find_cached(
         self, model_name: str, params: Any, max_age: float | None, inputs: Mapping[str, str] | None = None
@@ -156,33 +232,6 @@ class Submitter:
         # used rather than computed again on the same data.
         return chosen, recent or [chosen]
 
-    def _record_hit(self, session: Any, source: RunRow, now: dt.datetime) -> RunRow:
-        hit = RunRow(
-            model_name=source.model_name,
-            model_version=source.model_version,
-            params=source.params,
-            inputs=source.inputs,
-            cache_key=source.cache_key,
-            status=RunStatus.SUCCEEDED.value,
-            cache_hit=True,
-            source_run_id=source.id,
-            slots=source.slots,
-            progress_fraction=1.0,
-            created_at=now,
-            started_at=now,
-            finished_at=now,
-        )
-        queries.add_run(session, hit)
-        queries.copy_outputs(session, source.id, hit.id)
-        queries.add_event(
-            session,
-            hit.id,
-            "run.status",
-            {"from": None, "to": RunStatus.SUCCEEDED.value, "cache_hit": True, "source_run_id": source.id},
-            now,
-        )
-        return hit
-
     def _record_version(self, model: Model) -> None:
         """Store the model's spec and a snapshot of its folder, once per version."""
         identity = (model.name, model.version)
@@ -207,3 +256,4 @@ class Submitter:
             except IntegrityError:
                 pass  # another submit recorded the same version first; the content is identical
         self._recorded_versions.add(identity)
+

@@ -19,6 +19,15 @@ class JobInput:
 
 
 @dataclass(frozen=True)
+class UpstreamFile:
+    """An output of a step this run needs, copied to ``MODELRUNNER_INPUTS/<folder>/<path>``."""
+
+    folder: str  # "<step>" or "<step>/<item>"
+    path: str
+    uri: str
+
+
+@dataclass(frozen=True)
 class AttemptJob:
     """Everything a backend needs to execute one attempt of one run."""
 
@@ -33,6 +42,8 @@ class AttemptJob:
     declared_outputs: tuple[str, ...] = ()
     slots: int = 1
     inputs: tuple[JobInput, ...] = ()
+    upstream: tuple[UpstreamFile, ...] = ()
+    item: str | None = None  # a fan-out child's item, as JSON (MODELRUNNER_ITEM)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,8 @@ UploadOutputs = Callable[[Path], list[StoredFile]]
 AcquireSlot = Callable[[], bool]
 # The local folder holding a data version's files: (dataset, version) -> folder.
 DataFolder = Callable[[str, str], Path]
+# Copies a stored file (an upstream step's output) to a local path: (uri, destination).
+FetchFile = Callable[[str, Path], None]
 
 
 def resolve_command(command: list[str]) -> list[str]:
@@ -55,10 +57,12 @@ class AttemptProcess:
         grace_seconds: float,
         environment: Mapping[str, str] | None = None,
         data_folder: DataFolder | None = None,
+        fetch_file: FetchFile | None = None,
     ) -> None:
         """``model_folder`` holds the model's files at the version to run (they are copied into
         the scratch folder); ``environment`` is the base environment (os.environ by default);
-        ``data_folder`` provides the files of the job's inputs (needed when it has any)."""
+        ``data_folder`` provides the files of the job's inputs and ``fetch_file`` those of its
+        upstream steps (needed when it has any)."""
         self.job = job
         self._model_folder = model_folder
         self._environment = environment
@@ -67,6 +71,7 @@ class AttemptProcess:
         self._log_path = log_path
         self._grace = grace_seconds
         self._data_folder = data_folder
+        self._fetch_file = fetch_file
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._stop_reason: AttemptStatus | None = None
@@ -167,6 +172,12 @@ class AttemptProcess:
                 raise ModelrunnerError("this backend cannot provide dataset inputs")
             # A copy, not a link: a model that writes into its inputs must not change the cache.
             shutil.copytree(self._data_folder(job_input.dataset, job_input.version), inputs_dir / job_input.name)
+        for upstream in self.job.upstream:
+            if self._fetch_file is None:
+                raise ModelrunnerError("this backend cannot provide the outputs of upstream steps")
+            destination = inputs_dir / upstream.folder / upstream.path
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            self._fetch_file(upstream.uri, destination)
         params_file = self._scratch / "params.json"
         params_file.write_text(json.dumps(self.job.params, indent=2), encoding="utf-8")
         env = dict(os.environ if self._environment is None else self._environment)
@@ -179,6 +190,8 @@ class AttemptProcess:
             MODELRUNNER_CHECKPOINT=str(self._checkpoint),
             PYTHONUNBUFFERED="1",  # progress lines must arrive while the model runs
         )
+        if self.job.item is not None:
+            env["MODELRUNNER_ITEM"] = self.job.item
         return model_dir, outputs_dir, env
 
     def _preparation_failed(self, message: str) -> Outcome:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,8 +13,9 @@ from typing import Any
 
 import jsonschema
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from modelrunner.spec.automation_spec import ScheduleSpec, TriggerSpec
 from modelrunner.spec.duration import parse_duration
 from modelrunner.spec.names import check_name, check_names
 
@@ -77,15 +80,54 @@ class OutputDecl(BaseModel):
         return value
 
 
+class StepSpec(BaseModel):
+    """One step of a pipeline: its own command, resources and retries, run once its ``needs`` succeeded.
+
+    ``foreach`` fans the step out into one run per item: a list, ``params.<name>`` (an array
+    parameter) or ``inputs.<name>`` (the top-level files and folders of an input's version).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str = ""
+    command: list[str] = Field(min_length=1)
+    resources: Resources = Resources()
+    retries: Retries = Retries()
+    outputs: list[OutputDecl] = Field(default_factory=list)
+    needs: list[str] = Field(default_factory=list)
+    foreach: list[Any] | str | None = None
+    publish: bool = Field(default=False, description="Publishes results; a profile can switch such steps off")
+
+    @field_validator("command")
+    @classmethod
+    def _non_empty_program(cls, value: list[str]) -> list[str]:
+        return _non_empty_program(value)
+
+    @field_validator("retries", mode="before")
+    @classmethod
+    def _retries_shorthand(cls, value: Any) -> Any:
+        return _retries_of(value)
+
+    @field_validator("foreach")
+    @classmethod
+    def _foreach_form(cls, value: list[Any] | str | None) -> list[Any] | str | None:
+        if isinstance(value, str) and not value.startswith(("params.", "inputs.")):
+            raise ValueError("must be a list, 'params.<name>' or 'inputs.<name>'")
+        if isinstance(value, list) and not value:
+            raise ValueError("is an empty list; a fan-out needs at least one item")
+        return value
+
+
 class ModelSpec(BaseModel):
-    """A model as its author wrote it in ``model.yaml``."""
+    """A model as its author wrote it in ``model.yaml``: a ``command``, or ``steps`` (a pipeline)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
     title: str = ""
     description: str = ""
-    command: list[str] = Field(min_length=1)
+    command: list[str] | None = Field(default=None, min_length=1)
+    steps: dict[str, StepSpec] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
     resources: Resources = Resources()
     retries: Retries = Retries()
@@ -93,6 +135,9 @@ class ModelSpec(BaseModel):
     inputs: dict[str, str] = Field(
         default_factory=dict, description="Input name -> dataset name; the files appear in MODELRUNNER_INPUTS/<input>/"
     )
+    schedules: list[ScheduleSpec] = Field(default_factory=list)
+    triggers: list[TriggerSpec] = Field(default_factory=list)
+    automatic: bool = Field(default=True, description="false: its schedules and triggers create no runs")
 
     @field_validator("name")
     @classmethod
@@ -106,20 +151,22 @@ class ModelSpec(BaseModel):
             check_names(value, "input")
         return value
 
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _valid_step_names(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            check_names(value, "step")
+        return value
+
     @field_validator("command")
     @classmethod
-    def _non_empty_arguments(cls, value: list[str]) -> list[str]:
-        if not value[0].strip():
-            raise ValueError("the first argument (the program) is empty")
-        return value
+    def _non_empty_program(cls, value: list[str] | None) -> list[str] | None:
+        return _non_empty_program(value) if value is not None else None
 
     @field_validator("retries", mode="before")
     @classmethod
     def _retries_shorthand(cls, value: Any) -> Any:
-        # `retries: 2` is the common case: retry failed attempts twice, lost ones as by default.
-        if isinstance(value, int) and not isinstance(value, bool):
-            return {"failed": value}
-        return value
+        return _retries_of(value)
 
     @field_validator("params")
     @classmethod
@@ -132,6 +179,105 @@ class ModelSpec(BaseModel):
         if value.get("type", "object") != "object":
             raise ValueError("the parameter schema must describe an object (type: object)")
         return value
+
+    @model_validator(mode="after")
+    def _command_or_steps(self) -> ModelSpec:
+        if self.command is None and not self.steps:
+            raise ValueError("command: is required (or `steps`, for a pipeline)")
+        if self.command is not None and self.steps:
+            raise ValueError("steps: a model has either a `command` or `steps` (a pipeline), not both")
+        if self.steps and self.outputs:
+            raise ValueError("outputs: a pipeline declares its outputs per step")
+        return self
+
+    @model_validator(mode="after")
+    def _steps_fit_together(self) -> ModelSpec:
+        for name, step in self.steps.items():
+            if name in self.inputs:
+                raise ValueError(f"steps.{name}: an input has this name too; both would be MODELRUNNER_INPUTS/{name}")
+            for needed in step.needs:
+                if needed not in self.steps:
+                    raise ValueError(f"steps.{name}.needs: '{needed}' is not a step of this model")
+            if isinstance(step.foreach, str):
+                kind, _, what = step.foreach.partition(".")
+                declared = self.params.get("properties", {}) if kind == "params" else self.inputs
+                if what not in declared:
+                    raise ValueError(f"steps.{name}.foreach: this model declares no {step.foreach}")
+        cycle = _cycle(self.steps)
+        if cycle:
+            raise ValueError("steps: they need each other in a circle: " + " -> ".join(cycle))
+        return self
+
+    @property
+    def is_pipeline(self) -> bool:
+        return bool(self.steps)
+
+    def part(self, step: str | None) -> StepSpec:
+        """What one run executes: a step of the pipeline, or the model's own command."""
+        if step is not None:
+            return self.steps[step]
+        return self._whole
+
+    @functools.cached_property
+    def _whole(self) -> StepSpec:
+        assert self.command is not None, "a pipeline runs its steps, never itself"
+        return StepSpec(command=self.command, resources=self.resources, retries=self.retries, outputs=self.outputs)
+
+    def step_order(self) -> list[str]:
+        """Step names, each after the steps it needs (ties in the order written)."""
+        order: list[str] = []
+        while len(order) < len(self.steps):
+            order.extend(
+                name
+                for name, step in self.steps.items()
+                if name not in order and all(needed in order for needed in step.needs)
+            )
+        return order
+
+    def programs(self) -> list[tuple[str, list[str]]]:
+        """(field, command) of every command this model starts."""
+        if self.command is not None:
+            return [("command", self.command)]
+        return [(f"steps.{name}.command", step.command) for name, step in self.steps.items()]
+
+
+def _non_empty_program(value: list[str]) -> list[str]:
+    if not value[0].strip():
+        raise ValueError("the first argument (the program) is empty")
+    return value
+
+
+def _retries_of(value: Any) -> Any:
+    # `retries: 2` is the common case: retry failed attempts twice, lost ones as by default.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return {"failed": value}
+    return value
+
+
+def _cycle(steps: dict[str, StepSpec]) -> list[str]:
+    """A circle of needs (as a path that returns to its start), or [] when there is none."""
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(name: str) -> list[str]:
+        if name in visiting:
+            return [*visiting[visiting.index(name) :], name]
+        if name in done or name not in steps:
+            return []
+        visiting.append(name)
+        for needed in steps[name].needs:
+            found = visit(needed)
+            if found:
+                return found
+        visiting.pop()
+        done.add(name)
+        return []
+
+    for name in steps:
+        found = visit(name)
+        if found:
+            return found
+    return []
 
 
 def load_model_spec(folder: Path, shown_as: str) -> tuple[ModelSpec | None, list[SpecProblem]]:
@@ -153,14 +299,21 @@ def load_model_spec(folder: Path, shown_as: str) -> tuple[ModelSpec | None, list
     try:
         spec = ModelSpec.model_validate(raw)
     except ValidationError as exc:
-        return None, [
-            SpecProblem(shown_as, ".".join(str(p) for p in err["loc"]) or "(top)", message_of(err))
-            for err in exc.errors()
-        ]
+        return None, [SpecProblem(shown_as, *_field_and_message(err)) for err in exc.errors()]
     problems = []
     if spec.name != folder.name:
         problems.append(SpecProblem(shown_as, "name", f"'{spec.name}' differs from the folder name '{folder.name}'"))
     return (None, problems) if problems else (spec, [])
+
+
+def _field_and_message(error: Any) -> tuple[str, str]:
+    field = ".".join(str(p) for p in error["loc"])
+    message = message_of(error)
+    if not field:
+        # Checks of the whole spec name the field they are about first: "steps.a.needs: ...".
+        named = re.match(r"^([a-z0-9_.-]+): (.*)$", message, re.DOTALL)
+        return (named.group(1), named.group(2)) if named else ("(top)", message)
+    return field, message
 
 
 def message_of(error: Any) -> str:
@@ -176,21 +329,29 @@ def message_of(error: Any) -> str:
     return message.removeprefix("Value error, ")
 
 
-def program_problem(spec: ModelSpec, folder: Path, shown_as: str) -> SpecProblem | None:
-    """A problem if the model's program cannot be started: ``python``/``python3`` always can; a
+def program_problems(spec: ModelSpec, folder: Path, shown_as: str) -> list[SpecProblem]:
+    """A problem for each program that cannot be started: ``python``/``python3`` always can; a
     path with a ``/`` must exist (relative to the model folder) and be executable; a bare name
     must be found on PATH (the model's own folder is not searched, as when the model runs)."""
-    program = spec.command[0]
+    problems = []
+    for field, command in spec.programs():
+        message = _program_problem(command[0], folder)
+        if message:
+            problems.append(SpecProblem(shown_as, field, message))
+    return problems
+
+
+def _program_problem(program: str, folder: Path) -> str | None:
     if program in PYTHON_PROGRAMS:
         return None
     if "/" in program:
         path = folder / program
         if not path.is_file():
-            return SpecProblem(shown_as, "command", f"the program {program!r} does not exist in the model folder")
+            return f"the program {program!r} does not exist in the model folder"
         if not os.access(path, os.X_OK):
-            return SpecProblem(shown_as, "command", f"the program {program!r} is not executable (chmod +x it)")
+            return f"the program {program!r} is not executable (chmod +x it)"
         return None
     if shutil.which(program):
         return None
     hint = f"; to run the file in the model folder, write './{program}'" if (folder / program).is_file() else ""
-    return SpecProblem(shown_as, "command", f"the program {program!r} is not found on PATH{hint}")
+    return f"the program {program!r} is not found on PATH{hint}"

@@ -13,8 +13,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from modelrunner.errors import NotFound, SpecError
+from modelrunner.spec.automation_spec import ProfileSpec, ScheduleSpec, TriggerEvent, TriggerSpec
 from modelrunner.spec.dataset_spec import DatasetSpec
-from modelrunner.spec.model_spec import MODEL_FILE, ModelSpec, SpecProblem, load_model_spec, message_of, program_problem
+from modelrunner.spec.model_spec import (
+    MODEL_FILE,
+    ModelSpec,
+    SpecProblem,
+    load_model_spec,
+    message_of,
+    program_problems,
+)
 from modelrunner.spec.model_version import content_hash, fingerprint
 from modelrunner.spec.names import check_names
 
@@ -24,12 +32,14 @@ _SKIPPED_DIRS = {".modelrunner", ".git", "__pycache__", ".venv", "node_modules"}
 
 
 class WorkspaceSpec(BaseModel):
-    """``modelrunner.yaml``; later issues add backends, schedules and channels."""
+    """``modelrunner.yaml``; later issues add backends and channels."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = "workspace"
     datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
+    schedules: list[ScheduleSpec] = Field(default_factory=list, description="Schedules of several models (`model:`)")
+    profiles: dict[str, ProfileSpec] = Field(default_factory=dict)
 
     @field_validator("datasets", mode="before")
     @classmethod
@@ -50,6 +60,34 @@ class Model:
     @property
     def name(self) -> str:
         return self.spec.name
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A schedule of the workspace, named ``<model>/<schedule>``."""
+
+    name: str
+    model: str
+    spec: ScheduleSpec
+    model_automatic: bool  # the model's own switch for schedules and triggers
+
+    @property
+    def active(self) -> bool:
+        return self.spec.enabled and self.model_automatic
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A trigger of a model, named ``<model>/<trigger>``."""
+
+    name: str
+    model: str
+    spec: TriggerSpec
+    model_automatic: bool
+
+    @property
+    def active(self) -> bool:
+        return self.spec.enabled and self.model_automatic
 
 
 @dataclass
@@ -113,9 +151,7 @@ class Workspace:
             entry = self._load(folder)
             problems.extend(entry.problems)
             if entry.model:
-                missing_program = program_problem(entry.model.spec, folder, self._shown(folder / MODEL_FILE))
-                if missing_program:
-                    problems.append(missing_program)
+                problems.extend(program_problems(entry.model.spec, folder, self._shown(folder / MODEL_FILE)))
                 problems.extend(self._input_problems(entry.model, self._shown(folder / MODEL_FILE)))
                 if entry.model.name in seen:
                     problems.append(
@@ -126,7 +162,102 @@ class Workspace:
                         )
                     )
                 seen[entry.model.name] = folder
+        problems.extend(self._automation_problems())
         return problems
+
+    def schedules(self) -> list[Schedule]:
+        """Every schedule: those in the valid models' ``model.yaml`` and in ``modelrunner.yaml``."""
+        models = {model.name: model for model in self.models()}
+        found = [
+            Schedule(f"{model.name}/{spec.name}", model.name, spec, model.spec.automatic)
+            for model in models.values()
+            for spec in model.spec.schedules
+        ]
+        spec = self._load_spec()[0]
+        for entry in spec.schedules if spec is not None else []:
+            model_name = entry.model or ""
+            target = models.get(model_name)
+            found.append(
+                Schedule(f"{model_name}/{entry.name}", model_name, entry, target.spec.automatic if target else False)
+            )
+        return sorted(found, key=lambda s: s.name)
+
+    def schedule(self, name: str) -> Schedule:
+        """The schedule called ``name`` (``model/schedule``, or just ``schedule`` when unique)."""
+        every = self.schedules()
+        matches = [s for s in every if s.name == name] or [s for s in every if s.name.split("/", 1)[1] == name]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise NotFound(
+                f"schedule '{name}' is ambiguous; name one of " + ", ".join(s.name for s in matches), schedule=name
+            )
+        raise NotFound(f"unknown schedule '{name}'", schedule=name)
+
+    def triggers(self) -> list[Trigger]:
+        """Every trigger of the valid models."""
+        return sorted(
+            (
+                Trigger(f"{model.name}/{spec.name}", model.name, spec, model.spec.automatic)
+                for model in self.models()
+                for spec in model.spec.triggers
+            ),
+            key=lambda t: t.name,
+        )
+
+    def profile(self, name: str) -> ProfileSpec:
+        """The profile called ``name``; NotFound naming the profiles there are."""
+        profiles = self.spec().profiles
+        if name not in profiles:
+            known = ", ".join(sorted(profiles)) or "none"
+            raise NotFound(f"unknown profile '{name}' (profiles in {WORKSPACE_FILE}: {known})", profile=name)
+        return profiles[name]
+
+    def _automation_problems(self) -> list[SpecProblem]:
+        spec = self._load_spec()[0]
+        if spec is None:
+            return []
+        models = {model.name: model for model in self.models()}
+        problems = []
+        for index, entry in enumerate(spec.schedules):
+            where = f"schedules.{index}.model"
+            if entry.model is None:
+                problems.append(SpecProblem(WORKSPACE_FILE, where, "is required (the model the schedule runs)"))
+            elif entry.model not in models:
+                problems.append(SpecProblem(WORKSPACE_FILE, where, f"unknown model '{entry.model}'"))
+        names: set[str] = set()
+        for schedule in self.schedules():
+            if schedule.name in names:
+                problems.append(SpecProblem(WORKSPACE_FILE, "schedules", f"'{schedule.name}' is declared twice"))
+            names.add(schedule.name)
+        for model in models.values():
+            shown = self._shown(model.folder / MODEL_FILE)
+            for index, schedule_spec in enumerate(model.spec.schedules):
+                if schedule_spec.model not in (None, model.name):
+                    problems.append(
+                        SpecProblem(shown, f"schedules.{index}.model", "a model's own schedule runs that model; remove it")
+                    )
+            for index, trigger in enumerate(model.spec.triggers):
+                problems.extend(
+                    SpecProblem(shown, f"triggers.{index}.{field}", message)
+                    for field, message in self._watched_problems(trigger, models, spec)
+                )
+        return problems
+
+    @staticmethod
+    def _watched_problems(
+        trigger: TriggerSpec, models: dict[str, Model], spec: WorkspaceSpec
+    ) -> list[tuple[str, str]]:
+        if trigger.on == TriggerEvent.VERSION_ADDED:
+            if trigger.dataset not in spec.datasets:
+                return [("dataset", f"dataset '{trigger.dataset}' is not declared in {WORKSPACE_FILE}")]
+            return []
+        watched = models.get(trigger.model or "")
+        if watched is None:
+            return [("model", f"unknown model '{trigger.model}'")]
+        if trigger.step is not None and trigger.step not in watched.spec.steps:
+            return [("step", f"model '{watched.name}' has no step '{trigger.step}'")]
+        return []
 
     def _input_problems(self, model: Model, shown_as: str) -> list[SpecProblem]:
         spec = self._load_spec()[0]

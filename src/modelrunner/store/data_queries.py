@@ -103,6 +103,13 @@ def _newest_first(dataset: str) -> Any:
     )
 
 
+def get_version(session: Session, dataset: str, version: str) -> DatasetVersionRow | None:
+    statement = select(DatasetVersionRow).where(
+        DatasetVersionRow.dataset == dataset, DatasetVersionRow.version == version
+    )
+    return session.scalars(statement).first()
+
+
 def newest_version(session: Session, dataset: str) -> DatasetVersionRow | None:
     return session.scalars(_newest_first(dataset).limit(1)).first()
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from modelrunner.engine.states import ACTIVE_ATTEMPT_STATES, ACTIVE_RUN_STATES, RunStatus
-from modelrunner.store.tables import AttemptRow, EventRow, ModelVersionRow, OutputRow, RunRow
+from modelrunner.store.tables import AttemptRow, EventRow, ModelVersionRow, OutputRow, RunKind, RunRow
 
 # The hot paths of the dispatcher use Core statements on these tables: no ORM bookkeeping.
 _runs: Table = RunRow.__table__  # type: ignore[assignment]
@@ -41,8 +41,20 @@ _LATEST_COMPUTED_SUCCESS = (
     .limit(1)
 )
 _INSERT_RUN = insert(_runs).returning(_runs.c.id)
+_DEFAULTED_RUN_COLUMNS = ("kind", "inputs", "cache_hit", "slots")
 _QUEUED_RUNS = (
-    select(_runs.c.id, _runs.c.model_name, _runs.c.model_version, _runs.c.params, _runs.c.slots, _runs.c.inputs)
+    select(
+        _runs.c.id,
+        _runs.c.model_name,
+        _runs.c.model_version,
+        _runs.c.params,
+        _runs.c.slots,
+        _runs.c.inputs,
+        _runs.c.step,
+        _runs.c.item_key,
+        _runs.c.item,
+        _runs.c.plan,
+    )
     .where(_runs.c.status == RunStatus.QUEUED.value)
     .order_by(_runs.c.id)
     .limit(bindparam("limit"))
@@ -120,7 +132,11 @@ def lock_run_status(session: Session, run_id: int) -> str | None:
 def add_run(session: Session, row: RunRow) -> RunRow:
     """Insert the run (a Core insert: no ORM flush on the submit path); ``row`` gets its id."""
     values = {column.key: getattr(row, column.key) for column in _runs.columns if column.key != "id"}
+    for column in _DEFAULTED_RUN_COLUMNS:
+        if values[column] is None:
+            del values[column]  # the insert fills in the column's default
     row.id = int(session.execute(_INSERT_RUN, values).scalar_one())
+    row.kind = row.kind or RunKind.RUN
     return row
 
 
@@ -161,6 +177,10 @@ class QueuedRun:
     params: dict[str, Any]
     slots: int
     inputs: dict[str, Any]
+    step: str | None
+    item_key: str | None
+    item: Any
+    plan: dict[str, Any] | None
 
 
 def queued_runs(session: Session, limit: int) -> list[QueuedRun]:
@@ -174,6 +194,83 @@ def active_runs_using_dataset(session: Session, dataset: str) -> list[int]:
     # and PostgreSQL spell it differently.
     rows = session.execute(select(_runs.c.id, _runs.c.inputs).where(_runs.c.status.in_(_ACTIVE_RUNS)))
     return [run_id for run_id, inputs in rows if any(i.get("dataset") == dataset for i in (inputs or {}).values())]
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    """What advancing a pipeline needs to know of one of its step runs."""
+
+    id: int
+    step: str
+    item_key: str | None
+    status: str
+    progress: float | None
+    error: str | None
+
+    @classmethod
+    def of(cls, row: RunRow) -> ChildRun:
+        assert row.step is not None
+        return cls(row.id, row.step, row.item_key, row.status, row.progress_fraction, row.error)
+
+
+_CHILDREN_OF = (
+    select(
+        _runs.c.id, _runs.c.step, _runs.c.item_key, _runs.c.status, _runs.c.progress_fraction, _runs.c.error
+    )
+    .where(_runs.c.parent_id == bindparam("parent_id"))
+    .order_by(_runs.c.id)
+)
+
+
+def children_of(session: Session, parent_id: int) -> list[ChildRun]:
+    """The step runs of a pipeline run, oldest first."""
+    return [ChildRun(*row) for row in session.execute(_CHILDREN_OF, {"parent_id": parent_id})]
+
+
+def active_children(session: Session, parent_id: int) -> list[int]:
+    statement = select(_runs.c.id).where(_runs.c.parent_id == parent_id, _runs.c.status.in_(_ACTIVE_RUNS))
+    return list(session.scalars(statement))
+
+
+def active_pipelines(session: Session) -> list[tuple[int, str, str]]:
+    """(id, model, model version) of every pipeline run still going."""
+    statement = (
+        select(_runs.c.id, _runs.c.model_name, _runs.c.model_version)
+        .where(_runs.c.status == RunStatus.RUNNING.value, _runs.c.kind == RunKind.PIPELINE)
+        .order_by(_runs.c.id)
+    )
+    return [(row.id, row.model_name, row.model_version) for row in session.execute(statement)]
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What an event about a run says of it."""
+
+    model_name: str
+    kind: str
+    step: str | None
+    item_key: str | None
+    item: Any
+    parent_id: int | None
+    params: dict[str, Any]
+    origin: str | None
+
+
+_RUN_IDENTITY = select(
+    _runs.c.model_name,
+    _runs.c.kind,
+    _runs.c.step,
+    _runs.c.item_key,
+    _runs.c.item,
+    _runs.c.parent_id,
+    _runs.c.params,
+    _runs.c.origin,
+).where(_runs.c.id == bindparam("run_id"))
+
+
+def run_identity(session: Session, run_id: int) -> RunIdentity | None:
+    row = session.execute(_RUN_IDENTITY, {"run_id": run_id}).first()
+    return RunIdentity(*row) if row else None
 
 
 def run_statuses(session: Session, run_ids: Iterable[int]) -> dict[int, str]:
@@ -276,6 +373,14 @@ def copy_outputs(session: Session, source_run_id: int, target_run_id: int) -> No
     columns = (_outputs.c.path, _outputs.c.size, _outputs.c.sha256, _outputs.c.uri)
     rows = select(literal(target_run_id), *columns).where(_outputs.c.run_id == source_run_id)
     session.execute(insert(_outputs).from_select(["run_id", *(c.name for c in columns)], rows))
+
+
+def outputs_of_runs(session: Session, run_ids: list[int]) -> list[OutputRow]:
+    """The outputs of several runs, by run and path."""
+    if not run_ids:
+        return []
+    statement = select(OutputRow).where(OutputRow.run_id.in_(run_ids)).order_by(OutputRow.run_id, OutputRow.path)
+    return list(session.scalars(statement))
 
 
 def outputs_of(session: Session, run_id: int) -> list[OutputRow]:

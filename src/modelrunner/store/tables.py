@@ -77,10 +77,24 @@ class ModelVersionRow(Base):
     created_at: Mapped[dt.datetime]
 
 
+class RunKind:
+    RUN = "run"  # a model with a command
+    PIPELINE = "pipeline"  # a model with steps: never executed itself, its children are
+    STEP = "step"  # one step (or one fan-out item of a step) of a pipeline run
+
+
 class RunRow(Base):
     __tablename__ = "runs"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(8), default=RunKind.RUN, server_default=RunKind.RUN)
+    parent_id: Mapped[int | None] = mapped_column(Id, ForeignKey("runs.id"))
+    step: Mapped[str | None] = mapped_column(String(63))
+    item_key: Mapped[str | None] = mapped_column(String(128))  # the fan-out item's folder name
+    item: Mapped[Any | None] = mapped_column(JSON)  # the fan-out item, given as MODELRUNNER_ITEM
+    # A pipeline: {"refresh": [steps], "skip": [steps], "rerun_of": id}; a step run: what it needs.
+    plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    origin: Mapped[str | None] = mapped_column(String(160))  # "schedule:<name>#<item>", "trigger:<name>", ...
     model_name: Mapped[str] = mapped_column(String(63))
     model_version: Mapped[str] = mapped_column(String(64))
     params: Mapped[dict[str, Any]]
@@ -102,6 +116,8 @@ class RunRow(Base):
         Index("ix_runs_model_status_id", "model_name", "status", "id"),
         Index("ix_runs_model_id", "model_name", "id"),
         Index("ix_runs_status_id", "status", "id"),
+        Index("ix_runs_parent_id_id", "parent_id", "id"),
+        Index("ix_runs_origin_id", "origin", "id"),
         # The cache lookup: equality on the first three, newest first on the last, so hits recorded
         # for a key (cache_hit true) are never scanned on the way to the run that computed it.
         Index("ix_runs_cache_lookup", "cache_key", "cache_hit", "status", "finished_at"),
@@ -219,4 +235,48 @@ class DatasetVersionRow(Base):
     __table_args__ = (
         UniqueConstraint("dataset", "version"),
         Index("ix_dataset_versions_dataset_time_id", "dataset", "time", "id"),
+    )
+
+
+class ScheduleStateRow(Base):
+    """Where a schedule stands: the next tick it fires at. Moved by compare-and-set, so a tick
+    fires once whatever the number of servers or restarts."""
+
+    __tablename__ = "schedule_states"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    cron: Mapped[str] = mapped_column(String(160))  # "<cron> <timezone>" the next tick was computed from
+    next_fire_at: Mapped[dt.datetime]
+    last_fired_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime]
+
+
+class TriggerCursorRow(Base):
+    """The last event a trigger has evaluated; events after it are still to be looked at."""
+
+    __tablename__ = "trigger_cursors"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[dt.datetime]
+
+
+class FiringRow(Base):
+    """One firing of a schedule or a trigger, unique per rule and cause (a tick, an event)."""
+
+    __tablename__ = "firings"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(String(140))  # "schedule:<name>" or "trigger:<name>"
+    cause: Mapped[str] = mapped_column(String(160))  # "tick:<iso time>", "event:<id>", "manual:<uuid>"
+    status: Mapped[str] = mapped_column(String(16))  # submitted, skipped, waiting, failed
+    run_ids: Mapped[list[int]] = mapped_column(JSON)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+    __table_args__ = (
+        UniqueConstraint("rule", "cause"),
+        Index("ix_firings_rule_id", "rule", "id"),
+        Index("ix_firings_status_id", "status", "id"),
     )

@@ -1,0 +1,357 @@
+"""Pipelines: a run whose children are step runs. Planning a pipeline, advancing it as its steps
+end, and deriving its status and progress from its children, all from what the database holds."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from modelrunner.clock import utcnow
+from modelrunner.engine import run_events
+from modelrunner.engine.cache_hit import record_hit
+from modelrunner.engine.cache_key import cache_key
+from modelrunner.engine.input_versions import Inputs
+from modelrunner.engine.states import ACTIVE_RUN_STATES, RunStatus
+from modelrunner.engine.transition import transition
+from modelrunner.errors import InvalidInput
+from modelrunner.spec.model_spec import ModelSpec, StepSpec
+from modelrunner.store import data_queries, queries
+from modelrunner.store.tables import RunKind, RunRow
+
+_ITEM_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+MAX_ITEMS = 10_000  # per step: a fan-out beyond this is almost surely a mistake in the parameters
+
+
+class StepStatus(StrEnum):
+    WAITING = "waiting"  # for the steps it needs (or for an identical run elsewhere)
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    BLOCKED = "blocked"  # a step it needs failed: it will not run
+    SKIPPED = "skipped"  # left out by the profile (a publish step), or it needs such a step
+
+
+@dataclass(frozen=True)
+class PipelinePlan:
+    """Fixed when the pipeline run is created: the items of each step, what is computed again
+    whatever the cache holds, and what is left out."""
+
+    items: dict[str, list[tuple[str | None, Any]]]  # step -> [(item key, item)]; [(None, None)] without fan-out
+    refresh: frozenset[str] = frozenset()
+    skip: list[str] = field(default_factory=list)
+    rerun_of: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "items": {step: [[key, item] for key, item in items] for step, items in self.items.items()},
+            "refresh": sorted(self.refresh),
+            "skip": self.skip,
+            "rerun_of": self.rerun_of,
+        }
+
+    @classmethod
+    def of_json(cls, data: dict[str, Any]) -> PipelinePlan:
+        return cls(
+            items={step: [(key, item) for key, item in items] for step, items in data["items"].items()},
+            refresh=frozenset(data.get("refresh", [])),
+            skip=list(data.get("skip", [])),
+            rerun_of=data.get("rerun_of"),
+        )
+
+    @property
+    def total(self) -> int:
+        return sum(len(items) for items in self.items.values())
+
+
+@dataclass(frozen=True)
+class StepState:
+    """A step of a pipeline run as its children show it."""
+
+    name: str
+    status: StepStatus
+    items: int
+    counts: dict[str, int]  # run status -> how many of its runs
+    run_ids: list[int]
+    error: str | None = None
+
+
+def plan(
+    session: Session,
+    spec: ModelSpec,
+    params: dict[str, Any],
+    inputs: Inputs,
+    refresh: set[str],
+    publish: bool,
+    rerun_of: int | None = None,
+) -> PipelinePlan:
+    """The plan of a new pipeline run. InvalidInput for a fan-out that is not a list."""
+    unknown = sorted(refresh - set(spec.steps))
+    if unknown:
+        raise InvalidInput(f"model '{spec.name}' has no step {unknown[0]!r}", field="from")
+    skip: list[str] = []
+    for name in spec.step_order():
+        step = spec.steps[name]
+        if (step.publish and not publish) or any(needed in skip for needed in step.needs):
+            skip.append(name)
+    items = {
+        name: _keyed(_items_of(session, name, step, params, inputs))
+        for name, step in spec.steps.items()
+        if name not in skip
+    }
+    return PipelinePlan(items, frozenset(refresh), skip, rerun_of)
+
+
+def downstream_of(spec: ModelSpec, start: str) -> set[str]:
+    """``start`` and every step that needs it, directly or not."""
+    found = {start}
+    for name in spec.step_order():
+        if any(needed in found for needed in spec.steps[name].needs):
+            found.add(name)
+    return found
+
+
+def advance(session: Session, pipeline_id: int, spec: ModelSpec) -> None:
+    """Start every step whose needs have succeeded, update the pipeline's progress, and end it
+    once nothing more can run. Safe to call at any time and any number of times."""
+    if queries.lock_run_status(session, pipeline_id) != RunStatus.RUNNING.value:
+        return
+    pipeline = queries.get_run(session, pipeline_id)
+    assert pipeline is not None and pipeline.plan is not None
+    pipeline_plan = PipelinePlan.of_json(pipeline.plan)
+    children = _by_step(queries.children_of(session, pipeline_id))
+    states: dict[str, StepState] = {}
+    for name in spec.step_order():
+        needs = [states[needed].status for needed in spec.steps[name].needs]
+        runs = children.get(name, [])
+        if name in pipeline_plan.skip:
+            states[name] = _state(name, StepStatus.SKIPPED, 0, runs)
+        elif any(s in (StepStatus.FAILED, StepStatus.BLOCKED) for s in needs):
+            states[name] = _state(name, StepStatus.BLOCKED, len(pipeline_plan.items[name]), runs)
+        elif any(s != StepStatus.SUCCEEDED for s in needs):
+            states[name] = _state(name, StepStatus.WAITING, len(pipeline_plan.items[name]), runs)
+        else:
+            runs = runs + _start_step(session, pipeline, spec, pipeline_plan, name, children)
+            children[name] = runs
+            states[name] = _derived(name, len(pipeline_plan.items[name]), runs)
+    _report(session, pipeline, pipeline_plan, states, children)
+
+
+def step_states(session: Session, pipeline: RunRow, spec: ModelSpec | None) -> list[StepState]:
+    """The steps of a pipeline run, in order, as its children show them (read only)."""
+    pipeline_plan = PipelinePlan.of_json(pipeline.plan or {"items": {}})
+    children = _by_step(queries.children_of(session, pipeline.id))
+    order = spec.step_order() if spec is not None else [*pipeline_plan.items, *pipeline_plan.skip]
+    states: dict[str, StepState] = {}
+    for name in order:
+        runs = children.get(name, [])
+        if name in pipeline_plan.skip:
+            states[name] = _state(name, StepStatus.SKIPPED, 0, runs)
+            continue
+        total = len(pipeline_plan.items.get(name, []))
+        needs = spec.steps[name].needs if spec is not None else []
+        if any(states[n].status in (StepStatus.FAILED, StepStatus.BLOCKED) for n in needs):
+            states[name] = _state(name, StepStatus.BLOCKED, total, runs)
+        else:
+            states[name] = _derived(name, total, runs)
+    return list(states.values())
+
+
+# --- advancing ----------------------------------------------------------------------------------
+
+
+def _start_step(
+    session: Session,
+    pipeline: RunRow,
+    spec: ModelSpec,
+    pipeline_plan: PipelinePlan,
+    name: str,
+    children: dict[str, list[queries.ChildRun]],
+) -> list[queries.ChildRun]:
+    """Create the runs of the step's items that have none yet: a cache hit where the same step
+    was computed on the same upstream results, a queued run otherwise."""
+    started = {run.item_key for run in children.get(name, [])}
+    missing = [(key, item) for key, item in pipeline_plan.items[name] if key not in started]
+    if not missing:
+        return []
+    step = spec.steps[name]
+    upstream_files, upstream_key = _upstream(session, step, children)
+    inputs = {input_name: chosen["version"] for input_name, chosen in pipeline.inputs.items()}
+    now = utcnow()
+    created: list[queries.ChildRun] = []
+    for item_key, item in missing:
+        key = cache_key(
+            pipeline.model_name,
+            pipeline.model_version,
+            pipeline.params,
+            step=name,
+            item=item,
+            input_versions=inputs,
+            upstream_outputs=upstream_key,
+        )
+        if name not in pipeline_plan.refresh:
+            cached = queries.latest_computed_success(session, key, None)
+            if cached is not None:
+                hit = record_hit(session, cached, now, parent_id=pipeline.id, origin=pipeline.origin)
+                created.append(queries.ChildRun.of(hit))
+                continue
+        if queries.active_run_for_key(session, key) is not None:
+            continue  # computed right now for another pipeline: this item waits for its result
+        run = RunRow(
+            kind=RunKind.STEP,
+            parent_id=pipeline.id,
+            step=name,
+            item_key=item_key,
+            item=item,
+            model_name=pipeline.model_name,
+            model_version=pipeline.model_version,
+            params=pipeline.params,
+            inputs=pipeline.inputs,
+            plan={"upstream": upstream_files},
+            cache_key=key,
+            status=RunStatus.QUEUED.value,
+            cache_hit=False,
+            slots=step.resources.slots,
+            origin=pipeline.origin,
+            created_at=now,
+        )
+        queries.add_run(session, run)
+        queries.add_event(session, run.id, "run.status", {"from": None, "to": run.status}, now)
+        created.append(queries.ChildRun.of(run))
+    return created
+
+
+def _upstream(
+    session: Session, step: StepSpec, children: dict[str, list[queries.ChildRun]]
+) -> tuple[list[dict[str, str]], dict[str, dict[str, str]]]:
+    """The files of the runs this step needs, as (folder, path, uri), and their digests by
+    folder for the cache key: a step computed again on changed upstream results is a new run."""
+    runs = [run for needed in step.needs for run in children.get(needed, [])]
+    folders = {run.id: _folder(run) for run in runs}
+    files: list[dict[str, str]] = []
+    digests: dict[str, dict[str, str]] = defaultdict(dict)
+    for output in queries.outputs_of_runs(session, list(folders)):
+        folder = folders[output.run_id]
+        files.append({"folder": folder, "path": output.path, "uri": output.uri})
+        digests[folder][output.path] = output.sha256
+    for folder in folders.values():
+        digests.setdefault(folder, {})  # a run without outputs still counts
+    return files, dict(digests)
+
+
+def _report(
+    session: Session,
+    pipeline: RunRow,
+    pipeline_plan: PipelinePlan,
+    states: dict[str, StepState],
+    children: dict[str, list[queries.ChildRun]],
+) -> None:
+    """Write the pipeline's progress, or end it when no step can move any more."""
+    unfinished = [s for s in states.values() if s.status in (StepStatus.WAITING, StepStatus.RUNNING)]
+    if unfinished:
+        done = sum(1 for runs in children.values() for run in runs if run.status not in ACTIVE_RUN_STATES)
+        running = sum(run.progress or 0.0 for runs in children.values() for run in runs if run.status == "running")
+        fraction = min(1.0, (done + running) / max(pipeline_plan.total, 1))
+        running_steps = ", ".join(s.name for s in unfinished if s.status == StepStatus.RUNNING)
+        message = f"{len(states) - len(unfinished)} of {len(states)} steps done" + (
+            f"; running: {running_steps}" if running_steps else ""
+        )
+        if (round(fraction, 4), message) != (round(pipeline.progress_fraction or 0.0, 4), pipeline.progress_message):
+            queries.set_run_progress(session, pipeline.id, fraction, message)
+        return
+    failed = [s for s in states.values() if s.status == StepStatus.FAILED]
+    if failed:
+        names = ", ".join(f"'{s.name}'" for s in failed)
+        reason = f"step {names} failed: {failed[0].error}" if len(failed) == 1 else f"steps {names} failed"
+        transition(session, pipeline.id, RunStatus.FAILED, reason=reason)
+        return
+    outputs = []
+    for runs in children.values():
+        folders = {run.id: _folder(run) for run in runs}
+        for output in queries.outputs_of_runs(session, list(folders)):
+            path = f"{folders[output.run_id]}/{output.path}"
+            outputs.append({"path": path, "size": output.size, "sha256": output.sha256, "uri": output.uri})
+    queries.add_outputs(session, pipeline.id, outputs)
+    transition(session, pipeline.id, RunStatus.SUCCEEDED, progress_fraction=1.0, progress_message=None)
+    run_events.add_succeeded(session, pipeline.id)
+
+
+# --- deriving step states -----------------------------------------------------------------------
+
+
+def _by_step(children: list[queries.ChildRun]) -> dict[str, list[queries.ChildRun]]:
+    grouped: dict[str, list[queries.ChildRun]] = defaultdict(list)
+    for child in children:
+        grouped[child.step].append(child)
+    return grouped
+
+
+def _derived(name: str, total: int, runs: list[queries.ChildRun]) -> StepState:
+    statuses = {run.status for run in runs}
+    if statuses & {s.value for s in ACTIVE_RUN_STATES}:
+        status = StepStatus.RUNNING
+    elif len(runs) < total:
+        status = StepStatus.WAITING
+    elif statuses <= {RunStatus.SUCCEEDED.value}:
+        status = StepStatus.SUCCEEDED
+    else:
+        status = StepStatus.FAILED
+    return _state(name, status, total, runs)
+
+
+def _state(name: str, status: StepStatus, total: int, runs: list[queries.ChildRun]) -> StepState:
+    counts: dict[str, int] = defaultdict(int)
+    for run in runs:
+        counts[run.status] += 1
+    failed = next((run for run in runs if run.status not in ACTIVE_RUN_STATES and run.status != "succeeded"), None)
+    error = None
+    if failed is not None:
+        which = f"item {failed.item_key}: " if failed.item_key is not None else ""
+        error = f"{which}{failed.error or failed.status}"
+    return StepState(name, status, total, dict(counts), [run.id for run in runs], error)
+
+
+def _folder(run: queries.ChildRun) -> str:
+    return run.step if run.item_key is None else f"{run.step}/{run.item_key}"
+
+
+# --- fan-out items ------------------------------------------------------------------------------
+
+
+def _items_of(session: Session, name: str, step: StepSpec, params: dict[str, Any], inputs: Inputs) -> list[Any] | None:
+    if step.foreach is None:
+        return None
+    if isinstance(step.foreach, list):
+        return list(step.foreach)
+    kind, _, what = step.foreach.partition(".")
+    if kind == "params":
+        value = params.get(what)
+        if not isinstance(value, list) or not value:
+            raise InvalidInput(
+                f"step '{name}' fans out over parameter '{what}', which must be a non-empty list", field=what
+            )
+        items = list(value)
+    else:
+        chosen = inputs[what]
+        row = data_queries.get_version(session, chosen.dataset, chosen.version)
+        items = sorted({entry["path"].split("/", 1)[0] for entry in (row.files if row else [])})
+        if not items:
+            raise InvalidInput(f"step '{name}' fans out over input '{what}', whose version holds no files", field=what)
+    if len(items) > MAX_ITEMS:
+        raise InvalidInput(f"step '{name}' fans out over {len(items)} items; at most {MAX_ITEMS}", field=what)
+    return items
+
+
+def _keyed(items: list[Any] | None) -> list[tuple[str | None, Any]]:
+    """Each item with the name of its folder: the item itself when every item is a short, plain,
+    distinct scalar; its position otherwise."""
+    if items is None:
+        return [(None, None)]
+    names = [str(item) if isinstance(item, str | int | float) and not isinstance(item, bool) else "" for item in items]
+    if all(_ITEM_KEY.match(n) for n in names) and len(set(names)) == len(names):
+        return list(zip(names, items, strict=True))
+    return [(str(index), item) for index, item in enumerate(items)]

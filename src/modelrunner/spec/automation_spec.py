@@ -1,0 +1,130 @@
+"""Schedules and triggers as users write them: rules that create runs from the clock or from events."""
+
+from __future__ import annotations
+
+import zoneinfo
+from enum import StrEnum
+from typing import Any
+
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from modelrunner.spec.names import check_name
+
+
+class Overlap(StrEnum):
+    SKIP = "skip"  # the previous runs of the schedule still go: this firing creates nothing
+    QUEUE = "queue"  # the firing waits and submits once the previous runs have ended
+
+
+class ScheduleSpec(BaseModel):
+    """``schedules:`` in ``model.yaml`` (for that model) or in ``modelrunner.yaml`` (with ``model``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    model: str | None = Field(default=None, description="The model to run; only in modelrunner.yaml")
+    cron: str = Field(description="Five-field cron expression, read in `timezone`")
+    timezone: str = "UTC"
+    params: dict[str, Any] = Field(default_factory=dict)
+    each: list[dict[str, Any]] | None = Field(
+        default=None, min_length=1, description="Parameter sets: one run per item at every firing"
+    )
+    enabled: bool = True
+    overlap: Overlap = Overlap.SKIP
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        return check_name(value)
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a five-field cron expression (minute hour day month weekday)")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not a known time zone (e.g. 'UTC', 'America/New_York')") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _params_or_each(self) -> ScheduleSpec:
+        if self.each is not None and self.params:
+            raise ValueError("give either params (one run) or each (one run per item), not both")
+        return self
+
+    def parameter_sets(self) -> list[dict[str, Any]]:
+        """The parameters of the runs one firing submits."""
+        return list(self.each) if self.each is not None else [dict(self.params)]
+
+
+class TriggerEvent(StrEnum):
+    VERSION_ADDED = "dataset.version_added"
+    RUN_SUCCEEDED = "run.succeeded"
+
+
+class TriggerSpec(BaseModel):
+    """``triggers:`` in ``model.yaml``: run this model when an event happens.
+
+    A parameter value written as ``"{event.<field>}"`` takes that field of the event (for
+    ``run.succeeded``, ``{event.params.region}`` reads the finished run's parameter).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str
+    on: TriggerEvent
+    dataset: str | None = Field(default=None, description="For dataset.version_added: the dataset watched")
+    model: str | None = Field(default=None, description="For run.succeeded: the model watched")
+    step: str | None = Field(default=None, description="For run.succeeded: one step of that model's pipeline")
+    params: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, value: Any) -> Any:
+        # YAML 1.1 reads an unquoted `on:` key as the boolean true.
+        if isinstance(value, dict) and True in value:
+            value = {("on" if key is True else key): item for key, item in value.items()}
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        return check_name(value)
+
+    @model_validator(mode="after")
+    def _watched_thing(self) -> TriggerSpec:
+        if self.on == TriggerEvent.VERSION_ADDED:
+            if self.dataset is None:
+                raise ValueError("on: dataset.version_added needs `dataset:` (the dataset watched)")
+            if self.model is not None or self.step is not None:
+                raise ValueError("on: dataset.version_added watches a dataset; remove `model`/`step`")
+        else:
+            if self.model is None:
+                raise ValueError("on: run.succeeded needs `model:` (the model watched)")
+            if self.dataset is not None:
+                raise ValueError("on: run.succeeded watches a model; remove `dataset`")
+        return self
+
+
+class ProfileSpec(BaseModel):
+    """``profiles:`` in ``modelrunner.yaml``: settings switched together (``--profile test``).
+
+    A value set explicitly (flag or ``MODELRUNNER_*`` variable) still wins over the profile.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database_url: str | None = None
+    artifacts_url: str | None = None
+    local_slots: int | None = Field(default=None, ge=1)
+    publish: bool = Field(default=True, description="Whether pipeline steps marked `publish: true` run")
+    automatic: bool = Field(default=True, description="Whether schedules and triggers create runs")
