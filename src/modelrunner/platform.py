@@ -19,7 +19,9 @@ from modelrunner.engine.automation import Automation
 from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.engine.catalog import VersionCatalog
 from modelrunner.engine.dispatcher import Dispatcher
+from modelrunner.engine.scheduler import Scheduler
 from modelrunner.engine.submit import Submission, SubmitOutcome, Submitter
+from modelrunner.engine.triggers import Triggers
 from modelrunner.metrics import Metrics
 from modelrunner.settings import Settings
 from modelrunner.spec.workspace import Workspace
@@ -67,10 +69,12 @@ class Platform:
             runner_id=self.dispatcher.runner_id,
         )
         self.poller = DataPoller(self.database, self.workspace, self.syncs, tick_seconds=settings.poll_seconds)
+        self.scheduler = Scheduler(self.database, self.workspace, self.submitter)
+        self.triggers = Triggers(self.database, self.workspace, self.submitter)
         self.automation = Automation(
             self.database,
             self.catalog,
-            [],
+            [self.scheduler, self.triggers],
             tick_seconds=settings.poll_seconds,
             on_queued=lambda: self.dispatcher.wake(queued=True),
         )
@@ -97,6 +101,13 @@ class Platform:
         inputs: Mapping[str, str] | None = None,
     ) -> Submission:
         submission = self.submitter.submit(model, params, cache, max_age, inputs)
+        if submission.outcome == SubmitOutcome.CREATED:
+            self.dispatcher.wake(queued=True)
+        return submission
+
+    def rerun(self, run_id: int, *, from_step: str | None = None, only_step: str | None = None) -> Submission:
+        """Compute a run again (a pipeline: from one step, or one step only); see Submitter.rerun."""
+        submission = self.submitter.rerun(run_id, from_step=from_step, only_step=only_step)
         if submission.outcome == SubmitOutcome.CREATED:
             self.dispatcher.wake(queued=True)
         return submission

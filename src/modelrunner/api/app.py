@@ -12,8 +12,10 @@ import modelrunner
 from modelrunner.api.datasets_routes import router as datasets_router
 from modelrunner.api.deps import PlatformDep
 from modelrunner.api.errors import install_error_handlers
+from modelrunner.api.export_routes import router as export_router
 from modelrunner.api.models_routes import router as models_router
 from modelrunner.api.runs_routes import router as runs_router
+from modelrunner.api.schedules_routes import router as schedules_router
 from modelrunner.api.schemas import Health
 from modelrunner.platform import Platform
 
@@ -59,6 +61,8 @@ def create_app(platform: Platform) -> FastAPI:
     api.include_router(models_router)
     api.include_router(runs_router)
     api.include_router(datasets_router)
+    api.include_router(schedules_router)
+    api.include_router(export_router)
     api.include_router(health_router)
     app.include_router(api)
     return app

@@ -6,16 +6,27 @@ import base64
 import binascii
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Body, Query, Response
 from fastapi.responses import StreamingResponse
 
 from modelrunner.api.deps import PlatformDep
-from modelrunner.api.schemas import EventOut, EventPage, OutputOut, RunDetail, RunPage, RunSummary
+from modelrunner.api.schemas import (
+    EventOut,
+    EventPage,
+    OutputOut,
+    RerunRequest,
+    RunDetail,
+    RunPage,
+    RunSummary,
+    SubmitResponse,
+)
+from modelrunner.engine import pipelines
 from modelrunner.engine.states import RunStatus
+from modelrunner.engine.submit import SubmitOutcome
 from modelrunner.errors import InvalidInput, NotFound
 from modelrunner.platform import Platform
 from modelrunner.store import queries
-from modelrunner.store.tables import RunRow
+from modelrunner.store.tables import RunKind, RunRow
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
@@ -24,13 +35,21 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 def list_runs(
     platform: PlatformDep,
     model: str | None = None,
+    parent: Annotated[
+        int | None, Query(description="The step runs of this pipeline run; without it, runs that are not steps")
+    ] = None,
     status: Annotated[list[RunStatus] | None, Query(description="Repeat to match any of several")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
 ) -> RunPage:
     with platform.database.read() as session:
         rows = queries.list_runs(
-            session, model=model, statuses=[s.value for s in status or []], before_id=_decode(cursor), limit=limit + 1
+            session,
+            model=model,
+            parent_id=parent,
+            statuses=[s.value for s in status or []],
+            before_id=_decode(cursor),
+            limit=limit + 1,
         )
     more = len(rows) > limit
     rows = rows[:limit]
@@ -39,9 +58,38 @@ def list_runs(
 
 @router.get("/{run_id}", response_model=RunDetail, summary="A run with its progress, attempts and outputs")
 def get_run(run_id: int, platform: PlatformDep) -> RunDetail:
+    """A pipeline run also lists its steps with their states and runs."""
     with platform.database.read() as session:
         run = _run(session, run_id)
-        return RunDetail.of_rows(run, queries.attempts_of(session, run_id), queries.outputs_of(session, run_id))
+        steps = None
+        if run.kind == RunKind.PIPELINE:
+            spec = platform.catalog.get(session, run.model_name, run.model_version).spec
+            steps = pipelines.step_states(session, run, spec)
+        return RunDetail.of_rows(run, queries.attempts_of(session, run_id), queries.outputs_of(session, run_id), steps)
+
+
+@router.post(
+    "/{run_id}/rerun",
+    response_model=SubmitResponse,
+    status_code=201,
+    summary="Compute a run again; a pipeline from one step, or one step only",
+    responses={
+        200: {"description": "An identical run is in flight and was joined", "model": SubmitResponse},
+        201: {"description": "A new run was queued"},
+        404: {"description": "Unknown run, or its model is no longer in the workspace"},
+        422: {"description": "An unknown step, `from` and `only` together, or a step run (rerun its pipeline)"},
+    },
+)
+def rerun(run_id: int, platform: PlatformDep, request: Annotated[RerunRequest | None, Body()] = None) -> Response:
+    """Same parameters and data versions, the model's current version. `{"from": "summarise"}`
+    recomputes that step and every step downstream and reuses the results of the others;
+    `{"only": "publish"}` recomputes one step. No body: compute every step again."""
+    request = request or RerunRequest()
+    submission = platform.rerun(run_id, from_step=request.from_step, only_step=request.only)
+    detail = get_run(submission.run.id, platform).model_dump()
+    body = SubmitResponse(**detail, submission=submission.outcome)
+    status = 201 if submission.outcome == SubmitOutcome.CREATED else 200
+    return Response(body.model_dump_json(), status_code=status, media_type="application/json")
 
 
 @router.post("/{run_id}/cancel", response_model=RunDetail, summary="Cancel a queued or running run")

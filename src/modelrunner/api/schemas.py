@@ -11,6 +11,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 from modelrunner.data.catalog import DatasetSummary
 from modelrunner.data.source import public_url
 from modelrunner.engine.cache_mode import CacheMode
+from modelrunner.engine.pipelines import StepState, StepStatus
 from modelrunner.engine.submit import SubmitOutcome
 from modelrunner.spec.dataset_spec import DatasetSpec, FilesDataset
 from modelrunner.spec.duration import parse_duration
@@ -125,6 +126,14 @@ class InputVersionOut(BaseModel):
 
 class RunSummary(BaseModel):
     id: int
+    kind: str = Field(description="run; pipeline (a model with steps: its children are step runs); step")
+    parent_id: int | None = Field(description="For a step run: its pipeline run")
+    step: str | None = Field(description="For a step run: the step's name")
+    item_key: str | None = Field(description="For a fan-out child: its item's name (its folder downstream)")
+    item: Any = Field(description="For a fan-out child: its item (MODELRUNNER_ITEM)")
+    origin: str | None = Field(
+        description="What asked for it when not a person: schedule:<name>#<item>, trigger:<name>, rerun:<run id>"
+    )
     model: str
     model_version: str
     status: str
@@ -144,17 +153,54 @@ class RunSummary(BaseModel):
         return cls(**_run_fields(row))
 
 
+class StepOut(BaseModel):
+    name: str
+    status: StepStatus
+    items: int = Field(description="How many runs the step has in all (its fan-out items; 1 without fan-out)")
+    counts: dict[str, int] = Field(description="Run status -> how many of its runs are in it")
+    run_ids: list[int]
+    error: str | None = Field(description="Why it failed: the first failed run's error")
+
+    @classmethod
+    def of(cls, state: StepState) -> StepOut:
+        return cls(
+            name=state.name,
+            status=state.status,
+            items=state.items,
+            counts=state.counts,
+            run_ids=state.run_ids,
+            error=state.error,
+        )
+
+
 class RunDetail(RunSummary):
     attempts: list[AttemptOut]
     outputs: list[OutputOut]
+    steps: list[StepOut] | None = Field(default=None, description="For a pipeline run: its steps, in order")
 
     @classmethod
-    def of_rows(cls, row: RunRow, attempts: list[AttemptRow], outputs: list[OutputRow]) -> RunDetail:
+    def of_rows(
+        cls,
+        row: RunRow,
+        attempts: list[AttemptRow],
+        outputs: list[OutputRow],
+        steps: list[StepState] | None = None,
+    ) -> RunDetail:
         return cls(
             **_run_fields(row),
             attempts=[AttemptOut.of(a) for a in attempts],
             outputs=[OutputOut.of(o) for o in outputs],
+            steps=[StepOut.of(state) for state in steps] if steps is not None else None,
         )
+
+
+class RerunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_step: str | None = Field(
+        default=None, alias="from", description="Pipeline: compute this step and everything downstream again"
+    )
+    only: str | None = Field(default=None, description="Pipeline: compute this step alone again")
 
 
 class SubmitResponse(RunDetail):
@@ -317,6 +363,12 @@ def _public_spec(spec: DatasetSpec) -> dict[str, Any]:
 def _run_fields(row: RunRow) -> dict[str, Any]:
     return {
         "id": row.id,
+        "kind": row.kind,
+        "parent_id": row.parent_id,
+        "step": row.step,
+        "item_key": row.item_key,
+        "item": row.item,
+        "origin": row.origin,
         "model": row.model_name,
         "model_version": row.model_version,
         "status": row.status,

@@ -126,18 +126,48 @@ class Client:
         result: dict[str, Any] = self._json("GET", f"/datasets/{name}/syncs/{sync_id}")
         return result
 
+    # --- schedules and triggers ---------------------------------------------------------------
+
+    def schedules(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._json("GET", "/schedules")
+        return result
+
+    def run_schedule(self, name: str) -> dict[str, Any]:
+        """Fire the schedule now; the firing (``submitted`` with run ids, or ``failed``)."""
+        result: dict[str, Any] = self._json("POST", f"/schedules/{quote(name, safe='/')}/run")
+        return result
+
+    def schedule_firings(self, name: str, limit: int) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._json(
+            "GET", f"/schedules/{quote(name, safe='/')}/firings", params={"limit": limit}
+        )
+        return result
+
+    def triggers(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._json("GET", "/triggers")
+        return result
+
     # --- runs ---------------------------------------------------------------------------------
 
-    def runs(self, model: str | None, statuses: list[str], limit: int) -> list[dict[str, Any]]:
+    def runs(
+        self, model: str | None, statuses: list[str], limit: int, parent: int | None = None
+    ) -> list[dict[str, Any]]:
         query: dict[str, Any] = {"limit": limit, "status": statuses}
         if model:
             query["model"] = model
+        if parent is not None:
+            query["parent"] = parent
         page: dict[str, Any] = self._json("GET", "/runs", params=query)
         items: list[dict[str, Any]] = page["items"]
         return items
 
     def run(self, run_id: int) -> dict[str, Any]:
         result: dict[str, Any] = self._json("GET", f"/runs/{run_id}")
+        return result
+
+    def rerun(self, run_id: int, from_step: str | None, only_step: str | None) -> dict[str, Any]:
+        body = {key: value for key, value in (("from", from_step), ("only", only_step)) if value is not None}
+        result: dict[str, Any] = self._json("POST", f"/runs/{run_id}/rerun", json=body)
         return result
 
     def cancel(self, run_id: int) -> dict[str, Any]:
@@ -164,6 +194,19 @@ class Client:
                 response.read()
                 raise ApiError(_error_message(response), response.status_code)
             yield response.iter_bytes(1 << 16)
+
+    # --- export -------------------------------------------------------------------------------
+
+    def export_rows(self, kind: str, model: str | None, schedule: str | None) -> list[dict[str, Any]]:
+        """The rows of ``/export/{kind}`` (``status`` or ``runtimes``)."""
+        page: dict[str, Any] = self._json("GET", f"/export/{kind}", params=_export_query(model, schedule))
+        items: list[dict[str, Any]] = page["items"]
+        return items
+
+    def export_csv(self, kind: str, model: str | None, schedule: str | None) -> str:
+        """The CSV text of ``/export/{kind}``, header row first."""
+        query = {**_export_query(model, schedule), "format": "csv"}
+        return self._request("GET", f"{API}/export/{kind}", params=query).text
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -226,3 +269,8 @@ def _validation_line(item: Any) -> str:
     if not where or message.startswith(f"{where}:"):
         return message
     return f"{where}: {message}"
+
+
+def _export_query(model: str | None, schedule: str | None) -> dict[str, str]:
+    query = {"model": model, "schedule": schedule}
+    return {key: value for key, value in query.items() if value is not None}

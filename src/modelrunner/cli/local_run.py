@@ -83,7 +83,7 @@ def _execute(model: Model, params: dict[str, Any], destination: Path, grace: flo
         attempt_number=1,
         model_name=model.name,
         model_version=model.version,
-        command=list(model.spec.command),
+        command=list(model.spec.part(None).command),
         params=params,
         snapshot_uri="",
         declared_outputs=tuple(o.path for o in model.spec.outputs),

@@ -11,9 +11,11 @@ import modelrunner
 from modelrunner.cli import output
 from modelrunner.cli.data_commands import data_app
 from modelrunner.cli.db_commands import db_app
+from modelrunner.cli.export_commands import export_app
 from modelrunner.cli.models_commands import models_app
 from modelrunner.cli.run_command import run
 from modelrunner.cli.runs_commands import runs_app
+from modelrunner.cli.schedules_commands import schedules_app, triggers_app
 from modelrunner.cli.serve import serve
 from modelrunner.cli.workspace_commands import check, init
 from modelrunner.errors import ModelrunnerError
@@ -71,4 +73,7 @@ app.command("run")(run)
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
+app.add_typer(schedules_app, name="schedules")
+app.add_typer(triggers_app, name="triggers")
 app.add_typer(db_app, name="db")
+app.add_typer(export_app, name="export")

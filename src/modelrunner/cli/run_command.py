@@ -10,8 +10,7 @@ import typer
 from modelrunner.cli import options, output
 from modelrunner.cli.client import Client
 from modelrunner.cli.params_input import combine, read_params_file, split_assignments
-from modelrunner.cli.progress_view import follow
-from modelrunner.cli.run_view import FINAL, print_finished, submission_line
+from modelrunner.cli.run_view import FINAL, follow_run, print_finished, report_submission, submission_line
 from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.errors import ModelrunnerError
 from modelrunner.spec.duration import HINT, parse_duration
@@ -139,7 +138,7 @@ def run(
             raise typer.BadParameter(
                 "--local does not support dataset inputs yet; run on a server", param_hint="--input"
             )
-        _refuse_inputs_locally(model, workspace)
+        _refuse_locally(model, workspace)
         from modelrunner.cli.local_run import run_locally
 
         code = run_locally(model, param, params_file, workspace, output_dir, json_output)
@@ -147,13 +146,13 @@ def run(
     with Client(server) as client:
         submitted = _submit(client, model, param, params_file, cache, max_age, pins)
         if not wait:
-            _report_submission(submitted, json_output)
+            report_submission(submitted, json_output)
             return
         finished = submitted
         if submitted["status"] not in FINAL:
             console = output.stderr() if json_output else output.stdout()
             console.print(submission_line(submitted))
-            finished = _follow(client, submitted)
+            finished = follow_run(client, submitted)
         final = {**finished, "submission": submitted["submission"]}
     if json_output:
         output.print_json(final)
@@ -179,37 +178,20 @@ def _submit(
     return client.submit(model, params, cache.value, seconds, inputs)
 
 
-def _refuse_inputs_locally(model: str, workspace: Path) -> None:
-    """A clear error before anything runs: a local run has no store to resolve data versions in."""
+def _refuse_locally(model: str, workspace: Path) -> None:
+    """A clear error before anything runs: a local run has no store to resolve data versions in
+    or to keep a pipeline's step results."""
     from modelrunner.spec.workspace import Workspace
 
-    inputs = Workspace(workspace).model(model).spec.inputs
+    spec = Workspace(workspace).model(model).spec
+    inputs = spec.inputs
+    if spec.is_pipeline:
+        raise ModelrunnerError(
+            f"model '{model}' is a pipeline (steps: {', '.join(spec.steps)}); --local runs single commands: "
+            f"run it on a server (modelrunner serve, then modelrunner run {model})"
+        )
     if inputs:
         raise ModelrunnerError(
             f"model '{model}' reads dataset inputs ({', '.join(sorted(inputs))}); --local does not support "
             f"dataset inputs yet: run it on a server (modelrunner serve, then modelrunner run {model})"
         )
-
-
-def _report_submission(run: dict[str, Any], json_output: bool) -> None:
-    if json_output:
-        output.print_json(run)
-        return
-    output.stdout().print(submission_line(run))
-    if run["status"] not in FINAL:
-        output.hint(f"follow it: modelrunner runs show {run['id']} / modelrunner runs logs {run['id']} --follow")
-    elif run["status"] == "succeeded":
-        output.hint(f"its outputs: modelrunner runs outputs {run['id']}")
-
-
-def _follow(client: Client, run: dict[str, Any]) -> dict[str, Any]:
-    """Poll the run until it ends, showing its progress. Ctrl-C stops waiting, not the run."""
-    run_id = run["id"]
-    try:
-        return follow(f"run {run_id} ({run['model']})", run, lambda: client.run(run_id), FINAL)
-    except KeyboardInterrupt:
-        output.stderr().print(
-            f"stopped waiting; run {run_id} continues on the server. Cancel it with: modelrunner runs cancel {run_id}",
-            markup=False,
-        )
-        raise typer.Exit(130) from None

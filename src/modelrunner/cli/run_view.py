@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from modelrunner.cli import output
+from modelrunner.cli.client import Client
+from modelrunner.cli.progress_view import follow
 
 FINAL = frozenset({"succeeded", "failed", "timed_out", "cancelled"})
 SHORT_VERSION = 12  # characters of a data version id shown (a git sha's usual short form is shorter)
@@ -52,10 +55,34 @@ def outcome_line(run: dict[str, Any]) -> Text:
     return line
 
 
+def _step_of(run: dict[str, Any]) -> str | None:
+    if run.get("step") is None:
+        return None
+    item = f" item {run['item_key']}" if run.get("item_key") is not None else ""
+    return f"{run['step']}{item} of pipeline run {run['parent_id']}"
+
+
 def outputs_table(outputs: list[dict[str, Any]]) -> Table:
     table = output.table("path", "size", "sha256", title="outputs")
     for item in outputs:
         table.add_row(output.cell(item["path"]), output.size(int(item["size"])), item["sha256"])
+    return table
+
+
+def steps_table(steps: list[dict[str, Any]]) -> Table:
+    """A pipeline run's steps: state, how many of their runs ended how, the first error."""
+    table = output.table("step", "status", "runs", "run ids", "error", title="steps")
+    for step in steps:
+        counts = ", ".join(f"{count} {status}" for status, count in sorted(step["counts"].items()))
+        ids = step["run_ids"]
+        shown = ", ".join(map(str, ids[:5])) + (f" … ({len(ids)})" if len(ids) > 5 else "")
+        table.add_row(
+            output.cell(step["name"]),
+            output.status(step["status"]),
+            output.cell(f"{counts} of {step['items']}" if counts else f"0 of {step['items']}"),
+            output.cell(shown),
+            output.cell(step["error"]),
+        )
     return table
 
 
@@ -90,6 +117,9 @@ def print_details(console: Console, run: dict[str, Any]) -> None:
     rows: list[tuple[str, Any]] = [
         ("id", run["id"]),
         ("model", f"{run['model']} (version {run['model_version']})"),
+        ("kind", run.get("kind") if run.get("kind") != "run" else None),
+        ("step", _step_of(run)),
+        ("origin", run.get("origin")),
         ("status", output.status(run["status"])),
         ("cache hit", f"yes, computed by run {run['source_run_id']}" if run.get("cache_hit") else "no"),
         ("params", json.dumps(run.get("params", {}), sort_keys=True)),
@@ -106,7 +136,34 @@ def print_details(console: Console, run: dict[str, Any]) -> None:
         if value not in (None, ""):
             fields.add_row(name, value if isinstance(value, Text) else output.cell(value))
     console.print(fields)
+    if run.get("steps"):
+        console.print(steps_table(run["steps"]))
     if run.get("attempts"):
         console.print(attempts_table(run["attempts"]))
     if run.get("outputs"):
         console.print(outputs_table(run["outputs"]))
+
+
+def report_submission(run: dict[str, Any], json_output: bool) -> None:
+    """The submission line (or the JSON) and a hint of what to do next."""
+    if json_output:
+        output.print_json(run)
+        return
+    output.stdout().print(submission_line(run))
+    if run["status"] not in FINAL:
+        output.hint(f"follow it: modelrunner runs show {run['id']} / modelrunner runs logs {run['id']} --follow")
+    elif run["status"] == "succeeded":
+        output.hint(f"its outputs: modelrunner runs outputs {run['id']}")
+
+
+def follow_run(client: Client, run: dict[str, Any]) -> dict[str, Any]:
+    """Poll the run until it ends, showing its progress. Ctrl-C stops waiting, not the run."""
+    run_id = run["id"]
+    try:
+        return follow(f"run {run_id} ({run['model']})", run, lambda: client.run(run_id), FINAL)
+    except KeyboardInterrupt:
+        output.stderr().print(
+            f"stopped waiting; run {run_id} continues on the server. Cancel it with: modelrunner runs cancel {run_id}",
+            markup=False,
+        )
+        raise typer.Exit(130) from None

@@ -5,13 +5,21 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from modelrunner.cli import options, output
 from modelrunner.cli.client import Client
-from modelrunner.cli.run_view import FINAL, outcome_line, outputs_table, print_details
+from modelrunner.cli.run_view import (
+    FINAL,
+    follow_run,
+    outcome_line,
+    outputs_table,
+    print_details,
+    print_finished,
+    report_submission,
+)
 from modelrunner.engine.states import RunStatus
 
 LOG_POLL_SECONDS = 0.5
@@ -35,12 +43,16 @@ def list_runs(
     limit: Annotated[
         int, typer.Option(envvar="MODELRUNNER_LIMIT", min=1, max=500, help="Show at most this many runs.")
     ] = 20,
+    parent: Annotated[
+        int | None,
+        typer.Option("--pipeline", "-p", envvar="MODELRUNNER_PIPELINE", help="The step runs of this pipeline run."),
+    ] = None,
     json_output: options.Json = False,
     server: options.Server = options.DEFAULT,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first (the steps of a pipeline only with --pipeline)."""
     with Client(server) as client:
-        runs = client.runs(model, [s.value for s in status or []], limit)
+        runs = client.runs(model, [s.value for s in status or []], limit, parent)
     if json_output:
         output.print_json(runs)
         return
@@ -48,7 +60,7 @@ def list_runs(
     for run in runs:
         table.add_row(
             str(run["id"]),
-            output.cell(run["model"]),
+            output.cell(_what(run)),
             output.status(run["status"]),
             f"yes (run {run['source_run_id']})" if run["cache_hit"] else "",
             output.percent((run.get("progress") or {}).get("fraction")),
@@ -58,6 +70,15 @@ def list_runs(
     output.stdout().print(table)
     if not runs:
         output.hint("no runs yet: start one with `modelrunner run MODEL`")
+
+
+def _what(run: dict[str, Any]) -> str:
+    if run.get("kind") == "pipeline":
+        return f"{run['model']} (pipeline)"
+    if run.get("step") is not None:
+        item = f"[{run['item_key']}]" if run.get("item_key") is not None else ""
+        return f"{run['model']}.{run['step']}{item}"
+    return str(run["model"])
 
 
 @runs_app.command("show")
@@ -99,6 +120,35 @@ def logs(
             if not follow or chunk.run_status in FINAL:
                 return
             time.sleep(LOG_POLL_SECONDS)
+
+
+@runs_app.command("rerun")
+def rerun(
+    run_id: RunId,
+    from_step: Annotated[
+        str | None,
+        typer.Option(
+            "--from", envvar="MODELRUNNER_FROM", help="Pipeline: compute this step and everything downstream again."
+        ),
+    ] = None,
+    only: Annotated[
+        str | None, typer.Option("--only", envvar="MODELRUNNER_ONLY", help="Pipeline: compute this step alone again.")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", "-w", envvar="MODELRUNNER_WAIT", help="Follow its progress until it ends.")
+    ] = False,
+    json_output: options.Json = False,
+    server: options.Server = options.DEFAULT,
+) -> None:
+    """Compute a run again with the same parameters and data versions (the model's current code).
+
+    A pipeline run reuses the results of every step it does not recompute.
+    """
+    with Client(server) as client:
+        run = client.rerun(run_id, from_step, only)
+        report_submission(run, json_output)
+        if wait and run["status"] not in FINAL:
+            print_finished(output.stdout(), follow_run(client, run))
 
 
 @runs_app.command("cancel")

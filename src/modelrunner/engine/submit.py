@@ -19,7 +19,7 @@ from modelrunner.engine.cache_key import cache_key
 from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.engine.pipelines import PipelinePlan
 from modelrunner.engine.states import RunStatus
-from modelrunner.errors import Conflict
+from modelrunner.errors import Conflict, InvalidInput, NotFound
 from modelrunner.spec.model_version import snapshot
 from modelrunner.spec.params import validate_params
 from modelrunner.spec.workspace import Model, Workspace
@@ -191,6 +191,41 @@ class Submitter:
             pipelines.advance(session, run.id, model.spec)
         return Submission(run, SubmitOutcome.CREATED)
 
+    def rerun(self, run_id: int, *, from_step: str | None = None, only_step: str | None = None) -> Submission:
+        """Compute a run again with its parameters and data versions, on the model's current
+        version. For a pipeline run, ``from_step`` recomputes that step and everything downstream,
+        ``only_step`` that step alone, neither every step; the other steps reuse their results."""
+        with self._database.read() as session:
+            run = queries.get_run(session, run_id)
+        if run is None:
+            raise NotFound(f"unknown run {run_id}", run=run_id)
+        if from_step is not None and only_step is not None:
+            raise InvalidInput("give `from` or `only`, not both", field="from")
+        if run.kind == RunKind.STEP:
+            raise InvalidInput(
+                f"run {run_id} is step '{run.step}' of pipeline run {run.parent_id}; "
+                f"rerun the pipeline: modelrunner runs rerun {run.parent_id} --only {run.step}",
+                field="run",
+            )
+        model = self._workspace.model(run.model_name)
+        pins = {name: chosen["version"] for name, chosen in (run.inputs or {}).items()}
+        origin = f"rerun:{run_id}"
+        if not model.spec.is_pipeline:
+            if from_step is not None or only_step is not None:
+                raise InvalidInput(f"model '{model.name}' has no steps; rerun it without `from`/`only`", field="from")
+            return self.submit(model.name, run.params, CacheMode.REFRESH, inputs=pins, origin=origin)
+        chosen_step = from_step or only_step
+        if chosen_step is not None and chosen_step not in model.spec.steps:
+            steps = ", ".join(model.spec.steps)
+            raise InvalidInput(f"model '{model.name}' has no step '{chosen_step}' (its steps: {steps})", field="from")
+        if from_step is not None:
+            refresh = pipelines.downstream_of(model.spec, from_step)
+        elif only_step is not None:
+            refresh = {only_step}
+        else:
+            refresh = set(model.spec.steps)
+        return self.submit(model.name, run.params, inputs=pins, origin=origin, refresh_steps=refresh, rerun_of=run_id)
+
     def find_cached(
         self, model_name: str, params: Any, max_age: float | None, inputs: Mapping[str, str] | None = None
     ) -> tuple[RunRow, list[OutputRow]] | None:
@@ -256,4 +291,3 @@ class Submitter:
             except IntegrityError:
                 pass  # another submit recorded the same version first; the content is identical
         self._recorded_versions.add(identity)
-

@@ -234,9 +234,8 @@ class Workspace:
             shown = self._shown(model.folder / MODEL_FILE)
             for index, schedule_spec in enumerate(model.spec.schedules):
                 if schedule_spec.model not in (None, model.name):
-                    problems.append(
-                        SpecProblem(shown, f"schedules.{index}.model", "a model's own schedule runs that model; remove it")
-                    )
+                    message = "a model's own schedule runs that model; remove it"
+                    problems.append(SpecProblem(shown, f"schedules.{index}.model", message))
             for index, trigger in enumerate(model.spec.triggers):
                 problems.extend(
                     SpecProblem(shown, f"triggers.{index}.{field}", message)
@@ -245,9 +244,7 @@ class Workspace:
         return problems
 
     @staticmethod
-    def _watched_problems(
-        trigger: TriggerSpec, models: dict[str, Model], spec: WorkspaceSpec
-    ) -> list[tuple[str, str]]:
+    def _watched_problems(trigger: TriggerSpec, models: dict[str, Model], spec: WorkspaceSpec) -> list[tuple[str, str]]:
         if trigger.on == TriggerEvent.VERSION_ADDED:
             if trigger.dataset not in spec.datasets:
                 return [("dataset", f"dataset '{trigger.dataset}' is not declared in {WORKSPACE_FILE}")]

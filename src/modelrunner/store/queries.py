@@ -157,9 +157,15 @@ def list_runs(
     statuses: Collection[str],
     before_id: int | None,
     limit: int,
+    parent_id: int | None = None,
 ) -> list[RunRow]:
-    """Newest first; ``before_id`` continues a previous page."""
+    """Newest first; ``before_id`` continues a previous page. The step runs of ``parent_id``,
+    or, without it, the runs that are not steps of a pipeline."""
     statement = select(RunRow)
+    if parent_id is not None:
+        statement = statement.where(RunRow.parent_id == parent_id)
+    else:
+        statement = statement.where(RunRow.parent_id.is_(None))
     if model is not None:
         statement = statement.where(RunRow.model_name == model)
     if statuses:
@@ -185,7 +191,7 @@ class QueuedRun:
 
 def queued_runs(session: Session, limit: int) -> list[QueuedRun]:
     """The oldest queued runs, first come first served."""
-    return [QueuedRun(*row) for row in session.execute(_QUEUED_RUNS, {"limit": limit})]
+    return [QueuedRun(**row._mapping) for row in session.execute(_QUEUED_RUNS, {"limit": limit})]
 
 
 def active_runs_using_dataset(session: Session, dataset: str) -> list[int]:
@@ -214,9 +220,7 @@ class ChildRun:
 
 
 _CHILDREN_OF = (
-    select(
-        _runs.c.id, _runs.c.step, _runs.c.item_key, _runs.c.status, _runs.c.progress_fraction, _runs.c.error
-    )
+    select(_runs.c.id, _runs.c.step, _runs.c.item_key, _runs.c.status, _runs.c.progress_fraction, _runs.c.error)
     .where(_runs.c.parent_id == bindparam("parent_id"))
     .order_by(_runs.c.id)
 )

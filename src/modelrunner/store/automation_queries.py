@@ -1,0 +1,146 @@
+"""The queries of schedules and triggers: where each rule stands, its firings, and the events
+triggers read. Callers pass the session (the transaction). Every state change is a
+compare-and-set, so two servers on one database never both act on the same tick or event."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from modelrunner.store.tables import EventRow, FiringRow, ScheduleStateRow, TriggerCursorRow
+
+# --- schedule states ----------------------------------------------------------------------------
+
+
+def schedule_states(session: Session) -> dict[str, ScheduleStateRow]:
+    """Every schedule's state, by schedule name (schedules are few)."""
+    return {row.name: row for row in session.scalars(select(ScheduleStateRow))}
+
+
+def add_schedule_state(session: Session, row: ScheduleStateRow) -> None:
+    """Insert the state of a schedule seen for the first time; IntegrityError if another server
+    inserted it first."""
+    session.add(row)
+    session.flush()
+
+
+def move_schedule_if(
+    session: Session, name: str, *, next_fire_at: dt.datetime, signature: str, values: dict[str, Any]
+) -> bool:
+    """Compare-and-set: change the state only while it still waits for ``next_fire_at`` under
+    ``signature``; False if another server (or an edit of the spec) moved it first."""
+    statement = (
+        update(ScheduleStateRow)
+        .where(
+            ScheduleStateRow.name == name,
+            ScheduleStateRow.next_fire_at == next_fire_at,
+            ScheduleStateRow.cron == signature,
+        )
+        .values(**values)
+    )
+    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
+def resign_schedule_if(session: Session, name: str, *, signature: str, values: dict[str, Any]) -> bool:
+    """Compare-and-set on the signature alone: the spec changed, the next tick is computed again."""
+    statement = (
+        update(ScheduleStateRow)
+        .where(ScheduleStateRow.name == name, ScheduleStateRow.cron == signature)
+        .values(**values)
+    )
+    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
+# --- trigger cursors ----------------------------------------------------------------------------
+
+
+def trigger_cursors(session: Session) -> dict[str, TriggerCursorRow]:
+    """Every trigger's cursor, by trigger name."""
+    return {row.name: row for row in session.scalars(select(TriggerCursorRow))}
+
+
+def add_trigger_cursor(session: Session, row: TriggerCursorRow) -> None:
+    """Insert the cursor of a trigger seen for the first time; IntegrityError if another server
+    inserted it first."""
+    session.add(row)
+    session.flush()
+
+
+def move_cursor_if(session: Session, name: str, *, from_id: int, to_id: int, at: dt.datetime) -> bool:
+    """Compare-and-set: move the cursor from ``from_id`` to ``to_id``; False if it is elsewhere."""
+    statement = (
+        update(TriggerCursorRow)
+        .where(TriggerCursorRow.name == name, TriggerCursorRow.last_event_id == from_id)
+        .values(last_event_id=to_id, updated_at=at)
+    )
+    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
+# --- firings ------------------------------------------------------------------------------------
+
+
+def add_firing(session: Session, row: FiringRow) -> FiringRow:
+    """Insert the firing; IntegrityError if the rule already fired for this cause."""
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_firing(session: Session, firing_id: int) -> FiringRow | None:
+    return session.get(FiringRow, firing_id)
+
+
+def set_firing_if(session: Session, firing_id: int, status: str, values: dict[str, Any]) -> bool:
+    """Compare-and-set: change the firing only while its status is ``status``."""
+    statement = update(FiringRow).where(FiringRow.id == firing_id, FiringRow.status == status).values(**values)
+    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
+def firings_of(session: Session, rule: str, limit: int) -> list[FiringRow]:
+    """The rule's firings, newest first."""
+    statement = select(FiringRow).where(FiringRow.rule == rule).order_by(FiringRow.id.desc()).limit(limit)
+    return list(session.scalars(statement))
+
+
+def newest_firing(
+    session: Session, rule: str, statuses: Collection[str], before_id: int | None = None
+) -> FiringRow | None:
+    """The rule's newest firing in one of ``statuses`` (older than ``before_id`` if given)."""
+    statement = select(FiringRow).where(FiringRow.rule == rule, FiringRow.status.in_(list(statuses)))
+    if before_id is not None:
+        statement = statement.where(FiringRow.id < before_id)
+    return session.scalars(statement.order_by(FiringRow.id.desc()).limit(1)).first()
+
+
+def last_firings(session: Session, rules: Collection[str]) -> dict[str, FiringRow]:
+    """The newest firing of each of ``rules`` that has one."""
+    if not rules:
+        return {}
+    newest = select(func.max(FiringRow.id)).where(FiringRow.rule.in_(list(rules))).group_by(FiringRow.rule)
+    return {row.rule: row for row in session.scalars(select(FiringRow).where(FiringRow.id.in_(newest)))}
+
+
+def firings_in(session: Session, status: str, limit: int) -> list[FiringRow]:
+    """The oldest firings in ``status`` (waiting firings are few: at most one per schedule)."""
+    statement = select(FiringRow).where(FiringRow.status == status).order_by(FiringRow.id).limit(limit)
+    return list(session.scalars(statement))
+
+
+# --- events -------------------------------------------------------------------------------------
+
+
+def newest_event_id(session: Session, type_: str) -> int:
+    """The id of the newest event of ``type_``; 0 if there is none."""
+    return int(session.scalar(select(func.max(EventRow.id)).where(EventRow.type == type_)) or 0)
+
+
+def events_after(session: Session, type_: str, after_id: int, limit: int) -> list[EventRow]:
+    """Events of ``type_`` with an id above ``after_id``, oldest first (the (type, id) index)."""
+    statement = (
+        select(EventRow).where(EventRow.type == type_, EventRow.id > after_id).order_by(EventRow.id).limit(limit)
+    )
+    return list(session.scalars(statement))
