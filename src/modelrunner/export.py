@@ -97,7 +97,9 @@ class StatusRow(_ExportRow):
     )
     last_run_id: int | None = Field(description="The newest run (by submission); null if none yet")
     last_status: str | None
-    last_attempts: int | None = Field(description="Attempts of the newest run (0 for a cache hit)")
+    last_attempts: int | None = Field(
+        description="Attempts of the newest run; 0 for a cache hit, and for a pipeline run (its steps have them)"
+    )
     last_started_at: dt.datetime | None = Field(description="When the newest run's first attempt started")
     last_finished_at: dt.datetime | None = Field(description="When the newest run ended; null while it goes")
     last_error: str | None

@@ -34,6 +34,7 @@ class Platform:
     """Everything one ``modelrunner serve`` process owns. ``start()`` applies migrations first."""
 
     def __init__(self, settings: Settings) -> None:
+        settings, self.profile = settings.with_profile()
         self.settings = settings
         self.workspace = Workspace(settings.workspace)
         self.database = Database(settings.resolved_database_url)
@@ -58,7 +59,7 @@ class Platform:
             on_attempt_finished=self.metrics.observe_attempt,
             on_runs_changed=self._runs_changed,
         )
-        self.submitter = Submitter(self.database, self.workspace, self.artifacts)
+        self.submitter = Submitter(self.database, self.workspace, self.artifacts, publish=self.profile.publish)
         self.syncs = DatasetSyncs(
             self.database,
             self.workspace,

@@ -8,6 +8,9 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from modelrunner.spec.automation_spec import ProfileSpec
+from modelrunner.spec.workspace import Workspace
+
 
 class Settings(BaseSettings):
     """Configuration of one modelrunner process; passed explicitly, never read from a global."""
@@ -32,6 +35,22 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=30.0, gt=0, description="How long a claimed attempt lives without a heartbeat")
     grace_seconds: float = Field(default=10.0, ge=0, description="SIGTERM to SIGKILL delay")
     poll_seconds: float = Field(default=1.0, gt=0, description="Fallback wake-up of the dispatcher")
+    profile: str | None = Field(
+        default=None, description="A profile of modelrunner.yaml (storage, slots, publish steps, automatic runs)"
+    )
+
+    def with_profile(self) -> tuple[Settings, ProfileSpec]:
+        """These settings with the profile's values under every value set explicitly (a flag or
+        a ``MODELRUNNER_*`` variable), and the profile; NotFound for an unknown profile."""
+        if self.profile is None:
+            return self, ProfileSpec()
+        profile = Workspace(self.workspace).profile(self.profile)
+        given = {
+            name: value
+            for name, value in profile.model_dump(include={"database_url", "artifacts_url", "local_slots"}).items()
+            if value is not None and name not in self.model_fields_set
+        }
+        return self.model_copy(update=given), profile
 
     @property
     def state_dir(self) -> Path:

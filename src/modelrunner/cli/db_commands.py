@@ -16,6 +16,7 @@ def upgrade(
     database_url: options.DatabaseUrl = None,
     workspace: options.WorkspaceFolder = None,
     data_dir: options.DataDir = None,
+    profile: options.Profile = None,
 ) -> None:
     """Bring the database schema to the newest revision and print it.
 
@@ -26,7 +27,9 @@ def upgrade(
     from modelrunner.store import migrate
     from modelrunner.store.database import Database
 
-    settings = build_settings(database_url=database_url, workspace=workspace, data_dir=data_dir)
+    settings, _ = build_settings(
+        database_url=database_url, workspace=workspace, data_dir=data_dir, profile=profile
+    ).with_profile()
     shown = masked_url(settings.resolved_database_url)
     try:
         database = Database(settings.resolved_database_url)

@@ -62,3 +62,12 @@ DataDir = Annotated[
         help="State folder for the SQLite file, logs and scratch space. [default: `WORKSPACE/.modelrunner`]",
     ),
 ]
+Profile = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        envvar="MODELRUNNER_PROFILE",
+        help="A profile of modelrunner.yaml, e.g. test or production: storage, slots, whether publish steps "
+        "and schedules run. Flags and MODELRUNNER_* variables still win.",
+    ),
+]

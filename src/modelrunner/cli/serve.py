@@ -40,6 +40,7 @@ def serve(
         ),
     ] = None,
     data_dir: options.DataDir = None,
+    profile: options.Profile = None,
 ) -> None:
     """Run the platform: the HTTP API, the dispatcher and the local backend, in one process.
 
@@ -54,6 +55,7 @@ def serve(
         database_url=database_url,
         artifacts_url=artifacts_url,
         data_dir=data_dir,
+        profile=profile,
     )
     if not settings.workspace.is_dir():
         raise ModelrunnerError(
@@ -68,12 +70,15 @@ def serve(
 
     _check_port_free(settings.host, settings.port)
     platform = Platform(settings)
+    settings = platform.settings  # with the profile's values
     platform.database.ping()  # an unreachable database is a message here, not a startup traceback
     shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
     output.stdout().print(
         f"modelrunner listening on http://{shown_host}:{settings.port} "
         f"(workspace {settings.workspace.resolve()}, database {masked_url(settings.resolved_database_url)}, "
-        f"artifacts {settings.resolved_artifacts_url})",
+        f"artifacts {settings.resolved_artifacts_url}"
+        + (f", profile {settings.profile}" if settings.profile else "")
+        + ")",
         markup=False,
         soft_wrap=True,
     )
