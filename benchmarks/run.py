@@ -22,6 +22,7 @@ import datasets  # noqa: E402
 import latency  # noqa: E402
 import listing  # noqa: E402
 import memory  # noqa: E402
+import pipelines  # noqa: E402
 import throughput  # noqa: E402
 from harness import Bench  # noqa: E402
 from report import Figure, markdown, text_table, write  # noqa: E402
@@ -38,6 +39,7 @@ FIGURES: dict[str, Callable[[Bench], list[Figure]]] = {
     "memory": memory.measure,
     "data-sync": datasets.measure_sync,
     "data-cache": datasets.measure_cache,
+    "pipeline": pipelines.measure,
 }
 
 
