@@ -128,9 +128,7 @@ def test_a_daily_schedule_in_new_york_fires_once_a_day_across_a_dst_change(
     assert all(run.origin == "schedule:noop/daily#0" for run in runs(store))
 
 
-def test_a_new_schedule_starts_at_its_next_tick_and_after_downtime_fires_once(
-    store: Platform, workspace: Path
-) -> None:
+def test_a_new_schedule_starts_at_its_next_tick_and_after_downtime_fires_once(store: Platform, workspace: Path) -> None:
     set_schedules(workspace, [{"name": "hourly", "cron": "0 * * * *"}])
     clock = Clock(at("2024-05-01T10:10"))
     scheduler = scheduler_at(store, clock)
@@ -298,9 +296,7 @@ def test_a_firing_that_cannot_submit_is_recorded_failed_and_the_schedule_moves_o
     assert runs(store) == []
 
 
-def test_switched_off_schedules_fire_nothing_and_owe_nothing_when_switched_on(
-    store: Platform, workspace: Path
-) -> None:
+def test_switched_off_schedules_fire_nothing_and_owe_nothing_when_switched_on(store: Platform, workspace: Path) -> None:
     set_schedules(workspace, [{"name": "hourly", "cron": "0 * * * *", "enabled": False}])
     set_schedules(workspace, [{"name": "hourly", "cron": "0 * * * *"}], model="sleeper", automatic=False)
     clock = Clock(at("2024-05-01T10:30"))
