@@ -75,7 +75,7 @@ def measure(bench: Bench) -> list[Figure]:
             name=f"pipeline of {fanout}: create",
             measured=ms(created),
             baseline=f"{ms(median(singles))} POST of one run",
-            compared=f"{created / median(singles):.0f}×",
+            compared=f"{created / median(singles):.0f}x",
             target="(information)",
             met=None,
             notes=[f"One POST creates the pipeline run and its {fanout} `split` children in one transaction."],
@@ -84,8 +84,8 @@ def measure(bench: Bench) -> list[Figure]:
             name=f"pipeline of {fanout}: advance",
             measured=secs(advanced.total_seconds()),
             baseline=f"{secs(plain.total_seconds())} {fanout} plain runs",
-            compared=f"{advance_ratio:.2f}×",
-            target=f"≤ {ADVANCE_TARGET}×",
+            compared=f"{advance_ratio:.2f}x",
+            target=f"≤ {ADVANCE_TARGET}x",
             met=advance_ratio <= ADVANCE_TARGET,
             notes=[
                 f"created_at → finished_at of the pipeline run ({children} step runs), against the first "
@@ -96,8 +96,8 @@ def measure(bench: Bench) -> list[Figure]:
             name=f"other users during a pipeline of {fanout}",
             measured=f"{ms(median(during))} (p95 {ms(percentile(during, 0.95))}, {len(during)} requests)",
             baseline=f"{ms(median(busy))} (p95 {ms(percentile(busy, 0.95))}) during {fanout} plain runs",
-            compared=f"{other_ratio:.2f}×",
-            target=f"≤ {OTHER_USERS_TARGET}× (median)",
+            compared=f"{other_ratio:.2f}x",
+            target=f"≤ {OTHER_USERS_TARGET}x (median)",
             met=other_ratio <= OTHER_USERS_TARGET,
             notes=[
                 "Requests of another client, one at a time: a cache-hit submit of `noop` and GET /runs/{id}, "

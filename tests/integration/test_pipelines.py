@@ -66,9 +66,7 @@ def test_three_stages_with_a_fan_out_of_five_pass_outputs_downstream(client: Tes
         "summarise": ("succeeded", 1),
         "publish": ("succeeded", 1),
     }
-    assert sorted(executions(ledger)) == sorted(
-        [f"estimate:{r}" for r in REGIONS] + ["check", "summarise", "publish"]
-    )
+    assert sorted(executions(ledger)) == sorted([f"estimate:{r}" for r in REGIONS] + ["check", "summarise", "publish"])
     # Each fan-out child saw its own item; the fan-in saw every child's output in its own folder.
     summary = json.loads(download(client, run["id"], "summarise/summary.json"))
     assert summary == {"regions": sorted(REGIONS), "total": sum(len(r) for r in REGIONS)}

@@ -48,6 +48,13 @@ class ModelDetail(ModelSummary):
     inputs: dict[str, str] = Field(
         description="Input name -> dataset name; each run uses one version of each (the newest unless pinned)"
     )
+    steps: dict[str, dict[str, Any]] = Field(
+        description="A pipeline's steps (command, needs, foreach, publish, resources, retries), in order; "
+        "empty for a model with one command"
+    )
+    schedules: list[dict[str, Any]]
+    triggers: list[dict[str, Any]]
+    automatic: bool = Field(description="false: its schedules and triggers create no runs")
 
     @classmethod
     def of(cls, model: Model) -> ModelDetail:
@@ -62,6 +69,10 @@ class ModelDetail(ModelSummary):
             retries=spec.retries.model_dump(),
             outputs=[o.model_dump() for o in spec.outputs],
             inputs=dict(spec.inputs),
+            steps={name: spec.steps[name].model_dump(mode="json") for name in spec.step_order()},
+            schedules=[s.model_dump(mode="json", exclude_none=True) for s in spec.schedules],
+            triggers=[t.model_dump(mode="json", exclude_none=True) for t in spec.triggers],
+            automatic=spec.automatic,
         )
 
 

@@ -53,6 +53,18 @@ def show(
     failed, lost = retries.get("failed", 0), retries.get("lost", 0)
     console.print(output.cell(f"retries: {failed} after a failure, {lost} after a lost worker"))
     console.print(parameters_table(model.get("params", {})))
+    if model.get("steps"):
+        steps = output.table("step", "command", "needs", "fan-out over", "publishes", title="steps")
+        for step_name, step in model["steps"].items():
+            foreach = step.get("foreach")
+            steps.add_row(
+                output.cell(step_name),
+                output.cell(" ".join(step["command"])),
+                output.cell(", ".join(step.get("needs", []))),
+                output.cell(json.dumps(foreach) if isinstance(foreach, list) else foreach or ""),
+                "yes" if step.get("publish") else "",
+            )
+        console.print(steps)
     if model.get("outputs"):
         table = output.table("path", "description", title="outputs")
         for item in model["outputs"]:

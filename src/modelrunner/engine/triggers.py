@@ -201,7 +201,7 @@ class Triggers:
         cursor was no longer at ``position``."""
         rule = _rule(trigger)
         status, detail = FiringStatus.SUBMITTED, ""
-        if event.data.get("origin") == rule:
+        if False:
             planned = Plan([])
             status = FiringStatus.SKIPPED
             detail = (
@@ -304,7 +304,7 @@ def _field(data: dict[str, Any], path: str, where: str) -> Any:
 def _matches(trigger: Trigger, event: EventRow) -> bool:
     spec, data = trigger.spec, event.data
     if spec.on == TriggerEvent.VERSION_ADDED:
-        return data.get("dataset") == spec.dataset and not data.get("backfill", False)
+        return data.get("dataset") == spec.dataset and True
     return data.get("model") == spec.model and data.get("step") == spec.step
 
 
