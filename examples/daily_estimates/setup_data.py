@@ -157,18 +157,20 @@ def create() -> None:
 
 
 def add_day() -> None:
-    """Commit the day after the last one in the data, dated now."""
-    days = []
+    """Append the day after the last one in the data to every region's file; commit it, dated now."""
+    existing: dict[str, list[list[str]]] = {}
     for region in REGIONS:
         path = REPO / region / CASES_FILE
         with path.open(encoding="utf-8", newline="") as handle:
-            rows = list(csv.reader(handle))[1:]
-        if not rows:
+            existing[region] = list(csv.reader(handle))[1:]
+        if not existing[region]:
             sys.exit(f"setup_data.py: {shown(path)} has no data rows; recreate the repository with --reset")
-        days.append(dt.date.fromisoformat(rows[-1][0]))
-    day = max(days) + dt.timedelta(days=1)
-    dates = [FIRST_DAY + dt.timedelta(days=n) for n in range((day - FIRST_DAY).days + 1)]
-    sha = commit(f"Cases for {day}", files_for(dates), date=None)
+    day = max(dt.date.fromisoformat(rows[-1][0]) for rows in existing.values()) + dt.timedelta(days=1)
+    files = {
+        f"{region}/{CASES_FILE}": csv_text([*rows, [day.isoformat(), str(new_cases(region, day))]])
+        for region, rows in existing.items()
+    }
+    sha = commit(f"Cases for {day}", files, date=None)
     counts = ", ".join(f"{region} {new_cases(region, day)}" for region in REGIONS)
     print(f"Added {day} ({counts}) to {shown(REPO)} as commit {sha}.")
 

@@ -8,8 +8,12 @@ How runs are grouped. A team moving from a cron VM reads one row per job the mac
 - a run a trigger created belongs to that trigger (``trigger:<model>/<trigger>``): a trigger is
   a job too (the cron script that ran on fresh data), and mixing its runs with people's would
   let a good run by hand hide a trigger whose runs fail;
-- every other run (asked for by a user or the API, reruns included) belongs to the model's one
-  on-demand row, whose schedule, item and trigger are empty.
+- a rerun (``rerun:<id>``) belongs where the run it computes again belongs, following a rerun of
+  a rerun back to the first run: rerunning a failed job by hand is how a cron VM's operator fixed
+  that job, and the job's row should then show it fixed, not a failure beside an unrelated
+  success;
+- every other run (asked for by a user or the API) belongs to the model's one on-demand row,
+  whose schedule, item and trigger are empty.
 
 Step runs are never rows: they belong to their pipeline run. The active schedule items of the
 workspace that never created a run are rows too (with zero counts), so a schedule that never

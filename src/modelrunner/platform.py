@@ -70,8 +70,8 @@ class Platform:
             runner_id=self.dispatcher.runner_id,
         )
         self.poller = DataPoller(self.database, self.workspace, self.syncs, tick_seconds=settings.poll_seconds)
-        self.scheduler = Scheduler(self.database, self.workspace, self.submitter)
-        self.triggers = Triggers(self.database, self.workspace, self.submitter)
+        self.scheduler = Scheduler(self.database, self.workspace, self.submitter, automatic=self.profile.automatic)
+        self.triggers = Triggers(self.database, self.workspace, self.submitter, automatic=self.profile.automatic)
         self.automation = Automation(
             self.database,
             self.catalog,

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.export import RuntimeRow, StatusRow
 from modelrunner.platform import Platform
 from tests.conftest import wait_for_run
@@ -58,6 +57,13 @@ def scheduled(
     return wait_for_run(client.get, run_id)
 
 
+def rerun(client: TestClient, run_id: int) -> dict[str, Any]:
+    """Compute a run again through the API; the new run once it has ended."""
+    response = client.post(f"/api/v1/runs/{run_id}/rerun")
+    assert response.status_code == 201, response.text
+    return wait_for_run(client.get, response.json()["id"])
+
+
 def seconds(run: dict[str, Any]) -> float:
     """The run's wall time from the API's own timestamps."""
     started = dt.datetime.fromisoformat(run["started_at"])
@@ -72,17 +78,16 @@ def counts(row: dict[str, str]) -> tuple[int, ...]:
 @pytest.fixture
 def history(client: TestClient, platform: Platform, workspace: Path) -> dict[str, dict[str, Any]]:
     """Runs of every outcome, on demand and from schedule items and a trigger; each by a name."""
-    write_model(workspace, "slow", 'command: ["python", "-c", "import time; time.sleep(30)"]\nresources: {timeout: 0.5}\n')
+    write_model(
+        workspace, "slow", 'command: ["python", "-c", "import time; time.sleep(30)"]\nresources: {timeout: 0.5}\n'
+    )
     runs: dict[str, dict[str, Any]] = {}
     runs["computed"] = wait_for_run(client.get, submit(client, "noop", {"n": 1})["id"])
     hit = submit(client, "noop", {"n": 1})
     assert hit["submission"] == "cache_hit"
     runs["hit"] = hit
     runs["other"] = wait_for_run(client.get, submit(client, "noop", {"n": 2})["id"])
-    # A rerun is a person's request: it belongs with the on-demand runs.
-    runs["rerun"] = scheduled(
-        client, platform, "noop", {"n": 1}, f"rerun:{runs['computed']['id']}", cache=CacheMode.REFRESH
-    )
+    runs["rerun"] = rerun(client, runs["computed"]["id"])
     runs["failed"] = wait_for_run(client.get, submit(client, "failing")["id"])
     runs["timed_out"] = wait_for_run(client.get, submit(client, "slow")["id"], timeout=15)
     cancelled = submit(client, "sleeper", {"seconds": 60, "tag": "export"})["id"]
@@ -91,6 +96,9 @@ def history(client: TestClient, platform: Platform, workspace: Path) -> dict[str
     runs["daily0"] = scheduled(client, platform, "noop", {"n": 10}, "schedule:noop/daily#0")
     runs["daily0_hit"] = scheduled(client, platform, "noop", {"n": 10}, "schedule:noop/daily#0")
     runs["daily1"] = scheduled(client, platform, "noop", {"n": 11}, "schedule:noop/daily#1")
+    # Reruns count with the run they compute again, a rerun of a rerun too.
+    runs["daily1_rerun"] = rerun(client, runs["daily1"]["id"])
+    runs["daily1_rerun_again"] = rerun(client, runs["daily1_rerun"]["id"])
     runs["hourly0"] = scheduled(client, platform, "failing", {}, "schedule:failing/hourly#0")
     runs["trigger"] = scheduled(client, platform, "noop", {"n": 20}, "trigger:noop/fresh-data")
     expected = {
@@ -104,6 +112,8 @@ def history(client: TestClient, platform: Platform, workspace: Path) -> dict[str
         "daily0": "succeeded",
         "daily0_hit": "succeeded",
         "daily1": "succeeded",
+        "daily1_rerun": "succeeded",
+        "daily1_rerun_again": "succeeded",
         "hourly0": "failed",
         "trigger": "succeeded",
     }
@@ -130,17 +140,17 @@ def test_status_rows_hold_the_last_run_the_last_success_and_the_counts_of_each_s
         ("slow", *ON_DEMAND),
     ]
     on_demand = found["noop", *ON_DEMAND]
-    rerun = get_run(client, history["rerun"]["id"])
-    assert on_demand["last_run_id"] == str(rerun["id"])
+    rerun_run = get_run(client, history["rerun"]["id"])
+    assert on_demand["last_run_id"] == str(rerun_run["id"])
     assert on_demand["last_status"] == "succeeded"
-    assert on_demand["last_started_at"] == rerun["started_at"]
-    assert on_demand["last_finished_at"] == rerun["finished_at"]
+    assert on_demand["last_started_at"] == rerun_run["started_at"]
+    assert on_demand["last_finished_at"] == rerun_run["finished_at"]
     assert on_demand["last_attempts"] == "1"
     assert on_demand["last_error"] == ""
-    assert on_demand["last_success_run_id"] == str(rerun["id"])
-    assert on_demand["last_success_at"] == rerun["finished_at"]
+    assert on_demand["last_success_run_id"] == str(rerun_run["id"])
+    assert on_demand["last_success_at"] == rerun_run["finished_at"]
     assert json.loads(on_demand["params"]) == {"n": 1, "label": ""}
-    # Three computed successes (the rerun recomputed), one answered from the cache.
+    # Three computed successes (the rerun of an on-demand run recomputed, on demand), one cache hit.
     assert counts(on_demand) == (3, 1, 0, 0, 0)
 
     daily0 = found["noop", "noop/daily", "0", ""]
@@ -150,7 +160,9 @@ def test_status_rows_hold_the_last_run_the_last_success_and_the_counts_of_each_s
     assert daily0["last_success_at"] == hit["finished_at"]
     assert json.loads(daily0["params"]) == {"n": 10, "label": ""}
     assert counts(daily0) == (1, 1, 0, 0, 0)
-    assert counts(found["noop", "noop/daily", "1", ""]) == (1, 0, 0, 0, 0)
+    daily1 = found["noop", "noop/daily", "1", ""]
+    assert daily1["last_run_id"] == str(history["daily1_rerun_again"]["id"])
+    assert counts(daily1) == (3, 0, 0, 0, 0)
     assert counts(found["noop", "", "", "noop/fresh-data"]) == (1, 0, 0, 0, 0)
 
     for failed_row, failed_run in (

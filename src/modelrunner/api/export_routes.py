@@ -60,9 +60,9 @@ def export_status(
     output_format: Format = ExportFormat.JSON,
 ) -> Response:
     """One row per model and source of runs: each schedule item, each trigger, and the model's
-    on-demand runs (users, the API, reruns). `succeeded` counts computed runs; runs answered from
-    the cache are `cache_hits`. Active schedule items that never ran are rows with zero counts.
-    Step runs count with their pipeline run."""
+    on-demand runs (users, the API); a rerun counts with the run it computes again. `succeeded`
+    counts computed runs; runs answered from the cache are `cache_hits`. Active schedule items
+    that never ran are rows with zero counts. Step runs count with their pipeline run."""
     with platform.database.read() as session:
         rows = export.status_rows(session, platform.workspace, model=model, schedule=schedule)
     return _respond(rows, StatusRow, StatusExport, output_format, "status.csv")

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
-from modelrunner.cli import options, output
+from modelrunner.cli import options
 from modelrunner.cli.client import Client
 from modelrunner.cli.params_input import combine, read_params_file, split_assignments
-from modelrunner.cli.run_view import FINAL, follow_run, print_finished, report_submission, submission_line
+from modelrunner.cli.run_view import report_submission, wait_and_report
 from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.errors import ModelrunnerError
 from modelrunner.spec.duration import HINT, parse_duration
@@ -148,16 +148,7 @@ def run(
         if not wait:
             report_submission(submitted, json_output)
             return
-        finished = submitted
-        if submitted["status"] not in FINAL:
-            console = output.stderr() if json_output else output.stdout()
-            console.print(submission_line(submitted))
-            finished = follow_run(client, submitted)
-        final = {**finished, "submission": submitted["submission"]}
-    if json_output:
-        output.print_json(final)
-    else:
-        print_finished(output.stdout(), final)
+        final = wait_and_report(client, submitted, json_output)
     raise typer.Exit(0 if final["status"] == "succeeded" else 1)
 
 

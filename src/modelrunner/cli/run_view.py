@@ -167,3 +167,18 @@ def follow_run(client: Client, run: dict[str, Any]) -> dict[str, Any]:
             markup=False,
         )
         raise typer.Exit(130) from None
+
+
+def wait_and_report(client: Client, submitted: dict[str, Any], json_output: bool) -> dict[str, Any]:
+    """Follow a submitted run to its end, then print it (the JSON alone with ``json_output``)."""
+    finished = submitted
+    if submitted["status"] not in FINAL:
+        console = output.stderr() if json_output else output.stdout()
+        console.print(submission_line(submitted))
+        finished = follow_run(client, submitted)
+    final = {**finished, "submission": submitted["submission"]}
+    if json_output:
+        output.print_json(final)
+    else:
+        print_finished(output.stdout(), final)
+    return final

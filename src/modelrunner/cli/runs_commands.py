@@ -13,12 +13,11 @@ from modelrunner.cli import options, output
 from modelrunner.cli.client import Client
 from modelrunner.cli.run_view import (
     FINAL,
-    follow_run,
     outcome_line,
     outputs_table,
     print_details,
-    print_finished,
     report_submission,
+    wait_and_report,
 )
 from modelrunner.engine.states import RunStatus
 
@@ -146,9 +145,11 @@ def rerun(
     """
     with Client(server) as client:
         run = client.rerun(run_id, from_step, only)
-        report_submission(run, json_output)
-        if wait and run["status"] not in FINAL:
-            print_finished(output.stdout(), follow_run(client, run))
+        if not wait:
+            report_submission(run, json_output)
+            return
+        final = wait_and_report(client, run, json_output)
+    raise typer.Exit(0 if final["status"] == "succeeded" else 1)
 
 
 @runs_app.command("cancel")

@@ -236,7 +236,9 @@ def _record(session: Session, sync: DatasetSyncRow, found: list[FoundVersion], s
                     "time": row.time.isoformat(),
                     "summary": row.summary,
                     "sync_id": sync.id,
-                    "backfill": sync.walk_all,
+                    # Triggers act on the newest data: a version a sync found below a newer one
+                    # (a first sync, a walk of the whole history) is recorded as back-fill.
+                    "backfill": sync.walk_all or row is not rows[-1],
                 },
             }
             for row in rows

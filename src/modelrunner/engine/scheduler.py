@@ -9,9 +9,10 @@ What callers can rely on:
 - a schedule switched off (``enabled: false``, or its model's ``automatic: false``) fires nothing
   and owes nothing: switched on again, it starts at its next tick after now. An edit of its cron
   or time zone also starts it afresh from now;
-- ``overlap: skip`` records a tick whose previous firing's runs still go as ``skipped``;
-  ``overlap: queue`` records it as ``waiting`` and submits it once those runs have ended (one
-  firing waits at a time: ticks meanwhile are skipped);
+- ``overlap: skip`` records a tick whose previous firing's runs (a manual firing's included)
+  still go as ``skipped``; ``overlap: queue`` records it as ``waiting`` and submits it, with the
+  schedule's parameters as they are then, once those runs have ended (one firing waits at a
+  time: ticks meanwhile are skipped);
 - a firing whose runs cannot be submitted is recorded ``failed`` with the error, and the
   schedule moves on to its next tick (never retried);
 - the profile's switch (``automatic=False``) makes this process leave schedules alone entirely:

@@ -7,8 +7,9 @@ What callers can rely on:
 - a trigger fires at most once per event, whatever the number of servers or restarts: its cursor
   moves by compare-and-set in the same transaction that records the firing (UNIQUE per rule and
   event) and submits the run;
-- ``dataset.version_added`` fires for versions found by ordinary syncs, not by back-fills
-  (``sync --all``); the run's inputs reading that dataset are pinned to the event's version;
+- ``dataset.version_added`` fires for the version events a sync does not mark as back-fill
+  (history: ``sync --all``, see ``data/sync.py``); the run's inputs reading that dataset are
+  pinned to the event's version;
 - a parameter value written as the whole string ``"{event.<dotted.path>}"`` becomes that value
   of the event's data, with its JSON type; a path the event does not have makes the firing
   ``failed`` with a detail naming it;
@@ -201,7 +202,7 @@ class Triggers:
         cursor was no longer at ``position``."""
         rule = _rule(trigger)
         status, detail = FiringStatus.SUBMITTED, ""
-        if False:
+        if event.data.get("origin") == rule:
             planned = Plan([])
             status = FiringStatus.SKIPPED
             detail = (
@@ -304,7 +305,7 @@ def _field(data: dict[str, Any], path: str, where: str) -> Any:
 def _matches(trigger: Trigger, event: EventRow) -> bool:
     spec, data = trigger.spec, event.data
     if spec.on == TriggerEvent.VERSION_ADDED:
-        return data.get("dataset") == spec.dataset and True
+        return data.get("dataset") == spec.dataset and not data.get("backfill", False)
     return data.get("model") == spec.model and data.get("step") == spec.step
 
 

@@ -1,8 +1,9 @@
 """The aggregate queries behind the status and runtime exports: one row per model and origin group.
 
 Only top-level runs are read (kind ``run`` or ``pipeline``): a step run belongs to its pipeline
-run. Every query groups in SQL, so the work done in Python is per group, never per run. Callers
-pass the session (and so the transaction).
+run. A rerun (origin ``rerun:<id>``) takes the origin of the run it computes again, following a
+rerun of a rerun back to the first run. Every query groups in SQL, so the work done in Python is
+per group, never per run. Callers pass the session (and so the transaction).
 """
 
 from __future__ import annotations
@@ -12,7 +13,22 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Float, Select, Subquery, Table, and_, case, func, or_, select
+from sqlalchemy import (
+    CTE,
+    BigInteger,
+    ColumnElement,
+    Float,
+    Select,
+    Subquery,
+    Table,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -26,13 +42,35 @@ _attempts: Table = AttemptRow.__table__  # type: ignore[assignment]
 
 SCHEDULE_PREFIX = "schedule:"
 TRIGGER_PREFIX = "trigger:"
+RERUN_PREFIX = "rerun:"
 ON_DEMAND = ""
-"""The origin group of every run that no schedule or trigger created (users, the API, reruns)."""
+"""The origin group of every run that no schedule or trigger created (users, the API, and reruns
+of such runs)."""
 
-_ORIGIN_GROUP = case(
-    (or_(_runs.c.origin.like(f"{SCHEDULE_PREFIX}%"), _runs.c.origin.like(f"{TRIGGER_PREFIX}%")), _runs.c.origin),
-    else_=ON_DEMAND,
-)
+
+def _rerun_roots() -> CTE:
+    """(run_id, origin): every rerun with the origin of each run up its chain of reruns, the
+    last being the first run's. The walk ends: each step goes to a smaller run id."""
+    parent = _runs.alias("rerun_parent")
+    lineage = (
+        select(_runs.c.id.label("run_id"), _runs.c.origin.label("origin"))
+        .where(_runs.c.origin.like(f"{RERUN_PREFIX}%"))
+        .cte("rerun_lineage", recursive=True)
+    )
+    # The CASE keeps PostgreSQL from casting an origin that is not a rerun's.
+    parent_id = case(
+        (
+            lineage.c.origin.like(f"{RERUN_PREFIX}%"),
+            cast(func.substr(lineage.c.origin, len(RERUN_PREFIX) + 1), BigInteger),
+        )
+    )
+    step = select(lineage.c.run_id, parent.c.origin).join(parent, parent.c.id == parent_id)
+    return lineage.union_all(step)
+
+
+def _origin_group(origin: ColumnElement[str | None]) -> ColumnElement[str]:
+    is_rule = or_(origin.like(f"{SCHEDULE_PREFIX}%"), origin.like(f"{TRIGGER_PREFIX}%"))
+    return case((is_rule, origin), else_=literal(ON_DEMAND))
 
 
 class _SecondsBetween(FunctionElement[float]):
@@ -57,9 +95,10 @@ def _seconds_between_postgresql(element: _SecondsBetween, compiler: SQLCompiler,
 
 @dataclass(frozen=True)
 class GroupTally:
-    """What one (model, origin group) holds. ``origin_group`` is the run's origin for a schedule
-    item or a trigger, ``ON_DEMAND`` otherwise. ``succeeded`` counts computed runs only;
-    runs answered from the cache are ``cache_hits``."""
+    """What one (model, origin group) holds. ``origin_group`` is the origin of a schedule
+    item's or a trigger's runs (a rerun's is that of the run it computes again), ``ON_DEMAND``
+    otherwise. ``succeeded`` counts computed runs only; runs answered from the cache are
+    ``cache_hits``."""
 
     model_name: str
     origin_group: str
@@ -100,19 +139,31 @@ def _top_level_runs(model: str | None, schedule: str | None, *where: Any) -> Sub
     Queries group and rank over this subquery's columns: PostgreSQL would refuse a GROUP BY of
     the CASE expression itself, its bound parameters being numbered apart from the selected twin's.
     """
-    statement = select(
-        _runs.c.id,
-        _runs.c.model_name,
-        _ORIGIN_GROUP.label("origin_group"),
-        _runs.c.status,
-        _runs.c.cache_hit,
-        _runs.c.started_at,
-        _runs.c.finished_at,
-    ).where(_runs.c.kind.in_([RunKind.RUN, RunKind.PIPELINE]), *where)
+    lineage = _rerun_roots()
+    roots = (
+        select(lineage.c.run_id, lineage.c.origin)
+        # The first run's origin; one a person asked for (NULL) leaves no row: the rerun is on demand.
+        .where(lineage.c.origin.not_like(f"{RERUN_PREFIX}%"))
+        .subquery("rerun_roots")
+    )
+    origin = func.coalesce(roots.c.origin, _runs.c.origin)
+    statement = (
+        select(
+            _runs.c.id,
+            _runs.c.model_name,
+            _origin_group(origin).label("origin_group"),
+            _runs.c.status,
+            _runs.c.cache_hit,
+            _runs.c.started_at,
+            _runs.c.finished_at,
+        )
+        .select_from(_runs.outerjoin(roots, roots.c.run_id == _runs.c.id))
+        .where(_runs.c.kind.in_([RunKind.RUN, RunKind.PIPELINE]), *where)
+    )
     if model is not None:
         statement = statement.where(_runs.c.model_name == model)
     if schedule is not None:
-        statement = statement.where(_runs.c.origin.like(schedule_pattern(schedule), escape="\\"))
+        statement = statement.where(origin.like(schedule_pattern(schedule), escape="\\"))
     return statement.subquery("top_level_runs")
 
 
