@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -124,41 +125,46 @@ def advance(session: Session, pipeline_id: int, spec: ModelSpec) -> None:
     assert pipeline is not None and pipeline.plan is not None
     pipeline_plan = PipelinePlan.of_json(pipeline.plan)
     children = _by_step(queries.children_of(session, pipeline_id))
+    states = _walk(
+        spec,
+        pipeline_plan,
+        children,
+        start=lambda name: _start_step(session, pipeline, spec, pipeline_plan, name, children),
+    )
+    _report(session, pipeline, pipeline_plan, states, children)
+
+
+def step_states(session: Session, pipeline: RunRow, spec: ModelSpec) -> list[StepState]:
+    """The steps of a pipeline run, in order, as its children show them (read only)."""
+    pipeline_plan = PipelinePlan.of_json(pipeline.plan or {"items": {}})
+    children = _by_step(queries.children_of(session, pipeline.id))
+    return list(_walk(spec, pipeline_plan, children).values())
+
+
+def _walk(
+    spec: ModelSpec,
+    pipeline_plan: PipelinePlan,
+    children: dict[str, list[queries.ChildRun]],
+    start: Callable[[str], list[queries.ChildRun]] | None = None,
+) -> dict[str, StepState]:
+    """Each step's state, in order; ``start`` creates the missing runs of a step whose needs
+    have all succeeded (advancing), and ``children`` gains them."""
     states: dict[str, StepState] = {}
     for name in spec.step_order():
         needs = [states[needed].status for needed in spec.steps[name].needs]
         runs = children.get(name, [])
+        total = len(pipeline_plan.items.get(name, []))
         if name in pipeline_plan.skip:
             states[name] = _state(name, StepStatus.SKIPPED, 0, runs)
         elif any(s in (StepStatus.FAILED, StepStatus.BLOCKED) for s in needs):
-            states[name] = _state(name, StepStatus.BLOCKED, len(pipeline_plan.items[name]), runs)
-        elif any(s != StepStatus.SUCCEEDED for s in needs):
-            states[name] = _state(name, StepStatus.WAITING, len(pipeline_plan.items[name]), runs)
-        else:
-            runs = runs + _start_step(session, pipeline, spec, pipeline_plan, name, children)
-            children[name] = runs
-            states[name] = _derived(name, len(pipeline_plan.items[name]), runs)
-    _report(session, pipeline, pipeline_plan, states, children)
-
-
-def step_states(session: Session, pipeline: RunRow, spec: ModelSpec | None) -> list[StepState]:
-    """The steps of a pipeline run, in order, as its children show them (read only)."""
-    pipeline_plan = PipelinePlan.of_json(pipeline.plan or {"items": {}})
-    children = _by_step(queries.children_of(session, pipeline.id))
-    order = spec.step_order() if spec is not None else [*pipeline_plan.items, *pipeline_plan.skip]
-    states: dict[str, StepState] = {}
-    for name in order:
-        runs = children.get(name, [])
-        if name in pipeline_plan.skip:
-            states[name] = _state(name, StepStatus.SKIPPED, 0, runs)
-            continue
-        total = len(pipeline_plan.items.get(name, []))
-        needs = spec.steps[name].needs if spec is not None else []
-        if any(states[n].status in (StepStatus.FAILED, StepStatus.BLOCKED) for n in needs):
             states[name] = _state(name, StepStatus.BLOCKED, total, runs)
+        elif any(s != StepStatus.SUCCEEDED for s in needs):
+            states[name] = _state(name, StepStatus.WAITING, total, runs)
         else:
+            if start is not None:
+                runs = children[name] = runs + start(name)
             states[name] = _derived(name, total, runs)
-    return list(states.values())
+    return states
 
 
 # --- advancing ----------------------------------------------------------------------------------
