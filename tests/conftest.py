@@ -23,7 +23,8 @@ from sqlalchemy import create_engine, text
 from modelrunner.api.app import create_app
 from modelrunner.platform import Platform
 from modelrunner.settings import Settings
-from modelrunner.store.database import normalise_url
+from modelrunner.store.database import Database, normalise_url
+from tests.identities import token_for
 
 TESTS = Path(__file__).parent
 REPO = TESTS.parent
@@ -82,8 +83,9 @@ def platform(settings: Settings) -> Platform:
 
 @pytest.fixture
 def client(platform: Platform) -> Iterator[TestClient]:
-    """The HTTP API of a started platform, in process."""
+    """The HTTP API of a started platform, in process, signed in as the first site admin."""
     with TestClient(create_app(platform)) as test_client:
+        test_client.headers["Authorization"] = f"Bearer {token_for(platform.database, 'admin')}"
         yield test_client
 
 
@@ -106,7 +108,10 @@ def free_port() -> int:
 
 
 class Server:
-    """A real ``modelrunner serve`` process; ``kill()`` is SIGKILL, ``start()`` starts it again."""
+    """A real ``modelrunner serve`` process; ``kill()`` is SIGKILL, ``start()`` starts it again.
+
+    Once started, ``env`` carries MODELRUNNER_TOKEN of the first site admin (for the CLI) and
+    ``headers`` its Authorization header (for direct HTTP calls)."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.port = free_port()
@@ -126,11 +131,25 @@ class Server:
                 raise AssertionError(f"modelrunner serve exited: {self.log_path.read_text()[-3000:]}")
             try:
                 if httpx.get(f"{self.url}/api/v1/healthz", timeout=1).status_code == 200:
+                    self._sign_in()
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
         raise AssertionError(f"modelrunner serve did not answer: {self.log_path.read_text()[-3000:]}")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.env['MODELRUNNER_TOKEN']}"}
+
+    def _sign_in(self) -> None:
+        if "MODELRUNNER_TOKEN" in self.env:
+            return
+        database = Database(self.env["MODELRUNNER_DATABASE_URL"])
+        try:
+            self.env["MODELRUNNER_TOKEN"] = token_for(database, "admin")
+        finally:
+            database.dispose()
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -26,6 +26,14 @@ class InvalidInput(ModelrunnerError):
     """Parameters or a request body that break a schema; ``details['field']`` names the field."""
 
 
+class Unauthenticated(ModelrunnerError):
+    """No valid credentials: an unknown, expired or revoked token, or none where one is needed."""
+
+
+class Forbidden(ModelrunnerError):
+    """The caller is known but lacks a permission; the message says which."""
+
+
 class SpecError(ModelrunnerError):
     """A broken ``model.yaml`` or ``modelrunner.yaml``; ``details['problems']`` lists them."""
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from modelrunner.artifacts.logs import LogStore
 from modelrunner.artifacts.store import ArtifactStore
+from modelrunner.auth import accounts
 from modelrunner.backends.local import LocalBackend, LocalConfig
 from modelrunner.data.cache import DataCache
 from modelrunner.data.poller import DataPoller
@@ -80,8 +81,15 @@ class Platform:
             on_queued=lambda: self.dispatcher.wake(queued=True),
         )
 
-    def start(self) -> None:
+    def prepare_store(self) -> bool:
+        """Apply migrations and create the first site admin on a store without users; whether it
+        was created now. Idempotent."""
         migrate.upgrade(self.database)
+        with self.database.write() as session:
+            return accounts.ensure_first_admin(session)
+
+    def start(self) -> None:
+        self.prepare_store()
         self.dispatcher.start()
         self.poller.start()
         self.automation.start()

@@ -1,12 +1,24 @@
-"""How a route reaches the platform of the running app."""
+"""What a route gets from the running app: the platform, and the caller with their permissions."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from modelrunner.auth import accounts
+from modelrunner.auth.access import Access
+from modelrunner.auth.principal import ANONYMOUS
+from modelrunner.errors import SpecError
 from modelrunner.platform import Platform
+from modelrunner.spec.access_spec import AccessSpec
+
+_BEARER = HTTPBearer(
+    auto_error=False,
+    description="An API token (`modelrunner tokens create --user NAME`). Without one, the workspace's "
+    "`access.anonymous` grants apply.",
+)
 
 
 def _platform(request: Request) -> Platform:
@@ -15,3 +27,22 @@ def _platform(request: Request) -> Platform:
 
 
 PlatformDep = Annotated[Platform, Depends(_platform)]
+
+
+def _access(
+    platform: PlatformDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
+) -> Access:
+    principal = ANONYMOUS
+    if credentials is not None:
+        with platform.database.read() as session:
+            principal = accounts.authenticate(session, credentials.credentials)
+    try:
+        spec = platform.workspace.spec().access
+    except SpecError:
+        if not principal.is_admin:
+            raise  # a broken modelrunner.yaml grants nothing; a site admin can still look around
+        spec = AccessSpec()
+    return Access(principal, spec)
+
+
+AccessDep = Annotated[Access, Depends(_access)]

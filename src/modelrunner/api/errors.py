@@ -5,9 +5,20 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from modelrunner.errors import Conflict, InvalidInput, ModelrunnerError, NotFound, SpecError, StoreError
+from modelrunner.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    ModelrunnerError,
+    NotFound,
+    SpecError,
+    StoreError,
+    Unauthenticated,
+)
 
 _STATUS: list[tuple[type[ModelrunnerError], int]] = [
+    (Unauthenticated, 401),
+    (Forbidden, 403),
     (NotFound, 404),
     (InvalidInput, 422),
     (Conflict, 409),
@@ -28,4 +39,6 @@ def install_error_handlers(app: FastAPI) -> None:
         body: dict[str, object] = {"detail": exc.message}
         if isinstance(exc, SpecError) and exc.details.get("problems"):
             body["problems"] = exc.details["problems"]
-        return JSONResponse(body, status)
+        # RFC 6750: a 401 names the scheme the client should use.
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(body, status, headers=headers)

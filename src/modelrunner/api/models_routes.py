@@ -6,10 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
 
-from modelrunner.api.deps import PlatformDep
+from modelrunner.api.deps import AccessDep, PlatformDep
 from modelrunner.api.schemas import ModelDetail, ModelSummary, RunDetail, SubmitRequest, SubmitResponse
 from modelrunner.engine.submit import SubmitOutcome
 from modelrunner.errors import InvalidInput, NotFound
+from modelrunner.spec.access_spec import Level
 from modelrunner.spec.duration import HINT, parse_duration
 from modelrunner.spec.params import parse_cli_value
 from modelrunner.store import queries
@@ -20,12 +21,15 @@ router = APIRouter(prefix="/models", tags=["models"])
 
 
 @router.get("", response_model=list[ModelSummary], summary="List the models of the workspace")
-def list_models(platform: PlatformDep) -> list[ModelSummary]:
-    return [ModelDetail.of(m) for m in platform.workspace.models()]
+def list_models(platform: PlatformDep, access: AccessDep) -> list[ModelSummary]:
+    """The models the caller may view."""
+    access.require_listing("listing models")
+    return [ModelDetail.of(m) for m in platform.workspace.models() if access.may(m.name, Level.VIEW)]
 
 
 @router.get("/{name}", response_model=ModelDetail, summary="A model with its parameter schema and current version")
-def get_model(name: str, platform: PlatformDep) -> ModelDetail:
+def get_model(name: str, platform: PlatformDep, access: AccessDep) -> ModelDetail:
+    access.require(name, Level.VIEW, "viewing a model")
     return ModelDetail.of(platform.workspace.model(name))
 
 
@@ -37,15 +41,21 @@ def get_model(name: str, platform: PlatformDep) -> ModelDetail:
     responses={
         200: {"description": "Answered from the cache", "model": SubmitResponse},
         201: {"description": "A new run was queued, or an identical run in flight was joined"},
+        401: {"description": "No valid token, and anonymous callers may not run the model"},
+        403: {"description": "The caller lacks `run` on the model"},
         404: {"description": "Unknown model"},
         409: {"description": "cache=only and nothing is cached, or an input's dataset has no version yet"},
         422: {"description": "Invalid parameters, max_age or input version; the failing field is named"},
     },
 )
-def submit_run(name: str, platform: PlatformDep, request: Annotated[SubmitRequest | None, Body()] = None) -> Response:
+def submit_run(
+    name: str, platform: PlatformDep, access: AccessDep, request: Annotated[SubmitRequest | None, Body()] = None
+) -> Response:
     """Identical requests (same model version, parameters and input data versions) are answered
     from the cache or share one execution; `cache` and `max_age` control how. Each input uses its
-    dataset's newest version unless `inputs` pins one. No body runs with every default."""
+    dataset's newest version unless `inputs` pins one. No body runs with every default. Needs
+    `run` on the model."""
+    access.require(name, Level.RUN, "submitting runs")
     request = request or SubmitRequest()
     submission = platform.submit(name, request.params, request.cache, request.max_age, request.inputs)
     run = submission.run
@@ -98,10 +108,11 @@ def submit_run(name: str, platform: PlatformDep, request: Annotated[SubmitReques
         ]
     },
 )
-def find_result(name: str, request: Request, platform: PlatformDep) -> RunDetail:
+def find_result(name: str, request: Request, platform: PlatformDep, access: AccessDep) -> RunDetail:
     """Looks up, computes nothing: the succeeded run for these parameters on the newest data that
     has a result, trying data versions from newest to oldest. Parameters left out take their
     defaults, exactly as on submit."""
+    access.require(name, Level.VIEW, "reading results")
     model = platform.workspace.model(name)
     schema = model.spec.params
     params: dict[str, Any] = {}

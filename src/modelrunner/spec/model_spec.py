@@ -138,6 +138,9 @@ class ModelSpec(BaseModel):
     schedules: list[ScheduleSpec] = Field(default_factory=list)
     triggers: list[TriggerSpec] = Field(default_factory=list)
     automatic: bool = Field(default=True, description="false: its schedules and triggers create no runs")
+    backend: str | None = Field(
+        default=None, description="The backend of its runs unless the request or the submitter's group routes them"
+    )
 
     @field_validator("name")
     @classmethod

@@ -13,7 +13,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from modelrunner.errors import NotFound, SpecError
+from modelrunner.spec.access_spec import AccessSpec
 from modelrunner.spec.automation_spec import ProfileSpec, ScheduleSpec, TriggerEvent, TriggerSpec
+from modelrunner.spec.backend_spec import DEFAULT_BACKEND, BackendSpec, LocalBackendSpec, RoutingRule
 from modelrunner.spec.dataset_spec import DatasetSpec
 from modelrunner.spec.model_spec import (
     MODEL_FILE,
@@ -32,7 +34,7 @@ _SKIPPED_DIRS = {".modelrunner", ".git", "__pycache__", ".venv", "node_modules"}
 
 
 class WorkspaceSpec(BaseModel):
-    """``modelrunner.yaml``; later issues add backends and channels."""
+    """``modelrunner.yaml``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -40,6 +42,12 @@ class WorkspaceSpec(BaseModel):
     datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
     schedules: list[ScheduleSpec] = Field(default_factory=list, description="Schedules of several models (`model:`)")
     profiles: dict[str, ProfileSpec] = Field(default_factory=dict)
+    access: AccessSpec = AccessSpec()
+    backends: dict[str, BackendSpec] = Field(
+        default_factory=dict, description="Where runs execute; one `local` backend when none is declared"
+    )
+    default_backend: str | None = Field(default=None, description="The backend of runs no other rule routes")
+    routing: list[RoutingRule] = Field(default_factory=list, description="Backends by the submitter's group")
 
     @field_validator("datasets", mode="before")
     @classmethod
@@ -47,6 +55,21 @@ class WorkspaceSpec(BaseModel):
         if isinstance(value, dict):
             check_names(value, "dataset")
         return value
+
+    @field_validator("backends", mode="before")
+    @classmethod
+    def _valid_backend_names(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            check_names(value, "backend")
+        return value
+
+    def declared_backends(self) -> dict[str, BackendSpec]:
+        """The backends by name: those declared, or one ``local`` backend when none is."""
+        return dict(self.backends) or {DEFAULT_BACKEND: LocalBackendSpec()}
+
+    def workspace_backend(self) -> str:
+        """The backend of runs that no request, group or model routes elsewhere."""
+        return self.default_backend or next(iter(self.declared_backends()))
 
 
 @dataclass(frozen=True)
@@ -163,6 +186,7 @@ class Workspace:
                     )
                 seen[entry.model.name] = folder
         problems.extend(self._automation_problems())
+        problems.extend(self._backend_problems())
         return problems
 
     def schedules(self) -> list[Schedule]:
@@ -212,6 +236,27 @@ class Workspace:
             known = ", ".join(sorted(profiles)) or "none"
             raise NotFound(f"unknown profile '{name}' (profiles in {WORKSPACE_FILE}: {known})", profile=name)
         return profiles[name]
+
+    def _backend_problems(self) -> list[SpecProblem]:
+        spec = self._load_spec()[0]
+        if spec is None:
+            return []
+        backends = spec.declared_backends()
+
+        def unknown(name: str) -> str:
+            return f"unknown backend '{name}' (backends: {', '.join(sorted(backends))})"
+
+        problems = []
+        if spec.default_backend is not None and spec.default_backend not in backends:
+            problems.append(SpecProblem(WORKSPACE_FILE, "default_backend", unknown(spec.default_backend)))
+        for index, rule in enumerate(spec.routing):
+            if rule.backend not in backends:
+                problems.append(SpecProblem(WORKSPACE_FILE, f"routing.{index}.backend", unknown(rule.backend)))
+        for model in self.models():
+            if model.spec.backend is not None and model.spec.backend not in backends:
+                shown = self._shown(model.folder / MODEL_FILE)
+                problems.append(SpecProblem(shown, "backend", unknown(model.spec.backend)))
+        return problems
 
     def _automation_problems(self) -> list[SpecProblem]:
         spec = self._load_spec()[0]

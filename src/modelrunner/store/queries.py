@@ -41,7 +41,7 @@ _LATEST_COMPUTED_SUCCESS = (
     .limit(1)
 )
 _INSERT_RUN = insert(_runs).returning(_runs.c.id)
-_DEFAULTED_RUN_COLUMNS = ("kind", "inputs", "cache_hit", "slots")
+_DEFAULTED_RUN_COLUMNS = ("kind", "inputs", "cache_hit", "slots", "backend", "backend_rule")
 _QUEUED_RUNS = (
     select(
         _runs.c.id,
@@ -137,6 +137,8 @@ def add_run(session: Session, row: RunRow) -> RunRow:
             del values[column]  # the insert fills in the column's default
     row.id = int(session.execute(_INSERT_RUN, values).scalar_one())
     row.kind = row.kind or RunKind.RUN
+    row.backend = row.backend or "local"
+    row.backend_rule = row.backend_rule or "workspace"
     return row
 
 

@@ -95,6 +95,10 @@ class RunRow(Base):
     # A pipeline: {"refresh": [steps], "skip": [steps], "rerun_of": id}; a step run: what it needs.
     plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     origin: Mapped[str | None] = mapped_column(String(160))  # "schedule:<name>#<item>", "trigger:<name>", ...
+    submitted_by: Mapped[int | None] = mapped_column(Id, ForeignKey("users.id"))  # None: a schedule, a trigger
+    backend: Mapped[str] = mapped_column(String(63), default="local", server_default="local")
+    # Which routing rule chose the backend: "request", "routing:<group>", "model", "workspace".
+    backend_rule: Mapped[str] = mapped_column(String(80), default="workspace", server_default="workspace")
     model_name: Mapped[str] = mapped_column(String(63))
     model_version: Mapped[str] = mapped_column(String(64))
     params: Mapped[dict[str, Any]]
@@ -116,6 +120,7 @@ class RunRow(Base):
         Index("ix_runs_model_status_id", "model_name", "status", "id"),
         Index("ix_runs_model_id", "model_name", "id"),
         Index("ix_runs_status_id", "status", "id"),
+        Index("ix_runs_backend_status_id", "backend", "status", "id"),  # a backend's dispatcher claims its queue
         Index("ix_runs_parent_id_id", "parent_id", "id"),
         Index("ix_runs_origin_id", "origin", "id"),
         # The cache lookup: equality on the first three, newest first on the last, so hits recorded
@@ -142,6 +147,8 @@ class AttemptRow(Base):
     backend: Mapped[str] = mapped_column(String(32))
     runner_id: Mapped[str] = mapped_column(String(128))
     handle: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # sha256 of the attempt's callback token: it may report this attempt's progress, nothing else.
+    callback_token_hash: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[dt.datetime]
     exit_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
@@ -280,3 +287,52 @@ class FiringRow(Base):
         Index("ix_firings_rule_id", "rule", "id"),
         Index("ix_firings_status_id", "status", "id"),
     )
+
+
+class UserRow(Base):
+    """A person (or an integration) who signs in with tokens, or with a password in the web UI."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    email: Mapped[str | None] = mapped_column(String(254))
+    password_hash: Mapped[str | None] = mapped_column(Text)  # argon2; None: signs in with tokens only
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)  # manages accounts, admin on every model
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime]
+
+
+class GroupRow(Base):
+    """A team; ``access`` and ``routing`` in modelrunner.yaml name groups."""
+
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    created_at: Mapped[dt.datetime]
+
+
+class GroupMemberRow(Base):
+    __tablename__ = "group_members"
+
+    group_id: Mapped[int] = mapped_column(Id, ForeignKey("groups.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id"), primary_key=True)
+
+    __table_args__ = (Index("ix_group_members_user_id", "user_id"),)
+
+
+class ApiTokenRow(Base):
+    """A bearer token of a user. Only the sha256 of its secret is kept; the token is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id"))
+    label: Mapped[str] = mapped_column(String(120), default="")
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (Index("ix_api_tokens_user_id", "user_id"),)

@@ -1,0 +1,1 @@
+"""Users, groups, tokens and permissions: who is asking, and what they may do."""

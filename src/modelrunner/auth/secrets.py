@@ -1,0 +1,73 @@
+"""Bearer tokens and passwords. A token is ``<kind>_<row id>_<secret>``: the row id finds the
+stored sha256 of the secret, compared in constant time; passwords are hashed with argon2."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+USER_TOKEN = "mrt"  # a user's API token
+ATTEMPT_TOKEN = "mra"  # an attempt's callback token: reports that attempt's progress, nothing else
+
+_PASSWORDS = PasswordHasher()
+
+
+@dataclass(frozen=True)
+class Minted:
+    """A new secret: ``secret`` goes into the token shown once, ``digest`` into the store."""
+
+    secret: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class PresentedToken:
+    kind: str
+    row_id: int
+    secret: str
+
+
+def mint() -> Minted:
+    secret = secrets.token_urlsafe(32)
+    return Minted(secret, digest(secret))
+
+
+def digest(secret: str) -> str:
+    # Secrets are 256 random bits: a fast hash is enough (argon2 is for guessable passwords).
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def compose(kind: str, row_id: int, secret: str) -> str:
+    return f"{kind}_{row_id}_{secret}"
+
+
+def parse(token: str) -> PresentedToken | None:
+    """The parts of a token in our format; None for anything else."""
+    kind, _, rest = token.partition("_")
+    row_id, _, secret = rest.partition("_")
+    if kind not in (USER_TOKEN, ATTEMPT_TOKEN) or not row_id.isdigit() or not secret:
+        return None
+    return PresentedToken(kind, int(row_id), secret)
+
+
+def matches(secret: str, stored_digest: str | None) -> bool:
+    """Whether ``secret`` is the one whose digest was stored, in constant time."""
+    return stored_digest is not None and hmac.compare_digest(digest(secret), stored_digest)
+
+
+def hash_password(password: str) -> str:
+    return _PASSWORDS.hash(password)
+
+
+def password_matches(password: str, stored_hash: str | None) -> bool:
+    if stored_hash is None:
+        return False
+    try:
+        return _PASSWORDS.verify(stored_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
