@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,11 +82,18 @@ def platform(settings: Settings) -> Platform:
     return Platform(settings)
 
 
+@contextmanager
+def admin_client(platform: Platform) -> Iterator[TestClient]:
+    """The HTTP API of ``platform``, started, in process, signed in as the first site admin."""
+    with TestClient(create_app(platform)) as test_client:
+        test_client.headers["Authorization"] = f"Bearer {token_for(platform.database, 'admin')}"
+        yield test_client
+
+
 @pytest.fixture
 def client(platform: Platform) -> Iterator[TestClient]:
     """The HTTP API of a started platform, in process, signed in as the first site admin."""
-    with TestClient(create_app(platform)) as test_client:
-        test_client.headers["Authorization"] = f"Bearer {token_for(platform.database, 'admin')}"
+    with admin_client(platform) as test_client:
         yield test_client
 
 

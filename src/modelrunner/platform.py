@@ -1,14 +1,18 @@
-"""The platform in one process: store, workspace, artifacts, the local backend, the dispatcher and
-the dataset poller, built from one Settings object. ``modelrunner serve`` wraps it in the HTTP API."""
+"""The platform in one process: store, workspace, artifacts, the backends with a dispatcher each,
+and the dataset poller, built from one Settings object. ``modelrunner serve`` wraps it in the HTTP
+API."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
-from typing import Any
+from functools import partial
+from typing import Any, assert_never
 
 from modelrunner.artifacts.logs import LogStore
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.auth import accounts
+from modelrunner.auth.principal import Principal
 from modelrunner.backends.local import LocalBackend, LocalConfig
 from modelrunner.data.cache import DataCache
 from modelrunner.data.poller import DataPoller
@@ -19,16 +23,21 @@ from modelrunner.engine import attempts
 from modelrunner.engine.automation import Automation
 from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.engine.catalog import VersionCatalog
-from modelrunner.engine.dispatcher import Dispatcher
+from modelrunner.engine.dispatcher import Dispatcher, Dispatchers
 from modelrunner.engine.scheduler import Scheduler
 from modelrunner.engine.submit import Submission, SubmitOutcome, Submitter
 from modelrunner.engine.triggers import Triggers
+from modelrunner.errors import SpecError
 from modelrunner.metrics import Metrics
+from modelrunner.notify.notifier import Notifier
 from modelrunner.settings import Settings
+from modelrunner.spec.backend_spec import DEFAULT_BACKEND, BackendSpec, LocalBackendSpec
 from modelrunner.spec.workspace import Workspace
-from modelrunner.store import migrate
+from modelrunner.store import migrate, queries
 from modelrunner.store.database import Database
 from modelrunner.store.tables import DatasetSyncRow
+
+log = logging.getLogger("modelrunner.platform")
 
 
 class Platform:
@@ -44,21 +53,24 @@ class Platform:
         self.catalog = VersionCatalog()
         self.metrics = Metrics(self.database)
         self.data_cache = DataCache(settings.state_dir / "data" / "versions", self.artifacts, self._source_of)
-        self.backend = LocalBackend(
-            LocalConfig(settings.local_slots, settings.grace_seconds, settings.state_dir),
-            self.artifacts,
-            self.logs,
-            wake=self._wake,
-            data=self.data_cache,
-        )
-        self.dispatcher = Dispatcher(
-            self.database,
-            self.catalog,
-            self.backend,
-            lease_seconds=settings.lease_seconds,
-            poll_seconds=settings.poll_seconds,
-            on_attempt_finished=self.metrics.observe_attempt,
-            on_runs_changed=self._runs_changed,
+        # The backends declared when the server starts, each with its dispatcher; runs routed to
+        # a backend declared later wait in the queue until a restart.
+        self.backends = {name: self._build_backend(name, spec) for name, spec in self._declared_backends().items()}
+        self.dispatcher = Dispatchers(
+            {
+                name: Dispatcher(
+                    self.database,
+                    self.catalog,
+                    backend,
+                    backend_name=name,
+                    lease_seconds=settings.lease_seconds,
+                    poll_seconds=settings.poll_seconds,
+                    callback_url=settings.resolved_public_url,
+                    on_attempt_finished=self.metrics.observe_attempt,
+                    on_runs_changed=self._runs_changed,
+                )
+                for name, backend in self.backends.items()
+            }
         )
         self.submitter = Submitter(self.database, self.workspace, self.artifacts, publish=self.profile.publish)
         self.syncs = DatasetSyncs(
@@ -80,6 +92,13 @@ class Platform:
             tick_seconds=settings.poll_seconds,
             on_queued=lambda: self.dispatcher.wake(queued=True),
         )
+        self.notifier = Notifier(
+            self.database,
+            self.workspace,
+            runner_id=self.dispatcher.runner_id,
+            default_base_url=settings.resolved_public_url,
+            tick_seconds=settings.poll_seconds,
+        )
 
     def prepare_store(self) -> bool:
         """Apply migrations and create the first site admin on a store without users; whether it
@@ -90,15 +109,19 @@ class Platform:
 
     def start(self) -> None:
         self.prepare_store()
+        self._report_unserved_queue()
         self.dispatcher.start()
         self.poller.start()
         self.automation.start()
+        self.notifier.start()
 
     def stop(self) -> None:
+        self.notifier.stop()
         self.automation.stop()
         self.poller.stop()
         self.dispatcher.stop()
-        self.backend.close()
+        for backend in self.backends.values():
+            backend.close()
         self.database.dispose()
 
     def submit(
@@ -108,17 +131,28 @@ class Platform:
         cache: CacheMode = CacheMode.USE,
         max_age: float | None = None,
         inputs: Mapping[str, str] | None = None,
+        *,
+        submitter: Principal | None = None,
+        backend: str | None = None,
     ) -> Submission:
-        submission = self.submitter.submit(model, params, cache, max_age, inputs)
-        if submission.outcome == SubmitOutcome.CREATED:
-            self.dispatcher.wake(queued=True)
+        """Submit a run of ``submitter``'s (None: the platform's own), on the requested
+        ``backend`` or where routing sends it; see Submitter.submit."""
+        submission = self.submitter.submit(model, params, cache, max_age, inputs, submitter=submitter, backend=backend)
+        self._queued(submission)
         return submission
 
-    def rerun(self, run_id: int, *, from_step: str | None = None, only_step: str | None = None) -> Submission:
-        """Compute a run again (a pipeline: from one step, or one step only); see Submitter.rerun."""
-        submission = self.submitter.rerun(run_id, from_step=from_step, only_step=only_step)
-        if submission.outcome == SubmitOutcome.CREATED:
-            self.dispatcher.wake(queued=True)
+    def rerun(
+        self,
+        run_id: int,
+        *,
+        from_step: str | None = None,
+        only_step: str | None = None,
+        submitter: Principal | None = None,
+    ) -> Submission:
+        """Compute a run again (a pipeline: from one step, or one step only) at ``submitter``'s
+        request; see Submitter.rerun."""
+        submission = self.submitter.rerun(run_id, from_step=from_step, only_step=only_step, submitter=submitter)
+        self._queued(submission)
         return submission
 
     def cancel(self, run_id: int) -> None:
@@ -133,8 +167,62 @@ class Platform:
         self.poller.wake()
         return sync, created
 
-    def _wake(self) -> None:
-        self.dispatcher.wake()
+    def _queued(self, submission: Submission) -> None:
+        """Wake the dispatcher of a new run's backend (a pipeline's steps run on its backend)."""
+        if submission.outcome != SubmitOutcome.CREATED:
+            return
+        backend = submission.run.backend
+        if backend not in self.dispatcher:
+            log.warning(
+                "run %s waits in the queue for backend '%s', which this server does not run (it runs: %s); "
+                "restart `modelrunner serve` to start the backends declared since it started",
+                submission.run.id,
+                backend,
+                ", ".join(self.dispatcher.backends),
+            )
+        self.dispatcher.wake(queued=True, backend=backend)
+
+    def _declared_backends(self) -> dict[str, BackendSpec]:
+        try:
+            return self.workspace.spec().declared_backends()
+        except SpecError as exc:
+            # Nothing can be submitted before the file is fixed; what is queued for `local` still runs.
+            log.warning("%s; running only the '%s' backend until a restart", exc.message, DEFAULT_BACKEND)
+            return {DEFAULT_BACKEND: LocalBackendSpec()}
+
+    def _build_backend(self, name: str, spec: BackendSpec) -> LocalBackend:
+        """The backend ``name`` as ``spec`` configures it: the one place a backend ``type`` is
+        turned into a backend (a new type adds its case here)."""
+        match spec:
+            case LocalBackendSpec():
+                return LocalBackend(
+                    LocalConfig(
+                        spec.slots or self.settings.local_slots, self.settings.grace_seconds, self.settings.state_dir
+                    ),
+                    self.artifacts,
+                    self.logs,
+                    wake=partial(self._wake, name),
+                    data=self.data_cache,
+                )
+            case _:
+                assert_never(spec)
+
+    def _report_unserved_queue(self) -> None:
+        """Say so when runs wait for backends this server does not run: nothing here claims them."""
+        with self.database.read() as session:
+            waiting = queries.queued_counts_by_backend(session)
+        for backend, count in sorted(waiting.items()):
+            if backend not in self.dispatcher:
+                log.warning(
+                    "%s queued run(s) wait for backend '%s', which this server does not run (it runs: %s); "
+                    "declare it under `backends:` in modelrunner.yaml and restart, or cancel them",
+                    count,
+                    backend,
+                    ", ".join(self.dispatcher.backends),
+                )
+
+    def _wake(self, backend: str) -> None:
+        self.dispatcher.wake(backend=backend)
 
     def _runs_changed(self) -> None:
         self.automation.wake()

@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8000
+    public_url: str | None = Field(
+        default=None,
+        description="The URL at which attempts reach this server (their progress callbacks), and links in "
+        "notifications point to; http://host:port by default",
+    )
     local_slots: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     lease_seconds: float = Field(default=30.0, gt=0, description="How long a claimed attempt lives without a heartbeat")
     grace_seconds: float = Field(default=10.0, ge=0, description="SIGTERM to SIGKILL delay")
@@ -59,6 +64,13 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / 'modelrunner.db'}"
+
+    @property
+    def resolved_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     @property
     def resolved_artifacts_url(self) -> str:

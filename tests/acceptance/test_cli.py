@@ -50,7 +50,7 @@ def nowhere(env: dict[str, str]) -> dict[str, str]:
 def wait_until(server: Server, run_id: int, statuses: set[str], timeout: float = 20) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        run: dict[str, Any] = httpx.get(f"{server.url}/api/v1/runs/{run_id}").json()
+        run: dict[str, Any] = httpx.get(headers=server.headers, url=f"{server.url}/api/v1/runs/{run_id}").json()
         if run["status"] in statuses:
             return run
         assert time.monotonic() < deadline, f"run {run_id} still {run['status']}"
@@ -170,7 +170,7 @@ def test_following_cancelling_and_interrupting(server: Server) -> None:
     assert "continues on the server" in stderr
     assert f"modelrunner runs cancel {run_id}" in stderr
     assert "Traceback" not in stdout + stderr
-    assert httpx.get(f"{server.url}/api/v1/runs/{run_id}").json()["status"] == "running"
+    assert httpx.get(headers=server.headers, url=f"{server.url}/api/v1/runs/{run_id}").json()["status"] == "running"
     ok("runs", "cancel", str(run_id), env=env)
 
 

@@ -94,7 +94,7 @@ def workspace(tmp_path: Path, git_repo: GitRepo, feed: HeldFile) -> Path:
 
 
 def api(server: Server, path: str) -> Any:
-    return httpx.get(f"{server.url}/api/v1{path}").json()
+    return httpx.get(headers=server.headers, url=f"{server.url}/api/v1{path}").json()
 
 
 def test_help_describes_the_data_commands() -> None:
@@ -159,12 +159,14 @@ def test_sync_list_show_run_on_pinned_versions_and_delete(server: Server, git_re
     assert failed.stderr.count("error:") == 1 and "failed: dataset 'gone'" in failed.stderr
 
     # Deleting the versions is refused while a run computed on them is unfinished.
-    busy = httpx.post(f"{server.url}/api/v1/models/counter/runs", json={"params": {"sleep": 30}}).json()
+    busy = httpx.post(
+        headers=server.headers, url=f"{server.url}/api/v1/models/counter/runs", json={"params": {"sleep": 30}}
+    ).json()
     wait_until(server, busy["id"], {"running"})
     refused = cli("data", "sync", "cases", "--delete", env=env)
     assert refused.returncode == 1
     assert f"error: dataset 'cases' is used by 1 unfinished run(s) ({busy['id']})" in refused.stderr
-    httpx.post(f"{server.url}/api/v1/runs/{busy['id']}/cancel")
+    httpx.post(headers=server.headers, url=f"{server.url}/api/v1/runs/{busy['id']}/cancel")
     wait_until(server, busy["id"], FINAL)
     assert "removed 2 versions of cases" in ok("data", "sync", "cases", "--delete", env=env)
     assert api(server, "/datasets/cases/versions") == []

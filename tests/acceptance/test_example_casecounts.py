@@ -230,7 +230,10 @@ def test_the_readme_walk_through(server: Server, workspace: Path, tmp_path: Path
 
     # Only the new version is recent data (the history carries fixed dates in 2025).
     found = httpx.get(
-        f"{server.url}/api/v1/models/projection/results", params={"horizon": 14, "max_age": "2d"}, timeout=10
+        f"{server.url}/api/v1/models/projection/results",
+        params={"horizon": 14, "max_age": "2d"},
+        headers=server.headers,
+        timeout=10,
     )
     assert found.status_code == 200, found.text
     assert found.json()["id"] == fresh["id"]

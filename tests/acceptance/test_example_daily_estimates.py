@@ -204,7 +204,10 @@ def finished(env: dict[str, str], run_id: int) -> dict[str, Any]:
 def children(server: Server, pipeline_id: int) -> dict[str, dict[str, Any]]:
     """The step runs of a pipeline run, in full (with attempts), by ``step`` or ``step/item``."""
     listed = cli_json("runs", "list", "--pipeline", str(pipeline_id), env=server.env)
-    runs = [httpx.get(f"{server.url}/api/v1/runs/{run['id']}", timeout=10).json() for run in listed]
+    runs = [
+        httpx.get(headers=server.headers, url=f"{server.url}/api/v1/runs/{run['id']}", timeout=10).json()
+        for run in listed
+    ]
     return {run["step"] + (f"/{run['item_key']}" if run["item_key"] else ""): run for run in runs}
 
 
@@ -217,7 +220,7 @@ def answered_from_cache(run: dict[str, Any]) -> bool:
 
 
 def output_text(server: Server, run_id: int, path: str) -> str:
-    response = httpx.get(f"{server.url}/api/v1/runs/{run_id}/outputs/{path}", timeout=10)
+    response = httpx.get(headers=server.headers, url=f"{server.url}/api/v1/runs/{run_id}/outputs/{path}", timeout=10)
     assert response.status_code == 200, response.text
     return response.text
 

@@ -21,7 +21,9 @@ from tests.conftest import FINAL, Server
 
 
 def run_to_the_end(server: Server, model: str, params: dict[str, Any]) -> dict[str, Any]:
-    response = httpx.post(f"{server.url}/api/v1/models/{model}/runs", json={"params": params})
+    response = httpx.post(
+        headers=server.headers, url=f"{server.url}/api/v1/models/{model}/runs", json={"params": params}
+    )
     assert response.status_code == 201, response.text
     return wait_until(server, response.json()["id"], FINAL)
 

@@ -24,7 +24,7 @@ def settings(settings: Settings) -> Settings:
 def test_sigkill_mid_pipeline_and_restart_resumes_it(server: Server, tmp_path: Path) -> None:
     ledger = tmp_path / "ledger.txt"
     params = {"ledger": str(ledger), "sleep": 1.0, "regions": ["a", "b", "c", "d", "e", "f"]}
-    with httpx.Client(base_url=server.url, timeout=30) as http:
+    with httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as http:
         pipeline = http.post("/api/v1/models/regional/runs", json={"params": params}).json()
 
         def some_estimates_done() -> bool:

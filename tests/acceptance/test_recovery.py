@@ -29,7 +29,7 @@ def _wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-
 
 def test_sigkill_and_restart_finishes_every_run(server: Server, tmp_path: Path) -> None:
     pidfile = tmp_path / "forker.pids"
-    with httpx.Client(base_url=server.url, timeout=30) as http:
+    with httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as http:
         finished = http.post("/api/v1/models/noop/runs", json={"params": {"n": 1}}).json()
         wait_for_run(http.get, finished["id"])
         # forker holds a slot with a child process; a sleeper holds the other; more wait in the queue.
@@ -70,7 +70,7 @@ def test_graceful_shutdown_leaves_no_process_and_requeues_without_spending_retri
 ) -> None:
     counter = tmp_path / "pids.txt"
     params = {"seconds": 2, "ignore_sigterm": True, "counter": str(counter)}
-    with httpx.Client(base_url=server.url, timeout=30) as http:
+    with httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as http:
         run = http.post("/api/v1/models/sleeper/runs", json={"params": params}).json()
         _wait_for(lambda: counter.exists() and counter.read_text().strip(), 20, "the model to start")
         first_pid = int(counter.read_text().split()[0])

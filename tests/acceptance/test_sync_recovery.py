@@ -77,7 +77,7 @@ def test_a_sync_killed_halfway_records_nothing(
     server_with_stalling_dataset: Server, stalling_source: _StallingSource
 ) -> None:
     server = server_with_stalling_dataset
-    with httpx.Client(base_url=server.url, timeout=30) as http:
+    with httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as http:
         sync = http.post("/api/v1/datasets/remote/sync").json()
         assert stalling_source.requested.wait(20), "the sync never reached the source"
 

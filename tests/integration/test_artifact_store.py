@@ -9,18 +9,17 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from modelrunner.api.app import create_app
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.platform import Platform
 from modelrunner.settings import Settings
-from tests.conftest import wait_for_run
+from tests.conftest import admin_client, wait_for_run
 
 
 @pytest.fixture
 def memory_client(settings: Settings) -> Iterator[tuple[TestClient, str]]:
     url = f"memory://modelrunner-{uuid.uuid4().hex[:8]}"
     platform = Platform(settings.model_copy(update={"artifacts_url": url}))
-    with TestClient(create_app(platform)) as client:
+    with admin_client(platform) as client:
         yield client, url
 
 

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from modelrunner.platform import Platform
 from modelrunner.settings import Settings
-from tests.conftest import TESTS, wait_for_run
+from tests.conftest import TESTS, admin_client, wait_for_run
 from tests.integration.runs_api import get_run, submit, wait_for_status, wait_until
 
 REGIONS = ["north", "south", "east", "west", "central"]
@@ -202,15 +202,9 @@ def test_a_profile_that_does_not_publish_skips_publish_steps(settings: Settings,
     platform.submitter = type(platform.submitter)(
         platform.database, platform.workspace, platform.artifacts, publish=False
     )
-    with TestClient(_app(platform)) as client:
+    with admin_client(platform) as client:
         run = wait_for_run(client.get, submit(client, "regional", {"ledger": str(ledger)})["id"])
 
     assert run["status"] == "succeeded"
     assert steps_of(run)["publish"]["status"] == "skipped"
     assert "publish" not in executions(ledger)
-
-
-def _app(platform: Platform) -> Any:
-    from modelrunner.api.app import create_app
-
-    return create_app(platform)

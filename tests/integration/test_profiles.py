@@ -8,13 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
-from modelrunner.api.app import create_app
 from modelrunner.errors import NotFound
 from modelrunner.platform import Platform
 from modelrunner.settings import Settings
-from tests.conftest import TESTS, free_port, wait_for_run
+from tests.conftest import TESTS, admin_client, free_port, wait_for_run
 from tests.integration.runs_api import submit
 
 PROFILES = """
@@ -61,7 +59,7 @@ def test_publish_steps_run_only_where_the_profile_publishes(
     settings: Settings, tmp_path: Path, profile: str, published: bool
 ) -> None:
     platform = Platform(settings.model_copy(update={"profile": profile}))
-    with TestClient(create_app(platform)) as client:
+    with admin_client(platform) as client:
         run = wait_for_run(client.get, submit(client, "regional")["id"])
 
     assert run["status"] == "succeeded"

@@ -31,7 +31,7 @@ def _together(callers: int, call: Any) -> list[Any]:
 def test_30_concurrent_http_submissions_execute_once(server: Server, tmp_path: Path) -> None:
     counter = tmp_path / "executions.txt"
     body = {"params": {"seconds": 0.5, "counter": str(counter)}}
-    with httpx.Client(base_url=server.url, timeout=30) as http:
+    with httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as http:
         responses = _together(CALLERS, lambda: http.post("/api/v1/models/sleeper/runs", json=body))
         assert {r.status_code for r in responses} == {201}
         run_ids = {r.json()["id"] for r in responses}

@@ -9,11 +9,14 @@ from fastapi import APIRouter, FastAPI, Response
 from starlette.concurrency import run_in_threadpool
 
 import modelrunner
+from modelrunner.api.accounts_routes import router as accounts_router
+from modelrunner.api.attempts_routes import router as attempts_router
 from modelrunner.api.datasets_routes import router as datasets_router
-from modelrunner.api.deps import PlatformDep
+from modelrunner.api.deps import AccessDep, PlatformDep
 from modelrunner.api.errors import install_error_handlers
 from modelrunner.api.export_routes import router as export_router
 from modelrunner.api.models_routes import router as models_router
+from modelrunner.api.notify_routes import router as notify_router
 from modelrunner.api.runs_routes import router as runs_router
 from modelrunner.api.schedules_routes import router as schedules_router
 from modelrunner.api.schemas import Health
@@ -24,6 +27,7 @@ health_router = APIRouter(tags=["health"])
 
 @health_router.get("/healthz", response_model=Health, summary="Liveness: the server answers and its store works")
 def healthz(platform: PlatformDep) -> Health:
+    """Open to everyone (load balancers and probes carry no token); it tells nothing but "ok"."""
     platform.database.ping()
     return Health(status="ok")
 
@@ -34,7 +38,9 @@ def healthz(platform: PlatformDep) -> Health:
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}}},
 )
-def metrics(platform: PlatformDep) -> Response:
+def metrics(platform: PlatformDep, access: AccessDep) -> Response:
+    """For any signed-in user (give the scraper a token of a user of its own)."""
+    access.require_signed_in("reading metrics")
     return Response(platform.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
@@ -63,6 +69,9 @@ def create_app(platform: Platform) -> FastAPI:
     api.include_router(datasets_router)
     api.include_router(schedules_router)
     api.include_router(export_router)
+    api.include_router(notify_router)
+    api.include_router(accounts_router)
+    api.include_router(attempts_router)
     api.include_router(health_router)
     app.include_router(api)
     return app

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Response
 
-from modelrunner.api.deps import PlatformDep
+from modelrunner.api.deps import AccessDep, PlatformDep
 from modelrunner.api.schemas import (
     DatasetDetail,
     DatasetSummaryOut,
@@ -17,7 +17,10 @@ from modelrunner.api.schemas import (
     SyncRequest,
     SyncStarted,
 )
+from modelrunner.auth.access import Access
 from modelrunner.data import catalog
+from modelrunner.platform import Platform
+from modelrunner.spec.access_spec import Level
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
@@ -33,11 +36,18 @@ DatasetName = Annotated[str, Path(description="The dataset's name in modelrunner
     summary="List the datasets of the workspace",
     responses=_BROKEN_WORKSPACE,
 )
-def list_datasets(platform: PlatformDep) -> list[DatasetSummaryOut]:
-    """Every dataset `modelrunner.yaml` declares, by name, with its number of versions, its newest
-    version and its last sync."""
+def list_datasets(platform: PlatformDep, access: AccessDep) -> list[DatasetSummaryOut]:
+    """Every dataset `modelrunner.yaml` declares that a model the caller may view reads, by name,
+    with its number of versions, its newest version and its last sync."""
+    access.require_listing("listing datasets")
     with platform.database.read() as session:
-        return [DatasetSummaryOut.of(s) for s in catalog.dataset_summaries(session, platform.workspace)]
+        summaries = catalog.dataset_summaries(session, platform.workspace)
+    readers = _readers(platform)
+    return [
+        DatasetSummaryOut.of(s)
+        for s in summaries
+        if access.principal.is_admin or access.visible(readers.get(s.name, []))
+    ]
 
 
 @router.get(
@@ -46,8 +56,9 @@ def list_datasets(platform: PlatformDep) -> list[DatasetSummaryOut]:
     summary="A dataset: where its data lives, its newest version and last sync",
     responses={**_UNKNOWN_DATASET, **_BROKEN_WORKSPACE},
 )
-def get_dataset(name: DatasetName, platform: PlatformDep) -> DatasetDetail:
+def get_dataset(name: DatasetName, platform: PlatformDep, access: AccessDep) -> DatasetDetail:
     """Storage options are listed by key only: their values may hold credentials."""
+    _require(platform, access, name, Level.VIEW, "viewing a dataset")
     with platform.database.read() as session:
         return DatasetDetail.of(catalog.dataset_summary(session, platform.workspace, name))
 
@@ -61,10 +72,11 @@ def get_dataset(name: DatasetName, platform: PlatformDep) -> DatasetDetail:
 def list_versions(
     name: DatasetName,
     platform: PlatformDep,
+    access: AccessDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, description="How many of the newest versions to skip")] = 0,
 ) -> list[DatasetVersionOut]:
-    platform.workspace.dataset(name)
+    _require(platform, access, name, Level.VIEW, "listing a dataset's versions")
     with platform.database.read() as session:
         return [DatasetVersionOut.of(row) for row in catalog.versions(session, name, offset=offset, limit=limit)]
 
@@ -82,8 +94,9 @@ def get_version(
     name: DatasetName,
     version: Annotated[str, Path(description="The version's id or a unique prefix of it (at least 4 characters)")],
     platform: PlatformDep,
+    access: AccessDep,
 ) -> DatasetVersionDetail:
-    platform.workspace.dataset(name)
+    _require(platform, access, name, Level.VIEW, "viewing a dataset version")
     with platform.database.read() as session:
         return DatasetVersionDetail.of(catalog.version(session, name, version))
 
@@ -94,9 +107,11 @@ def get_version(
     summary="Forget every recorded version of the dataset",
     responses={**_UNKNOWN_DATASET, 409: {"description": "Queued or running runs use the dataset"}},
 )
-def delete_versions(name: DatasetName, platform: PlatformDep) -> DeletedVersions:
+def delete_versions(name: DatasetName, platform: PlatformDep, access: AccessDep) -> DeletedVersions:
     """The next sync records them again from the source. Refused (409) while runs computed on the
-    dataset are queued or running. Finished runs keep naming the versions they used."""
+    dataset are queued or running. Finished runs keep naming the versions they used. Needs
+    `admin` on every model that reads the dataset (a site admin when none does)."""
+    _require(platform, access, name, Level.ADMIN, "deleting a dataset's versions")
     return DeletedVersions(deleted=platform.syncs.delete_versions(name))
 
 
@@ -113,11 +128,16 @@ def delete_versions(name: DatasetName, platform: PlatformDep) -> DeletedVersions
     },
 )
 def request_sync(
-    name: DatasetName, platform: PlatformDep, request: Annotated[SyncRequest | None, Body()] = None
+    name: DatasetName,
+    platform: PlatformDep,
+    access: AccessDep,
+    request: Annotated[SyncRequest | None, Body()] = None,
 ) -> Response:
     """Returns at once; the server syncs in the background. A sync records the versions it finds
     that are not yet known, stopping at the first known one unless `all` is true (git: the whole
-    history of the branch). Its progress and outcome are visible on the sync."""
+    history of the branch). Its progress and outcome are visible on the sync. Needs `run` on a
+    model that reads the dataset."""
+    _require(platform, access, name, Level.RUN, "syncing a dataset")
     request = request or SyncRequest()
     row, created = platform.request_sync(name, walk_all=request.all)
     body = SyncStarted(**SyncOut.of(row).model_dump(), joined=not created)
@@ -131,9 +151,9 @@ def request_sync(
     responses=_UNKNOWN_DATASET,
 )
 def list_syncs(
-    name: DatasetName, platform: PlatformDep, limit: Annotated[int, Query(ge=1, le=500)] = 20
+    name: DatasetName, platform: PlatformDep, access: AccessDep, limit: Annotated[int, Query(ge=1, le=500)] = 20
 ) -> list[SyncOut]:
-    platform.workspace.dataset(name)
+    _require(platform, access, name, Level.VIEW, "listing a dataset's syncs")
     with platform.database.read() as session:
         return [SyncOut.of(row) for row in catalog.syncs(session, name, limit=limit)]
 
@@ -144,7 +164,24 @@ def list_syncs(
     summary="One sync: its status, progress and outcome",
     responses={404: {"description": "Unknown dataset, or no such sync of it"}},
 )
-def get_sync(name: DatasetName, sync_id: int, platform: PlatformDep) -> SyncOut:
-    platform.workspace.dataset(name)
+def get_sync(name: DatasetName, sync_id: int, platform: PlatformDep, access: AccessDep) -> SyncOut:
+    _require(platform, access, name, Level.VIEW, "viewing a sync")
     with platform.database.read() as session:
         return SyncOut.of(catalog.sync(session, name, sync_id))
+
+
+def _readers(platform: Platform) -> dict[str, list[str]]:
+    """The models reading each dataset: a dataset is reached through them."""
+    found: dict[str, list[str]] = {}
+    for model in platform.workspace.models():
+        for dataset in sorted(set(model.spec.inputs.values())):
+            found.setdefault(dataset, []).append(model.name)
+    return found
+
+
+def _require(platform: Platform, access: Access, name: str, level: Level, doing: str) -> None:
+    """NotFound for an unknown dataset (to callers with any grant), else the permission check."""
+    if name not in platform.workspace.datasets():
+        access.require_listing(doing)
+        platform.workspace.dataset(name)  # raises NotFound naming it
+    access.require_dataset(name, _readers(platform).get(name, []), level, doing)

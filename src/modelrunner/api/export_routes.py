@@ -11,8 +11,10 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
 from modelrunner import export
-from modelrunner.api.deps import PlatformDep
+from modelrunner.api.deps import AccessDep, PlatformDep
+from modelrunner.auth.access import Access
 from modelrunner.export import RuntimeRow, StatusRow
+from modelrunner.spec.access_spec import Level
 
 router = APIRouter(prefix="/export", tags=["export"])
 
@@ -55,6 +57,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 )
 def export_status(
     platform: PlatformDep,
+    access: AccessDep,
     model: ModelFilter = None,
     schedule: ScheduleFilter = None,
     output_format: Format = ExportFormat.JSON,
@@ -63,9 +66,11 @@ def export_status(
     on-demand runs (users, the API); a rerun counts with the run it computes again. `succeeded`
     counts computed runs; runs answered from the cache are `cache_hits`. Active schedule items
     that never ran are rows with zero counts. Step runs count with their pipeline run."""
+    _require(access, model)
     with platform.database.read() as session:
         rows = export.status_rows(session, platform.workspace, model=model, schedule=schedule)
-    return _respond(rows, StatusRow, StatusExport, output_format, "status.csv")
+    visible = [r for r in rows if access.may(r.model, Level.VIEW)]
+    return _respond(visible, StatusRow, StatusExport, output_format, "status.csv")
 
 
 @router.get(
@@ -76,15 +81,25 @@ def export_status(
 )
 def export_runtimes(
     platform: PlatformDep,
+    access: AccessDep,
     model: ModelFilter = None,
     schedule: ScheduleFilter = None,
     output_format: Format = ExportFormat.JSON,
 ) -> Response:
     """The rows of /export/status, with the wall times (first start to end, in seconds) of their
     computed succeeded runs: the newest, the one before it, their ratio, and the mean."""
+    _require(access, model)
     with platform.database.read() as session:
         rows = export.runtime_rows(session, platform.workspace, model=model, schedule=schedule)
-    return _respond(rows, RuntimeRow, RuntimeExport, output_format, "runtimes.csv")
+    visible = [r for r in rows if access.may(r.model, Level.VIEW)]
+    return _respond(visible, RuntimeRow, RuntimeExport, output_format, "runtimes.csv")
+
+
+def _require(access: Access, model: str | None) -> None:
+    """Rows are those of the models the caller may view; naming another model is refused."""
+    access.require_listing("exporting")
+    if model is not None:
+        access.require(model, Level.VIEW, "exporting a model's rows")
 
 
 def _respond(

@@ -42,10 +42,10 @@ def get_model(name: str, platform: PlatformDep, access: AccessDep) -> ModelDetai
         200: {"description": "Answered from the cache", "model": SubmitResponse},
         201: {"description": "A new run was queued, or an identical run in flight was joined"},
         401: {"description": "No valid token, and anonymous callers may not run the model"},
-        403: {"description": "The caller lacks `run` on the model"},
+        403: {"description": "The caller lacks `run` on the model, or may not choose the requested backend"},
         404: {"description": "Unknown model"},
         409: {"description": "cache=only and nothing is cached, or an input's dataset has no version yet"},
-        422: {"description": "Invalid parameters, max_age or input version; the failing field is named"},
+        422: {"description": "Invalid parameters, max_age, input version or backend; the failing field is named"},
     },
 )
 def submit_run(
@@ -54,17 +54,29 @@ def submit_run(
     """Identical requests (same model version, parameters and input data versions) are answered
     from the cache or share one execution; `cache` and `max_age` control how. Each input uses its
     dataset's newest version unless `inputs` pins one. No body runs with every default. Needs
-    `run` on the model."""
+    `run` on the model. A new run goes to the requested `backend`, else where routing sends the
+    caller's runs; a joined run stays on its backend."""
     access.require(name, Level.RUN, "submitting runs")
     request = request or SubmitRequest()
-    submission = platform.submit(name, request.params, request.cache, request.max_age, request.inputs)
+    principal = access.principal
+    submission = platform.submit(
+        name,
+        request.params,
+        request.cache,
+        request.max_age,
+        request.inputs,
+        submitter=principal,
+        backend=request.backend,
+    )
     run = submission.run
     attempts, outputs = [], submission.outputs
+    users = {principal.user_id: principal.name} if principal.user_id is not None else {}
     if submission.outcome == SubmitOutcome.JOINED:
         with platform.database.read() as session:
             attempts = queries.attempts_of(session, run.id)
             outputs = queries.outputs_of(session, run.id)
-    detail = RunDetail.of_rows(run, attempts, outputs).model_dump()
+            users = queries.submitter_names(session, [run])
+    detail = RunDetail.of_rows(run, attempts, outputs, users=users).model_dump()
     body = SubmitResponse(**detail, submission=submission.outcome)
     # Serialised here: returning the model would make FastAPI validate it a second time.
     status = 200 if submission.outcome == SubmitOutcome.CACHE_HIT else 201
@@ -140,7 +152,8 @@ def find_result(name: str, request: Request, platform: PlatformDep, access: Acce
     run, outputs = found
     with platform.database.read() as session:
         attempts = queries.attempts_of(session, run.id)
-    return RunDetail.of_rows(run, attempts, outputs)
+        users = queries.submitter_names(session, [run])
+    return RunDetail.of_rows(run, attempts, outputs, users=users)
 
 
 def _duration(value: str) -> float:

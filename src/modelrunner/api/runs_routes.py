@@ -8,8 +8,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 
-from modelrunner.api.deps import PlatformDep
+from modelrunner.api.deps import AccessDep, PlatformDep
 from modelrunner.api.schemas import (
     EventOut,
     EventPage,
@@ -20,11 +21,13 @@ from modelrunner.api.schemas import (
     RunSummary,
     SubmitResponse,
 )
+from modelrunner.auth.access import Access
 from modelrunner.engine import pipelines
 from modelrunner.engine.states import RunStatus
 from modelrunner.engine.submit import SubmitOutcome
 from modelrunner.errors import InvalidInput, NotFound
 from modelrunner.platform import Platform
+from modelrunner.spec.access_spec import Level
 from modelrunner.store import queries
 from modelrunner.store.tables import RunKind, RunRow
 
@@ -34,6 +37,7 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 @router.get("", response_model=RunPage, summary="List runs, newest first")
 def list_runs(
     platform: PlatformDep,
+    access: AccessDep,
     model: str | None = None,
     parent: Annotated[
         int | None, Query(description="The step runs of this pipeline run; without it, runs that are not steps")
@@ -42,30 +46,40 @@ def list_runs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
 ) -> RunPage:
+    """The runs of the models the caller may view."""
+    access.require_listing("listing runs")
     with platform.database.read() as session:
+        if model is not None:
+            access.require(model, Level.VIEW, "listing runs")
+        visible = None if access.sees_every_model() else access.visible(queries.model_names(session))
         rows = queries.list_runs(
             session,
             model=model,
+            models=visible,
             parent_id=parent,
             statuses=[s.value for s in status or []],
             before_id=_decode(cursor),
             limit=limit + 1,
         )
+        users = queries.submitter_names(session, rows[:limit])
     more = len(rows) > limit
     rows = rows[:limit]
-    return RunPage(items=[RunSummary.of(r) for r in rows], next_cursor=_encode(rows[-1].id) if more else None)
+    return RunPage(items=[RunSummary.of(r, users) for r in rows], next_cursor=_encode(rows[-1].id) if more else None)
 
 
 @router.get("/{run_id}", response_model=RunDetail, summary="A run with its progress, attempts and outputs")
-def get_run(run_id: int, platform: PlatformDep) -> RunDetail:
+def get_run(run_id: int, platform: PlatformDep, access: AccessDep) -> RunDetail:
     """A pipeline run also lists its steps with their states and runs."""
     with platform.database.read() as session:
-        run = _run(session, run_id)
+        run = _run(session, run_id, access, Level.VIEW, "viewing a run")
         steps = None
         if run.kind == RunKind.PIPELINE:
             spec = platform.catalog.get(session, run.model_name, run.model_version).spec
             steps = pipelines.step_states(session, run, spec)
-        return RunDetail.of_rows(run, queries.attempts_of(session, run_id), queries.outputs_of(session, run_id), steps)
+        users = queries.submitter_names(session, [run])
+        return RunDetail.of_rows(
+            run, queries.attempts_of(session, run_id), queries.outputs_of(session, run_id), steps, users=users
+        )
 
 
 @router.post(
@@ -80,24 +94,34 @@ def get_run(run_id: int, platform: PlatformDep) -> RunDetail:
         422: {"description": "An unknown step, `from` and `only` together, or a step run (rerun its pipeline)"},
     },
 )
-def rerun(run_id: int, platform: PlatformDep, request: Annotated[RerunRequest | None, Body()] = None) -> Response:
+def rerun(
+    run_id: int, platform: PlatformDep, access: AccessDep, request: Annotated[RerunRequest | None, Body()] = None
+) -> Response:
     """Same parameters and data versions, the model's current version. `{"from": "summarise"}`
     recomputes that step and every step downstream and reuses the results of the others;
-    `{"only": "publish"}` recomputes one step. No body: compute every step again."""
+    `{"only": "publish"}` recomputes one step. No body: compute every step again. Needs `run`
+    on the model."""
+    with platform.database.read() as session:
+        _run(session, run_id, access, Level.RUN, "rerunning a run")
     request = request or RerunRequest()
-    submission = platform.rerun(run_id, from_step=request.from_step, only_step=request.only)
-    detail = get_run(submission.run.id, platform).model_dump()
+    submission = platform.rerun(run_id, from_step=request.from_step, only_step=request.only, submitter=access.principal)
+    detail = get_run(submission.run.id, platform, access).model_dump()
     body = SubmitResponse(**detail, submission=submission.outcome)
     status = 201 if submission.outcome == SubmitOutcome.CREATED else 200
     return Response(body.model_dump_json(), status_code=status, media_type="application/json")
 
 
 @router.post("/{run_id}/cancel", response_model=RunDetail, summary="Cancel a queued or running run")
-def cancel_run(run_id: int, platform: PlatformDep) -> RunDetail:
+def cancel_run(run_id: int, platform: PlatformDep, access: AccessDep) -> RunDetail:
     """Idempotent. A running model gets SIGTERM, then SIGKILL after the grace period; a pipeline
-    run's unfinished steps are cancelled with it. 409 if the run already ended otherwise."""
+    run's unfinished steps are cancelled with it. 409 if the run already ended otherwise. Needs
+    `run` on the model to cancel one's own runs, `admin` to cancel anyone's."""
+    with platform.database.read() as session:
+        run = _run(session, run_id, access, Level.RUN, "cancelling a run")
+    if run.submitted_by is None or run.submitted_by != access.principal.user_id:
+        access.require(run.model_name, Level.ADMIN, "cancelling a run someone else (or a schedule) submitted")
     platform.cancel(run_id)
-    return get_run(run_id, platform)
+    return get_run(run_id, platform, access)
 
 
 @router.get(
@@ -106,11 +130,13 @@ def cancel_run(run_id: int, platform: PlatformDep) -> RunDetail:
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}, "description": "Log text after `offset`"}},
 )
-def get_logs(run_id: int, platform: PlatformDep, offset: Annotated[int, Query(ge=0)] = 0) -> Response:
+def get_logs(
+    run_id: int, platform: PlatformDep, access: AccessDep, offset: Annotated[int, Query(ge=0)] = 0
+) -> Response:
     """A cache hit shows the log of the run that computed its result. Headers: `X-Log-Offset` is
     the offset to ask for next; `X-Run-Status` the run's status, so a follower knows when to stop."""
     with platform.database.read() as session:
-        run = _run(session, run_id)
+        run = _run(session, run_id, access, Level.VIEW, "reading a run's log")
     logged_run = run.source_run_id if run.cache_hit and run.source_run_id is not None else run_id
     data, next_offset = platform.logs.read(logged_run, offset)
     headers = {"X-Log-Offset": str(next_offset), "X-Run-Status": run.status}
@@ -121,19 +147,20 @@ def get_logs(run_id: int, platform: PlatformDep, offset: Annotated[int, Query(ge
 def get_events(
     run_id: int,
     platform: PlatformDep,
+    access: AccessDep,
     after: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> EventPage:
     with platform.database.read() as session:
-        _run(session, run_id)
+        _run(session, run_id, access, Level.VIEW, "reading a run's events")
         rows = queries.events_of(session, run_id, after, limit)
     return EventPage(items=[EventOut.of(r) for r in rows], next_after=rows[-1].id if rows else after)
 
 
 @router.get("/{run_id}/outputs", response_model=list[OutputOut], summary="The run's output files")
-def list_outputs(run_id: int, platform: PlatformDep) -> list[OutputOut]:
+def list_outputs(run_id: int, platform: PlatformDep, access: AccessDep) -> list[OutputOut]:
     with platform.database.read() as session:
-        _run(session, run_id)
+        _run(session, run_id, access, Level.VIEW, "listing a run's outputs")
         return [OutputOut.of(o) for o in queries.outputs_of(session, run_id)]
 
 
@@ -143,9 +170,9 @@ def list_outputs(run_id: int, platform: PlatformDep) -> list[OutputOut]:
     response_class=StreamingResponse,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-def download_output(run_id: int, path: str, platform: PlatformDep) -> StreamingResponse:
+def download_output(run_id: int, path: str, platform: PlatformDep, access: AccessDep) -> StreamingResponse:
     with platform.database.read() as session:
-        _run(session, run_id)
+        _run(session, run_id, access, Level.VIEW, "downloading a run's outputs")
         found = next((o for o in queries.outputs_of(session, run_id) if o.path == path), None)
     if found is None:
         raise NotFound(f"run {run_id} has no output '{path}'", run=run_id, path=path)
@@ -166,10 +193,13 @@ def _media_type(path: str) -> str:
     return mimetypes.guess_type(path)[0] or "application/octet-stream"
 
 
-def _run(session: object, run_id: int) -> RunRow:
-    run = queries.get_run(session, run_id)  # type: ignore[arg-type]
+def _run(session: Session, run_id: int, access: Access, level: Level, doing: str) -> RunRow:
+    """The run, once the caller is known to have ``level`` on its model."""
+    run = queries.get_run(session, run_id)
     if run is None:
+        access.require_listing(doing)  # a caller without any grant learns nothing, not even what exists
         raise NotFound(f"unknown run {run_id}", run=run_id)
+    access.require(run.model_name, level, doing)
     return run
 
 

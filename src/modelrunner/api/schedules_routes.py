@@ -11,7 +11,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from modelrunner.api.automation_schemas import FiringOut, ScheduleOut, TriggerOut
-from modelrunner.api.deps import PlatformDep
+from modelrunner.api.deps import AccessDep, PlatformDep
+from modelrunner.spec.access_spec import Level
 
 router = APIRouter(tags=["schedules and triggers"])
 
@@ -23,9 +24,11 @@ Limit = Annotated[int, Query(ge=1, le=500, description="How many of the newest f
 
 
 @router.get("/schedules", response_model=list[ScheduleOut], summary="List the schedules with their next fire times")
-def list_schedules(platform: PlatformDep) -> list[ScheduleOut]:
-    """Every schedule of the workspace's `model.yaml` files and `modelrunner.yaml`, by name."""
-    return [ScheduleOut.of(overview) for overview in platform.scheduler.overview()]
+def list_schedules(platform: PlatformDep, access: AccessDep) -> list[ScheduleOut]:
+    """Every schedule of the workspace's `model.yaml` files and `modelrunner.yaml` whose model the
+    caller may view, by name."""
+    access.require_listing("listing schedules")
+    return [ScheduleOut.of(o) for o in platform.scheduler.overview() if access.may(o.model, Level.VIEW)]
 
 
 @router.post(
@@ -38,9 +41,10 @@ def list_schedules(platform: PlatformDep) -> list[ScheduleOut]:
         **_UNKNOWN_SCHEDULE,
     },
 )
-def run_schedule(name: RuleName, platform: PlatformDep) -> FiringOut:
+def run_schedule(name: RuleName, platform: PlatformDep, access: AccessDep) -> FiringOut:
     """Submits the schedule's runs (one per `each` item) at once, whatever its cron, overlap
-    policy or switches say; its next tick stays where it is."""
+    policy or switches say; its next tick stays where it is. Needs `run` on the model."""
+    access.require(platform.workspace.schedule(name).model, Level.RUN, "firing a schedule")
     firing = platform.scheduler.fire_now(name)
     if firing.run_ids:
         platform.dispatcher.wake(queued=True)
@@ -54,16 +58,18 @@ def run_schedule(name: RuleName, platform: PlatformDep) -> FiringOut:
     summary="A schedule's firings, newest first",
     responses=_UNKNOWN_SCHEDULE,
 )
-def schedule_firings(name: RuleName, platform: PlatformDep, limit: Limit = 20) -> list[FiringOut]:
+def schedule_firings(name: RuleName, platform: PlatformDep, access: AccessDep, limit: Limit = 20) -> list[FiringOut]:
+    access.require(platform.workspace.schedule(name).model, Level.VIEW, "reading a schedule's firings")
     return [FiringOut.of(row) for row in platform.scheduler.firings(name, limit)]
 
 
 @router.get(
     "/triggers", response_model=list[TriggerOut], summary="List the triggers with their cursors and last firings"
 )
-def list_triggers(platform: PlatformDep) -> list[TriggerOut]:
-    """Every trigger of the workspace's models, by name, with its five newest firings."""
-    return [TriggerOut.of(overview) for overview in platform.triggers.overview()]
+def list_triggers(platform: PlatformDep, access: AccessDep) -> list[TriggerOut]:
+    """Every trigger of the models the caller may view, by name, with its five newest firings."""
+    access.require_listing("listing triggers")
+    return [TriggerOut.of(o) for o in platform.triggers.overview() if access.may(o.model, Level.VIEW)]
 
 
 @router.get(
@@ -72,5 +78,6 @@ def list_triggers(platform: PlatformDep) -> list[TriggerOut]:
     summary="A trigger's firings, newest first",
     responses=_UNKNOWN_TRIGGER,
 )
-def trigger_firings(name: RuleName, platform: PlatformDep, limit: Limit = 20) -> list[FiringOut]:
+def trigger_firings(name: RuleName, platform: PlatformDep, access: AccessDep, limit: Limit = 20) -> list[FiringOut]:
+    access.require(platform.workspace.trigger(name).model, Level.VIEW, "reading a trigger's firings")
     return [FiringOut.of(row) for row in platform.triggers.firings(name, limit)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -95,6 +96,12 @@ class SubmitRequest(BaseModel):
         description="Input name -> the data version to use (a unique prefix of at least 4 characters is "
         "enough); inputs not named here use their dataset's newest version",
     )
+    backend: str | None = Field(
+        default=None,
+        description="Run on this backend (a name under `backends:` in modelrunner.yaml). Needs `admin` on the "
+        "model, or a routing rule of one of the caller's groups that sends the model there; without it, the "
+        "routing rules, the model's `backend:` and the workspace default decide",
+    )
 
 
 class Progress(BaseModel):
@@ -145,6 +152,17 @@ class RunSummary(BaseModel):
     origin: str | None = Field(
         description="What asked for it when not a person: schedule:<name>#<item>, trigger:<name>, rerun:<run id>"
     )
+    submitted_by: str | None = Field(
+        description="The name of the user whose request it is; null for a schedule's or a trigger's runs"
+    )
+    backend: str = Field(
+        description="The backend it runs on (for a cache hit: the one that computed the result); a step run "
+        "runs where its pipeline run was routed"
+    )
+    backend_rule: str = Field(
+        description="What chose the backend: request (the submitter named it), routing:<group> (a routing rule "
+        "of modelrunner.yaml), model (the model's `backend:`) or workspace (the workspace default)"
+    )
     model: str
     model_version: str
     status: str
@@ -160,8 +178,9 @@ class RunSummary(BaseModel):
     finished_at: dt.datetime | None
 
     @classmethod
-    def of(cls, row: RunRow) -> RunSummary:
-        return cls(**_run_fields(row))
+    def of(cls, row: RunRow, users: Mapping[int, str]) -> RunSummary:
+        """``users``: user id -> name, holding (at least) the run's submitter."""
+        return cls(**_run_fields(row, users))
 
 
 class StepOut(BaseModel):
@@ -196,9 +215,12 @@ class RunDetail(RunSummary):
         attempts: list[AttemptRow],
         outputs: list[OutputRow],
         steps: list[StepState] | None = None,
+        *,
+        users: Mapping[int, str],
     ) -> RunDetail:
+        """``users``: user id -> name, holding (at least) the run's submitter."""
         return cls(
-            **_run_fields(row),
+            **_run_fields(row, users),
             attempts=[AttemptOut.of(a) for a in attempts],
             outputs=[OutputOut.of(o) for o in outputs],
             steps=[StepOut.of(state) for state in steps] if steps is not None else None,
@@ -371,7 +393,7 @@ def _public_spec(spec: DatasetSpec) -> dict[str, Any]:
     return shown
 
 
-def _run_fields(row: RunRow) -> dict[str, Any]:
+def _run_fields(row: RunRow, users: Mapping[int, str]) -> dict[str, Any]:
     return {
         "id": row.id,
         "kind": row.kind,
@@ -380,6 +402,9 @@ def _run_fields(row: RunRow) -> dict[str, Any]:
         "item_key": row.item_key,
         "item": row.item,
         "origin": row.origin,
+        "submitted_by": users.get(row.submitted_by) if row.submitted_by is not None else None,
+        "backend": row.backend,
+        "backend_rule": row.backend_rule,
         "model": row.model_name,
         "model_version": row.model_version,
         "status": row.status,

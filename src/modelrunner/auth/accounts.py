@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from enum import StrEnum
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -21,6 +22,9 @@ from modelrunner.store import account_queries
 from modelrunner.store.tables import ApiTokenRow, GroupMemberRow, GroupRow, UserRow
 
 FIRST_ADMIN = "admin"
+CREATE_TOKEN = "`modelrunner tokens create --user NAME` on the server's machine"
+_EMAIL_LENGTH = 254  # as the users table holds it
+_LABEL_LENGTH = 120  # as the api_tokens table holds it
 
 
 @dataclass(frozen=True)
@@ -31,12 +35,62 @@ class NewToken:
     token: str
 
 
+@dataclass(frozen=True)
+class UserOverview:
+    """A user as an administrator lists them; never a password hash."""
+
+    name: str
+    email: str | None
+    is_admin: bool
+    disabled: bool
+    has_password: bool
+    groups: tuple[str, ...]
+    active_tokens: int  # neither revoked nor expired
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class GroupOverview:
+    name: str
+    members: tuple[str, ...]
+    created_at: dt.datetime
+
+
+class TokenState(StrEnum):
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True)
+class TokenOverview:
+    """A token as ``tokens list`` shows it: who owns it and whether it still works; never its secret
+    or the secret's digest."""
+
+    id: int
+    user: str
+    label: str
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+    state: TokenState
+
+
+@dataclass(frozen=True)
+class Revoked:
+    """The token after ``revoke_token``; ``now`` is False when it had been revoked before."""
+
+    row: ApiTokenRow
+    user: str  # its owner's name
+    now: bool
+
+
 def add_user(
     session: Session, name: str, *, email: str | None = None, password: str | None = None, is_admin: bool = False
 ) -> UserRow:
     """Conflict if the name is taken, InvalidInput for a bad name or e-mail address."""
     _check_name(name, "user name")
-    if email is not None and ("@" not in email or any(c.isspace() for c in email)):
+    if email is not None and ("@" not in email or any(c.isspace() for c in email) or len(email) > _EMAIL_LENGTH):
         raise InvalidInput(f"'{email}' is not an e-mail address", field="email")
     if account_queries.user_by_name(session, name) is not None:
         raise Conflict(f"a user called '{name}' exists already", user=name)
@@ -57,10 +111,30 @@ def add_user(
 
 
 def user(session: Session, name: str) -> UserRow:
+    """NotFound (naming the command that adds users) for an unknown name."""
     found = account_queries.user_by_name(session, name)
     if found is None:
-        raise NotFound(f"unknown user '{name}'", user=name)
+        raise NotFound(f"unknown user '{name}' (add it with `modelrunner users add {name}`)", user=name)
     return found
+
+
+def list_users(session: Session) -> list[UserOverview]:
+    """Every user by name, with their groups and how many of their tokens still work."""
+    groups = account_queries.groups_by_user(session)
+    active = account_queries.active_token_counts(session, utcnow())
+    return [
+        UserOverview(
+            name=row.name,
+            email=row.email,
+            is_admin=row.is_admin,
+            disabled=row.disabled,
+            has_password=row.password_hash is not None,
+            groups=tuple(groups.get(row.id, ())),
+            active_tokens=active.get(row.id, 0),
+            created_at=row.created_at,
+        )
+        for row in account_queries.users(session)
+    ]
 
 
 def set_disabled(session: Session, name: str, disabled: bool) -> UserRow:
@@ -102,6 +176,15 @@ def group(session: Session, name: str) -> GroupRow:
     return found
 
 
+def list_groups(session: Session) -> list[GroupOverview]:
+    """Every group by name with its members' names."""
+    members = account_queries.members_by_group(session)
+    return [
+        GroupOverview(row.name, tuple(members.get(row.id, ())), row.created_at)
+        for row in account_queries.groups(session)
+    ]
+
+
 def add_member(session: Session, group_name: str, user_name: str) -> bool:
     """Put the user in the group; False if they were in it already."""
     found_group, found_user = group(session, group_name), user(session, user_name)
@@ -124,9 +207,14 @@ def create_token(session: Session, user_name: str, *, expires_in: float | None =
     """A new API token for the user; only its digest is stored."""
     owner = user(session, user_name)
     if owner.disabled:
-        raise Conflict(f"user '{user_name}' is disabled; enable them first", user=user_name)
+        raise Conflict(
+            f"user '{user_name}' is disabled; enable them first with `modelrunner users enable {user_name}`",
+            user=user_name,
+        )
     if expires_in is not None and expires_in <= 0:
         raise InvalidInput("expires must be a positive duration", field="expires")
+    if len(label) > _LABEL_LENGTH:
+        raise InvalidInput(f"a token's label holds at most {_LABEL_LENGTH} characters", field="label")
     minted, now = secrets.mint(), utcnow()
     row = ApiTokenRow(
         user_id=owner.id,
@@ -140,14 +228,34 @@ def create_token(session: Session, user_name: str, *, expires_in: float | None =
     return NewToken(row, secrets.compose(secrets.USER_TOKEN, row.id, minted.secret))
 
 
-def revoke_token(session: Session, token_id: int) -> ApiTokenRow:
+def revoke_token(session: Session, token_id: int) -> Revoked:
     """Revoke a token by its id (as ``tokens list`` shows it); idempotent."""
     row = account_queries.token(session, token_id)
     if row is None:
-        raise NotFound(f"unknown token {token_id}", token=token_id)
-    account_queries.revoke_token_if_active(session, token_id, utcnow())
+        raise NotFound(f"unknown token {token_id} (`modelrunner tokens list` shows them)", token=token_id)
+    now = account_queries.revoke_token_if_active(session, token_id, utcnow())
     session.refresh(row)
-    return row
+    return Revoked(row, _names(session, {row.user_id}).get(row.user_id, str(row.user_id)), now)
+
+
+def list_tokens(session: Session, user_name: str | None = None) -> list[TokenOverview]:
+    """The tokens of one user (of everyone with None), oldest first; NotFound for an unknown user."""
+    owner = user(session, user_name) if user_name is not None else None
+    rows = account_queries.tokens_of(session, owner.id if owner else None)
+    names = {owner.id: owner.name} if owner else _names(session, {row.user_id for row in rows})
+    now = utcnow()
+    return [
+        TokenOverview(
+            id=row.id,
+            user=names.get(row.user_id, str(row.user_id)),
+            label=row.label,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            revoked_at=row.revoked_at,
+            state=_token_state(row, now),
+        )
+        for row in rows
+    ]
 
 
 def authenticate(session: Session, token: str) -> Principal:
@@ -158,15 +266,16 @@ def authenticate(session: Session, token: str) -> Principal:
         raise Forbidden("an attempt's callback token can report that attempt's progress and nothing else")
     row = account_queries.token(session, presented.row_id) if presented is not None else None
     if presented is None or row is None or not secrets.matches(presented.secret, row.secret_hash):
-        raise Unauthenticated("unknown token: check MODELRUNNER_TOKEN, or create one with `modelrunner tokens create`")
+        raise Unauthenticated(f"unknown token: check MODELRUNNER_TOKEN, or create a token with {CREATE_TOKEN}")
     if row.revoked_at is not None:
-        raise Unauthenticated(f"token {row.id} was revoked; create a new one with `modelrunner tokens create`")
+        raise Unauthenticated(f"token {row.id} was revoked; create a new one with {CREATE_TOKEN}")
     if row.expires_at is not None and row.expires_at <= utcnow():
-        expired = f"{row.expires_at:%Y-%m-%d %H:%M} UTC"
-        raise Unauthenticated(f"token {row.id} expired at {expired}; create a new one with `modelrunner tokens create`")
+        expired = f"{row.expires_at:%Y-%m-%d %H:%M:%S} UTC"
+        raise Unauthenticated(f"token {row.id} expired at {expired}; create a new one with {CREATE_TOKEN}")
     owner = account_queries.user_by_id(session, row.user_id)
     if owner is None or owner.disabled:
-        raise Unauthenticated(f"user '{owner.name if owner else row.user_id}' is disabled")
+        shown = owner.name if owner else row.user_id
+        raise Unauthenticated(f"user '{shown}' is disabled (a site admin can run `modelrunner users enable {shown}`)")
     return principal_of(session, owner)
 
 
@@ -181,6 +290,18 @@ def sign_in(session: Session, name: str, password: str) -> Principal:
 
 def principal_of(session: Session, row: UserRow) -> Principal:
     return Principal(row.id, row.name, frozenset(account_queries.group_names_of(session, row.id)), row.is_admin)
+
+
+def _names(session: Session, user_ids: set[int]) -> dict[int, str]:
+    return {user_id: row.name for user_id, row in account_queries.users_by_id(session, user_ids).items()}
+
+
+def _token_state(row: ApiTokenRow, now: dt.datetime) -> TokenState:
+    if row.revoked_at is not None:
+        return TokenState.REVOKED
+    if row.expires_at is not None and row.expires_at <= now:
+        return TokenState.EXPIRED
+    return TokenState.ACTIVE
 
 
 def _check_name(name: str, what: str) -> None:

@@ -50,7 +50,7 @@ def parse(token: str) -> PresentedToken | None:
     """The parts of a token in our format; None for anything else."""
     kind, _, rest = token.partition("_")
     row_id, _, secret = rest.partition("_")
-    if kind not in (USER_TOKEN, ATTEMPT_TOKEN) or not row_id.isdigit() or not secret:
+    if kind not in (USER_TOKEN, ATTEMPT_TOKEN) or not (row_id.isascii() and row_id.isdigit()) or not secret:
         return None
     return PresentedToken(kind, int(row_id), secret)
 

@@ -3,6 +3,7 @@ responses and unreachable servers become messages a user can act on."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from modelrunner.errors import ModelrunnerError
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 API = "/api/v1"
+TOKEN_VARIABLE = "MODELRUNNER_TOKEN"
+_CREATE_TOKEN = "create one on the server's machine with `modelrunner tokens create --user NAME`"
 # Paths of the request location FastAPI puts first; users know fields, not request parts.
 _LOCATION_PARTS = {"body", "query", "path", "header"}
 
@@ -44,14 +47,19 @@ class LogChunk:
 class Client:
     """A synchronous client of one modelrunner server's HTTP API (``/api/v1``).
 
-    Every method raises ApiError for an error response and ServerUnreachable when nothing
-    answers; both carry a message meant for the user.
+    Every request carries ``Authorization: Bearer <token>`` when a token is given, or else when
+    MODELRUNNER_TOKEN is set (this is the one place the command line reads it). Every method
+    raises ApiError for an error response and ServerUnreachable when nothing answers; both carry
+    a message meant for the user.
     """
 
-    def __init__(self, server: str, timeout: float = 30.0) -> None:
+    def __init__(self, server: str, timeout: float = 30.0, token: str | None = None) -> None:
         self.server = server.rstrip("/")
+        token = (token if token is not None else os.environ.get(TOKEN_VARIABLE, "")).strip()
+        self._signed_in = bool(token)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
-            self._http = httpx.Client(base_url=self.server, timeout=timeout)
+            self._http = httpx.Client(base_url=self.server, timeout=timeout, headers=headers)
         except httpx.InvalidURL as exc:
             raise ModelrunnerError(f"the server URL {server!r} is not valid: {exc}") from exc
 
@@ -83,12 +91,15 @@ class Client:
         cache: str,
         max_age: float | None,
         inputs: dict[str, str] | None = None,
+        backend: str | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"params": params, "cache": cache}
         if max_age is not None:
             body["max_age"] = max_age
         if inputs:
             body["inputs"] = inputs
+        if backend is not None:
+            body["backend"] = backend
         result: dict[str, Any] = self._json("POST", f"/models/{model}/runs", json=body)
         return result
 
@@ -192,7 +203,7 @@ class Client:
         with self._translated(), self._http.stream("GET", url, timeout=None) as response:
             if response.is_error:
                 response.read()
-                raise ApiError(_error_message(response), response.status_code)
+                raise self._error(response)
             yield response.iter_bytes(1 << 16)
 
     # --- export -------------------------------------------------------------------------------
@@ -221,8 +232,21 @@ class Client:
         with self._translated():
             response = self._http.request(method, url, **kwargs)
         if response.is_error:
-            raise ApiError(_error_message(response), response.status_code)
+            raise self._error(response)
         return response
+
+    def _error(self, response: httpx.Response) -> ApiError:
+        """The server's message; for a 401, also what to do about the token. A 403's message
+        already names the permission that is missing."""
+        message = _error_message(response)
+        if response.status_code == 401:
+            if self._signed_in:
+                message += (
+                    f"\nthe server refused the token in {TOKEN_VARIABLE}; set it to a valid token ({_CREATE_TOKEN})"
+                )
+            else:
+                message += f"\nset {TOKEN_VARIABLE} to an API token ({_CREATE_TOKEN})"
+        return ApiError(message, response.status_code)
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
@@ -241,6 +265,32 @@ class Client:
             raise ServerUnreachable(f"lost the connection to the modelrunner server at {self.server}: {exc}") from exc
         except httpx.InvalidURL as exc:
             raise ModelrunnerError(f"the server URL {self.server!r} is not valid: {exc}") from exc
+
+    # --- notifications ------------------------------------------------------------------------
+
+    def subscriptions(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._json("GET", "/subscriptions")
+        return result
+
+    def subscribe(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The new subscription; ``secret`` holds a generated webhook secret, shown this once."""
+        result: dict[str, Any] = self._json("POST", "/subscriptions", json=body)
+        return result
+
+    def unsubscribe(self, subscription_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("DELETE", f"/subscriptions/{subscription_id}")
+        return result
+
+    def deliveries(self, subscription: int | None, statuses: list[str], limit: int) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {"limit": limit, "status": statuses}
+        if subscription is not None:
+            query["subscription"] = subscription
+        result: list[dict[str, Any]] = self._json("GET", "/deliveries", params=query)
+        return result
+
+    def delivery(self, delivery_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", f"/deliveries/{delivery_id}")
+        return result
 
 
 def _error_message(response: httpx.Response) -> str:

@@ -9,10 +9,12 @@ import typer
 
 import modelrunner
 from modelrunner.cli import output
+from modelrunner.cli.accounts_commands import groups_app, tokens_app, users_app
 from modelrunner.cli.data_commands import data_app
 from modelrunner.cli.db_commands import db_app
 from modelrunner.cli.export_commands import export_app
 from modelrunner.cli.models_commands import models_app
+from modelrunner.cli.notify_commands import deliveries_app, subscriptions_app
 from modelrunner.cli.run_command import run
 from modelrunner.cli.runs_commands import runs_app
 from modelrunner.cli.schedules_commands import schedules_app, triggers_app
@@ -77,3 +79,8 @@ app.add_typer(schedules_app, name="schedules")
 app.add_typer(triggers_app, name="triggers")
 app.add_typer(db_app, name="db")
 app.add_typer(export_app, name="export")
+app.add_typer(users_app, name="users")
+app.add_typer(groups_app, name="groups")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(subscriptions_app, name="subscriptions")
+app.add_typer(deliveries_app, name="deliveries")

@@ -92,6 +92,15 @@ def run(
             "for more. Inputs not named use their dataset's newest version.",
         ),
     ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MODELRUNNER_BACKEND",
+            metavar="NAME",
+            help="Run on this backend of the server (`backends:` in modelrunner.yaml). Needs admin on the model, or "
+            "a routing rule of one of your groups that sends it there. [default: where routing sends your runs]",
+        ),
+    ] = None,
     wait: Annotated[
         bool,
         typer.Option(
@@ -130,6 +139,8 @@ def run(
     Example: `modelrunner run growth -p rate=0.3 -p steps=100 -i cases=1a2b3c4d --wait`
     """
     if local:
+        if backend is not None:
+            raise typer.BadParameter("--local runs here; --backend needs a server", param_hint="--backend")
         if cache != CacheMode.USE or max_age is not None:
             raise typer.BadParameter(
                 "--local always computes; --cache and --max-age need a server", param_hint="--cache"
@@ -144,7 +155,7 @@ def run(
         code = run_locally(model, param, params_file, workspace, output_dir, json_output)
         raise typer.Exit(code)
     with Client(server) as client:
-        submitted = _submit(client, model, param, params_file, cache, max_age, pins)
+        submitted = _submit(client, model, param, params_file, cache, max_age, pins, backend)
         if not wait:
             report_submission(submitted, json_output)
             return
@@ -160,13 +171,14 @@ def _submit(
     cache: CacheMode,
     max_age: str | None,
     pins: list[str] | None,
+    backend: str | None,
 ) -> dict[str, Any]:
     # The schema is only needed to type -p values; without them the POST alone names any problem.
     schema = client.model(model)["params"] if assignments else {}
     params = combine(schema, read_params_file(params_file), assignments)
     seconds = parse_duration(max_age) if max_age is not None else None
     inputs = {name.strip(): version.strip() for name, _, version in (pin.partition("=") for pin in pins or [])}
-    return client.submit(model, params, cache.value, seconds, inputs)
+    return client.submit(model, params, cache.value, seconds, inputs, backend)
 
 
 def _refuse_locally(model: str, workspace: Path) -> None:

@@ -62,6 +62,23 @@ def _step_of(run: dict[str, Any]) -> str | None:
     return f"{run['step']}{item} of pipeline run {run['parent_id']}"
 
 
+_RULES = {
+    "request": "named in the request",
+    "model": "the model's default",
+    "workspace": "the workspace default",
+}
+
+
+def _backend_of(run: dict[str, Any]) -> str | None:
+    """``wide (routing rule of group modellers)``: where the run runs, and what chose it."""
+    if run.get("backend") is None:
+        return None
+    rule = str(run.get("backend_rule") or "")
+    group = rule.removeprefix("routing:") if rule.startswith("routing:") else None
+    why = f"routing rule of group {group}" if group is not None else _RULES.get(rule, rule)
+    return f"{run['backend']} ({why})" if why else str(run["backend"])
+
+
 def outputs_table(outputs: list[dict[str, Any]]) -> Table:
     table = output.table("path", "size", "sha256", title="outputs")
     for item in outputs:
@@ -120,6 +137,8 @@ def print_details(console: Console, run: dict[str, Any]) -> None:
         ("kind", run.get("kind") if run.get("kind") != "run" else None),
         ("step", _step_of(run)),
         ("origin", run.get("origin")),
+        ("submitted by", run.get("submitted_by")),
+        ("backend", _backend_of(run)),
         ("status", output.status(run["status"])),
         ("cache hit", f"yes, computed by run {run['source_run_id']}" if run.get("cache_hit") else "no"),
         ("params", json.dumps(run.get("params", {}), sort_keys=True)),

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import errno
+import shlex
 import socket
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from modelrunner.cli import options, output
 from modelrunner.cli.configuration import build_settings, masked_url
 from modelrunner.errors import ModelrunnerError
+
+if TYPE_CHECKING:
+    from modelrunner.platform import Platform
+    from modelrunner.settings import Settings
 
 
 def serve(
@@ -66,12 +71,15 @@ def serve(
     import uvicorn
 
     from modelrunner.api.app import create_app
+    from modelrunner.auth.accounts import FIRST_ADMIN
     from modelrunner.platform import Platform
 
     _check_port_free(settings.host, settings.port)
+    given = settings
     platform = Platform(settings)
     settings = platform.settings  # with the profile's values
     platform.database.ping()  # an unreachable database is a message here, not a startup traceback
+    created_first_admin = _prepare_store(platform)
     shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
     output.stdout().print(
         f"modelrunner listening on http://{shown_host}:{settings.port} "
@@ -82,7 +90,42 @@ def serve(
         markup=False,
         soft_wrap=True,
     )
+    if created_first_admin:
+        command = _token_command(given, FIRST_ADMIN)
+        output.stdout().print(
+            f"created the first site admin '{FIRST_ADMIN}'. Create its token with: {command}",
+            markup=False,
+            soft_wrap=True,
+        )
     uvicorn.run(create_app(platform), host=settings.host, port=settings.port, log_level="info")
+
+
+def _prepare_store(platform: Platform) -> bool:
+    """Migrate the store and create the first site admin (see Platform.prepare_store), with
+    database failures as a message naming the database."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return platform.prepare_store()
+    except SQLAlchemyError as exc:
+        shown = masked_url(platform.settings.resolved_database_url)
+        raise ModelrunnerError(f"cannot prepare the database {shown}: {getattr(exc, 'orig', None) or exc}") from exc
+
+
+def _token_command(given: Settings, admin: str) -> str:
+    """``modelrunner tokens create`` for the first admin, with the flags that find this server's
+    store from any folder (never a secret: a database password shows as ***)."""
+    words = ["modelrunner", "tokens", "create", "--user", admin, "--workspace", str(given.workspace.resolve())]
+    if given.profile:
+        words += ["--profile", given.profile]
+    if given.database_url:
+        words += ["--database-url", masked_url(given.database_url)]
+    elif given.data_dir:
+        words += ["--data-dir", str(given.state_dir)]
+    command = shlex.join(words)
+    if "***" in command:
+        command += " (with the database password in place of ***)"
+    return command
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -26,7 +26,9 @@ def init(
         f"modelrunner check --workspace {directory}",
         f"modelrunner run growth --local --workspace {directory} -p rate=0.3",
         f"modelrunner serve --workspace {directory}",
-        "modelrunner run growth -p rate=0.3 --wait   (in another terminal, while serve runs)",
+        "then, in another terminal, while serve runs:",
+        f"export MODELRUNNER_TOKEN=$(modelrunner tokens create --user admin --workspace {directory} --quiet)",
+        "modelrunner run growth -p rate=0.3 --wait",
     ):
         console.print(f"  {command}", markup=False)
 

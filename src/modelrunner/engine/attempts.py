@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from modelrunner.auth import secrets
 from modelrunner.clock import utcnow
 from modelrunner.engine import run_events
 from modelrunner.engine.states import FINAL_RUN_STATES, AttemptStatus, RunStatus
@@ -22,6 +23,7 @@ from modelrunner.store import queries
 class Claimed:
     attempt_id: int
     number: int
+    callback_token: str  # reports this attempt's progress; only its digest is stored
 
 
 _OUTCOME_TO_RUN = {
@@ -39,6 +41,7 @@ def claim(session: Session, run_id: int, backend: str, runner_id: str, lease_unt
     except InvalidTransition:
         return None
     number = queries.count_attempts(session, run_id) + 1
+    minted = secrets.mint()
     attempt_id = queries.add_attempt(
         session,
         {
@@ -49,9 +52,10 @@ def claim(session: Session, run_id: int, backend: str, runner_id: str, lease_unt
             "runner_id": runner_id,
             "lease_expires_at": lease_until,
             "created_at": utcnow(),
+            "callback_token_hash": minted.digest,
         },
     )
-    return Claimed(attempt_id, number)
+    return Claimed(attempt_id, number, secrets.compose(secrets.ATTEMPT_TOKEN, attempt_id, minted.secret))
 
 
 def mark_started(session: Session, attempt_id: int, handle: dict[str, Any], at: dt.datetime) -> None:

@@ -1,5 +1,9 @@
 """The dispatcher: the one loop that claims queued runs for a backend, records what attempts
-report, renews their leases, enforces timeouts and cancellations, and reaps lost attempts."""
+report, renews their leases, enforces timeouts and cancellations, and reaps lost attempts.
+
+A server runs one dispatcher per backend it runs (``Dispatchers``); each claims only the runs
+routed to its backend's name, and reaps only that backend's attempts, since only that backend
+knows how to stop them."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -41,7 +45,8 @@ class _InFlight:
 
 
 class Dispatcher:
-    """Owns every attempt this process runs. ``wake()`` makes it act at once (a submit, a report)."""
+    """Owns every attempt this process runs on one backend. ``wake()`` makes it act at once (a
+    submit, a report)."""
 
     def __init__(
         self,
@@ -49,18 +54,24 @@ class Dispatcher:
         catalog: VersionCatalog,
         backend: Backend,
         *,
+        backend_name: str,
         lease_seconds: float,
         poll_seconds: float,
+        callback_url: str,
         on_attempt_finished: Callable[[float], None] = lambda seconds: None,
         on_runs_changed: Callable[[], None] = lambda: None,
     ) -> None:
-        """``on_attempt_finished`` gets each finished attempt's run time; ``on_runs_changed`` is
+        """``backend_name`` is the name runs are routed to (``backends:`` in modelrunner.yaml);
+        ``callback_url`` is the server's URL as attempts reach it (their progress callbacks);
+        ``on_attempt_finished`` gets each finished attempt's run time; ``on_runs_changed`` is
         called after attempts' endings are committed (pipelines advance on it)."""
         self._database = database
         self._catalog = catalog
         self._backend = backend
+        self.backend_name = backend_name
         self._lease = lease_seconds
         self._poll = poll_seconds
+        self._callback_url = callback_url.rstrip("/")
         self._on_attempt_finished = on_attempt_finished
         self._on_runs_changed = on_runs_changed
         self.runner_id = this_runner_id()
@@ -79,7 +90,7 @@ class Dispatcher:
     def start(self) -> None:
         """Recover attempts left by a dead predecessor on this host, then start the loop."""
         self._recover_dead_runners()
-        self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"dispatcher-{self.backend_name}", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -178,7 +189,7 @@ class Dispatcher:
     def _claim(self, session: Session) -> list[tuple[AttemptJob, _InFlight]]:
         free = self._backend.free_slots()
         jobs: list[tuple[AttemptJob, _InFlight]] = []
-        queued = queries.queued_runs(session, limit=free)
+        queued = queries.queued_runs(session, self.backend_name, limit=free)
         for run in queued:
             if run.slots > free and (self._inflight or jobs):
                 self._maybe_queued = True  # first come, first served: wait for room, don't skip ahead
@@ -190,7 +201,7 @@ class Dispatcher:
                 # must not stop the queue behind it.
                 transition(session, run.id, RunStatus.FAILED, reason=f"cannot run: {exc.message}")
                 continue
-            attempt = attempts.claim(session, run.id, self._backend.type, self.runner_id, self._lease_until())
+            attempt = attempts.claim(session, run.id, self.backend_name, self.runner_id, self._lease_until())
             if attempt is None:
                 continue
             part = version.spec.part(run.step)
@@ -208,6 +219,8 @@ class Dispatcher:
                 inputs=tuple(JobInput(name, i["dataset"], i["version"]) for name, i in sorted(run.inputs.items())),
                 upstream=tuple(UpstreamFile(**f) for f in (run.plan or {}).get("upstream", [])),
                 item=json.dumps(run.item) if run.item_key is not None else None,
+                callback_url=f"{self._callback_url}/api/v1/attempts/{attempt.attempt_id}",
+                callback_token=attempt.callback_token,
             )
             handle = _handle_of(self.runner_id, attempt.attempt_id, run.id, attempt.number)
             jobs.append((job, _InFlight(run.id, handle, part.retries, part.resources.timeout)))
@@ -222,7 +235,7 @@ class Dispatcher:
             try:
                 flight.handle = self._backend.submit(job)
             except Exception as exc:
-                log.exception("backend %s could not launch attempt %s", self._backend.type, job.attempt_id)
+                log.exception("backend %s could not launch attempt %s", self.backend_name, job.attempt_id)
                 self._inflight.pop(job.attempt_id, None)
                 with self._database.write() as session:
                     attempts.finish(session, job.attempt_id, _launch_failure(exc), flight.retries)
@@ -289,13 +302,15 @@ class Dispatcher:
 
     def _reap_expired(self) -> None:
         with self._database.read() as session:
-            expired = [a for a in queries.expired_attempts(session, utcnow()) if a.id not in self._inflight]
+            expired = [
+                a for a in queries.expired_attempts(session, utcnow(), self.backend_name) if a.id not in self._inflight
+            ]
         for attempt in expired:
             self._reap(attempt, f"attempt {attempt.number} lost: its lease expired without a heartbeat")
 
     def _recover_dead_runners(self) -> None:
         with self._database.read() as session:
-            orphaned = [a for a in queries.active_attempts(session) if is_dead_runner(a.runner_id)]
+            orphaned = [a for a in queries.active_attempts(session, self.backend_name) if is_dead_runner(a.runner_id)]
         for attempt in orphaned:
             self._reap(attempt, f"attempt {attempt.number} lost: the server running it stopped")
 
@@ -310,6 +325,46 @@ class Dispatcher:
             if attempts.lose(session, attempt.id, reason, retries):
                 log.warning("run %s: %s", attempt.run_id, reason)
         self.wake()
+
+
+class Dispatchers:
+    """The dispatchers of one process, by backend name: started, woken and stopped together."""
+
+    def __init__(self, dispatchers: Mapping[str, Dispatcher]) -> None:
+        self._by_name = dict(dispatchers)
+        self.runner_id = this_runner_id()  # every dispatcher of a process has this one
+
+    def __iter__(self) -> Iterator[Dispatcher]:
+        return iter(self._by_name.values())
+
+    def __contains__(self, backend: object) -> bool:
+        return backend in self._by_name
+
+    def __getitem__(self, backend: str) -> Dispatcher:
+        return self._by_name[backend]
+
+    @property
+    def backends(self) -> list[str]:
+        """The names of the backends this process runs, in the order they are declared."""
+        return list(self._by_name)
+
+    def start(self) -> None:
+        for dispatcher in self:
+            dispatcher.start()
+
+    def stop(self) -> None:
+        """Stop every dispatcher (each queues its running attempts again; see Dispatcher.stop)."""
+        for dispatcher in self:
+            dispatcher.stop()
+
+    def wake(self, *, queued: bool = False, cancelled: bool = False, backend: str | None = None) -> None:
+        """Wake the dispatcher of ``backend`` (all of them without it); see Dispatcher.wake. A
+        backend this process does not run is no one's to wake here."""
+        if backend is None:
+            for dispatcher in self:
+                dispatcher.wake(queued=queued, cancelled=cancelled)
+        elif backend in self._by_name:
+            self._by_name[backend].wake(queued=queued, cancelled=cancelled)
 
 
 def _handle_of(runner_id: str, attempt_id: int, run_id: int, number: int) -> Handle:

@@ -179,7 +179,8 @@ def _start_step(
     children: dict[str, list[queries.ChildRun]],
 ) -> list[queries.ChildRun]:
     """Create the runs of the step's items that have none yet: a cache hit where the same step
-    was computed on the same upstream results, a queued run otherwise."""
+    was computed on the same upstream results, a queued run otherwise. They are the pipeline
+    run's submitter's, and a queued one runs on the pipeline run's backend."""
     started = {run.item_key for run in children.get(name, [])}
     missing = [(key, item) for key, item in pipeline_plan.items[name] if key not in started]
     if not missing:
@@ -202,7 +203,16 @@ def _start_step(
         if name not in pipeline_plan.refresh:
             cached = queries.latest_computed_success(session, key, None)
             if cached is not None:
-                hit = record_hit(session, cached, now, parent_id=pipeline.id, origin=pipeline.origin)
+                hit = record_hit(
+                    session,
+                    cached,
+                    now,
+                    parent_id=pipeline.id,
+                    origin=pipeline.origin,
+                    submitted_by=pipeline.submitted_by,
+                    backend=cached.backend,  # a hit shows where its result was computed
+                    backend_rule=cached.backend_rule,
+                )
                 created.append(queries.ChildRun.of(hit))
                 continue
         if queries.active_run_for_key(session, key) is not None:
@@ -223,6 +233,9 @@ def _start_step(
             cache_hit=False,
             slots=step.resources.slots,
             origin=pipeline.origin,
+            submitted_by=pipeline.submitted_by,
+            backend=pipeline.backend,
+            backend_rule=pipeline.backend_rule,
             created_at=now,
         )
         queries.add_run(session, run)

@@ -12,12 +12,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modelrunner.artifacts.store import ArtifactStore
+from modelrunner.auth.principal import Principal
 from modelrunner.clock import utcnow
 from modelrunner.engine import input_versions, pipelines
 from modelrunner.engine.cache_hit import record_hit
 from modelrunner.engine.cache_key import cache_key
 from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.engine.pipelines import PipelinePlan
+from modelrunner.engine.routing import Route, choose_backend
 from modelrunner.engine.states import RunStatus
 from modelrunner.errors import Conflict, InvalidInput, NotFound
 from modelrunner.spec.model_version import snapshot
@@ -57,6 +59,8 @@ class PreparedRun:
     max_age: float | None
     origin: str | None
     pipeline: PipelinePlan | None
+    route: Route  # the backend a new run goes to, and the rule that chose it
+    submitted_by: int | None  # the user asking; None for a schedule, a trigger
 
 
 class Submitter:
@@ -83,19 +87,36 @@ class Submitter:
         origin: str | None = None,
         refresh_steps: Collection[str] | None = None,
         rerun_of: int | None = None,
+        submitter: Principal | None = None,
+        backend: str | None = None,
     ) -> Submission:
-        """Raises NotFound (model), SpecError (broken model.yaml), InvalidInput (params, a pinned
-        input version), Conflict (``cache=only`` with nothing cached, an input dataset with no
-        version yet). Nothing is written when it raises.
+        """Raises NotFound (model), SpecError (broken model.yaml or modelrunner.yaml, a routing
+        rule naming an unknown backend), InvalidInput (params, a pinned input version, an unknown
+        ``backend``), Forbidden (a ``backend`` the submitter may not choose), Conflict
+        (``cache=only`` with nothing cached, an input dataset with no version yet). Nothing is
+        written when it raises.
 
         ``inputs`` pins input versions (a unique prefix is enough); the others take their
         dataset's newest. With ``max_age``, a result computed on data no older than that is
         accepted (for a model without inputs: a result no older than that). ``origin`` says what
         asked (a schedule, a trigger). For a pipeline, ``refresh_steps`` are computed again
         whatever the cache holds (all of them with ``cache=refresh``).
+
+        A new run goes to the backend that ``routing.choose_backend`` picks for ``submitter``
+        (None: a schedule, a trigger) and the requested ``backend``; a joined run stays where it
+        is, and a cache hit shows the backend of the run that computed the result.
         """
         prepared = self.prepare(
-            model_name, params, cache, max_age, inputs, origin=origin, refresh_steps=refresh_steps, rerun_of=rerun_of
+            model_name,
+            params,
+            cache,
+            max_age,
+            inputs,
+            origin=origin,
+            refresh_steps=refresh_steps,
+            rerun_of=rerun_of,
+            submitter=submitter,
+            backend=backend,
         )
         with self._database.write() as session:
             return self.record(session, prepared)
@@ -111,10 +132,13 @@ class Submitter:
         origin: str | None = None,
         refresh_steps: Collection[str] | None = None,
         rerun_of: int | None = None,
+        submitter: Principal | None = None,
+        backend: str | None = None,
     ) -> PreparedRun:
         """Everything ``submit`` checks, without writing a run: ``record`` writes it."""
         model = self._workspace.model(model_name)
         validated = validate_params(model.spec.params, params)
+        route = choose_backend(self._workspace.spec(), model.spec, submitter, backend)
         now = utcnow()
         chosen, acceptable = self._choose_inputs(model, inputs or {}, max_age, now)
         plan = None
@@ -132,7 +156,10 @@ class Submitter:
         if cache != CacheMode.ONLY:
             self._record_version(model)
         fresh_after = now - dt.timedelta(seconds=max_age) if max_age is not None and not model.spec.inputs else None
-        return PreparedRun(model, validated, cache, key, chosen, acceptable, fresh_after, max_age, origin, plan)
+        submitted_by = submitter.user_id if submitter is not None else None
+        return PreparedRun(
+            model, validated, cache, key, chosen, acceptable, fresh_after, max_age, origin, plan, route, submitted_by
+        )
 
     def record(self, session: Session, prepared: PreparedRun) -> Submission:
         """Answer from the cache, join an identical run in flight, or queue a new run (a pipeline
@@ -149,7 +176,16 @@ class Submitter:
                 )
                 cached = queries.latest_computed_success(session, choice_key, prepared.fresh_after)
                 if cached is not None:
-                    hit = record_hit(session, cached, now, origin=prepared.origin)
+                    # Computed nowhere new: the hit shows where its result was computed.
+                    hit = record_hit(
+                        session,
+                        cached,
+                        now,
+                        origin=prepared.origin,
+                        submitted_by=prepared.submitted_by,
+                        backend=cached.backend,
+                        backend_rule=cached.backend_rule,
+                    )
                     return Submission(hit, SubmitOutcome.CACHE_HIT, queries.outputs_of(session, hit.id))
         if prepared.cache == CacheMode.ONLY:
             raise Conflict(
@@ -174,6 +210,9 @@ class Submitter:
             slots=model.spec.resources.slots,
             plan=pipeline.as_json() if pipeline else None,
             origin=prepared.origin,
+            submitted_by=prepared.submitted_by,
+            backend=prepared.route.backend,
+            backend_rule=prepared.route.rule,
             created_at=now,
             started_at=now if pipeline else None,
         )
@@ -191,10 +230,18 @@ class Submitter:
             pipelines.advance(session, run.id, model.spec)
         return Submission(run, SubmitOutcome.CREATED)
 
-    def rerun(self, run_id: int, *, from_step: str | None = None, only_step: str | None = None) -> Submission:
+    def rerun(
+        self,
+        run_id: int,
+        *,
+        from_step: str | None = None,
+        only_step: str | None = None,
+        submitter: Principal | None = None,
+    ) -> Submission:
         """Compute a run again with its parameters and data versions, on the model's current
         version. For a pipeline run, ``from_step`` recomputes that step and everything downstream,
-        ``only_step`` that step alone, neither every step; the other steps reuse their results."""
+        ``only_step`` that step alone, neither every step; the other steps reuse their results.
+        A rerun is a new request of ``submitter``'s, routed as theirs."""
         with self._database.read() as session:
             run = queries.get_run(session, run_id)
         if run is None:
@@ -213,7 +260,9 @@ class Submitter:
         if not model.spec.is_pipeline:
             if from_step is not None or only_step is not None:
                 raise InvalidInput(f"model '{model.name}' has no steps; rerun it without `from`/`only`", field="from")
-            return self.submit(model.name, run.params, CacheMode.REFRESH, inputs=pins, origin=origin)
+            return self.submit(
+                model.name, run.params, CacheMode.REFRESH, inputs=pins, origin=origin, submitter=submitter
+            )
         chosen_step = from_step or only_step
         if chosen_step is not None and chosen_step not in model.spec.steps:
             steps = ", ".join(model.spec.steps)
@@ -224,7 +273,15 @@ class Submitter:
             refresh = {only_step}
         else:
             refresh = set(model.spec.steps)
-        return self.submit(model.name, run.params, inputs=pins, origin=origin, refresh_steps=refresh, rerun_of=run_id)
+        return self.submit(
+            model.name,
+            run.params,
+            inputs=pins,
+            origin=origin,
+            refresh_steps=refresh,
+            rerun_of=run_id,
+            submitter=submitter,
+        )
 
     def find_cached(
         self, model_name: str, params: Any, max_age: float | None, inputs: Mapping[str, str] | None = None

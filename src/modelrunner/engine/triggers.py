@@ -38,7 +38,7 @@ from modelrunner.clock import utcnow
 from modelrunner.engine import firings
 from modelrunner.engine.firings import FiringStatus, Plan
 from modelrunner.engine.submit import Submitter
-from modelrunner.errors import InvalidInput, ModelrunnerError, NotFound
+from modelrunner.errors import InvalidInput, ModelrunnerError
 from modelrunner.spec.automation_spec import TriggerEvent
 from modelrunner.spec.workspace import Trigger, Workspace
 from modelrunner.store import automation_queries
@@ -138,7 +138,7 @@ class Triggers:
 
     def firings(self, name: str, limit: int) -> list[FiringRow]:
         """The trigger's firings, newest first; NotFound for an unknown trigger."""
-        trigger = self._trigger(name)
+        trigger = self._workspace.trigger(name)
         with self._database.read() as session:
             return automation_queries.firings_of(session, _rule(trigger), limit)
 
@@ -248,17 +248,6 @@ class Triggers:
         for name in sorted(n for n, c in counts.items() if c > 1):
             log.warning("trigger %s is declared twice; it does not fire until one is renamed", name)
         return [t for t in every if counts[t.name] == 1]
-
-    def _trigger(self, name: str) -> Trigger:
-        every = self._workspace.triggers()
-        matches = [t for t in every if t.name == name] or [t for t in every if t.name.split("/", 1)[1] == name]
-        if len(matches) == 1:
-            return matches[0]
-        if matches:
-            raise NotFound(
-                f"trigger '{name}' is ambiguous; name one of " + ", ".join(t.name for t in matches), trigger=name
-            )
-        raise NotFound(f"unknown trigger '{name}'", trigger=name)
 
     def _paused_by(self, trigger: Trigger) -> str | None:
         if not self._automatic:

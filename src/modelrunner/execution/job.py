@@ -44,6 +44,9 @@ class AttemptJob:
     inputs: tuple[JobInput, ...] = ()
     upstream: tuple[UpstreamFile, ...] = ()
     item: str | None = None  # a fan-out child's item, as JSON (MODELRUNNER_ITEM)
+    # Where and with what the attempt may report its progress over HTTP (a remote runner does).
+    callback_url: str | None = None
+    callback_token: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

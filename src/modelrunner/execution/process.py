@@ -180,7 +180,9 @@ class AttemptProcess:
             self._fetch_file(upstream.uri, destination)
         params_file = self._scratch / "params.json"
         params_file.write_text(json.dumps(self.job.params, indent=2), encoding="utf-8")
-        env = dict(os.environ if self._environment is None else self._environment)
+        inherited = os.environ if self._environment is None else self._environment
+        # The server's own settings (a database URL, a token, an SMTP password) are not the model's business.
+        env = {name: value for name, value in inherited.items() if not name.startswith("MODELRUNNER_")}
         env.update(
             MODELRUNNER_RUN_ID=str(self.job.run_id),
             MODELRUNNER_ATTEMPT=str(self.job.attempt_number),
@@ -192,6 +194,9 @@ class AttemptProcess:
         )
         if self.job.item is not None:
             env["MODELRUNNER_ITEM"] = self.job.item
+        if self.job.callback_url is not None and self.job.callback_token is not None:
+            env["MODELRUNNER_CALLBACK_URL"] = self.job.callback_url
+            env["MODELRUNNER_CALLBACK_TOKEN"] = self.job.callback_token
         return model_dir, outputs_dir, env
 
     def _preparation_failed(self, message: str) -> Outcome:

@@ -7,7 +7,7 @@ import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -27,6 +27,7 @@ from modelrunner.spec.model_spec import (
 )
 from modelrunner.spec.model_version import content_hash, fingerprint
 from modelrunner.spec.names import check_names
+from modelrunner.spec.notify_spec import NotificationsSpec
 
 WORKSPACE_FILE = "modelrunner.yaml"
 TEMPLATE = Path(__file__).parent / "workspace_template"
@@ -48,6 +49,7 @@ class WorkspaceSpec(BaseModel):
     )
     default_backend: str | None = Field(default=None, description="The backend of runs no other rule routes")
     routing: list[RoutingRule] = Field(default_factory=list, description="Backends by the submitter's group")
+    notifications: NotificationsSpec = NotificationsSpec()
 
     @field_validator("datasets", mode="before")
     @classmethod
@@ -111,6 +113,9 @@ class Trigger:
     @property
     def active(self) -> bool:
         return self.spec.enabled and self.model_automatic
+
+
+_Rule = TypeVar("_Rule", Schedule, Trigger)
 
 
 @dataclass
@@ -208,15 +213,7 @@ class Workspace:
 
     def schedule(self, name: str) -> Schedule:
         """The schedule called ``name`` (``model/schedule``, or just ``schedule`` when unique)."""
-        every = self.schedules()
-        matches = [s for s in every if s.name == name] or [s for s in every if s.name.split("/", 1)[1] == name]
-        if len(matches) == 1:
-            return matches[0]
-        if matches:
-            raise NotFound(
-                f"schedule '{name}' is ambiguous; name one of " + ", ".join(s.name for s in matches), schedule=name
-            )
-        raise NotFound(f"unknown schedule '{name}'", schedule=name)
+        return _by_name(self.schedules(), name, "schedule")
 
     def triggers(self) -> list[Trigger]:
         """Every trigger of the valid models."""
@@ -228,6 +225,10 @@ class Workspace:
             ),
             key=lambda t: t.name,
         )
+
+    def trigger(self, name: str) -> Trigger:
+        """The trigger called ``name`` (``model/trigger``, or just ``trigger`` when unique)."""
+        return _by_name(self.triggers(), name, "trigger")
 
     def profile(self, name: str) -> ProfileSpec:
         """The profile called ``name``; NotFound naming the profiles there are."""
@@ -364,6 +365,18 @@ class Workspace:
 
     def _shown(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
+
+
+def _by_name(every: list[_Rule], name: str, kind: str) -> _Rule:
+    """The rule whose full name is ``name``, or the only one whose short name is; NotFound naming
+    the candidates when several are."""
+    matches = [r for r in every if r.name == name] or [r for r in every if r.name.split("/", 1)[1] == name]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        candidates = ", ".join(r.name for r in matches)
+        raise NotFound(f"{kind} '{name}' is ambiguous; name one of {candidates}", **{kind: name})
+    raise NotFound(f"unknown {kind} '{name}'", **{kind: name})
 
 
 def _read_workspace_spec(path: Path) -> tuple[WorkspaceSpec | None, list[SpecProblem]]:

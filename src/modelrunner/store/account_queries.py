@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from modelrunner.store.tables import ApiTokenRow, GroupMemberRow, GroupRow, UserRow
+
+_LARGEST_ID = 2**63 - 1  # BIGINT on PostgreSQL, INTEGER on SQLite
 
 
 def user_by_name(session: Session, name: str) -> UserRow | None:
@@ -101,6 +103,10 @@ def groups_by_user(session: Session) -> dict[int, list[str]]:
 
 
 def token(session: Session, token_id: int) -> ApiTokenRow | None:
+    """The token row, or None; also None for an id no row can have (a forged token's number may
+    not fit the column, which PostgreSQL and SQLite would refuse with an error)."""
+    if not 0 < token_id <= _LARGEST_ID:
+        return None
     return session.get(ApiTokenRow, token_id)
 
 
@@ -110,6 +116,19 @@ def tokens_of(session: Session, user_id: int | None) -> list[ApiTokenRow]:
     if user_id is not None:
         statement = statement.where(ApiTokenRow.user_id == user_id)
     return list(session.scalars(statement))
+
+
+def active_token_counts(session: Session, now: dt.datetime) -> dict[int, int]:
+    """How many tokens of each user are neither revoked nor expired at ``now``, by user id."""
+    statement = (
+        select(ApiTokenRow.user_id, func.count())
+        .where(
+            ApiTokenRow.revoked_at.is_(None),
+            or_(ApiTokenRow.expires_at.is_(None), ApiTokenRow.expires_at > now),
+        )
+        .group_by(ApiTokenRow.user_id)
+    )
+    return {user_id: int(count) for user_id, count in session.execute(statement)}
 
 
 def revoke_token_if_active(session: Session, token_id: int, at: dt.datetime) -> bool:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from modelrunner.engine.states import ACTIVE_ATTEMPT_STATES, ACTIVE_RUN_STATES, RunStatus
-from modelrunner.store.tables import AttemptRow, EventRow, ModelVersionRow, OutputRow, RunKind, RunRow
+from modelrunner.store.tables import AttemptRow, EventRow, ModelVersionRow, OutputRow, RunKind, RunRow, UserRow
 
 # The hot paths of the dispatcher use Core statements on these tables: no ORM bookkeeping.
 _runs: Table = RunRow.__table__  # type: ignore[assignment]
@@ -55,7 +55,7 @@ _QUEUED_RUNS = (
         _runs.c.item,
         _runs.c.plan,
     )
-    .where(_runs.c.status == RunStatus.QUEUED.value)
+    .where(_runs.c.backend == bindparam("backend"), _runs.c.status == RunStatus.QUEUED.value)
     .order_by(_runs.c.id)
     .limit(bindparam("limit"))
 )
@@ -160,10 +160,14 @@ def list_runs(
     before_id: int | None,
     limit: int,
     parent_id: int | None = None,
+    models: Collection[str] | None = None,
 ) -> list[RunRow]:
     """Newest first; ``before_id`` continues a previous page. The step runs of ``parent_id``,
-    or, without it, the runs that are not steps of a pipeline."""
+    or, without it, the runs that are not steps of a pipeline. ``models`` limits them to those
+    models' runs."""
     statement = select(RunRow)
+    if models is not None:
+        statement = statement.where(RunRow.model_name.in_(list(models)))
     if parent_id is not None:
         statement = statement.where(RunRow.parent_id == parent_id)
     else:
@@ -175,6 +179,11 @@ def list_runs(
     if before_id is not None:
         statement = statement.where(RunRow.id < before_id)
     return list(session.scalars(statement.order_by(RunRow.id.desc()).limit(limit)))
+
+
+def model_names(session: Session) -> list[str]:
+    """The name of every model that was ever submitted, sorted."""
+    return list(session.scalars(select(ModelVersionRow.name).distinct().order_by(ModelVersionRow.name)))
 
 
 @dataclass(frozen=True)
@@ -191,9 +200,18 @@ class QueuedRun:
     plan: dict[str, Any] | None
 
 
-def queued_runs(session: Session, limit: int) -> list[QueuedRun]:
-    """The oldest queued runs, first come first served."""
-    return [QueuedRun(**row._mapping) for row in session.execute(_QUEUED_RUNS, {"limit": limit})]
+def queued_runs(session: Session, backend: str, limit: int) -> list[QueuedRun]:
+    """The oldest queued runs routed to ``backend`` (its name), first come first served."""
+    rows = session.execute(_QUEUED_RUNS, {"backend": backend, "limit": limit})
+    return [QueuedRun(**row._mapping) for row in rows]
+
+
+def queued_counts_by_backend(session: Session) -> dict[str, int]:
+    """Backend name -> how many runs wait in its queue."""
+    statement = (
+        select(_runs.c.backend, func.count()).where(_runs.c.status == RunStatus.QUEUED.value).group_by(_runs.c.backend)
+    )
+    return {backend: int(count) for backend, count in session.execute(statement)}
 
 
 def active_runs_using_dataset(session: Session, dataset: str) -> list[int]:
@@ -298,6 +316,15 @@ def set_run_progress(session: Session, run_id: int, fraction: float | None, mess
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def submitter_names(session: Session, runs: Iterable[RunRow]) -> dict[int, str]:
+    """User id -> name of the users who submitted these runs."""
+    ids = {run.submitted_by for run in runs if run.submitted_by is not None}
+    if not ids:
+        return {}
+    rows = session.execute(select(UserRow.id, UserRow.name).where(UserRow.id.in_(ids)))
+    return {user_id: name for user_id, name in rows}
+
+
 def count_runs_by_status(session: Session) -> dict[str, int]:
     rows = session.execute(select(RunRow.status, func.count()).group_by(RunRow.status)).all()
     return dict(rows)
@@ -333,6 +360,10 @@ def set_attempt_if_active(session: Session, attempt_id: int, values: dict[str, A
     return EndedAttempt(row.run_id, row.number) if row else None
 
 
+def get_attempt(session: Session, attempt_id: int) -> AttemptRow | None:
+    return session.get(AttemptRow, attempt_id)
+
+
 def attempt_status(session: Session, attempt_id: int) -> tuple[int, str] | None:
     """The attempt's run id and status."""
     row = session.execute(_ATTEMPT_STATUS, {"attempt_id": attempt_id}).first()
@@ -352,16 +383,22 @@ def renew_leases(session: Session, runner_id: str, attempt_ids: Collection[int],
         )
 
 
-def active_attempts(session: Session) -> list[AttemptRow]:
+def active_attempts(session: Session, backend: str | None = None) -> list[AttemptRow]:
+    """The attempts still starting or running (on ``backend``, by name, when given)."""
     statement = select(AttemptRow).where(AttemptRow.status.in_([s.value for s in ACTIVE_ATTEMPT_STATES]))
+    if backend is not None:
+        statement = statement.where(AttemptRow.backend == backend)
     return list(session.scalars(statement))
 
 
-def expired_attempts(session: Session, now: dt.datetime) -> list[AttemptRow]:
+def expired_attempts(session: Session, now: dt.datetime, backend: str | None = None) -> list[AttemptRow]:
+    """The active attempts whose lease ran out before ``now`` (on ``backend`` when given)."""
     statement = select(AttemptRow).where(
         AttemptRow.status.in_([s.value for s in ACTIVE_ATTEMPT_STATES]),
         AttemptRow.lease_expires_at < now,
     )
+    if backend is not None:
+        statement = statement.where(AttemptRow.backend == backend)
     return list(session.scalars(statement))
 
 

@@ -144,7 +144,7 @@ class AttemptRow(Base):
     run_id: Mapped[int] = mapped_column(Id, ForeignKey("runs.id"))
     number: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))
-    backend: Mapped[str] = mapped_column(String(32))
+    backend: Mapped[str] = mapped_column(String(63))  # the backend's name (backends: in modelrunner.yaml)
     runner_id: Mapped[str] = mapped_column(String(128))
     handle: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # sha256 of the attempt's callback token: it may report this attempt's progress, nothing else.
@@ -336,3 +336,83 @@ class ApiTokenRow(Base):
     revoked_at: Mapped[dt.datetime | None]
 
     __table_args__ = (Index("ix_api_tokens_user_id", "user_id"),)
+
+
+# --- notifications: subscriptions, the outbox of deliveries, their attempts ----------------------
+
+
+class SubscriptionRow(Base):
+    """A user's wish to hear about a model's runs or one run, by e-mail, webhook or digest."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id"))
+    model: Mapped[str] = mapped_column(String(63))  # the model (a run's model): what `view` is checked on
+    run_id: Mapped[int | None] = mapped_column(Id, ForeignKey("runs.id"))  # None: every top-level run of the model
+    notify_on: Mapped[str] = mapped_column(String(16))  # all, failures, results_changed
+    channel: Mapped[str] = mapped_column(String(16))  # email, webhook, digest
+    url: Mapped[str | None] = mapped_column(Text)  # a webhook's URL
+    # A webhook's signing secret: needed in clear to sign; never shown after creation, wiped on removal.
+    secret: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime]
+    removed_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (
+        Index("ix_subscriptions_user_id_id", "user_id", "id"),
+        Index("ix_subscriptions_model", "model"),
+        Index("ix_subscriptions_run_id", "run_id"),
+    )
+
+
+class DeliveryRow(Base):
+    """The outbox: one notification to send (or held for a digest), created exactly once per
+    subscription and event (``key`` is unique), sent by whichever server claims it first."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(160), unique=True)  # the idempotency key receivers see
+    kind: Mapped[str] = mapped_column(String(8))  # event (one event) or digest (a summary mail)
+    subscription_id: Mapped[int | None] = mapped_column(Id, ForeignKey("subscriptions.id"))  # None: a digest mail
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id"))
+    channel: Mapped[str] = mapped_column(String(16))  # email, webhook, digest (an item held for the digest)
+    target: Mapped[str] = mapped_column(Text)  # the address or the URL it goes to ("" for held items)
+    event_id: Mapped[int | None] = mapped_column(BigInteger)
+    run_id: Mapped[int | None] = mapped_column(Id, ForeignKey("runs.id"))
+    event_type: Mapped[str] = mapped_column(String(32))  # run.succeeded, run.failed, ..., digest
+    payload: Mapped[dict[str, Any]]  # what is sent, fixed when the delivery is created
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # attempts started (claims)
+    # pending: when it may be tried next; sending: when the claim (lease) expires.
+    next_attempt_at: Mapped[dt.datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    digest_id: Mapped[int | None] = mapped_column(Id, ForeignKey("deliveries.id"))  # a held item's digest mail
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    delivered_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (
+        Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),  # what is due, every tick
+        Index("ix_deliveries_user_id_id", "user_id", "id"),
+        Index("ix_deliveries_subscription_id_id", "subscription_id", "id"),
+        Index("ix_deliveries_digest_id", "digest_id"),
+    )
+
+
+class DeliveryAttemptRow(Base):
+    """One try to send a delivery: when, how long, and what the other side answered."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(Id, ForeignKey("deliveries.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime]
+    duration_seconds: Mapped[float] = mapped_column(Float)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    http_status: Mapped[int | None] = mapped_column(Integer)  # a webhook's response status
+    error: Mapped[str | None] = mapped_column(Text)  # the SMTP or HTTP error, secrets removed
+
+    __table_args__ = (Index("ix_delivery_attempts_delivery_id_id", "delivery_id", "id"),)

@@ -73,10 +73,13 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_runs_backend_status_id"), ["backend", "status", "id"], unique=False)
     with op.batch_alter_table("attempts", schema=None) as batch_op:
         batch_op.add_column(sa.Column("callback_token_hash", sa.String(length=64), nullable=True))
+        # It holds the backend's name now (names go to 63 characters), not its type.
+        batch_op.alter_column("backend", existing_type=sa.String(length=32), type_=sa.String(length=63))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("attempts", schema=None) as batch_op:
+        batch_op.alter_column("backend", existing_type=sa.String(length=63), type_=sa.String(length=32))
         batch_op.drop_column("callback_token_hash")
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_runs_backend_status_id"))

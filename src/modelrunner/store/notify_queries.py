@@ -1,0 +1,228 @@
+"""The queries of notifications: subscriptions, the outbox of deliveries and their attempts.
+Callers pass the session (the transaction). Every change of a delivery's status is a
+compare-and-set, so two servers on one database never send the same delivery at once."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from modelrunner.engine.states import RunStatus
+from modelrunner.store.tables import (
+    DeliveryAttemptRow,
+    DeliveryRow,
+    OutputRow,
+    RunRow,
+    SubscriptionRow,
+)
+
+# --- subscriptions ------------------------------------------------------------------------------
+
+
+def add_subscription(session: Session, row: SubscriptionRow) -> SubscriptionRow:
+    session.add(row)
+    session.flush()
+    return row
+
+
+def subscription(session: Session, subscription_id: int) -> SubscriptionRow | None:
+    """The subscription, removed or not."""
+    return session.get(SubscriptionRow, subscription_id)
+
+
+def subscriptions(session: Session, user_id: int | None) -> list[SubscriptionRow]:
+    """The active subscriptions of one user (of everyone with None), oldest first."""
+    statement = select(SubscriptionRow).where(SubscriptionRow.removed_at.is_(None)).order_by(SubscriptionRow.id)
+    if user_id is not None:
+        statement = statement.where(SubscriptionRow.user_id == user_id)
+    return list(session.scalars(statement))
+
+
+def same_subscription(
+    session: Session, *, user_id: int, model: str, run_id: int | None, notify_on: str, channel: str, url: str | None
+) -> SubscriptionRow | None:
+    """An active subscription of the user that asks for exactly this."""
+    statement = select(SubscriptionRow).where(
+        SubscriptionRow.removed_at.is_(None),
+        SubscriptionRow.user_id == user_id,
+        SubscriptionRow.model == model,
+        SubscriptionRow.run_id.is_(None) if run_id is None else SubscriptionRow.run_id == run_id,
+        SubscriptionRow.notify_on == notify_on,
+        SubscriptionRow.channel == channel,
+        SubscriptionRow.url.is_(None) if url is None else SubscriptionRow.url == url,
+    )
+    return session.scalars(statement.limit(1)).first()
+
+
+def subscriptions_for(session: Session, models: Collection[str], run_ids: Collection[int]) -> list[SubscriptionRow]:
+    """The active subscriptions to any of ``models`` (whole-model ones) or ``run_ids``."""
+    if not models and not run_ids:
+        return []
+    statement = (
+        select(SubscriptionRow)
+        .where(
+            SubscriptionRow.removed_at.is_(None),
+            or_(
+                and_(SubscriptionRow.run_id.is_(None), SubscriptionRow.model.in_(list(models))),
+                SubscriptionRow.run_id.in_(list(run_ids)),
+            ),
+        )
+        .order_by(SubscriptionRow.id)
+    )
+    return list(session.scalars(statement))
+
+
+def remove_subscription_if_active(session: Session, subscription_id: int, at: dt.datetime) -> bool:
+    """Mark the subscription removed and wipe its secret; False if it was removed already."""
+    statement = (
+        update(SubscriptionRow)
+        .where(SubscriptionRow.id == subscription_id, SubscriptionRow.removed_at.is_(None))
+        .values(removed_at=at, secret=None)
+    )
+    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
+# --- deliveries ---------------------------------------------------------------------------------
+
+
+def add_deliveries(session: Session, rows: list[DeliveryRow]) -> None:
+    """Insert the deliveries; IntegrityError if one's key exists already."""
+    session.add_all(rows)
+    session.flush()
+
+
+def delivery(session: Session, delivery_id: int) -> DeliveryRow | None:
+    return session.get(DeliveryRow, delivery_id)
+
+
+def deliveries(
+    session: Session,
+    *,
+    user_id: int | None,
+    subscription_id: int | None,
+    statuses: Collection[str],
+    before_id: int | None,
+    limit: int,
+) -> list[DeliveryRow]:
+    """Deliveries, newest first, narrowed by whichever filters are given."""
+    statement = select(DeliveryRow).order_by(DeliveryRow.id.desc()).limit(limit)
+    if user_id is not None:
+        statement = statement.where(DeliveryRow.user_id == user_id)
+    if subscription_id is not None:
+        statement = statement.where(DeliveryRow.subscription_id == subscription_id)
+    if statuses:
+        statement = statement.where(DeliveryRow.status.in_(list(statuses)))
+    if before_id is not None:
+        statement = statement.where(DeliveryRow.id < before_id)
+    return list(session.scalars(statement))
+
+
+def due_deliveries(session: Session, statuses: Collection[str], now: dt.datetime, limit: int) -> list[DeliveryRow]:
+    """Deliveries in ``statuses`` whose ``next_attempt_at`` has come, the longest-waiting first."""
+    statement = (
+        select(DeliveryRow)
+        .where(DeliveryRow.status.in_(list(statuses)), DeliveryRow.next_attempt_at <= now)
+        .order_by(DeliveryRow.next_attempt_at, DeliveryRow.id)
+        .limit(limit)
+    )
+    return list(session.scalars(statement))
+
+
+def deliveries_in(session: Session, status: str, limit: int) -> list[DeliveryRow]:
+    """The oldest deliveries in ``status`` (e.g. those being sent, to look for dead senders)."""
+    statement = select(DeliveryRow).where(DeliveryRow.status == status).order_by(DeliveryRow.id).limit(limit)
+    return list(session.scalars(statement))
+
+
+def set_delivery_if(session: Session, delivery_id: int, expected: dict[str, Any], values: dict[str, Any]) -> bool:
+    """Compare-and-set: change the delivery only while its columns hold ``expected``."""
+    conditions = [getattr(DeliveryRow, name) == value for name, value in expected.items()]
+    statement = update(DeliveryRow).where(DeliveryRow.id == delivery_id, *conditions).values(**values)
+    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
+def cancel_unsent(session: Session, subscription_id: int, statuses: Collection[str], at: dt.datetime) -> int:
+    """Cancel the subscription's deliveries still in ``statuses``; how many."""
+    statement = (
+        update(DeliveryRow)
+        .where(DeliveryRow.subscription_id == subscription_id, DeliveryRow.status.in_(list(statuses)))
+        .values(status="cancelled", next_attempt_at=None, updated_at=at)
+    )
+    return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
+def held_deliveries(session: Session, status: str) -> list[DeliveryRow]:
+    """Every delivery held for the next digest, oldest first."""
+    statement = select(DeliveryRow).where(DeliveryRow.status == status).order_by(DeliveryRow.id)
+    return list(session.scalars(statement))
+
+
+def mark_digested(
+    session: Session, delivery_ids: Collection[int], *, held: str, digested: str, digest_id: int, at: dt.datetime
+) -> int:
+    """Move held items into a digest mail (only those still held); how many moved."""
+    statement = (
+        update(DeliveryRow)
+        .where(DeliveryRow.id.in_(list(delivery_ids)), DeliveryRow.status == held)
+        .values(status=digested, digest_id=digest_id, updated_at=at)
+    )
+    return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
+def digest_items(session: Session, digest_id: int) -> list[DeliveryRow]:
+    statement = select(DeliveryRow).where(DeliveryRow.digest_id == digest_id).order_by(DeliveryRow.id)
+    return list(session.scalars(statement))
+
+
+# --- delivery attempts --------------------------------------------------------------------------
+
+
+def add_attempt(session: Session, row: DeliveryAttemptRow) -> None:
+    session.add(row)
+    session.flush()
+
+
+def attempts_of(session: Session, delivery_id: int) -> list[DeliveryAttemptRow]:
+    statement = (
+        select(DeliveryAttemptRow).where(DeliveryAttemptRow.delivery_id == delivery_id).order_by(DeliveryAttemptRow.id)
+    )
+    return list(session.scalars(statement))
+
+
+# --- what notifications say of runs -------------------------------------------------------------
+
+
+def runs_by_id(session: Session, run_ids: Collection[int]) -> dict[int, RunRow]:
+    if not run_ids:
+        return {}
+    return {row.id: row for row in session.scalars(select(RunRow).where(RunRow.id.in_(list(run_ids))))}
+
+
+def earlier_computed_successes(session: Session, run: RunRow, before_id: int, limit: int) -> list[RunRow]:
+    """Computed (not cache-hit) successes of ``run``'s model, the same step and fan-out item,
+    with an id below ``before_id``, newest first (the (model, status, id) index)."""
+    statement = (
+        select(RunRow)
+        .where(
+            RunRow.model_name == run.model_name,
+            RunRow.status == RunStatus.SUCCEEDED.value,
+            RunRow.id < before_id,
+            RunRow.cache_hit.is_(False),
+            RunRow.kind == run.kind,
+            RunRow.step.is_(None) if run.step is None else RunRow.step == run.step,
+            RunRow.item_key.is_(None) if run.item_key is None else RunRow.item_key == run.item_key,
+        )
+        .order_by(RunRow.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(statement))
+
+
+def output_digests(session: Session, run_id: int) -> dict[str, str]:
+    """The run's outputs as {path: sha256}."""
+    statement = select(OutputRow.path, OutputRow.sha256).where(OutputRow.run_id == run_id)
+    return {path: sha for path, sha in session.execute(statement)}
