@@ -226,6 +226,7 @@ class Platform:
 
     def _runs_changed(self) -> None:
         self.automation.wake()
+        self.notifier.wake()  # a run may have ended: its subscribers hear at once
 
     def _source_of(self, dataset: str) -> Source:
         return open_source(

@@ -27,7 +27,10 @@ def list_models(json_output: options.Json = False, server: options.Server = opti
         table.add_row(output.cell(model["name"]), model["version"], output.cell(model["title"]))
     output.stdout().print(table)
     if not models:
-        output.hint("the workspace has no valid models; `modelrunner check` explains why")
+        output.hint(
+            "no models to show: you may view none (grants are under `access:` in modelrunner.yaml), "
+            "or the workspace has no valid ones (`modelrunner check` explains why)"
+        )
 
 
 @models_app.command("show")

@@ -12,6 +12,22 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from modelrunner.spec.names import check_name
 
 
+def check_cron(value: str) -> str:
+    """``value`` if it is a five-field cron expression; ValueError saying what one looks like."""
+    if len(value.split()) != 5 or not croniter.is_valid(value):
+        raise ValueError(f"{value!r} is not a five-field cron expression (minute hour day month weekday)")
+    return value
+
+
+def check_timezone(value: str) -> str:
+    """``value`` if it names an IANA time zone."""
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"{value!r} is not a known time zone (e.g. 'UTC', 'America/New_York')") from exc
+    return value
+
+
 class Overlap(StrEnum):
     SKIP = "skip"  # the previous runs of the schedule still go: this firing creates nothing
     QUEUE = "queue"  # the firing waits and submits once the previous runs have ended
@@ -41,18 +57,12 @@ class ScheduleSpec(BaseModel):
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
-        if len(value.split()) != 5 or not croniter.is_valid(value):
-            raise ValueError(f"{value!r} is not a five-field cron expression (minute hour day month weekday)")
-        return value
+        return check_cron(value)
 
     @field_validator("timezone")
     @classmethod
     def _valid_timezone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"{value!r} is not a known time zone (e.g. 'UTC', 'America/New_York')") from exc
-        return value
+        return check_timezone(value)
 
     @model_validator(mode="after")
     def _params_or_each(self) -> ScheduleSpec:

@@ -10,12 +10,12 @@ in ``modelrunner check`` output or a log.
 from __future__ import annotations
 
 import re
-import zoneinfo
 from enum import StrEnum
 from typing import Any
 
-from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from modelrunner.spec.automation_spec import check_cron, check_timezone
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -108,18 +108,12 @@ class DigestSpec(BaseModel):
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
-        if len(value.split()) != 5 or not croniter.is_valid(value):
-            raise ValueError(f"{value!r} is not a five-field cron expression (minute hour day month weekday)")
-        return value
+        return check_cron(value)
 
     @field_validator("timezone")
     @classmethod
     def _valid_timezone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"{value!r} is not a known time zone (e.g. 'UTC', 'Europe/Berlin')") from exc
-        return value
+        return check_timezone(value)
 
 
 class NotificationsSpec(BaseModel):
