@@ -113,7 +113,10 @@ class Platform:
         self.dispatcher.start()
         self.poller.start()
         self.automation.start()
-        self.notifier.start()
+        if self.profile.notify:
+            self.notifier.start()
+        else:
+            self.notifier.prepare()
 
     def stop(self) -> None:
         self.notifier.stop()

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -27,6 +28,7 @@ from modelrunner.notify.deliveries import Deliverer
 from modelrunner.notify.digest import Digest
 from modelrunner.notify.outbox import Outbox
 from modelrunner.platform import Platform
+from modelrunner.settings import Settings
 from modelrunner.store import account_queries, notify_queries, queries
 from modelrunner.store.database import Database
 from modelrunner.store.tables import DeliveryRow, EventRow, SubscriptionRow
@@ -690,3 +692,25 @@ def _payload() -> dict[str, Any]:
         "outputs_total": 0,
         "links": {"run": f"{BASE_URL}/api/v1/runs/1", "outputs": "", "logs": f"{BASE_URL}/api/v1/runs/1/logs"},
     }
+
+
+def test_a_server_whose_profile_says_notify_false_sends_nothing_and_the_next_one_does(
+    notified: Path, settings: Settings, smtp: SmtpServer
+) -> None:
+    spec = yaml.safe_load((notified / "modelrunner.yaml").read_text())
+    spec["profiles"] = {"test": {"notify": False}}
+    (notified / "modelrunner.yaml").write_text(yaml.safe_dump(spec))
+
+    quiet = Platform(settings.model_copy(update={"profile": "test"}))
+    with admin_client(quiet) as client:
+        alice = person(quiet, "alice")
+        subscribe(client, alice, model="noop", channel="email")
+        run = run_to_end(client, "noop", {"n": 3})
+        time.sleep(10 * settings.poll_seconds)  # ten notifier ticks, had it been running
+        assert deliveries(client, alice) == []
+    assert smtp.mailbox.all() == []
+
+    with admin_client(Platform(settings)) as client:
+        wait_until(lambda: smtp.mailbox.to("alice@example.org"), 20, "the mail, from a server that notifies")
+    [mail] = smtp.mailbox.all()
+    assert f"run {run['id']} of noop succeeded" in mail["Subject"]

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from modelrunner.auth.principal import Principal
+from modelrunner.auth.principal import ANONYMOUS, Principal
 from modelrunner.engine.routing import Route, choosable_backends, choose_backend
-from modelrunner.errors import Forbidden, InvalidInput, SpecError
+from modelrunner.errors import Forbidden, InvalidInput, SpecError, Unauthenticated
 from modelrunner.spec.model_spec import ModelSpec
 from modelrunner.spec.workspace import Workspace, WorkspaceSpec
 
@@ -92,6 +92,8 @@ def test_a_requested_backend_is_refused_to_others_saying_why() -> None:
     )
     with pytest.raises(Forbidden, match="ada may choose none"):
         choose_backend(routed, model("cases"), user("owners"), "wide")  # owners administer forecast-* only
+    with pytest.raises(Unauthenticated, match="choosing backend 'wide' needs a signed-in user"):
+        choose_backend(routed, model(), ANONYMOUS, "wide")
 
 
 def test_an_unknown_requested_backend_names_the_field_and_the_backends() -> None:

@@ -86,3 +86,12 @@ def test_passwords_are_argon2id_hashes_that_verify_only_the_right_password() -> 
     assert not secrets.password_matches("correct horse ", stored)
     assert not secrets.password_matches("correct horse", None)
     assert not secrets.password_matches("correct horse", "not a hash")
+
+
+def test_a_password_matches_only_its_own_hash() -> None:
+    stored = secrets.hash_password("correct horse")
+    assert stored.startswith("$argon2id$")
+    assert secrets.password_matches("correct horse", stored)
+    assert not secrets.password_matches("wrong", stored)
+    assert not secrets.password_matches("correct horse", None)  # no such user, or no password set
+    assert not secrets.password_matches("correct horse", "not a hash")

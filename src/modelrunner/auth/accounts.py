@@ -283,7 +283,8 @@ def sign_in(session: Session, name: str, password: str) -> Principal:
     """The user whose name and password these are (the web UI's sign-in); Unauthenticated with
     the same message for an unknown name and a wrong password."""
     found = account_queries.user_by_name(session, name)
-    if found is None or found.disabled or not secrets.password_matches(password, found.password_hash):
+    matches = secrets.password_matches(password, found.password_hash if found is not None else None)
+    if found is None or found.disabled or not matches:
         raise Unauthenticated("unknown user name or wrong password")
     return principal_of(session, found)
 

@@ -3,6 +3,7 @@ stored sha256 of the secret, compared in constant time; passwords are hashed wit
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -65,9 +66,14 @@ def hash_password(password: str) -> str:
 
 
 def password_matches(password: str, stored_hash: str | None) -> bool:
-    if stored_hash is None:
-        return False
+    """Whether ``password`` is the one hashed; without a hash (no such user, no password) it
+    takes as long to say no, so a wrong name cannot be told from a wrong password by timing."""
     try:
-        return _PASSWORDS.verify(stored_hash, password)
+        return _PASSWORDS.verify(stored_hash or _no_password_hash(), password) and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
+
+
+@functools.cache
+def _no_password_hash() -> str:
+    return _PASSWORDS.hash(secrets.token_urlsafe(16))

@@ -12,9 +12,9 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from modelrunner.auth.access import Access
+from modelrunner.auth.access import SIGN_IN, Access
 from modelrunner.auth.principal import Principal
-from modelrunner.errors import Forbidden, InvalidInput, SpecError
+from modelrunner.errors import Forbidden, InvalidInput, SpecError, Unauthenticated
 from modelrunner.spec.access_spec import Level
 from modelrunner.spec.backend_spec import RoutingRule
 from modelrunner.spec.model_spec import MODEL_FILE, ModelSpec
@@ -80,6 +80,8 @@ def _require_choice(workspace: WorkspaceSpec, model: ModelSpec, submitter: Princ
     allowed = choosable_backends(workspace, model, submitter)
     if requested in allowed:
         return
+    if not submitter.signed_in:
+        raise Unauthenticated(f"choosing backend '{requested}' needs a signed-in user: {SIGN_IN}", backend=requested)
     raise Forbidden(
         f"choosing backend '{requested}' for model '{model.name}' needs 'admin' on the model, or a routing "
         f"rule in {WORKSPACE_FILE} that sends it there for one of {submitter.name}'s groups; "

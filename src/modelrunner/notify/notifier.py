@@ -46,8 +46,13 @@ class Notifier:
         self._thread: threading.Thread | None = None
         self._trouble: dict[str, str] = {}  # the last warning of each step, said once until it changes
 
-    def start(self) -> None:
+    def prepare(self) -> None:
+        """Place the outbox's cursor if no server did yet: events from now on are notified, also
+        those of a server that sends nothing itself (``notify: false``) for the next one to send."""
         self.outbox.start()
+
+    def start(self) -> None:
+        self.prepare()
         self._thread = threading.Thread(target=self._loop, name="notifier", daemon=True)
         self._thread.start()
 

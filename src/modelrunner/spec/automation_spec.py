@@ -138,3 +138,6 @@ class ProfileSpec(BaseModel):
     local_slots: int | None = Field(default=None, ge=1)
     publish: bool = Field(default=True, description="Whether pipeline steps marked `publish: true` run")
     automatic: bool = Field(default=True, description="Whether schedules and triggers create runs")
+    notify: bool = Field(
+        default=True, description="Whether this server sends notifications (false: a test copy mails nobody)"
+    )
