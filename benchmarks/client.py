@@ -19,8 +19,10 @@ FINAL = frozenset({"succeeded", "failed", "timed_out", "cancelled"})
 class Api:
     """One keep-alive HTTP connection to the server (``httpx.Client`` is not shared across threads)."""
 
-    def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=300)
+    def __init__(self, url: str, token: str | None) -> None:
+        """``token`` None: an anonymous caller."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=url, headers=headers, timeout=300)
 
     def close(self) -> None:
         self.http.close()
@@ -90,7 +92,7 @@ def timed(call: Any, *args: Any) -> float:
     return time.perf_counter() - start
 
 
-def submit_all(url: str, params: Sequence[dict[str, Any]], threads: int) -> list[int]:
+def submit_all(url: str, token: str, params: Sequence[dict[str, Any]], threads: int) -> list[int]:
     """Submit every parameter set, ``threads`` requests at a time; run ids in submission order."""
     local = threading.local()
     clients: list[Api] = []
@@ -98,7 +100,7 @@ def submit_all(url: str, params: Sequence[dict[str, Any]], threads: int) -> list
 
     def submit(one: dict[str, Any]) -> int:
         if not hasattr(local, "api"):
-            local.api = Api(url)
+            local.api = Api(url, token)
             with lock:
                 clients.append(local.api)
         return int(local.api.submit(one)["id"])

@@ -13,13 +13,14 @@ SEQUENTIAL_RUNS = 30
 START_TARGET = 0.020
 CACHE_REQUESTS = 200
 CACHE_TARGET = 3.0
+AUTH_TARGET = 1.5
 WARMUP = 5
 BLOCK = 20
 
 
 def measure_submit_to_start(bench: Bench) -> list[Figure]:
     with bench.server("submit-to-start") as (server, _):
-        api = Api(server.url)
+        api = Api(server.url, server.token)
         _warm_up(api)
         health = [timed(api.healthz) for _ in range(CACHE_REQUESTS)]
         delays, claims, launches, round_trips = [], [], [], []
@@ -61,7 +62,7 @@ def measure_submit_to_start(bench: Bench) -> list[Figure]:
 
 def measure_cache_hit(bench: Bench) -> list[Figure]:
     with bench.server("cache-hit") as (server, _):
-        api = Api(server.url)
+        api = Api(server.url, server.token)
         _warm_up(api)  # runs i=-1
         source = api.submit({"i": 0})
         final = api.wait_final(source["id"], first_poll=0.05, poll=0.02)
@@ -90,6 +91,43 @@ def measure_cache_hit(bench: Bench) -> list[Figure]:
             notes=[
                 f"every POST answered 200 (cache_hit); one keep-alive connection; {WARMUP} warm-up requests "
                 f"of each first, then alternating blocks of {BLOCK} GET /healthz and {BLOCK} POSTs.",
+            ],
+        )
+    ]
+
+
+def measure_auth(bench: Bench) -> list[Figure]:
+    """What checking a bearer token costs: GET /runs/{id} signed in, against the same GET by an
+    anonymous caller whom the workspace lets view the model (no token to look up)."""
+    with bench.server("auth") as (server, _):
+        signed_in = Api(server.url, server.token)
+        anonymous = Api(server.url, None)
+        _warm_up(signed_in)
+        run_id = signed_in.submit({"i": 0})["id"]
+        signed_in.wait_final(run_id, first_poll=0.05, poll=0.02)
+        for _ in range(WARMUP):
+            signed_in.run(run_id)
+            anonymous.run(run_id)
+        with_token: list[float] = []
+        without: list[float] = []
+        for _ in range(CACHE_REQUESTS // BLOCK):
+            with_token += [timed(signed_in.run, run_id) for _ in range(BLOCK)]
+            without += [timed(anonymous.run, run_id) for _ in range(BLOCK)]
+        signed_in.close()
+        anonymous.close()
+    ratio = median(with_token) / median(without)
+    return [
+        Figure(
+            name=f"auth: GET /runs/{{id}} with a token (median of {CACHE_REQUESTS})",
+            measured=f"{ms(median(with_token))} (p90 {ms(percentile(with_token, 0.9))})",
+            baseline=f"{ms(median(without))} the same GET, anonymous",
+            compared=f"ratio {ratio:.2f}",
+            target=f"ratio ≤ {AUTH_TARGET:g}",
+            met=ratio <= AUTH_TARGET,
+            notes=[
+                "the token is looked up by id and its sha256 compared in constant time, then the user's groups "
+                "are read: one read transaction per request; the anonymous caller has a view grant on noop.",
+                f"alternating blocks of {BLOCK} of each on two keep-alive connections, after {WARMUP} warm-ups.",
             ],
         )
     ]

@@ -62,7 +62,7 @@ def measure(bench: Bench) -> list[Figure]:
         began = time.perf_counter()
         _load(database_url)
         loaded = time.perf_counter() - began
-        api = Api(server.url)
+        api = Api(server.url, server.token)
         query: dict[str, Any] = {"model": MODEL, "status": "succeeded", "limit": 50}
         page = api.runs(**query)
         if len(page["items"]) != 50 or page["next_cursor"] is None:

@@ -17,11 +17,11 @@ def measure(bench: Bench) -> list[Figure]:
     chunk = first  # submitted in chunks, so the RSS is seen after every `first` runs
     series: list[tuple[int, int]] = []
     with bench.server("memory") as (server, _):
-        api = Api(server.url)
+        api = Api(server.url, server.token)
         idle = server.rss()
         began = time.perf_counter()
         for done in range(chunk, total + 1, chunk):
-            submit_all(server.url, [{"i": i} for i in range(done - chunk, done)], CLIENT_THREADS)
+            submit_all(server.url, server.token, [{"i": i} for i in range(done - chunk, done)], CLIENT_THREADS)
             api.wait_idle(poll=0.25, timeout=3600)
             time.sleep(1)  # let the last attempts' threads end
             series.append((done, server.rss()))

@@ -32,7 +32,7 @@ OTHER_USERS_TARGET = 1.5  # other users' median latency while it advances, again
 def measure(bench: Bench) -> list[Figure]:
     fanout = FANOUT_QUICK if bench.quick else FANOUT
     with bench.server("pipeline") as (server, _):
-        api = Api(server.url)
+        api = Api(server.url, server.token)
         warm = api.submit({"i": -1})
         api.wait_final(warm["id"], first_poll=0.05, poll=0.02)
         idle = _other_user_latencies(api, warm["id"], count=IDLE_SAMPLES)
@@ -41,17 +41,17 @@ def measure(bench: Bench) -> list[Figure]:
 
         # Baseline: the same number of executions as plain runs, submitted all at once.
         busy: list[float] = []
-        with _sampling(server.url, warm["id"], busy):
+        with _sampling(server.url, server.token, warm["id"], busy):
             began = time.perf_counter()
-            ids = submit_all(server.url, [{"i": k} for k in range(fanout)], threads=4)
+            ids = submit_all(server.url, server.token, [{"i": k} for k in range(fanout)], threads=4)
             api.wait_idle(poll=0.25, timeout=600)
         plain_runs = [api.run(run_id) for run_id in (ids[0], ids[-1])]
         plain = max(instant(r["finished_at"]) for r in plain_runs) - instant(plain_runs[0]["created_at"])
         plain_wall = time.perf_counter() - began
 
-        pipeline_api = Api(server.url)
+        pipeline_api = Api(server.url, server.token)
         during: list[float] = []
-        with _sampling(server.url, warm["id"], during):
+        with _sampling(server.url, server.token, warm["id"], during):
             began = time.perf_counter()
             response = pipeline_api.http.post(
                 "/api/v1/models/fanout/runs", json={"params": {"items": list(range(fanout))}}
@@ -116,10 +116,10 @@ def _other_user_latencies(api: Api, run_id: int, count: int) -> list[float]:
 
 
 @contextmanager
-def _sampling(url: str, run_id: int, into: list[float]) -> Iterator[None]:
+def _sampling(url: str, token: str, run_id: int, into: list[float]) -> Iterator[None]:
     """Another user's requests, timed into ``into``, for as long as the block runs."""
     stop = threading.Event()
-    watcher = threading.Thread(target=_sample_until, args=(url, run_id, stop, into))
+    watcher = threading.Thread(target=_sample_until, args=(url, token, run_id, stop, into))
     watcher.start()
     try:
         yield
@@ -128,8 +128,8 @@ def _sampling(url: str, run_id: int, into: list[float]) -> Iterator[None]:
         watcher.join()
 
 
-def _sample_until(url: str, run_id: int, stop: threading.Event, into: list[Any]) -> None:
-    api = Api(url)
+def _sample_until(url: str, token: str, run_id: int, stop: threading.Event, into: list[Any]) -> None:
+    api = Api(url, token)
     try:
         k = 0
         while not stop.is_set():

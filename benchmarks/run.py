@@ -35,6 +35,7 @@ FIGURES: dict[str, Callable[[Bench], list[Figure]]] = {
     "throughput": throughput.measure,
     "submit-to-start": latency.measure_submit_to_start,
     "cache-hit": latency.measure_cache_hit,
+    "auth": latency.measure_auth,
     "list": listing.measure,
     "memory": memory.measure,
     "data-sync": datasets.measure_sync,

@@ -53,6 +53,7 @@ class Server:
         self.env.update(MODELRUNNER_HOST="127.0.0.1", MODELRUNNER_PORT=str(self.port))
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+        self.token = ""  # the first site admin's, once started
 
     def start(self, timeout: float = 60) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,12 +65,21 @@ class Server:
                 raise RuntimeError(f"the server exited at start:\n{self.log_tail()}")
             try:
                 if httpx.get(f"{self.url}/api/v1/healthz", timeout=2).status_code == 200:
+                    self.token = self.token or self._admin_token()
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"the server did not answer within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def _admin_token(self) -> str:
+        """A token of the site admin the first start created, as an administrator gets one."""
+        command = [sys.executable, "-m", "modelrunner", "tokens", "create", "--user", "admin", "--quiet"]
+        done = subprocess.run(command, env=self.env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"could not create a token: {done.stderr}")
+        return done.stdout.strip()
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -45,13 +45,13 @@ def through_platform(bench: Bench, label: str) -> tuple[float, float, float]:
     """Seconds from the first submit until the last of RUNS runs is final, seconds until every
     submit was answered, and the server's CPU seconds meanwhile."""
     with bench.server(label) as (server, _):
-        api = Api(server.url)
+        api = Api(server.url, server.token)
         # One run first, so the model version is recorded and caches are warm before timing.
         api.wait_final(api.submit({"i": -1})["id"], first_poll=0.05, poll=0.02)
         process = psutil.Process(server.pid)
         cpu_before = sum(process.cpu_times()[:2])
         start = time.time()
-        ids = set(submit_all(server.url, [{"i": i} for i in range(RUNS)], CLIENT_THREADS))
+        ids = set(submit_all(server.url, server.token, [{"i": i} for i in range(RUNS)], CLIENT_THREADS))
         submitted = time.time() - start
         # A slow poll keeps the client's load off the server; the end is read from the runs.
         api.wait_idle(poll=0.25, timeout=600)
