@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modelrunner.spec.automation_spec import ProfileSpec
@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(default=1.0, gt=0, description="Fallback wake-up of the dispatcher")
     profile: str | None = Field(
         default=None, description="A profile of modelrunner.yaml (storage, slots, publish steps, automatic runs)"
+    )
+
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs the web UI's session cookies; without it, a random key kept in "
+        "<data_dir>/session.key (give every server behind one address the same key)",
     )
 
     def with_profile(self) -> tuple[Settings, ProfileSpec]:

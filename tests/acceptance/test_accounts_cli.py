@@ -206,6 +206,74 @@ def test_the_store_keeps_only_digests_and_argon2_hashes(server_env: dict[str, st
     assert '"has_password": true' in listed
 
 
+def piped(args: list[str], env: dict[str, str], stdin: str) -> subprocess.CompletedProcess[str]:
+    """Run ``modelrunner ARGS`` with ``stdin`` as its standard input (no traceback, ever)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "modelrunner", *args], env=env, input=stdin, capture_output=True, text=True, timeout=60
+    )
+    assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
+    return result
+
+
+def password_hash(env: dict[str, str], name: str) -> str | None:
+    [user] = [row for row in rows(env, "users") if row["name"] == name]
+    hashed: str | None = user["password_hash"]
+    return hashed
+
+
+def signs_in(env: dict[str, str], name: str, password: str) -> bool:
+    from modelrunner.auth import accounts
+    from modelrunner.errors import Unauthenticated
+
+    database = Database(env["MODELRUNNER_DATABASE_URL"])
+    try:
+        with database.read() as session:
+            accounts.sign_in(session, name, password)
+        return True
+    except Unauthenticated:
+        return False
+    finally:
+        database.dispose()
+
+
+def test_set_password_gives_a_user_a_new_password(server_env: dict[str, str]) -> None:
+    env = with_token(server_env, None)
+    ok("users", "add", "erin", env=env)
+    erins_token = create_token(env, "erin")
+    assert password_hash(env, "erin") is None
+
+    first = piped(["users", "set-password", "erin", "--password-stdin"], env, "first secret\n")
+    assert first.returncode == 0, first.stderr
+    assert "set the password of user 'erin'" in first.stdout
+    hashed = password_hash(env, "erin")
+    assert hashed is not None and hashed.startswith("$argon2id$")
+    assert signs_in(env, "erin", "first secret")
+
+    second = piped(["users", "set-password", "erin", "--password-stdin"], env, "second secret\n")
+    assert second.returncode == 0, second.stderr
+    rehashed = password_hash(env, "erin")
+    assert rehashed is not None and rehashed.startswith("$argon2id$") and rehashed != hashed
+    assert signs_in(env, "erin", "second secret") and not signs_in(env, "erin", "first secret")
+    assert "secret" not in repr(rows(env, "users"))
+    [listed] = [user for user in json.loads(ok("users", "list", "--json", env=env)) if user["name"] == "erin"]
+    assert listed["has_password"] is True
+    tokens = json.loads(ok("tokens", "list", "--user", "erin", "--json", env=env))
+    assert [token["state"] for token in tokens] == ["active"]  # her token was left alone
+    assert erins_token.startswith("mrt_")
+
+    before = accounts_snapshot(env)
+    for args, stdin, says in [
+        (["users", "set-password", "nobody", "--password-stdin"], "whatever\n", "unknown user 'nobody'"),
+        (["users", "set-password", "erin", "--password-stdin"], "\n", "read an empty password"),
+        (["users", "set-password", "erin"], "piped\n", "pipe it in with --password-stdin"),
+    ]:
+        result = piped(args, env, stdin)
+        assert result.returncode == 1, f"{args} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+        assert result.stderr.startswith("error: ") and says in result.stderr, result.stderr
+    assert accounts_snapshot(env) == before
+    assert "--password-stdin" in ok("users", "set-password", "--help", env=env)
+
+
 def test_mistakes_are_messages_that_change_nothing(server_env: dict[str, str], tmp_path: Path) -> None:
     env = with_token(server_env, None)
     ok("groups", "add", "team", env=env)

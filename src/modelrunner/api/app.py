@@ -1,4 +1,5 @@
-"""The FastAPI application: routes under /api/v1, health and metrics, the platform's lifespan."""
+"""The FastAPI application: routes under /api/v1, health and metrics, the web UI's pages, the
+platform's lifespan."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.sessions import SessionMiddleware
 
 import modelrunner
 from modelrunner.api.accounts_routes import router as accounts_router
@@ -21,6 +24,10 @@ from modelrunner.api.runs_routes import router as runs_router
 from modelrunner.api.schedules_routes import router as schedules_router
 from modelrunner.api.schemas import Health
 from modelrunner.platform import Platform
+from modelrunner.web.pages import router as pages_router
+from modelrunner.web.rendering import STATIC
+from modelrunner.web.run_pages import router as run_pages_router
+from modelrunner.web.session import SESSION_COOKIE, session_secret
 
 health_router = APIRouter(tags=["health"])
 
@@ -74,4 +81,15 @@ def create_app(platform: Platform) -> FastAPI:
     api.include_router(attempts_router)
     api.include_router(health_router)
     app.include_router(api)
+    # The web UI: pages signed in by a session cookie (the API itself only reads bearer tokens).
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=session_secret(platform.settings),
+        session_cookie=SESSION_COOKIE,
+        same_site="lax",
+        https_only=False,
+    )
+    app.include_router(pages_router)
+    app.include_router(run_pages_router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from modelrunner.auth import accounts
 from modelrunner.auth.access import Access
-from modelrunner.auth.principal import ANONYMOUS
+from modelrunner.auth.principal import ANONYMOUS, Principal
 from modelrunner.errors import SpecError
 from modelrunner.platform import Platform
 from modelrunner.spec.access_spec import AccessSpec
@@ -36,6 +36,11 @@ def _access(
     if credentials is not None:
         with platform.database.read() as session:
             principal = accounts.authenticate(session, credentials.credentials)
+    return access_of(platform, principal)
+
+
+def access_of(platform: Platform, principal: Principal) -> Access:
+    """What ``principal`` may do under the workspace's ``access:`` grants (API and web pages alike)."""
     try:
         spec = platform.workspace.spec().access
     except SpecError:

@@ -27,10 +27,15 @@ _STATUS: list[tuple[type[ModelrunnerError], int]] = [
 ]
 
 
+def status_of(exc: ModelrunnerError) -> int:
+    """The HTTP status of a domain error (the web pages use it too)."""
+    return next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ModelrunnerError)
     async def _domain_error(_request: Request, exc: ModelrunnerError) -> JSONResponse:
-        status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
+        status = status_of(exc)
         if isinstance(exc, InvalidInput):
             # The same shape FastAPI gives its own validation errors, so clients parse one form.
             field = str(exc.details.get("field", "params"))

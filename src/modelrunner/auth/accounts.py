@@ -145,6 +145,19 @@ def set_disabled(session: Session, name: str, disabled: bool) -> UserRow:
     return row
 
 
+def set_password(session: Session, name: str, password: str) -> UserRow:
+    """Give a user a new password for the web UI's sign-in (an argon2id hash replaces any old one).
+
+    NotFound for an unknown name, InvalidInput for an empty password; the user's tokens, groups
+    and disabled state are left as they were."""
+    if not password:
+        raise InvalidInput("a password cannot be empty", field="password")
+    row = user(session, name)
+    account_queries.set_password_hash(session, row.id, secrets.hash_password(password))
+    session.refresh(row)
+    return row
+
+
 def ensure_first_admin(session: Session) -> bool:
     """Create the site admin ``admin`` on a store without users; whether it was created now."""
     if account_queries.count_users(session) > 0:

@@ -186,6 +186,37 @@ def list_users(
     output.stdout().print(table)
 
 
+@users_app.command("set-password")
+def set_password(
+    name: UserName,
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin",
+            envvar="MODELRUNNER_PASSWORD_STDIN",
+            help="Read the new password from standard input (without it: asked for at a terminal).",
+        ),
+    ] = False,
+    database_url: options.DatabaseUrl = None,
+    workspace: options.WorkspaceFolder = None,
+    data_dir: options.DataDir = None,
+    profile: options.Profile = None,
+) -> None:
+    """Set (or replace) a user's password for the web UI's sign-in. Their API tokens keep working.
+
+    Only the password's argon2id hash is stored.
+    """
+    from modelrunner.auth import accounts
+
+    # Without the flag, only a terminal prompt will do: piped input is read only when asked for.
+    if not password_stdin and not sys.stdin.isatty():
+        raise ModelrunnerError("no terminal to ask for the password: pipe it in with --password-stdin")
+    password = _read_password()
+    with _accounts(_StoreOptions(database_url, workspace, data_dir, profile)) as session:
+        accounts.set_password(session, name, password)
+    output.stdout().print(output.cell(f"set the password of user '{name}'"))
+
+
 @users_app.command("disable")
 def disable_user(
     name: UserName,

@@ -45,6 +45,10 @@ def set_disabled(session: Session, user_id: int, disabled: bool) -> None:
     session.execute(update(UserRow).where(UserRow.id == user_id).values(disabled=disabled))
 
 
+def set_password_hash(session: Session, user_id: int, password_hash: str) -> None:
+    session.execute(update(UserRow).where(UserRow.id == user_id).values(password_hash=password_hash))
+
+
 def group_by_name(session: Session, name: str) -> GroupRow | None:
     return session.scalars(select(GroupRow).where(GroupRow.name == name)).first()
 

@@ -1,0 +1,171 @@
+"""The web UI's pages: signing in and out, the models, a model with its run form.
+
+Every page asks ``page_access`` what the caller may do, exactly as the API asks its ``Access``;
+every POST checks the session's CSRF token first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
+
+from modelrunner.data import catalog
+from modelrunner.engine.scheduler import ScheduleOverview
+from modelrunner.errors import Conflict, InvalidInput, SpecError, Unauthenticated
+from modelrunner.platform import Platform
+from modelrunner.spec.access_spec import Level
+from modelrunner.spec.workspace import Model
+from modelrunner.store import queries
+from modelrunner.store.tables import DatasetVersionRow, RunRow
+from modelrunner.web import forms
+from modelrunner.web.rendering import PageRoute, flash, render
+from modelrunner.web.session import PageAccess, checked_form, sign_in, sign_out
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+RECENT_RUNS = 10
+PINNABLE_VERSIONS = 50
+_INPUT_PREFIX = "input."
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model as the models page lists it."""
+
+    model: Model
+    last_run: RunRow | None
+    schedules: list[ScheduleOverview]
+
+
+@dataclass(frozen=True)
+class InputChoice:
+    """An input of a model: its dataset's versions, newest first, to pin one of them."""
+
+    name: str
+    dataset: str
+    versions: list[DatasetVersionRow]
+    pinned: str  # "" for the newest
+
+
+def _platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+@router.get("/signin")
+def signin_page(request: Request, next: str = "/") -> Response:
+    return render(request, "signin.html", title="Sign in", next=_safe_next(next), username="")
+
+
+@router.post("/signin")
+async def signin(request: Request) -> Response:
+    form = await checked_form(request)
+    name, password = str(form.get("username", "")), str(form.get("password", ""))
+    target = _safe_next(str(form.get("next", "/")))
+    try:
+        sign_in(request, name.strip(), password)
+    except Unauthenticated as exc:
+        page = {"title": "Sign in", "next": target, "username": name, "message": exc.message}
+        return render(request, "signin.html", 401, **page)
+    return RedirectResponse(target, status_code=303)
+
+
+@router.post("/signout")
+async def signout(request: Request) -> Response:
+    await checked_form(request)
+    sign_out(request)
+    flash(request, "You are signed out.")
+    return RedirectResponse("/signin", status_code=303)
+
+
+@router.get("/")
+@router.get("/models")
+def models_page(request: Request, access: PageAccess) -> Response:
+    access.require_listing("listing models")
+    platform = _platform(request)
+    models = [m for m in platform.workspace.models() if access.may(m.name, Level.VIEW)]
+    try:
+        schedules = platform.scheduler.overview()
+    except SpecError:
+        schedules = []  # a broken modelrunner.yaml: the models still list
+    entries = []
+    with platform.database.read() as session:
+        for model in models:
+            last = queries.list_runs(session, model=model.name, statuses=[], before_id=None, limit=1)
+            mine = [s for s in schedules if s.model == model.name]
+            entries.append(ModelEntry(model, last[0] if last else None, mine))
+    return render(request, "models.html", title="Models", entries=entries)
+
+
+@router.get("/models/{name}")
+def model_page(name: str, request: Request, access: PageAccess) -> Response:
+    access.require(name, Level.VIEW, "viewing a model")
+    return _model_page(request, access.may(name, Level.RUN), name)
+
+
+@router.post("/models/{name}/runs")
+async def submit_run(name: str, request: Request, access: PageAccess) -> Response:
+    form = await checked_form(request)
+    access.require(name, Level.RUN, "submitting runs")
+    platform = _platform(request)
+    schema = platform.workspace.model(name).spec.params
+    texts = {key: str(value) for key, value in form.items() if isinstance(value, str)}
+    params, errors = forms.params_of(schema, texts)
+    pins = {key.removeprefix(_INPUT_PREFIX): v for key, v in texts.items() if key.startswith(_INPUT_PREFIX) and v}
+    if errors:
+        return _model_page(request, True, name, texts, errors, status_code=422)
+    try:
+        submission = platform.submit(name, params, inputs=pins, submitter=access.principal)
+    except InvalidInput as exc:
+        field = str(exc.details.get("field", "")).removeprefix("params.").split(".")[0]
+        if field in schema.get("properties", {}):
+            return _model_page(request, True, name, texts, {field: exc.message}, status_code=422)
+        return _model_page(request, True, name, texts, message=exc.message, status_code=422)
+    except Conflict as exc:
+        return _model_page(request, True, name, texts, message=exc.message, status_code=409)
+    return RedirectResponse(f"/runs/{submission.run.id}", status_code=303)
+
+
+def _model_page(
+    request: Request,
+    may_run: bool,
+    name: str,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    *,
+    message: str = "",
+    status_code: int = 200,
+) -> Response:
+    platform = _platform(request)
+    model = platform.workspace.model(name)
+    values = values or {}
+    inputs = []
+    with platform.database.read() as session:
+        for input_name, dataset in model.spec.inputs.items():
+            versions = catalog.versions(session, dataset, offset=0, limit=PINNABLE_VERSIONS)
+            pinned = values.get(_INPUT_PREFIX + input_name, "")
+            inputs.append(InputChoice(input_name, dataset, versions, pinned))
+        runs = queries.list_runs(session, model=name, statuses=[], before_id=None, limit=RECENT_RUNS)
+    context: dict[str, Any] = {
+        "title": model.spec.title or model.name,
+        "model": model,
+        "fields": forms.fields_of(model.spec.params, values or None, errors),
+        "inputs": inputs,
+        "runs": runs,
+        "may_run": may_run,
+    }
+    if message:
+        context["message"] = message
+    elif errors:
+        context["message"] = "Some parameters need a change; see the messages next to them."
+    return render(request, "model.html", status_code, **context)
+
+
+def _safe_next(target: str) -> str:
+    """Only a path of this site: never another host (``//host``, ``https://...``, ``/\\host``)."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target

@@ -1,0 +1,178 @@
+"""The run page: status, live progress and log (server-sent events), attempts, outputs, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import mimetypes
+import posixpath
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from modelrunner.auth.access import Access
+from modelrunner.engine.states import FINAL_RUN_STATES
+from modelrunner.errors import NotFound
+from modelrunner.platform import Platform
+from modelrunner.spec.access_spec import Level
+from modelrunner.store import queries
+from modelrunner.store.tables import RunRow
+from modelrunner.web.rendering import PageRoute, render
+from modelrunner.web.session import PageAccess, checked_form
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+LOG_TAIL = 64 * 1024  # bytes of the log a page shows; the stream appends what follows
+STREAM_INTERVAL = 0.5  # seconds between two looks at the store
+_TEXT_TYPES = {"application/json", "application/xml", "application/x-yaml", "application/yaml"}
+
+
+@dataclass(frozen=True)
+class RunView:
+    """What the stream tells the page about a run at one moment."""
+
+    status: str
+    progress: int | None  # percent
+    message: str
+
+    @classmethod
+    def of(cls, run: RunRow) -> RunView:
+        fraction = run.progress_fraction
+        percent = round(max(0.0, min(1.0, fraction)) * 100) if fraction is not None else None
+        return cls(run.status, percent, run.progress_message or "")
+
+
+def _platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+def _run(platform: Platform, run_id: int, access: Access, level: Level, doing: str) -> RunRow:
+    """The run, once the caller is known to have ``level`` on its model (as the API checks it)."""
+    with platform.database.read() as session:
+        run = queries.get_run(session, run_id)
+    if run is None:
+        access.require_listing(doing)
+        raise NotFound(f"unknown run {run_id}", run=run_id)
+    access.require(run.model_name, level, doing)
+    return run
+
+
+def _logged_run(run: RunRow) -> int:
+    """A cache hit shows the log of the run that computed its result."""
+    return run.source_run_id if run.cache_hit and run.source_run_id is not None else run.id
+
+
+def _may_cancel(run: RunRow, access: Access) -> bool:
+    own = run.submitted_by is not None and run.submitted_by == access.principal.user_id
+    return access.may(run.model_name, Level.RUN if own else Level.ADMIN)
+
+
+@router.get("/runs/{run_id}")
+def run_page(run_id: int, request: Request, access: PageAccess) -> Response:
+    platform = _platform(request)
+    run = _run(platform, run_id, access, Level.VIEW, "viewing a run")
+    with platform.database.read() as session:
+        attempts = queries.attempts_of(session, run_id)
+        outputs = queries.outputs_of(session, run_id)
+        users = queries.submitter_names(session, [run])
+    log, offset = platform.logs.read(_logged_run(run))
+    final = run.status in FINAL_RUN_STATES
+    return render(
+        request,
+        "run.html",
+        title=f"Run {run.id} of {run.model_name}",
+        run=run,
+        view=RunView.of(run),
+        final=final,
+        attempts=attempts,
+        outputs=outputs,
+        submitter=users.get(run.submitted_by) if run.submitted_by is not None else None,
+        log=log[-LOG_TAIL:].decode("utf-8", "replace"),
+        log_offset=offset,
+        may_cancel=not final and _may_cancel(run, access),
+    )
+
+
+@router.get("/runs/{run_id}/stream")
+def run_stream(run_id: int, request: Request, access: PageAccess, offset: int = 0) -> StreamingResponse:
+    """Server-sent events: ``progress`` (status, percent, message, new log text) whenever something
+    changed, then ``end`` once the run is final."""
+    platform = _platform(request)
+    _run(platform, run_id, access, Level.VIEW, "following a run")
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(_events(platform, run_id, max(0, offset)), media_type="text/event-stream", headers=headers)
+
+
+async def _events(platform: Platform, run_id: int, offset: int) -> AsyncIterator[str]:
+    last: RunView | None = None
+    while True:
+        run, log, offset = await run_in_threadpool(_look, platform, run_id, offset)
+        view = RunView.of(run)
+        if view != last or log:
+            data = {"status": view.status, "progress": view.progress, "message": view.message, "log": log}
+            yield f"event: progress\ndata: {json.dumps(data)}\n\n"
+            last = view
+        if run.status in FINAL_RUN_STATES:
+            yield f"event: end\ndata: {json.dumps({'status': run.status})}\n\n"
+            return
+        await asyncio.sleep(STREAM_INTERVAL)
+
+
+def _look(platform: Platform, run_id: int, offset: int) -> tuple[RunRow, str, int]:
+    with platform.database.read() as session:
+        run = queries.get_run(session, run_id)
+    if run is None:  # deleted while followed
+        raise NotFound(f"unknown run {run_id}", run=run_id)
+    data, offset = platform.logs.read(_logged_run(run), offset)
+    return run, data.decode("utf-8", "replace"), offset
+
+
+@router.post("/runs/{run_id}/cancel")
+async def cancel_run(run_id: int, request: Request, access: PageAccess) -> Response:
+    """The API's rule: ``run`` cancels one's own runs, ``admin`` anyone's."""
+    await checked_form(request)
+    platform = _platform(request)
+    run = await run_in_threadpool(_run, platform, run_id, access, Level.RUN, "cancelling a run")
+    if run.submitted_by is None or run.submitted_by != access.principal.user_id:
+        access.require(run.model_name, Level.ADMIN, "cancelling a run someone else (or a schedule) submitted")
+    await run_in_threadpool(platform.cancel, run_id)
+    return RedirectResponse(f"/runs/{run_id}", status_code=303)
+
+
+@router.get("/runs/{run_id}/outputs/{path:path}")
+def download_output(run_id: int, path: str, request: Request, access: PageAccess) -> StreamingResponse:
+    """Always a download: text as text/plain, anything else as application/octet-stream, so an
+    output (HTML a model wrote, say) never runs as a page of this site."""
+    platform = _platform(request)
+    _run(platform, run_id, access, Level.VIEW, "downloading a run's outputs")
+    with platform.database.read() as session:
+        found = next((o for o in queries.outputs_of(session, run_id) if o.path == path), None)
+    if found is None:
+        raise NotFound(f"run {run_id} has no output '{path}'", run=run_id, path=path)
+    guessed = mimetypes.guess_type(path)[0] or ""
+    text = guessed.startswith("text/") or guessed in _TEXT_TYPES
+    headers = {
+        "Content-Disposition": _attachment(posixpath.basename(path)),
+        "Content-Length": str(found.size),
+        "X-Content-Type-Options": "nosniff",
+        "X-Sha256": found.sha256,
+    }
+    media_type = "text/plain; charset=utf-8" if text else "application/octet-stream"
+    return StreamingResponse(_stream(platform, found.uri), media_type=media_type, headers=headers)
+
+
+def _stream(platform: Platform, uri: str) -> Iterator[bytes]:
+    with platform.artifacts.open(uri) as handle:
+        while chunk := handle.read(1 << 16):
+            yield chunk
+
+
+def _attachment(name: str) -> str:
+    """RFC 6266: an ASCII fallback name and the exact UTF-8 one."""
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name) or "output"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
