@@ -122,7 +122,9 @@ async def submit_run(name: str, request: Request, access: PageAccess) -> Respons
     except InvalidInput as exc:
         field = str(exc.details.get("field", "")).removeprefix("params.").split(".")[0]
         if field in schema.get("properties", {}):
-            return _model_page(request, True, name, texts, {field: exc.message}, status_code=422)
+            # Next to its field, the message needs no "params.<name>: " in front.
+            shown = exc.message.removeprefix(f"params.{field}: ")
+            return _model_page(request, True, name, texts, {field: shown}, status_code=422)
         return _model_page(request, True, name, texts, message=exc.message, status_code=422)
     except Conflict as exc:
         return _model_page(request, True, name, texts, message=exc.message, status_code=409)
