@@ -8,7 +8,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response
 from fastapi.responses import StreamingResponse
-from sqlalchemy.orm import Session
 
 from modelrunner.api.deps import AccessDep, PlatformDep
 from modelrunner.api.schemas import (
@@ -21,7 +20,7 @@ from modelrunner.api.schemas import (
     RunSummary,
     SubmitResponse,
 )
-from modelrunner.auth.access import Access
+from modelrunner.auth.run_access import permitted_run, require_cancel
 from modelrunner.engine import pipelines
 from modelrunner.engine.states import RunStatus
 from modelrunner.engine.submit import SubmitOutcome
@@ -29,7 +28,7 @@ from modelrunner.errors import InvalidInput, NotFound
 from modelrunner.platform import Platform
 from modelrunner.spec.access_spec import Level
 from modelrunner.store import queries
-from modelrunner.store.tables import RunKind, RunRow
+from modelrunner.store.tables import RunKind
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
@@ -71,7 +70,7 @@ def list_runs(
 def get_run(run_id: int, platform: PlatformDep, access: AccessDep) -> RunDetail:
     """A pipeline run also lists its steps with their states and runs."""
     with platform.database.read() as session:
-        run = _run(session, run_id, access, Level.VIEW, "viewing a run")
+        run = permitted_run(session, run_id, access, Level.VIEW, "viewing a run")
         steps = None
         if run.kind == RunKind.PIPELINE:
             spec = platform.catalog.get(session, run.model_name, run.model_version).spec
@@ -102,7 +101,7 @@ def rerun(
     `{"only": "publish"}` recomputes one step. No body: compute every step again. Needs `run`
     on the model."""
     with platform.database.read() as session:
-        _run(session, run_id, access, Level.RUN, "rerunning a run")
+        permitted_run(session, run_id, access, Level.RUN, "rerunning a run")
     request = request or RerunRequest()
     submission = platform.rerun(run_id, from_step=request.from_step, only_step=request.only, submitter=access.principal)
     detail = get_run(submission.run.id, platform, access).model_dump()
@@ -117,9 +116,8 @@ def cancel_run(run_id: int, platform: PlatformDep, access: AccessDep) -> RunDeta
     run's unfinished steps are cancelled with it. 409 if the run already ended otherwise. Needs
     `run` on the model to cancel one's own runs, `admin` to cancel anyone's."""
     with platform.database.read() as session:
-        run = _run(session, run_id, access, Level.RUN, "cancelling a run")
-    if run.submitted_by is None or run.submitted_by != access.principal.user_id:
-        access.require(run.model_name, Level.ADMIN, "cancelling a run someone else (or a schedule) submitted")
+        run = permitted_run(session, run_id, access, Level.VIEW, "cancelling a run")
+    require_cancel(access, run)
     platform.cancel(run_id)
     return get_run(run_id, platform, access)
 
@@ -136,7 +134,7 @@ def get_logs(
     """A cache hit shows the log of the run that computed its result. Headers: `X-Log-Offset` is
     the offset to ask for next; `X-Run-Status` the run's status, so a follower knows when to stop."""
     with platform.database.read() as session:
-        run = _run(session, run_id, access, Level.VIEW, "reading a run's log")
+        run = permitted_run(session, run_id, access, Level.VIEW, "reading a run's log")
     logged_run = run.source_run_id if run.cache_hit and run.source_run_id is not None else run_id
     data, next_offset = platform.logs.read(logged_run, offset)
     headers = {"X-Log-Offset": str(next_offset), "X-Run-Status": run.status}
@@ -152,7 +150,7 @@ def get_events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> EventPage:
     with platform.database.read() as session:
-        _run(session, run_id, access, Level.VIEW, "reading a run's events")
+        permitted_run(session, run_id, access, Level.VIEW, "reading a run's events")
         rows = queries.events_of(session, run_id, after, limit)
     return EventPage(items=[EventOut.of(r) for r in rows], next_after=rows[-1].id if rows else after)
 
@@ -160,7 +158,7 @@ def get_events(
 @router.get("/{run_id}/outputs", response_model=list[OutputOut], summary="The run's output files")
 def list_outputs(run_id: int, platform: PlatformDep, access: AccessDep) -> list[OutputOut]:
     with platform.database.read() as session:
-        _run(session, run_id, access, Level.VIEW, "listing a run's outputs")
+        permitted_run(session, run_id, access, Level.VIEW, "listing a run's outputs")
         return [OutputOut.of(o) for o in queries.outputs_of(session, run_id)]
 
 
@@ -172,7 +170,7 @@ def list_outputs(run_id: int, platform: PlatformDep, access: AccessDep) -> list[
 )
 def download_output(run_id: int, path: str, platform: PlatformDep, access: AccessDep) -> StreamingResponse:
     with platform.database.read() as session:
-        _run(session, run_id, access, Level.VIEW, "downloading a run's outputs")
+        permitted_run(session, run_id, access, Level.VIEW, "downloading a run's outputs")
         found = next((o for o in queries.outputs_of(session, run_id) if o.path == path), None)
     if found is None:
         raise NotFound(f"run {run_id} has no output '{path}'", run=run_id, path=path)
@@ -191,16 +189,6 @@ def _media_type(path: str) -> str:
     import mimetypes
 
     return mimetypes.guess_type(path)[0] or "application/octet-stream"
-
-
-def _run(session: Session, run_id: int, access: Access, level: Level, doing: str) -> RunRow:
-    """The run, once the caller is known to have ``level`` on its model."""
-    run = queries.get_run(session, run_id)
-    if run is None:
-        access.require_listing(doing)  # a caller without any grant learns nothing, not even what exists
-        raise NotFound(f"unknown run {run_id}", run=run_id)
-    access.require(run.model_name, level, doing)
-    return run
 
 
 def _encode(run_id: int) -> str:

@@ -15,6 +15,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from modelrunner.auth.access import Access
+from modelrunner.auth.run_access import may_cancel, permitted_run, require_cancel
 from modelrunner.engine.states import FINAL_RUN_STATES
 from modelrunner.errors import NotFound
 from modelrunner.platform import Platform
@@ -52,24 +53,13 @@ def _platform(request: Request) -> Platform:
 
 
 def _run(platform: Platform, run_id: int, access: Access, level: Level, doing: str) -> RunRow:
-    """The run, once the caller is known to have ``level`` on its model (as the API checks it)."""
     with platform.database.read() as session:
-        run = queries.get_run(session, run_id)
-    if run is None:
-        access.require_listing(doing)
-        raise NotFound(f"unknown run {run_id}", run=run_id)
-    access.require(run.model_name, level, doing)
-    return run
+        return permitted_run(session, run_id, access, level, doing)
 
 
 def _logged_run(run: RunRow) -> int:
     """A cache hit shows the log of the run that computed its result."""
     return run.source_run_id if run.cache_hit and run.source_run_id is not None else run.id
-
-
-def _may_cancel(run: RunRow, access: Access) -> bool:
-    own = run.submitted_by is not None and run.submitted_by == access.principal.user_id
-    return access.may(run.model_name, Level.RUN if own else Level.ADMIN)
 
 
 @router.get("/runs/{run_id}")
@@ -94,7 +84,7 @@ def run_page(run_id: int, request: Request, access: PageAccess) -> Response:
         submitter=users.get(run.submitted_by) if run.submitted_by is not None else None,
         log=log[-LOG_TAIL:].decode("utf-8", "replace"),
         log_offset=offset,
-        may_cancel=not final and _may_cancel(run, access),
+        may_cancel=not final and may_cancel(access, run),
     )
 
 
@@ -137,9 +127,8 @@ async def cancel_run(run_id: int, request: Request, access: PageAccess) -> Respo
     """The API's rule: ``run`` cancels one's own runs, ``admin`` anyone's."""
     await checked_form(request)
     platform = _platform(request)
-    run = await run_in_threadpool(_run, platform, run_id, access, Level.RUN, "cancelling a run")
-    if run.submitted_by is None or run.submitted_by != access.principal.user_id:
-        access.require(run.model_name, Level.ADMIN, "cancelling a run someone else (or a schedule) submitted")
+    run = await run_in_threadpool(_run, platform, run_id, access, Level.VIEW, "cancelling a run")
+    require_cancel(access, run)
     await run_in_threadpool(platform.cancel, run_id)
     return RedirectResponse(f"/runs/{run_id}", status_code=303)
 
