@@ -33,7 +33,7 @@ def wait_for(driver: WebDriver, condition: Callable[[WebDriver], Any], timeout: 
     )
     from selenium.webdriver.support.ui import WebDriverWait
 
-    # A page that reloads (the run page does once its run ends) can detach what was just found.
+    # A part of a page that htmx swaps can detach what was just found.
     transient = (NoSuchElementException, StaleElementReferenceException, JavascriptException)
     try:
         return WebDriverWait(driver, timeout, poll_frequency=0.1, ignored_exceptions=transient).until(condition)
@@ -115,7 +115,7 @@ def submit_run(driver: WebDriver, **params: str) -> int:
 
 def text_of(driver: WebDriver, css: str) -> str:
     """The visible text of the first element matching ``css`` ("" when there is none), read in one
-    step so that a reload in between cannot detach it."""
+    step so that a swap in between cannot detach it."""
     text = driver.execute_script("const e = document.querySelector(arguments[0]); return e ? e.innerText : ''", css)
     return str(text or "").strip()
 
@@ -197,13 +197,13 @@ def test_a_bad_value_is_a_message_next_to_its_field(web_server: Server, browser:
 # --- (c) a run followed to the end --------------------------------------------------------------
 
 
-# Records, in sessionStorage (which survives a reload), every status and progress value the page
-# shows while it stays loaded: what the live updates did, told apart from what a reload renders.
+# Records every status and progress value the page shows, and marks the loaded page: a reload
+# would drop both the marker and the record.
 RECORD_LIVE_UPDATES = """
-const seen = [];
+window.e2eSeen = [];
 const record = () => {
-  seen.push([document.getElementById('run-status').textContent.trim(), document.getElementById('progress').value]);
-  sessionStorage.setItem('e2e-live', JSON.stringify(seen));
+  const status = document.getElementById('run-status').textContent.trim();
+  window.e2eSeen.push([status, document.getElementById('progress').value]);
 };
 record();
 new MutationObserver(record).observe(
@@ -220,9 +220,11 @@ def test_a_run_is_followed_to_100_percent_without_reloading(web_server: Server, 
     screenshot(browser, "run-running")
 
     wait_for(browser, lambda d: text_of(d, "#run-status") in FINAL, 30, "the run to end")
-    # Status and progress reached the end on the page as loaded, without a reload (the page
-    # may reload afterwards, once, to list attempts and outputs).
-    live = browser.execute_script("return JSON.parse(sessionStorage.getItem('e2e-live') || '[]')")
+    # The attempts and outputs arrive in place (htmx), in the same page as loaded.
+    wait_for(browser, lambda d: "done.txt" in text_of(d, "table#outputs"), 10, "the outputs")
+    wait_for(browser, lambda d: "succeeded" in text_of(d, "table#attempts"), 10, "the attempt's end")
+    live = browser.execute_script("return window.e2eSeen || null")
+    assert live is not None, "the page reloaded"
     statuses = [status for status, _ in live]
     values = [float(value) for _, value in live]
     assert statuses[0] in {"queued", "starting", "running"}, live
@@ -230,10 +232,10 @@ def test_a_run_is_followed_to_100_percent_without_reloading(web_server: Server, 
     assert min(values) < 100, f"no progress was seen on the way: {live}"
     assert values == sorted(values), f"the progress went backwards: {values}"
 
-    wait_for(browser, lambda d: "done.txt" in text_of(d, "table#outputs"), 10, "the outputs")
     assert text_of(browser, "#run-status") == "succeeded"
     assert progress_value(browser) == 100
     assert text_of(browser, "#progress-message")
+    assert not elements(browser, "button#cancel")
     assert elements(browser, "pre#log")
     assert api_run(web_server, run_id)["status"] == "succeeded"
     shown(browser, "run-succeeded")

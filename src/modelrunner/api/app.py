@@ -24,8 +24,12 @@ from modelrunner.api.runs_routes import router as runs_router
 from modelrunner.api.schedules_routes import router as schedules_router
 from modelrunner.api.schemas import Health
 from modelrunner.platform import Platform
+from modelrunner.web.admin_pages import router as admin_pages_router
+from modelrunner.web.dataset_pages import router as dataset_pages_router
 from modelrunner.web.pages import router as pages_router
+from modelrunner.web.pipeline_graph import router as pipeline_graph_router
 from modelrunner.web.rendering import STATIC
+from modelrunner.web.result_pages import router as result_pages_router
 from modelrunner.web.run_pages import router as run_pages_router
 from modelrunner.web.session import SESSION_COOKIE, session_secret
 
@@ -91,5 +95,9 @@ def create_app(platform: Platform) -> FastAPI:
     )
     app.include_router(pages_router)
     app.include_router(run_pages_router)
+    app.include_router(pipeline_graph_router)
+    app.include_router(result_pages_router)
+    app.include_router(dataset_pages_router)
+    app.include_router(admin_pages_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -17,9 +17,8 @@ from modelrunner.api.schemas import (
     SyncRequest,
     SyncStarted,
 )
-from modelrunner.auth.access import Access
+from modelrunner.auth.dataset_access import dataset_readers, require_dataset
 from modelrunner.data import catalog
-from modelrunner.platform import Platform
 from modelrunner.spec.access_spec import Level
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -42,7 +41,7 @@ def list_datasets(platform: PlatformDep, access: AccessDep) -> list[DatasetSumma
     access.require_listing("listing datasets")
     with platform.database.read() as session:
         summaries = catalog.dataset_summaries(session, platform.workspace)
-    readers = _readers(platform)
+    readers = dataset_readers(platform.workspace)
     return [
         DatasetSummaryOut.of(s)
         for s in summaries
@@ -58,7 +57,7 @@ def list_datasets(platform: PlatformDep, access: AccessDep) -> list[DatasetSumma
 )
 def get_dataset(name: DatasetName, platform: PlatformDep, access: AccessDep) -> DatasetDetail:
     """Storage options are listed by key only: their values may hold credentials."""
-    _require(platform, access, name, Level.VIEW, "viewing a dataset")
+    require_dataset(platform.workspace, access, name, Level.VIEW, "viewing a dataset")
     with platform.database.read() as session:
         return DatasetDetail.of(catalog.dataset_summary(session, platform.workspace, name))
 
@@ -76,7 +75,7 @@ def list_versions(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, description="How many of the newest versions to skip")] = 0,
 ) -> list[DatasetVersionOut]:
-    _require(platform, access, name, Level.VIEW, "listing a dataset's versions")
+    require_dataset(platform.workspace, access, name, Level.VIEW, "listing a dataset's versions")
     with platform.database.read() as session:
         return [DatasetVersionOut.of(row) for row in catalog.versions(session, name, offset=offset, limit=limit)]
 
@@ -96,7 +95,7 @@ def get_version(
     platform: PlatformDep,
     access: AccessDep,
 ) -> DatasetVersionDetail:
-    _require(platform, access, name, Level.VIEW, "viewing a dataset version")
+    require_dataset(platform.workspace, access, name, Level.VIEW, "viewing a dataset version")
     with platform.database.read() as session:
         return DatasetVersionDetail.of(catalog.version(session, name, version))
 
@@ -111,7 +110,7 @@ def delete_versions(name: DatasetName, platform: PlatformDep, access: AccessDep)
     """The next sync records them again from the source. Refused (409) while runs computed on the
     dataset are queued or running. Finished runs keep naming the versions they used. Needs
     `admin` on every model that reads the dataset (a site admin when none does)."""
-    _require(platform, access, name, Level.ADMIN, "deleting a dataset's versions")
+    require_dataset(platform.workspace, access, name, Level.ADMIN, "deleting a dataset's versions")
     return DeletedVersions(deleted=platform.syncs.delete_versions(name))
 
 
@@ -137,7 +136,7 @@ def request_sync(
     that are not yet known, stopping at the first known one unless `all` is true (git: the whole
     history of the branch). Its progress and outcome are visible on the sync. Needs `run` on a
     model that reads the dataset."""
-    _require(platform, access, name, Level.RUN, "syncing a dataset")
+    require_dataset(platform.workspace, access, name, Level.RUN, "syncing a dataset")
     request = request or SyncRequest()
     row, created = platform.request_sync(name, walk_all=request.all)
     body = SyncStarted(**SyncOut.of(row).model_dump(), joined=not created)
@@ -153,7 +152,7 @@ def request_sync(
 def list_syncs(
     name: DatasetName, platform: PlatformDep, access: AccessDep, limit: Annotated[int, Query(ge=1, le=500)] = 20
 ) -> list[SyncOut]:
-    _require(platform, access, name, Level.VIEW, "listing a dataset's syncs")
+    require_dataset(platform.workspace, access, name, Level.VIEW, "listing a dataset's syncs")
     with platform.database.read() as session:
         return [SyncOut.of(row) for row in catalog.syncs(session, name, limit=limit)]
 
@@ -165,23 +164,6 @@ def list_syncs(
     responses={404: {"description": "Unknown dataset, or no such sync of it"}},
 )
 def get_sync(name: DatasetName, sync_id: int, platform: PlatformDep, access: AccessDep) -> SyncOut:
-    _require(platform, access, name, Level.VIEW, "viewing a sync")
+    require_dataset(platform.workspace, access, name, Level.VIEW, "viewing a sync")
     with platform.database.read() as session:
         return SyncOut.of(catalog.sync(session, name, sync_id))
-
-
-def _readers(platform: Platform) -> dict[str, list[str]]:
-    """The models reading each dataset: a dataset is reached through them."""
-    found: dict[str, list[str]] = {}
-    for model in platform.workspace.models():
-        for dataset in sorted(set(model.spec.inputs.values())):
-            found.setdefault(dataset, []).append(model.name)
-    return found
-
-
-def _require(platform: Platform, access: Access, name: str, level: Level, doing: str) -> None:
-    """NotFound for an unknown dataset (to callers with any grant), else the permission check."""
-    if name not in platform.workspace.datasets():
-        access.require_listing(doing)
-        platform.workspace.dataset(name)  # raises NotFound naming it
-    access.require_dataset(name, _readers(platform).get(name, []), level, doing)

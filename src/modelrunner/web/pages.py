@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
 from modelrunner.data import catalog
+from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.engine.scheduler import ScheduleOverview
 from modelrunner.errors import Conflict, InvalidInput, SpecError, Unauthenticated
 from modelrunner.platform import Platform
@@ -21,6 +22,7 @@ from modelrunner.spec.workspace import Model
 from modelrunner.store import queries
 from modelrunner.store.tables import DatasetVersionRow, RunRow
 from modelrunner.web import forms
+from modelrunner.web.pipeline_graph import structure_of
 from modelrunner.web.rendering import PageRoute, flash, render
 from modelrunner.web.session import PageAccess, checked_form, sign_in, sign_out
 
@@ -29,6 +31,7 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 RECENT_RUNS = 10
 PINNABLE_VERSIONS = 50
 _INPUT_PREFIX = "input."
+_CACHE_FIELD = "run.cache"  # dotted, like the inputs' fields, to stay clear of parameter names
 
 
 @dataclass(frozen=True)
@@ -115,10 +118,13 @@ async def submit_run(name: str, request: Request, access: PageAccess) -> Respons
     texts = {key: str(value) for key, value in form.items() if isinstance(value, str)}
     params, errors = forms.params_of(schema, texts)
     pins = {key.removeprefix(_INPUT_PREFIX): v for key, v in texts.items() if key.startswith(_INPUT_PREFIX) and v}
+    cache = texts.pop(_CACHE_FIELD, CacheMode.USE.value)
+    if cache not in {mode.value for mode in CacheMode}:
+        return _model_page(request, True, name, texts, message=f"unknown cache choice '{cache}'", status_code=422)
     if errors:
         return _model_page(request, True, name, texts, errors, status_code=422)
     try:
-        submission = platform.submit(name, params, inputs=pins, submitter=access.principal)
+        submission = platform.submit(name, params, CacheMode(cache), inputs=pins, submitter=access.principal)
     except InvalidInput as exc:
         field = str(exc.details.get("field", "")).removeprefix("params.").split(".")[0]
         if field in schema.get("properties", {}):
@@ -158,6 +164,7 @@ def _model_page(
         "inputs": inputs,
         "runs": runs,
         "may_run": may_run,
+        "graph": structure_of(model.spec),
     }
     if message:
         context["message"] = message

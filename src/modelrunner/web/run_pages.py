@@ -1,4 +1,5 @@
-"""The run page: status, live progress and log (server-sent events), attempts, outputs, cancel."""
+"""The run page: status, live progress and log (server-sent events), attempts, outputs and the
+first result's chart (refreshed by htmx as the run changes), cancel, downloads."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import asyncio
 import json
 import mimetypes
 import posixpath
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -21,14 +24,19 @@ from modelrunner.errors import NotFound
 from modelrunner.platform import Platform
 from modelrunner.spec.access_spec import Level
 from modelrunner.store import queries
-from modelrunner.store.tables import RunRow
+from modelrunner.store.tables import AttemptRow, OutputRow, RunRow
+from modelrunner.web import output_preview
+from modelrunner.web.pipeline_graph import graph_of
 from modelrunner.web.rendering import PageRoute, render
+from modelrunner.web.result_pages import Chart, chart_of
 from modelrunner.web.session import PageAccess, checked_form
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 LOG_TAIL = 64 * 1024  # bytes of the log a page shows; the stream appends what follows
 STREAM_INTERVAL = 0.5  # seconds between two looks at the store
+STREAM_SECONDS = 300.0  # then the browser connects again: no connection is held for ever
+RECONNECT_MS = 1000
 _TEXT_TYPES = {"application/json", "application/xml", "application/x-yaml", "application/yaml"}
 
 
@@ -39,12 +47,14 @@ class RunView:
     status: str
     progress: int | None  # percent
     message: str
+    attempts: str  # each attempt's number and status: a change means the page's details are stale
 
     @classmethod
-    def of(cls, run: RunRow) -> RunView:
+    def of(cls, run: RunRow, attempts: list[AttemptRow]) -> RunView:
         fraction = run.progress_fraction
         percent = round(max(0.0, min(1.0, fraction)) * 100) if fraction is not None else None
-        return cls(run.status, percent, run.progress_message or "")
+        states = " ".join(f"{a.number}:{a.status}" for a in attempts)
+        return cls(run.status, percent, run.progress_message or "", states)
 
 
 def _platform(request: Request) -> Platform:
@@ -67,59 +77,106 @@ def run_page(run_id: int, request: Request, access: PageAccess) -> Response:
     platform = _platform(request)
     run = _run(platform, run_id, access, Level.VIEW, "viewing a run")
     with platform.database.read() as session:
-        attempts = queries.attempts_of(session, run_id)
-        outputs = queries.outputs_of(session, run_id)
         users = queries.submitter_names(session, [run])
     log, offset = platform.logs.read(_logged_run(run))
-    final = run.status in FINAL_RUN_STATES
+    details = _details(platform, run, access)
     return render(
         request,
         "run.html",
         title=f"Run {run.id} of {run.model_name}",
-        run=run,
-        view=RunView.of(run),
-        final=final,
-        attempts=attempts,
-        outputs=outputs,
+        view=RunView.of(run, details["attempts"]),
         submitter=users.get(run.submitted_by) if run.submitted_by is not None else None,
         log=log[-LOG_TAIL:].decode("utf-8", "replace"),
         log_offset=offset,
-        may_cancel=not final and may_cancel(access, run),
+        graph=graph_of(platform, run),
+        **details,
     )
 
 
+@router.get("/runs/{run_id}/details")
+def run_details(run_id: int, request: Request, access: PageAccess) -> Response:
+    """The part of the run page that changes with its state (attempts, outputs, results, Cancel),
+    fetched again by the page whenever its event stream reports a change."""
+    platform = _platform(request)
+    run = _run(platform, run_id, access, Level.VIEW, "viewing a run")
+    return render(request, "run_details.html", **_details(platform, run, access))
+
+
+def _details(platform: Platform, run: RunRow, access: Access) -> dict[str, Any]:
+    with platform.database.read() as session:
+        attempts = queries.attempts_of(session, run.id)
+        outputs = queries.outputs_of(session, run.id)
+    final = run.status in FINAL_RUN_STATES
+    viewable = {o.path for o in outputs if output_preview.kind_of(o.path)}
+    return {
+        "run": run,
+        "final": final,
+        "attempts": attempts,
+        "outputs": outputs,
+        "viewable": viewable,
+        "chart": _first_chart(platform, run, outputs),
+        "may_cancel": not final and may_cancel(access, run),
+    }
+
+
+def _first_chart(platform: Platform, run: RunRow, outputs: list[OutputRow]) -> Chart | None:
+    """The run page draws its first CSV output with numbers, so a projection shows at once."""
+    for output in outputs:
+        if output_preview.kind_of(output.path) == "csv":
+            table = output_preview.read_table(platform.artifacts, output)
+            if table.numeric:
+                return chart_of("run", output.path, [(f"run {run.id}", table)], None, [])
+    return None
+
+
 @router.get("/runs/{run_id}/stream")
-def run_stream(run_id: int, request: Request, access: PageAccess, offset: int = 0) -> StreamingResponse:
-    """Server-sent events: ``progress`` (status, percent, message, new log text) whenever something
-    changed, then ``end`` once the run is final."""
+def run_stream(
+    run_id: int,
+    request: Request,
+    access: PageAccess,
+    offset: int = 0,
+    last_event_id: Annotated[int | None, Header()] = None,
+) -> StreamingResponse:
+    """Server-sent events: ``progress`` (status, percent, message, new log text; its id is the log
+    offset so far) whenever something changed, then ``end`` once the run is final.
+
+    A stream lasts at most ``STREAM_SECONDS``; the browser then connects again by itself with
+    ``Last-Event-ID`` and goes on from there, asked again who it is and whether it may look."""
     platform = _platform(request)
     _run(platform, run_id, access, Level.VIEW, "following a run")
+    start = last_event_id if last_event_id is not None else offset
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    return StreamingResponse(_events(platform, run_id, max(0, offset)), media_type="text/event-stream", headers=headers)
+    return StreamingResponse(_events(platform, run_id, max(0, start)), media_type="text/event-stream", headers=headers)
 
 
 async def _events(platform: Platform, run_id: int, offset: int) -> AsyncIterator[str]:
     last: RunView | None = None
+    deadline = time.monotonic() + STREAM_SECONDS
+    yield f"retry: {RECONNECT_MS}\n\n"
     while True:
-        run, log, offset = await run_in_threadpool(_look, platform, run_id, offset)
-        view = RunView.of(run)
+        run, attempts, log, offset = await run_in_threadpool(_look, platform, run_id, offset)
+        view = RunView.of(run, attempts)
         if view != last or log:
             data = {"status": view.status, "progress": view.progress, "message": view.message, "log": log}
-            yield f"event: progress\ndata: {json.dumps(data)}\n\n"
+            data["attempts"] = view.attempts
+            yield f"event: progress\nid: {offset}\ndata: {json.dumps(data)}\n\n"
             last = view
         if run.status in FINAL_RUN_STATES:
             yield f"event: end\ndata: {json.dumps({'status': run.status})}\n\n"
             return
+        if time.monotonic() >= deadline:
+            return
         await asyncio.sleep(STREAM_INTERVAL)
 
 
-def _look(platform: Platform, run_id: int, offset: int) -> tuple[RunRow, str, int]:
+def _look(platform: Platform, run_id: int, offset: int) -> tuple[RunRow, list[AttemptRow], str, int]:
     with platform.database.read() as session:
         run = queries.get_run(session, run_id)
-    if run is None:  # deleted while followed
-        raise NotFound(f"unknown run {run_id}", run=run_id)
+        if run is None:  # deleted while followed
+            raise NotFound(f"unknown run {run_id}", run=run_id)
+        attempts = queries.attempts_of(session, run_id)
     data, offset = platform.logs.read(_logged_run(run), offset)
-    return run, data.decode("utf-8", "replace"), offset
+    return run, attempts, data.decode("utf-8", "replace"), offset
 
 
 @router.post("/runs/{run_id}/cancel")

@@ -1,0 +1,88 @@
+"""The site admin's pages (users, groups, schedules, notification deliveries) and the schedules
+page every caller gets for the models they may view.
+
+Read-only: accounts are changed with ``modelrunner users|groups`` on the server's machine. Each
+page shows the API's response bodies (``UserOut``, ``ScheduleOut``, ``DeliveryOut``...), so it
+never shows what the API would not: no password hash, token digest or webhook secret.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from modelrunner.api.accounts_schemas import GroupOut, UserOut
+from modelrunner.api.automation_schemas import ScheduleOut
+from modelrunner.api.notify_schemas import DeliveryOut
+from modelrunner.auth import accounts
+from modelrunner.auth.access import Access
+from modelrunner.notify import subscriptions
+from modelrunner.platform import Platform
+from modelrunner.spec.access_spec import Level
+from modelrunner.web.rendering import PageRoute, render
+from modelrunner.web.session import PageAccess
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+DELIVERIES_PER_PAGE = 50
+
+
+def _platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+@router.get("/admin")
+def admin_page(request: Request, access: PageAccess) -> Response:
+    access.require_site_admin("the admin pages")
+    return render(request, "admin.html", title="Admin")
+
+
+@router.get("/admin/users")
+def users_page(request: Request, access: PageAccess) -> Response:
+    access.require_site_admin("listing users")
+    with _platform(request).database.read() as session:
+        users = [UserOut.of(user) for user in accounts.list_users(session)]
+    return render(request, "admin_users.html", title="Users", users=users)
+
+
+@router.get("/admin/groups")
+def groups_page(request: Request, access: PageAccess) -> Response:
+    access.require_site_admin("listing groups")
+    with _platform(request).database.read() as session:
+        groups = [GroupOut.of(group) for group in accounts.list_groups(session)]
+    return render(request, "admin_groups.html", title="Groups", groups=groups)
+
+
+@router.get("/admin/schedules")
+def all_schedules_page(request: Request, access: PageAccess) -> Response:
+    access.require_site_admin("listing every schedule")
+    return _schedules_page(request, access, "All schedules")
+
+
+@router.get("/schedules")
+def schedules_page(request: Request, access: PageAccess) -> Response:
+    """The schedules of the models the caller may view: the API's ``/schedules`` list."""
+    access.require_listing("listing schedules")
+    return _schedules_page(request, access, "Schedules")
+
+
+def _schedules_page(request: Request, access: Access, title: str) -> Response:
+    overviews = _platform(request).scheduler.overview()
+    schedules = [ScheduleOut.of(o) for o in overviews if access.may(o.model, Level.VIEW)]
+    return render(request, "schedules.html", title=title, schedules=schedules)
+
+
+@router.get("/admin/deliveries")
+def deliveries_page(request: Request, access: PageAccess, before: int | None = None) -> Response:
+    """Everyone's notification deliveries, newest first; ``before`` (a delivery id) pages back."""
+    access.require_site_admin("listing every delivery")
+    with _platform(request).database.read() as session:
+        views = subscriptions.deliveries(
+            session, access, subscription_id=None, statuses=[], before_id=before, limit=DELIVERIES_PER_PAGE + 1
+        )
+    deliveries = [DeliveryOut.of(view) for view in views[:DELIVERIES_PER_PAGE]]
+    # One more than a page was asked for: whether there is an older page, without counting.
+    older = deliveries[-1].id if len(views) > DELIVERIES_PER_PAGE else None
+    return render(
+        request, "admin_deliveries.html", title="Deliveries", deliveries=deliveries, before=before, older=older
+    )
