@@ -224,3 +224,13 @@ def test_the_form_chooses_how_the_cache_is_used(modeller: TestClient, platform: 
     bad = submit(modeller, "seir", {**SHORT, "run.cache": "sometimes"})
     assert bad.status_code == 422 and "unknown cache choice 'sometimes'" in html.unescape(bad.text)
     assert 'id="cache-refresh" value="refresh"' in modeller.get("/models/seir").text
+
+
+def test_a_part_of_a_page_fetched_after_signing_out_sends_the_page_to_sign_in(modeller: TestClient) -> None:
+    run_id = finished_run(modeller, "noop", {})
+    home = modeller.get("/")
+    modeller.post("/signout", data={"csrf": csrf_of(home.text)})
+    page = f"http://testserver/runs/{run_id}?x=1"
+    part = modeller.get(f"/runs/{run_id}/details", headers={"HX-Request": "true", "HX-Current-URL": page})
+    assert part.status_code == 401 and part.text == ""
+    assert part.headers["HX-Redirect"] == f"/signin?next=%2Fruns%2F{run_id}%3Fx%3D1"

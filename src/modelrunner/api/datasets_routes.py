@@ -17,7 +17,7 @@ from modelrunner.api.schemas import (
     SyncRequest,
     SyncStarted,
 )
-from modelrunner.auth.dataset_access import dataset_readers, require_dataset
+from modelrunner.auth.dataset_access import dataset_readers, require_dataset, sees_dataset
 from modelrunner.data import catalog
 from modelrunner.spec.access_spec import Level
 
@@ -42,11 +42,7 @@ def list_datasets(platform: PlatformDep, access: AccessDep) -> list[DatasetSumma
     with platform.database.read() as session:
         summaries = catalog.dataset_summaries(session, platform.workspace)
     readers = dataset_readers(platform.workspace)
-    return [
-        DatasetSummaryOut.of(s)
-        for s in summaries
-        if access.principal.is_admin or access.visible(readers.get(s.name, []))
-    ]
+    return [DatasetSummaryOut.of(s) for s in summaries if sees_dataset(access, readers.get(s.name, []))]
 
 
 @router.get(

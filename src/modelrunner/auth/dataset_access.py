@@ -17,6 +17,11 @@ def dataset_readers(workspace: Workspace) -> dict[str, list[str]]:
     return found
 
 
+def sees_dataset(access: Access, readers: list[str]) -> bool:
+    """Whether a dataset read by ``readers`` is in the caller's lists."""
+    return access.principal.is_admin or bool(access.visible(readers))
+
+
 def require_dataset(workspace: Workspace, access: Access, name: str, level: Level, doing: str) -> None:
     """NotFound for an unknown dataset (to callers with any grant), else the permission check."""
     if name not in workspace.datasets():

@@ -15,7 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from modelrunner.errors import NotFound, SpecError
 from modelrunner.spec.access_spec import AccessSpec
 from modelrunner.spec.automation_spec import ProfileSpec, ScheduleSpec, TriggerEvent, TriggerSpec
-from modelrunner.spec.backend_spec import DEFAULT_BACKEND, BackendSpec, LocalBackendSpec, RoutingRule
+from modelrunner.spec.backend_spec import (
+    BACKEND_TYPES,
+    DEFAULT_BACKEND,
+    BackendSpec,
+    LocalBackendSpec,
+    RoutingRule,
+)
 from modelrunner.spec.dataset_spec import DatasetSpec
 from modelrunner.spec.model_spec import (
     MODEL_FILE,
@@ -390,8 +396,11 @@ def _read_workspace_spec(path: Path) -> tuple[WorkspaceSpec | None, list[SpecPro
 
 
 def _field_of(location: tuple[Any, ...]) -> str:
-    # pydantic puts the `source` of a dataset into the path (datasets.x.git.repo); users wrote datasets.x.repo.
+    # pydantic puts the `source` of a dataset into the path (datasets.x.git.repo), and the `type` of a
+    # backend (backends.x.dask.scheduler); users wrote datasets.x.repo and backends.x.scheduler.
     if len(location) > 2 and location[0] == "datasets" and location[2] in {"git", "files", "http"}:
+        location = location[:2] + location[3:]
+    if len(location) > 2 and location[0] == "backends" and location[2] in BACKEND_TYPES:
         location = location[:2] + location[3:]
     return ".".join(map(str, location))
 

@@ -1,7 +1,7 @@
 """The datasets pages: the datasets a caller may see, and one dataset with its recorded versions.
 
 A dataset is reached through the models that read it, exactly as in the API: the permission
-checks are the API's own (``datasets_routes``), and what a page shows of a dataset is the API's
+checks are the API's own (``auth/dataset_access``), and what a page shows of a dataset is the API's
 response body (``DatasetSummaryOut``, ``DatasetDetail``), so storage option values and the user
 info of URLs stay hidden here too.
 """
@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-# The API's rules, imported rather than restated, so the pages cannot drift from them.
 from modelrunner.api.schemas import DatasetDetail, DatasetSummaryOut, DatasetVersionOut
-from modelrunner.auth.dataset_access import dataset_readers, require_dataset
+from modelrunner.auth.dataset_access import dataset_readers, require_dataset, sees_dataset
 from modelrunner.data import catalog
 from modelrunner.platform import Platform
 from modelrunner.spec.access_spec import Level
@@ -38,11 +37,7 @@ def datasets_page(request: Request, access: PageAccess) -> Response:
     with platform.database.read() as session:
         summaries = catalog.dataset_summaries(session, platform.workspace)
     readers = dataset_readers(platform.workspace)
-    shown = [
-        DatasetSummaryOut.of(s)
-        for s in summaries
-        if access.principal.is_admin or access.visible(readers.get(s.name, []))
-    ]
+    shown = [DatasetSummaryOut.of(s) for s in summaries if sees_dataset(access, readers.get(s.name, []))]
     return render(request, "datasets.html", title="Datasets", datasets=shown)
 
 

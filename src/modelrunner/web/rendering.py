@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Request, Response
 from fastapi.responses import RedirectResponse
@@ -48,6 +48,12 @@ def flash(request: Request, message: str) -> None:
 
 def error_page(request: Request, exc: ModelrunnerError) -> Response:
     if isinstance(exc, Unauthenticated):
+        if request.headers.get("HX-Request"):
+            # A part of a page (htmx) fetched after the session ended: the whole page goes to
+            # sign-in and back, rather than a sign-in form swapped into the part.
+            page = urlsplit(request.headers.get("HX-Current-URL", "/"))
+            back = page.path + (f"?{page.query}" if page.query else "")
+            return Response(status_code=401, headers={"HX-Redirect": f"/signin?next={quote(back, safe='')}"})
         target = "/signin"
         if request.method == "GET":
             path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
