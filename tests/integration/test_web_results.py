@@ -223,7 +223,10 @@ def test_the_form_chooses_how_the_cache_is_used(modeller: TestClient, platform: 
     assert api(modeller, f"/runs/{again}").json()["cache_hit"] is False
     bad = submit(modeller, "seir", {**SHORT, "run.cache": "sometimes"})
     assert bad.status_code == 422 and "unknown cache choice 'sometimes'" in html.unescape(bad.text)
-    assert 'id="cache-refresh" value="refresh"' in modeller.get("/models/seir").text
+    assert 'id="cache-use" value="use" checked' in modeller.get("/models/seir").text  # the default
+    # A page sent back for a bad value keeps the choice made.
+    kept = submit(modeller, "seir", {"days": "-3", "run.cache": "refresh"})
+    assert kept.status_code == 422 and 'id="cache-refresh" value="refresh" checked' in kept.text
 
 
 def test_a_part_of_a_page_fetched_after_signing_out_sends_the_page_to_sign_in(modeller: TestClient) -> None:

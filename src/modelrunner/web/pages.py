@@ -118,7 +118,7 @@ async def submit_run(name: str, request: Request, access: PageAccess) -> Respons
     texts = {key: str(value) for key, value in form.items() if isinstance(value, str)}
     params, errors = forms.params_of(schema, texts)
     pins = {key.removeprefix(_INPUT_PREFIX): v for key, v in texts.items() if key.startswith(_INPUT_PREFIX) and v}
-    cache = texts.pop(_CACHE_FIELD, CacheMode.USE.value)
+    cache = texts.get(_CACHE_FIELD, CacheMode.USE.value)
     if cache not in {mode.value for mode in CacheMode}:
         return _model_page(request, True, name, texts, message=f"unknown cache choice '{cache}'", status_code=422)
     if errors:
@@ -165,6 +165,7 @@ def _model_page(
         "runs": runs,
         "may_run": may_run,
         "graph": structure_of(model.spec),
+        "cache": values.get(_CACHE_FIELD, CacheMode.USE.value),
     }
     if message:
         context["message"] = message
