@@ -31,6 +31,8 @@ _OUTCOME_TO_RUN = {
     AttemptStatus.TIMED_OUT: RunStatus.TIMED_OUT,
     AttemptStatus.CANCELLED: RunStatus.CANCELLED,
 }
+# Endings that are no fault of the model: another attempt, on the budget for such endings.
+_INTERRUPTED_TO_RUN = {AttemptStatus.LOST: RunStatus.LOST, AttemptStatus.PREEMPTED: RunStatus.PREEMPTED}
 
 
 def claim(session: Session, run_id: int, backend: str, runner_id: str, lease_until: dt.datetime) -> Claimed | None:
@@ -99,6 +101,10 @@ def finish(session: Session, attempt_id: int, outcome: Outcome, retries: Retries
     if outcome.status in _OUTCOME_TO_RUN:
         _unless_ended(session, run_id, _OUTCOME_TO_RUN[outcome.status], reason=outcome.error)
         return
+    if outcome.status in _INTERRUPTED_TO_RUN:
+        reason = outcome.error or f"attempt {attempt.number} {outcome.status.value}"
+        _retry_interrupted(session, run_id, _INTERRUPTED_TO_RUN[outcome.status], reason, retries)
+        return
     failures = queries.count_attempts(session, run_id, [AttemptStatus.FAILED.value])
     if failures <= retries.failed:
         reason = f"attempt {attempt.number} failed ({outcome.error}); retry {failures} of {retries.failed}"
@@ -116,15 +122,27 @@ def lose(session: Session, attempt_id: int, reason: str, retries: Retries) -> bo
     attempt = queries.set_attempt_if_active(session, attempt_id, values)
     if attempt is None:
         return False
-    run_id = attempt.run_id
-    if not _unless_ended(session, run_id, RunStatus.LOST, reason=reason):
-        return True
-    lost = queries.count_attempts(session, run_id, [AttemptStatus.LOST.value, AttemptStatus.PREEMPTED.value])
-    if lost <= retries.lost:
-        transition(session, run_id, RunStatus.QUEUED, reason=f"retry {lost} of {retries.lost} after a lost attempt")
-    else:
-        transition(session, run_id, RunStatus.FAILED, reason=f"{reason}; {lost} attempts were lost, no retries left")
+    _retry_interrupted(session, attempt.run_id, RunStatus.LOST, reason, retries)
     return True
+
+
+def _retry_interrupted(session: Session, run_id: int, status: RunStatus, reason: str, retries: Retries) -> None:
+    """The run's attempt was lost or preempted, through no fault of the model: the run passes
+    through ``status`` and is queued again within the ``retries.lost`` budget, which such
+    endings share and model failures do not spend."""
+    if not _unless_ended(session, run_id, status, reason=reason):
+        return
+    interrupted = queries.count_attempts(session, run_id, list(_INTERRUPTED_TO_RUN))
+    if interrupted <= retries.lost:
+        what = "a preemption" if status == RunStatus.PREEMPTED else "a lost attempt"
+        transition(session, run_id, RunStatus.QUEUED, reason=f"retry {interrupted} of {retries.lost} after {what}")
+    else:
+        transition(
+            session,
+            run_id,
+            RunStatus.FAILED,
+            reason=f"{reason}; {interrupted} attempts were lost or preempted, no retries left",
+        )
 
 
 def interrupt(session: Session, attempt_id: int, reason: str) -> None:

@@ -56,7 +56,9 @@ class Resources(BaseModel):
 
 
 class Retries(BaseModel):
-    """How many more attempts a run gets after a failed attempt and after a lost one."""
+    """How many more attempts a run gets after failed attempts (the model's fault), and after
+    attempts lost or preempted (the infrastructure's): two budgets, so a spot interruption never
+    spends a retry meant for a model's bug, nor the reverse."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

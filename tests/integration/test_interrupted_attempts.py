@@ -1,0 +1,87 @@
+"""Attempts that end through no fault of the model (preempted by the infrastructure, or lost)
+spend their own retry budget, not the model's failure budget; the run records every attempt and
+stores its outputs once. Driven through the engine's attempt functions on the real store, as a
+backend's reports are."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from modelrunner.artifacts.store import StoredFile
+from modelrunner.clock import utcnow
+from modelrunner.engine import attempts
+from modelrunner.engine.states import AttemptStatus
+from modelrunner.execution.job import Outcome
+from modelrunner.platform import Platform
+from modelrunner.spec.model_spec import Retries
+from modelrunner.store import queries
+
+OUTPUT = StoredFile("params.json", 2, "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "file:///x")
+
+
+def attempt_of(platform: Platform, run_id: int) -> int:
+    with platform.database.write() as session:
+        claimed = attempts.claim(session, run_id, "local", "test-runner", utcnow() + dt.timedelta(minutes=1))
+        assert claimed is not None, "the run was not queued"
+        attempts.mark_started(session, claimed.attempt_id, {}, utcnow())
+        return claimed.attempt_id
+
+
+def end(platform: Platform, attempt_id: int, outcome: Outcome, retries: Retries) -> None:
+    with platform.database.write() as session:
+        attempts.finish(session, attempt_id, outcome, retries)
+
+
+def queued_run(platform: Platform) -> int:
+    platform.prepare_store()
+    return platform.submit("noop", {}).run.id
+
+
+def test_a_run_preempted_twice_then_succeeding_has_three_attempts_and_its_outputs_once(platform: Platform) -> None:
+    run_id = queued_run(platform)
+    budget = Retries(failed=0, lost=2)  # no retry at all for a failure of the model
+    for _ in range(2):
+        end(
+            platform,
+            attempt_of(platform, run_id),
+            Outcome(AttemptStatus.PREEMPTED, error="spot capacity reclaimed"),
+            budget,
+        )
+    end(platform, attempt_of(platform, run_id), Outcome(AttemptStatus.SUCCEEDED, exit_code=0, outputs=[OUTPUT]), budget)
+
+    with platform.database.read() as session:
+        run = queries.get_run(session, run_id)
+        tried = queries.attempts_of(session, run_id)
+        outputs = queries.outputs_of(session, run_id)
+        events = queries.events_of(session, run_id, 0, 100)
+    assert run is not None and run.status == "succeeded"
+    assert [a.status for a in tried] == ["preempted", "preempted", "succeeded"]
+    assert [o.path for o in outputs] == ["params.json"]
+    statuses = [e.data["to"] for e in events if e.type == "run.status"]
+    assert statuses.count("preempted") == 2 and statuses[-1] == "succeeded"
+    reasons = [e.data.get("reason", "") for e in events if e.type == "run.status"]
+    assert "retry 2 of 2 after a preemption" in reasons
+
+
+def test_preemptions_beyond_the_budget_fail_the_run_saying_why(platform: Platform) -> None:
+    run_id = queued_run(platform)
+    budget = Retries(failed=5, lost=1)
+    end(platform, attempt_of(platform, run_id), Outcome(AttemptStatus.PREEMPTED, error="spot interruption"), budget)
+    end(platform, attempt_of(platform, run_id), Outcome(AttemptStatus.LOST, error="worker gone"), budget)
+    with platform.database.read() as session:
+        run = queries.get_run(session, run_id)
+    assert run is not None and run.status == "failed"
+    assert run.error and "2 attempts were lost or preempted, no retries left" in run.error
+
+
+def test_a_model_failure_does_not_spend_the_preemption_budget_nor_the_reverse(platform: Platform) -> None:
+    run_id = queued_run(platform)
+    budget = Retries(failed=1, lost=1)
+    end(platform, attempt_of(platform, run_id), Outcome(AttemptStatus.FAILED, exit_code=1, error="exit 1"), budget)
+    end(platform, attempt_of(platform, run_id), Outcome(AttemptStatus.PREEMPTED, error="evicted"), budget)
+    end(platform, attempt_of(platform, run_id), Outcome(AttemptStatus.SUCCEEDED, exit_code=0, outputs=[OUTPUT]), budget)
+    with platform.database.read() as session:
+        run = queries.get_run(session, run_id)
+        tried = queries.attempts_of(session, run_id)
+    assert run is not None and run.status == "succeeded"
+    assert [a.status for a in tried] == ["failed", "preempted", "succeeded"]
