@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from functools import partial
-from typing import Any, assert_never
+from typing import TYPE_CHECKING, Any, assert_never
 
 from modelrunner.artifacts.logs import LogStore
 from modelrunner.artifacts.store import ArtifactStore
@@ -19,8 +19,9 @@ from modelrunner.data.poller import DataPoller
 from modelrunner.data.source import Source
 from modelrunner.data.sources import open_source
 from modelrunner.data.sync import DatasetSyncs
-from modelrunner.engine import attempts
+from modelrunner.engine import attempts, backend_overview
 from modelrunner.engine.automation import Automation
+from modelrunner.engine.backend_overview import BackendOverview
 from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.engine.catalog import VersionCatalog
 from modelrunner.engine.dispatcher import Dispatcher, Dispatchers
@@ -31,11 +32,14 @@ from modelrunner.errors import SpecError
 from modelrunner.metrics import Metrics
 from modelrunner.notify.notifier import Notifier
 from modelrunner.settings import Settings
-from modelrunner.spec.backend_spec import DEFAULT_BACKEND, BackendSpec, LocalBackendSpec
+from modelrunner.spec.backend_spec import DEFAULT_BACKEND, BackendSpec, DaskBackendSpec, LocalBackendSpec
 from modelrunner.spec.workspace import Workspace
 from modelrunner.store import migrate, queries
 from modelrunner.store.database import Database
 from modelrunner.store.tables import DatasetSyncRow
+
+if TYPE_CHECKING:
+    from modelrunner.backends.dask import DaskBackend
 
 log = logging.getLogger("modelrunner.platform")
 
@@ -164,6 +168,11 @@ class Platform:
             attempts.cancel(session, run_id)
         self.dispatcher.wake(cancelled=True)
 
+    def backend_overview(self) -> list[BackendOverview]:
+        """Each backend declared now (and any other with runs), its health and its load."""
+        with self.database.read() as session:
+            return backend_overview.overview(session, self._declared_backends(), self.backends)
+
     def request_sync(self, dataset: str, *, walk_all: bool = False) -> tuple[DatasetSyncRow, bool]:
         """Queue a sync of ``dataset`` for the poller (or join the one in progress)."""
         sync, created = self.syncs.request(dataset, walk_all=walk_all)
@@ -193,10 +202,21 @@ class Platform:
             log.warning("%s; running only the '%s' backend until a restart", exc.message, DEFAULT_BACKEND)
             return {DEFAULT_BACKEND: LocalBackendSpec()}
 
-    def _build_backend(self, name: str, spec: BackendSpec) -> LocalBackend:
+    def _build_backend(self, name: str, spec: BackendSpec) -> LocalBackend | DaskBackend:
         """The backend ``name`` as ``spec`` configures it: the one place a backend ``type`` is
         turned into a backend (a new type adds its case here)."""
         match spec:
+            case DaskBackendSpec():
+                # Imported here: dask.distributed is an optional extra (it says so if missing).
+                from modelrunner.backends.dask import DaskBackend
+
+                return DaskBackend(
+                    name,
+                    spec,
+                    artifacts_url=self.artifacts.url,
+                    grace_seconds=self.settings.grace_seconds,
+                    wake=partial(self._wake, name),
+                )
             case LocalBackendSpec():
                 return LocalBackend(
                     LocalConfig(

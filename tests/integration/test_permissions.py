@@ -79,6 +79,7 @@ ROUTES: dict[tuple[str, str], dict[str, set[int]]] = {
     ("get", "/api/v1/datasets/{name}/syncs"): expect(OK, least="viewer"),
     ("get", "/api/v1/datasets/{name}/syncs/{sync_id}"): expect(OK, least="viewer"),
     ("get", "/api/v1/schedules"): listing(),
+    ("get", "/api/v1/backends"): listing(),  # names and load only, as runs show their backend
     ("post", "/api/v1/schedules/{name}/run"): expect({201}, least="runner"),
     ("get", "/api/v1/schedules/{name}/firings"): expect(OK, least="viewer"),
     ("get", "/api/v1/triggers"): listing(),

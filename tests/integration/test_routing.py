@@ -281,18 +281,43 @@ def test_a_backend_declared_after_the_server_started_waits_for_a_restart(
         # Polled many times over (poll_seconds 0.2), and claimed by no other backend.
         with pytest.raises(AssertionError):
             wait_until(lambda: get_run(client, run["id"])["status"] != "queued", 1.5, "claimed")
+        later = backends_of(client)["later"]
+        assert (later["type"], later["served"], later["healthy"], later["queued"]) == ("local", False, False, 1)
+        assert "restart `modelrunner serve`" in later["problem"]
+        assert backends_of(client)["wide"]["healthy"]
 
     caplog.clear()
     workspace_file.write_text(yaml.safe_dump(declared, sort_keys=False))  # declared no more
     with admin_client(Platform(settings)) as client:
         assert "1 queued run(s) wait for backend 'later', which this server does not run" in caplog.text
         assert get_run(client, run["id"])["status"] == "queued"
+        later = backends_of(client)["later"]  # declared no more, and still a run waits for it
+        assert (later["type"], later["queued"]) == ("unknown", 1) and "not declared" in later["problem"]
 
     workspace_file.write_text(yaml.safe_dump(with_later, sort_keys=False))
     with admin_client(Platform(settings)) as client:
         finished = wait_for_run(client.get, run["id"])
     assert finished["status"] == "succeeded", finished["error"]
     assert [a["backend"] for a in finished["attempts"]] == ["later"]
+
+
+def backends_of(client: TestClient) -> dict[str, dict[str, Any]]:
+    response = client.get("/api/v1/backends")
+    assert response.status_code == 200, response.text
+    return {backend["name"]: backend for backend in response.json()}
+
+
+def test_backends_list_their_running_attempts_and_queued_runs(client: TestClient, tmp_path: Path) -> None:
+    assert list(backends_of(client)) == ["wide", "narrow", "spare"]  # as declared
+    runs = [submit(client, "pinned", {"tag": str(n), "seconds": 3}) for n in range(3)]
+    wait_until(lambda: get_run(client, runs[0]["id"])["status"] == "running", 10, "the first run")
+    # narrow has 1 slot and holds a second attempt ready to start: 2 attempts, 1 run waiting.
+    narrow = backends_of(client)["narrow"]
+    assert (narrow["running"], narrow["queued"], narrow["healthy"]) == (2, 1, True)
+    assert backends_of(client)["wide"]["running"] == 0
+    for run in runs:
+        client.post(f"/api/v1/runs/{run['id']}/cancel")
+    wait_until(lambda: backends_of(client)["narrow"]["running"] == 0, 10, "the attempts to stop")
 
 
 def test_run_backend_on_the_command_line_and_runs_show_tells_where_and_why(server: Server) -> None:
@@ -316,6 +341,12 @@ def test_run_backend_on_the_command_line_and_runs_show_tells_where_and_why(serve
     assert routed(json.loads(routed_by_model.stdout)) == ("narrow", "model", "admin")
     shown = cli("runs", "show", str(json.loads(routed_by_model.stdout)["id"]))
     assert "backend narrow (the model's default)" in " ".join(shown.stdout.replace("│", " ").split())
+
+    listed = cli("backends", "list")
+    assert listed.returncode == 0, listed.stderr
+    rows = [line.split() for line in listed.stdout.splitlines()]
+    for name in ("wide", "narrow", "spare"):
+        assert [name, "local", "ok", "0", "0"] in [[c for c in row if c != "│"] for row in rows], listed.stdout
 
     unknown = cli("run", "pinned", "--backend", "gpu")
     assert unknown.returncode != 0

@@ -14,6 +14,7 @@ from starlette.middleware.sessions import SessionMiddleware
 import modelrunner
 from modelrunner.api.accounts_routes import router as accounts_router
 from modelrunner.api.attempts_routes import router as attempts_router
+from modelrunner.api.backends_routes import router as backends_router
 from modelrunner.api.datasets_routes import router as datasets_router
 from modelrunner.api.deps import AccessDep, PlatformDep
 from modelrunner.api.errors import install_error_handlers
@@ -79,6 +80,7 @@ def create_app(platform: Platform) -> FastAPI:
     api.include_router(runs_router)
     api.include_router(datasets_router)
     api.include_router(schedules_router)
+    api.include_router(backends_router)
     api.include_router(export_router)
     api.include_router(notify_router)
     api.include_router(accounts_router)

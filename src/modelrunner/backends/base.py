@@ -49,6 +49,10 @@ class Backend(Protocol):
     def free_slots(self) -> int:
         """How many more slots of work the backend takes now."""
 
+    def health(self) -> str | None:
+        """None when the backend can reach its engine (a scheduler, a cluster's API); else what
+        is wrong, for a person to act on. Returns within a few seconds."""
+
     def submit(self, job: AttemptJob) -> Handle:
         """Launch the attempt; return at once with its handle."""
 

@@ -94,6 +94,9 @@ class LocalBackend:
         with self._lock:
             return 2 * self._config.slots - self._taken
 
+    def health(self) -> str | None:
+        return None  # this machine: always reachable
+
     def submit(self, job: AttemptJob) -> Handle:
         slots = min(job.slots, self._config.slots)  # a model asking for more than there is still runs
         process = AttemptProcess(

@@ -139,6 +139,10 @@ class Client:
 
     # --- schedules and triggers ---------------------------------------------------------------
 
+    def backends(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._json("GET", "/backends")
+        return result
+
     def schedules(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._json("GET", "/schedules")
         return result

@@ -10,8 +10,10 @@ import typer
 import modelrunner
 from modelrunner.cli import output
 from modelrunner.cli.accounts_commands import groups_app, tokens_app, users_app
+from modelrunner.cli.backends_commands import backends_app
 from modelrunner.cli.data_commands import data_app
 from modelrunner.cli.db_commands import db_app
+from modelrunner.cli.exec_command import exec_job
 from modelrunner.cli.export_commands import export_app
 from modelrunner.cli.models_commands import models_app
 from modelrunner.cli.notify_commands import deliveries_app, subscriptions_app
@@ -72,10 +74,12 @@ app.command("serve")(serve)
 app.command("init")(init)
 app.command("check")(check)
 app.command("run")(run)
+app.command("exec")(exec_job)
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
 app.add_typer(schedules_app, name="schedules")
+app.add_typer(backends_app, name="backends")
 app.add_typer(triggers_app, name="triggers")
 app.add_typer(db_app, name="db")
 app.add_typer(export_app, name="export")

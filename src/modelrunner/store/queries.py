@@ -214,6 +214,16 @@ def queued_counts_by_backend(session: Session) -> dict[str, int]:
     return {backend: int(count) for backend, count in session.execute(statement)}
 
 
+def active_attempt_counts_by_backend(session: Session) -> dict[str, int]:
+    """Backend name -> how many of its attempts are starting or running."""
+    statement = (
+        select(_attempts.c.backend, func.count())
+        .where(_attempts.c.status.in_([s.value for s in ACTIVE_ATTEMPT_STATES]))
+        .group_by(_attempts.c.backend)
+    )
+    return {backend: int(count) for backend, count in session.execute(statement)}
+
+
 def active_runs_using_dataset(session: Session, dataset: str) -> list[int]:
     """Ids of the unfinished runs computed on some version of ``dataset``."""
     # Unfinished runs are few; reading their inputs here keeps the JSON out of SQL, where SQLite
