@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import re
@@ -58,11 +59,13 @@ class AttemptProcess:
         environment: Mapping[str, str] | None = None,
         data_folder: DataFolder | None = None,
         fetch_file: FetchFile | None = None,
+        die_with_parent: bool = False,
     ) -> None:
         """``model_folder`` holds the model's files at the version to run (they are copied into
         the scratch folder); ``environment`` is the base environment (os.environ by default);
         ``data_folder`` provides the files of the job's inputs and ``fetch_file`` those of its
-        upstream steps (needed when it has any)."""
+        upstream steps (needed when it has any). With ``die_with_parent`` (Linux) the model's
+        command is killed when this process dies, as nothing else would stop it then."""
         self.job = job
         self._model_folder = model_folder
         self._environment = environment
@@ -72,6 +75,7 @@ class AttemptProcess:
         self._grace = grace_seconds
         self._data_folder = data_folder
         self._fetch_file = fetch_file
+        self._die_with_parent = die_with_parent and _PRCTL is not None
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._stop_reason: AttemptStatus | None = None
@@ -139,6 +143,7 @@ class AttemptProcess:
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # its own process group, so stop() reaches children
+                    preexec_fn=_die_with(os.getpid()) if self._die_with_parent else None,
                 )
             except OSError as exc:
                 self._start_error = f"cannot start {self.job.command[0]!r}: {exc.strerror or exc}"
@@ -249,6 +254,32 @@ def _follow(stream: IO[bytes], log: IO[bytes], on_progress: OnProgress) -> None:
             except ValueError:
                 continue
             on_progress(fraction, match.group(2).decode("utf-8", "replace"))
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """Run in the child before the command: SIGKILL it when ``parent`` dies (or died already)."""
+
+    def arrange() -> None:
+        if _PRCTL is not None:
+            _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arrange
 
 
 def _signal_group(pgid: int, signum: signal.Signals) -> None:

@@ -1,0 +1,266 @@
+"""One attempt away from the server (``modelrunner exec``, a Dask task): from a JSON job
+description, with the model snapshot, inputs and outputs in the artifact store and progress
+posted back to the server over HTTP.
+
+Every non-local backend launches this same code on its machines; it only needs the artifact
+store and, for progress, the server's callback URL."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from modelrunner.artifacts.store import ArtifactStore, StoredFile
+from modelrunner.data.cache import snapshot_prefix
+from modelrunner.engine.states import AttemptStatus
+from modelrunner.errors import ModelrunnerError
+from modelrunner.execution.job import AttemptJob, JobInput, Outcome, UpstreamFile
+from modelrunner.execution.process import AttemptProcess
+from modelrunner.spec.model_version import unpack
+
+log = logging.getLogger("modelrunner.exec")
+
+# How long the end of an attempt waits for its last progress report to reach the server.
+_FLUSH_SECONDS = 5.0
+_POST_TIMEOUT = httpx.Timeout(5.0)
+
+
+@dataclass(frozen=True)
+class RemoteJob:
+    """What ``modelrunner exec`` gets: the attempt, where the artifact store is, and how long a
+    stopped model has between SIGTERM and SIGKILL."""
+
+    job: AttemptJob
+    artifacts_url: str
+    grace_seconds: float
+
+    def to_json(self) -> str:
+        """The job description; :func:`parse_job` reads it back."""
+        fields = asdict(self.job)
+        return json.dumps({**fields, "artifacts_url": self.artifacts_url, "grace_seconds": self.grace_seconds})
+
+
+def parse_job(text: str) -> RemoteJob:
+    """A job description (JSON) as a RemoteJob; ModelrunnerError naming what is wrong with it."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelrunnerError(f"the job description is not valid JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ModelrunnerError("the job description must be a JSON object")
+    try:
+        artifacts_url = str(raw.pop("artifacts_url"))
+        grace_seconds = float(raw.pop("grace_seconds"))
+        raw["command"] = [str(word) for word in raw["command"]]
+        raw["declared_outputs"] = tuple(raw.get("declared_outputs", ()))
+        raw["inputs"] = tuple(JobInput(**entry) for entry in raw.get("inputs", ()))
+        raw["upstream"] = tuple(UpstreamFile(**entry) for entry in raw.get("upstream", ()))
+        job = AttemptJob(**raw)
+    except KeyError as exc:
+        raise ModelrunnerError(f"the job description lacks the field {exc.args[0]!r}") from exc
+    except (TypeError, ValueError) as exc:
+        raise ModelrunnerError(f"the job description is not a modelrunner job: {exc}") from exc
+    if not job.command:
+        raise ModelrunnerError("the job description has an empty command")
+    return RemoteJob(job, artifacts_url, grace_seconds)
+
+
+def outcome_to_dict(outcome: Outcome) -> dict[str, Any]:
+    """An Outcome as JSON-able data; :func:`outcome_from_dict` reads it back."""
+    return {
+        "status": outcome.status.value,
+        "exit_code": outcome.exit_code,
+        "error": outcome.error,
+        "outputs": [stored.as_row() for stored in outcome.outputs],
+    }
+
+
+def outcome_from_dict(data: Mapping[str, Any]) -> Outcome:
+    return Outcome(
+        AttemptStatus(data["status"]),
+        exit_code=data.get("exit_code"),
+        error=data.get("error"),
+        outputs=[StoredFile(**row) for row in data.get("outputs", [])],
+    )
+
+
+class RemoteAttempt:
+    """Runs one RemoteJob with AttemptProcess in a temporary folder of this machine.
+
+    ``run()`` blocks until the attempt ends and never raises for what the model does; ``stop()``
+    (from any thread or a signal handler) ends it: SIGTERM to the model's process group, SIGKILL
+    after the grace period.
+    """
+
+    def __init__(self, remote: RemoteJob, *, workdir: Path | None = None) -> None:
+        """``workdir``: where the temporary folder is made (the system's temp folder by default)."""
+        self.remote = remote
+        self._workdir = workdir
+        self._lock = threading.Lock()
+        self._process: AttemptProcess | None = None
+        self._stop_reason: AttemptStatus | None = None
+
+    def stop(self, reason: AttemptStatus = AttemptStatus.CANCELLED) -> None:
+        """End the attempt as ``reason``; safe to call repeatedly, before or while it runs."""
+        with self._lock:
+            if self._stop_reason is None:
+                self._stop_reason = reason
+            process = self._process
+        if process is not None:
+            process.stop(reason)
+
+    def run(self, on_started: Callable[[int], None] = lambda pid: None) -> Outcome:
+        """Run the attempt; ``on_started`` gets the model's pid once its command runs."""
+        job = self.remote.job
+        artifacts = ArtifactStore(self.remote.artifacts_url)
+        reporter = ProgressReporter(job.callback_url, job.callback_token)
+        folder = Path(tempfile.mkdtemp(prefix=f"modelrunner-{job.run_id}-{job.attempt_number}-", dir=self._workdir))
+        try:
+            model_folder = folder / "snapshot"
+            try:
+                unpack(artifacts.get_bytes(job.snapshot_uri), model_folder)
+            except (OSError, ValueError) as exc:
+                return Outcome(AttemptStatus.FAILED, error=f"cannot fetch the model snapshot {job.snapshot_uri}: {exc}")
+            process = AttemptProcess(
+                job,
+                model_folder=model_folder,
+                scratch=folder / "scratch",
+                # Kept for the attempt only: checkpoints do not travel between machines yet.
+                checkpoint=folder / "checkpoint",
+                log_path=folder / "attempt.log",
+                grace_seconds=self.remote.grace_seconds,
+                data_folder=_DataFromStore(artifacts, job.inputs, folder / "data"),
+                fetch_file=artifacts.get_file,
+                die_with_parent=True,  # a runner that dies (a killed Dask worker) leaves no model behind
+            )
+            with self._lock:
+                self._process = process
+                reason = self._stop_reason
+            if reason is not None:
+                process.stop(reason)
+            return process.run(
+                on_started=on_started,
+                on_progress=reporter.report,
+                upload=lambda outputs: artifacts.put_folder(
+                    outputs, f"runs/{job.run_id}/attempts/{job.attempt_number}/outputs"
+                ),
+            )
+        except Exception as exc:  # the attempt must end with an outcome, whatever went wrong here
+            log.exception("attempt %s could not run", job.attempt_id)
+            return Outcome(AttemptStatus.FAILED, error=f"modelrunner exec could not run the attempt: {exc}")
+        finally:
+            reporter.close()
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+class _DataFromStore:
+    """The files of the job's inputs, from the copies the server keeps in the artifact store
+    (versions of ``files`` and ``http`` datasets); other versions cannot be reached from here."""
+
+    def __init__(self, artifacts: ArtifactStore, inputs: tuple[JobInput, ...], root: Path) -> None:
+        self._artifacts = artifacts
+        self._inputs = inputs
+        self._root = root
+
+    def __call__(self, dataset: str, version: str) -> Path:
+        folder = self._root / dataset / version
+        if folder.is_dir():
+            return folder
+        prefix = snapshot_prefix(dataset, version)
+        if not self._artifacts.exists(prefix):
+            names = ", ".join(repr(i.name) for i in self._inputs if (i.dataset, i.version) == (dataset, version))
+            raise ModelrunnerError(
+                f"input {names}: version {version} of dataset '{dataset}' is not in the artifact store "
+                f"{self._artifacts.url}, and this backend reads inputs only from there (versions of git "
+                "datasets are not copied to it; run such models on the local backend)"
+            )
+        partial = folder.with_name(f"{version}.partial")
+        self._artifacts.get_folder(prefix, partial)
+        partial.rename(folder)
+        return folder
+
+
+class ProgressReporter:
+    """Posts the latest progress to the attempt's callback URL from a thread of its own.
+
+    Best effort: a report replaced by a newer one before it was sent is dropped, a server that
+    cannot be reached is tried again, and nothing here ever fails the attempt."""
+
+    def __init__(self, callback_url: str | None, token: str | None) -> None:
+        self._url = f"{callback_url.rstrip('/')}/progress" if callback_url and token else None
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._changed = threading.Condition()
+        self._latest: tuple[float, str] | None = None
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    def report(self, fraction: float, message: str) -> None:
+        if self._url is None:
+            return
+        with self._changed:
+            self._latest = (fraction, message)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._send_loop, name="progress-reporter", daemon=True)
+                self._thread.start()
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        """Send what is pending (waiting a few seconds at most), then stop."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(_FLUSH_SECONDS)
+
+    def _send_loop(self) -> None:
+        with httpx.Client(timeout=_POST_TIMEOUT, headers=self._headers) as client:
+            delay = 0.0
+            while True:
+                with self._changed:
+                    while self._latest is None and not self._closing:
+                        self._changed.wait()
+                    pending, self._latest = self._latest, None
+                    closing = self._closing
+                if pending is None:
+                    return
+                if not self._send(client, pending):
+                    if closing:
+                        return
+                    with self._changed:
+                        if self._latest is None:
+                            self._latest = pending  # try again, unless something newer came meanwhile
+                        delay = min(max(delay * 2, 0.25), 5.0)
+                        self._changed.wait(delay)
+                else:
+                    delay = 0.0
+
+    def _send(self, client: httpx.Client, report: tuple[float, str]) -> bool:
+        """Whether the report is done with (sent, or refused for good)."""
+        fraction, message = report
+        if self._url is None:
+            return True
+        try:
+            response = client.post(self._url, json={"fraction": fraction, "message": message[:2000]})
+        except httpx.HTTPError as exc:
+            log.warning("progress not sent (will try again): %s", exc)
+            return False
+        if response.status_code >= 500:
+            log.warning("progress not sent (will try again): the server answered %s", response.status_code)
+            return False
+        if response.status_code in (401, 403):
+            # The attempt has ended for the server (or the token is not its): later reports are refused too.
+            log.warning("progress refused by the server (%s); no more reports", response.status_code)
+            self._url = None
+        elif response.status_code >= 400:
+            log.warning("progress refused by the server (%s): %s", response.status_code, response.text[:200])
+        return True
