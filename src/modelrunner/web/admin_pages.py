@@ -16,19 +16,13 @@ from modelrunner.api.notify_schemas import DeliveryOut
 from modelrunner.auth import accounts
 from modelrunner.auth.access import Access
 from modelrunner.notify import subscriptions
-from modelrunner.platform import Platform
 from modelrunner.spec.access_spec import Level
 from modelrunner.web.rendering import PageRoute, render
-from modelrunner.web.session import PageAccess
+from modelrunner.web.session import PageAccess, platform_of
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 DELIVERIES_PER_PAGE = 50
-
-
-def _platform(request: Request) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
 
 
 @router.get("/admin")
@@ -40,7 +34,7 @@ def admin_page(request: Request, access: PageAccess) -> Response:
 @router.get("/admin/users")
 def users_page(request: Request, access: PageAccess) -> Response:
     access.require_site_admin("listing users")
-    with _platform(request).database.read() as session:
+    with platform_of(request).database.read() as session:
         users = [UserOut.of(user) for user in accounts.list_users(session)]
     return render(request, "admin_users.html", title="Users", users=users)
 
@@ -48,7 +42,7 @@ def users_page(request: Request, access: PageAccess) -> Response:
 @router.get("/admin/groups")
 def groups_page(request: Request, access: PageAccess) -> Response:
     access.require_site_admin("listing groups")
-    with _platform(request).database.read() as session:
+    with platform_of(request).database.read() as session:
         groups = [GroupOut.of(group) for group in accounts.list_groups(session)]
     return render(request, "admin_groups.html", title="Groups", groups=groups)
 
@@ -67,7 +61,7 @@ def schedules_page(request: Request, access: PageAccess) -> Response:
 
 
 def _schedules_page(request: Request, access: Access, title: str) -> Response:
-    overviews = _platform(request).scheduler.overview()
+    overviews = platform_of(request).scheduler.overview()
     schedules = [ScheduleOut.of(o) for o in overviews if access.may(o.model, Level.VIEW)]
     return render(request, "schedules.html", title=title, schedules=schedules)
 
@@ -76,7 +70,7 @@ def _schedules_page(request: Request, access: Access, title: str) -> Response:
 def deliveries_page(request: Request, access: PageAccess, before: int | None = None) -> Response:
     """Everyone's notification deliveries, newest first; ``before`` (a delivery id) pages back."""
     access.require_site_admin("listing every delivery")
-    with _platform(request).database.read() as session:
+    with platform_of(request).database.read() as session:
         views = subscriptions.deliveries(
             session, access, subscription_id=None, statuses=[], before_id=before, limit=DELIVERIES_PER_PAGE + 1
         )

@@ -13,10 +13,9 @@ from fastapi import APIRouter, Request, Response
 from modelrunner.api.schemas import DatasetDetail, DatasetSummaryOut, DatasetVersionOut
 from modelrunner.auth.dataset_access import dataset_readers, require_dataset, sees_dataset
 from modelrunner.data import catalog
-from modelrunner.platform import Platform
 from modelrunner.spec.access_spec import Level
 from modelrunner.web.rendering import PageRoute, render
-from modelrunner.web.session import PageAccess
+from modelrunner.web.session import PageAccess, platform_of
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -25,15 +24,10 @@ VERSIONS_PER_PAGE = 50
 _NOT_SOURCE_SETTINGS = {"source", "description", "poll", "option_keys"}
 
 
-def _platform(request: Request) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
-
-
 @router.get("/datasets")
 def datasets_page(request: Request, access: PageAccess) -> Response:
     access.require_listing("listing datasets")
-    platform = _platform(request)
+    platform = platform_of(request)
     with platform.database.read() as session:
         summaries = catalog.dataset_summaries(session, platform.workspace)
     readers = dataset_readers(platform.workspace)
@@ -44,7 +38,7 @@ def datasets_page(request: Request, access: PageAccess) -> Response:
 @router.get("/datasets/{name}")
 def dataset_page(name: str, request: Request, access: PageAccess, offset: int = 0) -> Response:
     """The dataset with a page of its versions, newest data first (``offset`` skips the newest)."""
-    platform = _platform(request)
+    platform = platform_of(request)
     require_dataset(platform.workspace, access, name, Level.VIEW, "viewing a dataset")
     offset = max(0, offset)
     with platform.database.read() as session:

@@ -16,7 +16,6 @@ from modelrunner.data import catalog
 from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.engine.scheduler import ScheduleOverview
 from modelrunner.errors import Conflict, InvalidInput, SpecError, Unauthenticated
-from modelrunner.platform import Platform
 from modelrunner.spec.access_spec import Level
 from modelrunner.spec.workspace import Model
 from modelrunner.store import queries
@@ -24,7 +23,7 @@ from modelrunner.store.tables import DatasetVersionRow, RunRow
 from modelrunner.web import forms
 from modelrunner.web.pipeline_graph import structure_of
 from modelrunner.web.rendering import PageRoute, flash, render
-from modelrunner.web.session import PageAccess, checked_form, sign_in, sign_out
+from modelrunner.web.session import PageAccess, checked_form, platform_of, sign_in, sign_out
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -51,11 +50,6 @@ class InputChoice:
     dataset: str
     versions: list[DatasetVersionRow]
     pinned: str  # "" for the newest
-
-
-def _platform(request: Request) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
 
 
 @router.get("/signin")
@@ -88,7 +82,7 @@ async def signout(request: Request) -> Response:
 @router.get("/models")
 def models_page(request: Request, access: PageAccess) -> Response:
     access.require_listing("listing models")
-    platform = _platform(request)
+    platform = platform_of(request)
     models = [m for m in platform.workspace.models() if access.may(m.name, Level.VIEW)]
     try:
         schedules = platform.scheduler.overview()
@@ -113,7 +107,7 @@ def model_page(name: str, request: Request, access: PageAccess) -> Response:
 async def submit_run(name: str, request: Request, access: PageAccess) -> Response:
     form = await checked_form(request)
     access.require(name, Level.RUN, "submitting runs")
-    platform = _platform(request)
+    platform = platform_of(request)
     schema = platform.workspace.model(name).spec.params
     texts = {key: str(value) for key, value in form.items() if isinstance(value, str)}
     params, errors = forms.params_of(schema, texts)
@@ -147,7 +141,7 @@ def _model_page(
     message: str = "",
     status_code: int = 200,
 ) -> Response:
-    platform = _platform(request)
+    platform = platform_of(request)
     model = platform.workspace.model(name)
     values = values or {}
     inputs = []

@@ -25,7 +25,7 @@ from modelrunner.spec.model_spec import ModelSpec
 from modelrunner.store import queries
 from modelrunner.store.tables import RunKind, RunRow
 from modelrunner.web.rendering import PageRoute, templates
-from modelrunner.web.session import PageAccess
+from modelrunner.web.session import PageAccess, platform_of
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -137,7 +137,7 @@ def structure_of(spec: ModelSpec) -> PipelineGraph | None:
 def graph_fragment(run_id: int, request: Request, access: PageAccess, seen: str = "") -> Response:
     """The graph of a pipeline run alone, for the run page to swap in. ``seen`` is the version
     the page shows: unchanged, the answer is an empty 204 and the page keeps what it has."""
-    platform: Platform = request.app.state.platform
+    platform = platform_of(request)
     with platform.database.read() as session:
         run = permitted_run(session, run_id, access, Level.VIEW, "viewing a run")
     graph = graph_of(platform, run)

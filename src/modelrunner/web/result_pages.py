@@ -19,7 +19,7 @@ from modelrunner.store.tables import OutputRow, RunRow
 from modelrunner.web import output_preview
 from modelrunner.web.output_preview import ChartChoice, Table
 from modelrunner.web.rendering import PageRoute, render
-from modelrunner.web.session import PageAccess
+from modelrunner.web.session import PageAccess, platform_of
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -40,11 +40,6 @@ class Chart:
     numeric: list[str]
     choice: ChartChoice
     payload: dict[str, Any]
-
-
-def _platform(request: Request) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
 
 
 def _viewed_run(platform: Platform, run_id: int, access: PageAccess) -> tuple[RunRow, list[OutputRow]]:
@@ -78,7 +73,7 @@ def output_page(
 ) -> Response:
     """A CSV output as a line chart and a table (``rows``: where the table's page starts), or a
     JSON output pretty-printed. Other files: the download."""
-    platform = _platform(request)
+    platform = platform_of(request)
     run, outputs = _viewed_run(platform, run_id, access)
     output = _output(run, outputs, path)
     kind = output_preview.kind_of(path)
@@ -114,7 +109,7 @@ def compare_page(
     """Two runs of ``name``: their parameters and data versions side by side (differences marked),
     each CSV output both runs have as one chart with both runs' lines, and JSON outputs side by side."""
     access.require(name, Level.VIEW, "comparing runs")
-    platform = _platform(request)
+    platform = platform_of(request)
     with platform.database.read() as session:
         choices = queries.list_runs(
             session, model=name, statuses=[RunStatus.SUCCEEDED], before_id=None, limit=COMPARABLE_RUNS

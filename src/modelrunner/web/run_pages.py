@@ -29,7 +29,7 @@ from modelrunner.web import output_preview
 from modelrunner.web.pipeline_graph import graph_of
 from modelrunner.web.rendering import PageRoute, render
 from modelrunner.web.result_pages import Chart, chart_of
-from modelrunner.web.session import PageAccess, checked_form
+from modelrunner.web.session import PageAccess, checked_form, platform_of
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -57,11 +57,6 @@ class RunView:
         return cls(run.status, percent, run.progress_message or "", states)
 
 
-def _platform(request: Request) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
-
-
 def _run(platform: Platform, run_id: int, access: Access, level: Level, doing: str) -> RunRow:
     with platform.database.read() as session:
         return permitted_run(session, run_id, access, level, doing)
@@ -74,7 +69,7 @@ def _logged_run(run: RunRow) -> int:
 
 @router.get("/runs/{run_id}")
 def run_page(run_id: int, request: Request, access: PageAccess) -> Response:
-    platform = _platform(request)
+    platform = platform_of(request)
     run = _run(platform, run_id, access, Level.VIEW, "viewing a run")
     with platform.database.read() as session:
         users = queries.submitter_names(session, [run])
@@ -97,7 +92,7 @@ def run_page(run_id: int, request: Request, access: PageAccess) -> Response:
 def run_details(run_id: int, request: Request, access: PageAccess) -> Response:
     """The part of the run page that changes with its state (attempts, outputs, results, Cancel),
     fetched again by the page whenever its event stream reports a change."""
-    platform = _platform(request)
+    platform = platform_of(request)
     run = _run(platform, run_id, access, Level.VIEW, "viewing a run")
     return render(request, "run_details.html", **_details(platform, run, access))
 
@@ -142,7 +137,7 @@ def run_stream(
 
     A stream lasts at most ``STREAM_SECONDS``; the browser then connects again by itself with
     ``Last-Event-ID`` and goes on from there, asked again who it is and whether it may look."""
-    platform = _platform(request)
+    platform = platform_of(request)
     _run(platform, run_id, access, Level.VIEW, "following a run")
     start = last_event_id if last_event_id is not None else offset
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
@@ -183,7 +178,7 @@ def _look(platform: Platform, run_id: int, offset: int) -> tuple[RunRow, list[At
 async def cancel_run(run_id: int, request: Request, access: PageAccess) -> Response:
     """The API's rule: ``run`` cancels one's own runs, ``admin`` anyone's."""
     await checked_form(request)
-    platform = _platform(request)
+    platform = platform_of(request)
     run = await run_in_threadpool(_run, platform, run_id, access, Level.VIEW, "cancelling a run")
     require_cancel(access, run)
     await run_in_threadpool(platform.cancel, run_id)
@@ -194,7 +189,7 @@ async def cancel_run(run_id: int, request: Request, access: PageAccess) -> Respo
 def download_output(run_id: int, path: str, request: Request, access: PageAccess) -> StreamingResponse:
     """Always a download: text as text/plain, anything else as application/octet-stream, so an
     output (HTML a model wrote, say) never runs as a page of this site."""
-    platform = _platform(request)
+    platform = platform_of(request)
     _run(platform, run_id, access, Level.VIEW, "downloading a run's outputs")
     with platform.database.read() as session:
         found = next((o for o in queries.outputs_of(session, run_id) if o.path == path), None)

@@ -55,7 +55,8 @@ def _read_key(path: Path) -> str:
     return key
 
 
-def _platform(request: Request) -> Platform:
+def platform_of(request: Request) -> Platform:
+    """The platform the app serves (every page's way to it)."""
     platform: Platform = request.app.state.platform
     return platform
 
@@ -66,7 +67,7 @@ def page_principal(request: Request) -> Principal:
     user_id = request.session.get(_USER)
     if not isinstance(user_id, int):
         return ANONYMOUS
-    with _platform(request).database.read() as session:
+    with platform_of(request).database.read() as session:
         row = account_queries.user_by_id(session, user_id)
         if row is None or row.disabled:
             request.session.pop(_USER, None)
@@ -76,7 +77,7 @@ def page_principal(request: Request) -> Principal:
 
 def page_access(request: Request) -> Access:
     """What the caller of this page may do; the same grants and checks as the API."""
-    return access_of(_platform(request), page_principal(request))
+    return access_of(platform_of(request), page_principal(request))
 
 
 PageAccess = Annotated[Access, Depends(page_access)]
@@ -85,7 +86,7 @@ PageAccess = Annotated[Access, Depends(page_access)]
 def sign_in(request: Request, name: str, password: str) -> Principal:
     """Check the password (Unauthenticated if wrong) and start a new session for the user: the old
     session's content, CSRF token included, is dropped, so a planted cookie gains nothing."""
-    with _platform(request).database.read() as session:
+    with platform_of(request).database.read() as session:
         principal = accounts.sign_in(session, name, password)
     request.session.clear()
     request.session[_USER] = principal.user_id
