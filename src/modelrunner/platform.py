@@ -54,7 +54,7 @@ class Platform:
         self.database = Database(settings.resolved_database_url)
         self.artifacts = ArtifactStore(settings.resolved_artifacts_url)
         self.logs = LogStore(settings.state_dir / "logs")
-        self.catalog = VersionCatalog()
+        self.catalog = VersionCatalog(self.workspace.resource_classes)
         self.metrics = Metrics(self.database)
         self.data_cache = DataCache(settings.state_dir / "data" / "versions", self.artifacts, self._source_of)
         # The backends declared when the server starts, each with its dispatcher; runs routed to

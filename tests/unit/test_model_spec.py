@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from modelrunner.spec.model_spec import ModelSpec, SpecProblem, load_model_spec
+from modelrunner.errors import SpecError
+from modelrunner.spec.model_spec import ModelSpec, Resources, SpecProblem, load_model_spec
 
 BROKEN = Path(__file__).parents[1] / "workspace" / "broken"
 
@@ -208,3 +209,26 @@ def test_cpu_asks_for_whole_slots(tmp_path: Path) -> None:
 
     assert spec is not None
     assert spec.resources.slots == 2
+
+
+def test_a_resource_class_fills_in_what_the_model_leaves_out() -> None:
+    classes = {"large": Resources(cpu=8, memory="64Gi", timeout=7200)}
+    spec = ModelSpec.model_validate(
+        {"name": "m", "command": ["run"], "resources": {"class": "large", "timeout": "10m"}}
+    )
+    resolved = spec.in_classes(classes).resources
+    assert (resolved.resource_class, resolved.cpu, resolved.memory, resolved.timeout) == ("large", 8, "64Gi", 600)
+    assert spec.in_classes(classes).part(None).resources.slots == 8
+    # What is stored and read back (the catalog's copy) resolves the same way.
+    stored = ModelSpec.model_validate(spec.model_dump(mode="json"))
+    assert stored.in_classes(classes).resources == resolved
+
+
+def test_a_step_names_a_class_and_an_unknown_class_is_named() -> None:
+    spec = ModelSpec.model_validate(
+        {"name": "p", "steps": {"a": {"command": ["a"], "resources": {"class": "gpu"}}, "b": {"command": ["b"]}}}
+    )
+    assert spec.resource_classes() == [("steps.a.resources.class", "gpu")]
+    assert spec.in_classes({"gpu": Resources(gpus=1)}).steps["a"].resources.gpus == 1
+    with pytest.raises(SpecError, match=r"unknown resource class 'gpu' \(resource_classes: none declared\)"):
+        spec.in_classes({})

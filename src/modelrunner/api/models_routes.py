@@ -24,13 +24,14 @@ router = APIRouter(prefix="/models", tags=["models"])
 def list_models(platform: PlatformDep, access: AccessDep) -> list[ModelSummary]:
     """The models the caller may view."""
     access.require_listing("listing models")
-    return [ModelDetail.of(m) for m in platform.workspace.models() if access.may(m.name, Level.VIEW)]
+    classes = platform.workspace.resource_classes()
+    return [ModelDetail.of(m, classes) for m in platform.workspace.models() if access.may(m.name, Level.VIEW)]
 
 
 @router.get("/{name}", response_model=ModelDetail, summary="A model with its parameter schema and current version")
 def get_model(name: str, platform: PlatformDep, access: AccessDep) -> ModelDetail:
     access.require(name, Level.VIEW, "viewing a model")
-    return ModelDetail.of(platform.workspace.model(name))
+    return ModelDetail.of(platform.workspace.model(name), platform.workspace.resource_classes())
 
 
 @router.post(

@@ -14,8 +14,10 @@ from modelrunner.data.source import public_url
 from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.engine.pipelines import StepState, StepStatus
 from modelrunner.engine.submit import SubmitOutcome
+from modelrunner.errors import SpecError
 from modelrunner.spec.dataset_spec import DatasetSpec, FilesDataset
 from modelrunner.spec.duration import parse_duration
+from modelrunner.spec.model_spec import Resources
 from modelrunner.spec.workspace import Model
 from modelrunner.store.tables import AttemptRow, DatasetSyncRow, DatasetVersionRow, EventRow, OutputRow, RunRow
 
@@ -58,19 +60,23 @@ class ModelDetail(ModelSummary):
     automatic: bool = Field(description="false: its schedules and triggers create no runs")
 
     @classmethod
-    def of(cls, model: Model) -> ModelDetail:
-        spec = model.spec
+    def of(cls, model: Model, classes: Mapping[str, Resources]) -> ModelDetail:
+        """``resources`` with the values of the resource class they name, while it is declared."""
+        try:
+            spec = model.spec.in_classes(classes)
+        except SpecError:
+            spec = model.spec  # `modelrunner check` names the missing class
         return cls(
             name=spec.name,
             title=spec.title,
             description=spec.description,
             version=model.version,
             params=spec.params,
-            resources=spec.resources.model_dump(),
+            resources=spec.resources.model_dump(mode="json", by_alias=True, exclude_none=True),
             retries=spec.retries.model_dump(),
             outputs=[o.model_dump() for o in spec.outputs],
             inputs=dict(spec.inputs),
-            steps={name: spec.steps[name].model_dump(mode="json") for name in spec.step_order()},
+            steps={name: spec.steps[name].model_dump(mode="json", by_alias=True) for name in spec.step_order()},
             schedules=[s.model_dump(mode="json", exclude_none=True) for s in spec.schedules],
             triggers=[t.model_dump(mode="json", exclude_none=True) for t in spec.triggers],
             automatic=spec.automatic,

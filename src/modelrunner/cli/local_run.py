@@ -27,6 +27,7 @@ from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.job import AttemptJob, Outcome
 from modelrunner.execution.process import AttemptProcess
+from modelrunner.spec.model_spec import Resources
 from modelrunner.spec.params import validate_params
 from modelrunner.spec.workspace import Model, Workspace
 
@@ -45,12 +46,14 @@ def run_locally(
     json_output: bool,
 ) -> int:
     """Run ``model_name`` once; return the exit code (0 succeeded, 130 interrupted, else 1)."""
-    model = Workspace(workspace_dir).model(model_name)
+    workspace = Workspace(workspace_dir)
+    model = workspace.model(model_name)
+    resources = model.spec.in_classes(workspace.resource_classes()).resources
     raw = combine(model.spec.params, read_params_file(params_file), assignments)
     params = validate_params(model.spec.params, raw)
     destination = _output_folder(output_dir, model_name)
     grace = build_settings(workspace=workspace_dir).grace_seconds
-    outcome, took = _execute(model, params, destination, grace)
+    outcome, took = _execute(model, resources, params, destination, grace)
     if json_output:
         output.print_json(_summary(model, params, outcome, destination, took))
     else:
@@ -75,7 +78,9 @@ def _output_folder(chosen: Path | None, model_name: str) -> Path:
     raise ModelrunnerError(f"cannot create a new output folder in {DEFAULT_OUTPUTS}; choose --output-dir")
 
 
-def _execute(model: Model, params: dict[str, Any], destination: Path, grace: float) -> tuple[Outcome, float]:
+def _execute(
+    model: Model, resources: Resources, params: dict[str, Any], destination: Path, grace: float
+) -> tuple[Outcome, float]:
     """Run the attempt in a thread while this one shows progress and handles Ctrl-C and timeout."""
     job = AttemptJob(
         run_id=0,
@@ -87,7 +92,8 @@ def _execute(model: Model, params: dict[str, Any], destination: Path, grace: flo
         params=params,
         snapshot_uri="",
         declared_outputs=tuple(o.path for o in model.spec.outputs),
-        slots=model.spec.resources.slots,
+        slots=resources.slots,
+        resources=resources,
     )
     store = ArtifactStore(str(destination.parent))
     results: list[Outcome] = []
@@ -120,7 +126,7 @@ def _execute(model: Model, params: dict[str, Any], destination: Path, grace: flo
             bar.update(None, "starting", "starting")
             with _sigterm_as_interrupt():
                 worker.start()
-                _wait(done, process, model.spec.resources.timeout)
+                _wait(done, process, resources.timeout)
             outcome = results[0]
             bar.update(1.0 if outcome.status == AttemptStatus.SUCCEEDED else None, outcome.error or "", outcome.status)
     return outcome, time.monotonic() - started

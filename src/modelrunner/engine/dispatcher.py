@@ -24,7 +24,7 @@ from modelrunner.engine.catalog import VersionCatalog
 from modelrunner.engine.runner_identity import is_dead_runner, this_runner_id
 from modelrunner.engine.states import FINAL_RUN_STATES, AttemptStatus, RunStatus
 from modelrunner.engine.transition import transition
-from modelrunner.errors import ModelrunnerError, NotFound
+from modelrunner.errors import ModelrunnerError, NotFound, SpecError
 from modelrunner.execution.job import AttemptJob, JobInput, Outcome, UpstreamFile
 from modelrunner.spec.model_spec import Retries
 from modelrunner.store import queries
@@ -196,9 +196,9 @@ class Dispatcher:
                 break
             try:
                 version = self._catalog.get(session, run.model_name, run.model_version)
-            except NotFound as exc:
-                # Only a damaged store gets here (submit records the version first); one bad run
-                # must not stop the queue behind it.
+            except (NotFound, SpecError) as exc:
+                # A damaged store (submit records the version first), or a resource class removed
+                # from modelrunner.yaml since: one bad run must not stop the queue behind it.
                 transition(session, run.id, RunStatus.FAILED, reason=f"cannot run: {exc.message}")
                 continue
             attempt = attempts.claim(session, run.id, self.backend_name, self.runner_id, self._lease_until())
@@ -216,6 +216,7 @@ class Dispatcher:
                 snapshot_uri=version.snapshot_uri,
                 declared_outputs=tuple(o.path for o in part.outputs),
                 slots=run.slots,
+                resources=part.resources,
                 inputs=tuple(JobInput(name, i["dataset"], i["version"]) for name, i in sorted(run.inputs.items())),
                 upstream=tuple(UpstreamFile(**f) for f in (run.plan or {}).get("upstream", [])),
                 item=json.dumps(run.item) if run.item_key is not None else None,

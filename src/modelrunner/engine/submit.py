@@ -22,6 +22,7 @@ from modelrunner.engine.pipelines import PipelinePlan
 from modelrunner.engine.routing import Route, choose_backend
 from modelrunner.engine.states import RunStatus
 from modelrunner.errors import Conflict, InvalidInput, NotFound
+from modelrunner.spec.model_spec import ModelSpec
 from modelrunner.spec.model_version import snapshot
 from modelrunner.spec.params import validate_params
 from modelrunner.spec.workspace import Model, Workspace
@@ -61,6 +62,7 @@ class PreparedRun:
     pipeline: PipelinePlan | None
     route: Route  # the backend a new run goes to, and the rule that chose it
     submitted_by: int | None  # the user asking; None for a schedule, a trigger
+    resourced: ModelSpec  # the model's spec with its resource classes filled in
 
 
 class Submitter:
@@ -139,6 +141,7 @@ class Submitter:
         model = self._workspace.model(model_name)
         validated = validate_params(model.spec.params, params)
         route = choose_backend(self._workspace.spec(), model.spec, submitter, backend)
+        resourced = model.spec.in_classes(self._workspace.resource_classes())
         now = utcnow()
         chosen, acceptable = self._choose_inputs(model, inputs or {}, max_age, now)
         plan = None
@@ -158,7 +161,19 @@ class Submitter:
         fresh_after = now - dt.timedelta(seconds=max_age) if max_age is not None and not model.spec.inputs else None
         submitted_by = submitter.user_id if submitter is not None else None
         return PreparedRun(
-            model, validated, cache, key, chosen, acceptable, fresh_after, max_age, origin, plan, route, submitted_by
+            model,
+            validated,
+            cache,
+            key,
+            chosen,
+            acceptable,
+            fresh_after,
+            max_age,
+            origin,
+            plan,
+            route,
+            submitted_by,
+            resourced,
         )
 
     def record(self, session: Session, prepared: PreparedRun) -> Submission:
@@ -207,7 +222,7 @@ class Submitter:
             # A pipeline is never executed itself: it runs from the start, through its steps.
             status=(RunStatus.RUNNING if pipeline else RunStatus.QUEUED).value,
             cache_hit=False,
-            slots=model.spec.resources.slots,
+            slots=prepared.resourced.resources.slots,
             plan=pipeline.as_json() if pipeline else None,
             origin=prepared.origin,
             submitted_by=prepared.submitted_by,
@@ -227,7 +242,7 @@ class Submitter:
             return Submission(active, SubmitOutcome.JOINED)
         queries.add_event(session, run.id, "run.status", {"from": None, "to": run.status}, now)
         if pipeline:
-            pipelines.advance(session, run.id, model.spec)
+            pipelines.advance(session, run.id, prepared.resourced)
         return Submission(run, SubmitOutcome.CREATED)
 
     def rerun(

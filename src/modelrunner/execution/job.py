@@ -7,6 +7,7 @@ from typing import Any
 
 from modelrunner.artifacts.store import StoredFile
 from modelrunner.engine.states import AttemptStatus
+from modelrunner.spec.model_spec import Resources
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class AttemptJob:
     snapshot_uri: str
     declared_outputs: tuple[str, ...] = ()
     slots: int = 1
+    # As the model asks, its class filled in: a backend maps them to its own terms.
+    resources: Resources = field(default_factory=Resources)
     inputs: tuple[JobInput, ...] = ()
     upstream: tuple[UpstreamFile, ...] = ()
     item: str | None = None  # a fan-out child's item, as JSON (MODELRUNNER_ITEM)

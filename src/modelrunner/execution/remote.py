@@ -25,6 +25,7 @@ from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.job import AttemptJob, JobInput, Outcome, UpstreamFile
 from modelrunner.execution.process import AttemptProcess
+from modelrunner.spec.model_spec import Resources
 from modelrunner.spec.model_version import unpack
 
 log = logging.getLogger("modelrunner.exec")
@@ -45,7 +46,7 @@ class RemoteJob:
 
     def to_json(self) -> str:
         """The job description; :func:`parse_job` reads it back."""
-        fields = asdict(self.job)
+        fields = {**asdict(self.job), "resources": self.job.resources.model_dump(mode="json", by_alias=True)}
         return json.dumps({**fields, "artifacts_url": self.artifacts_url, "grace_seconds": self.grace_seconds})
 
 
@@ -64,6 +65,7 @@ def parse_job(text: str) -> RemoteJob:
         raw["declared_outputs"] = tuple(raw.get("declared_outputs", ()))
         raw["inputs"] = tuple(JobInput(**entry) for entry in raw.get("inputs", ()))
         raw["upstream"] = tuple(UpstreamFile(**entry) for entry in raw.get("upstream", ()))
+        raw["resources"] = Resources.model_validate(raw.get("resources", {}))
         job = AttemptJob(**raw)
     except KeyError as exc:
         raise ModelrunnerError(f"the job description lacks the field {exc.args[0]!r}") from exc

@@ -7,6 +7,7 @@ import math
 import os
 import re
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import jsonschema
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from modelrunner.errors import SpecError
 from modelrunner.spec.automation_spec import ScheduleSpec, TriggerSpec
 from modelrunner.spec.duration import parse_duration
 from modelrunner.spec.names import check_name, check_names
@@ -37,13 +39,17 @@ class SpecProblem:
 
 
 class Resources(BaseModel):
-    """What one attempt needs; ``timeout`` is seconds (or ``"30m"``, ``"2h"``)."""
+    """What one attempt needs; ``timeout`` is seconds (or ``"30m"``, ``"2h"``). ``class`` names a
+    resource class of modelrunner.yaml (``resource_classes:``): its values fill in what is left
+    out here. Left out everywhere: 1 CPU, no memory limit, no GPU, no timeout."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    cpu: float = Field(default=1, gt=0)
-    memory: str | None = None
-    timeout: float | None = Field(default=None, gt=0)
+    resource_class: str | None = Field(default=None, alias="class", description="A class of `resource_classes:`")
+    cpu: float | None = Field(default=None, gt=0, description="CPUs (default 1)")
+    memory: str | None = Field(default=None, description="e.g. 512Mi, 8Gi")
+    gpus: int | None = Field(default=None, ge=0, description="GPUs (default none)")
+    timeout: float | None = Field(default=None, gt=0, description="Seconds, or a duration like 30m")
 
     @field_validator("timeout", mode="before")
     @classmethod
@@ -52,7 +58,20 @@ class Resources(BaseModel):
 
     @property
     def slots(self) -> int:
-        return max(1, math.ceil(self.cpu))
+        return max(1, math.ceil(self.cpu or 1))
+
+    def in_class(self, classes: Mapping[str, Resources]) -> Resources:
+        """These resources with their class's values filled in where none is given here. A
+        class that is not declared raises SpecError naming it."""
+        if self.resource_class is None:
+            return self
+        declared = classes.get(self.resource_class)
+        if declared is None:
+            known = ", ".join(sorted(classes)) or "none declared"
+            message = f"unknown resource class '{self.resource_class}' (resource_classes: {known})"
+            raise SpecError(message, resource_class=self.resource_class)
+        given = {name: value for name, value in self.model_dump().items() if value is not None}
+        return declared.model_copy(update=given)
 
 
 class Retries(BaseModel):
@@ -216,6 +235,24 @@ class ModelSpec(BaseModel):
     @property
     def is_pipeline(self) -> bool:
         return bool(self.steps)
+
+    def in_classes(self, classes: Mapping[str, Resources]) -> ModelSpec:
+        """This spec with the resource classes its resources and steps name filled in from
+        ``classes`` (``resource_classes:`` of modelrunner.yaml as it is now); see Resources.in_class."""
+        if not self.resource_classes():
+            return self
+        data = self.model_dump(by_alias=True)
+        data["resources"] = self.resources.in_class(classes).model_dump(by_alias=True)
+        for name, step in self.steps.items():
+            data["steps"][name]["resources"] = step.resources.in_class(classes).model_dump(by_alias=True)
+        # Validated anew rather than copied: a copy would keep what was cached from the old values.
+        return ModelSpec.model_validate(data)
+
+    def resource_classes(self) -> list[tuple[str, str]]:
+        """(field, class) of every resource class this model names."""
+        named = [("resources.class", self.resources.resource_class)]
+        named += [(f"steps.{name}.resources.class", step.resources.resource_class) for name, step in self.steps.items()]
+        return [(where, name) for where, name in named if name is not None]
 
     def part(self, step: str | None) -> StepSpec:
         """What one run executes: a step of the pipeline, or the model's own command."""

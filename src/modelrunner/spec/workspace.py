@@ -26,6 +26,7 @@ from modelrunner.spec.dataset_spec import DatasetSpec
 from modelrunner.spec.model_spec import (
     MODEL_FILE,
     ModelSpec,
+    Resources,
     SpecProblem,
     load_model_spec,
     message_of,
@@ -56,6 +57,10 @@ class WorkspaceSpec(BaseModel):
     default_backend: str | None = Field(default=None, description="The backend of runs no other rule routes")
     routing: list[RoutingRule] = Field(default_factory=list, description="Backends by the submitter's group")
     notifications: NotificationsSpec = NotificationsSpec()
+    resource_classes: dict[str, Resources] = Field(
+        default_factory=dict,
+        description="Named resources (cpu, memory, gpus, timeout) a model asks for as `resources: {class: NAME}`",
+    )
 
     @field_validator("datasets", mode="before")
     @classmethod
@@ -69,6 +74,15 @@ class WorkspaceSpec(BaseModel):
     def _valid_backend_names(cls, value: Any) -> Any:
         if isinstance(value, dict):
             check_names(value, "backend")
+        return value
+
+    @field_validator("resource_classes")
+    @classmethod
+    def _classes_name_no_class(cls, value: dict[str, Resources]) -> dict[str, Resources]:
+        check_names(value, "resource class")
+        for name, resources in value.items():
+            if resources.resource_class is not None:
+                raise ValueError(f"{name}: a resource class cannot name another class")
         return value
 
     def declared_backends(self) -> dict[str, BackendSpec]:
@@ -198,6 +212,7 @@ class Workspace:
                 seen[entry.model.name] = folder
         problems.extend(self._automation_problems())
         problems.extend(self._backend_problems())
+        problems.extend(self._resource_class_problems())
         return problems
 
     def schedules(self) -> list[Schedule]:
@@ -263,6 +278,23 @@ class Workspace:
             if model.spec.backend is not None and model.spec.backend not in backends:
                 shown = self._shown(model.folder / MODEL_FILE)
                 problems.append(SpecProblem(shown, "backend", unknown(model.spec.backend)))
+        return problems
+
+    def resource_classes(self) -> dict[str, Resources]:
+        """``resource_classes:`` of modelrunner.yaml; none when the file is missing or broken
+        (``check`` and submit say why)."""
+        spec = self._load_spec()[0]
+        return dict(spec.resource_classes) if spec is not None else {}
+
+    def _resource_class_problems(self) -> list[SpecProblem]:
+        classes = self.resource_classes()
+        problems = []
+        for model in self.models():
+            for where, name in model.spec.resource_classes():
+                if name not in classes:
+                    known = ", ".join(sorted(classes)) or f"none declared in {WORKSPACE_FILE}"
+                    message = f"unknown resource class '{name}' (resource_classes: {known})"
+                    problems.append(SpecProblem(self._shown(model.folder / MODEL_FILE), where, message))
         return problems
 
     def _automation_problems(self) -> list[SpecProblem]:
