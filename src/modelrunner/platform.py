@@ -213,7 +213,8 @@ class Platform:
                 return DaskBackend(
                     name,
                     spec,
-                    artifacts_url=self.artifacts.url,
+                    artifacts=self.artifacts,
+                    logs=self.logs,
                     grace_seconds=self.settings.grace_seconds,
                     wake=partial(self._wake, name),
                 )

@@ -32,12 +32,21 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar
 
+from modelrunner.artifacts.logs import LogStore
+from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.backends.base import Finished, Handle, Report, Started
 from modelrunner.clock import utcnow
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.job import AttemptJob, Outcome
-from modelrunner.execution.remote import RemoteAttempt, RemoteJob, outcome_from_dict, outcome_to_dict, parse_job
+from modelrunner.execution.remote import (
+    RemoteAttempt,
+    RemoteJob,
+    log_key,
+    outcome_from_dict,
+    outcome_to_dict,
+    parse_job,
+)
 from modelrunner.spec.backend_spec import DaskBackendSpec
 
 try:
@@ -56,6 +65,12 @@ _CHECK_SECONDS = 1.0  # how often the scheduler is asked whether running tasks l
 _RESULT_SECONDS = 10.0
 _STOP_MARGIN_SECONDS = 10.0  # after the grace period, a stopped task that has not ended is given up
 _WATCH_SECONDS = 0.25  # how often a task checks whether it should stop
+
+
+def began_event(attempt_id: int) -> str:
+    """Set when the attempt's task begins: a task that finds it set is a copy Dask started
+    again after a worker died, which must not run (the engine decides about retries)."""
+    return f"modelrunner-began-{attempt_id}"
 
 
 def task_key(attempt_id: int) -> str:
@@ -78,7 +93,12 @@ def run_on_worker(job_json: str, topic: str) -> dict[str, Any]:
     worker = distributed.get_worker()
     client = distributed.get_client()
     key = worker.get_current_task()
-    stop = _event(attempt_id, client)
+    stop = _event(cancel_event(attempt_id), client)
+    began = _event(began_event(attempt_id), client)
+    if _quietly(began.is_set, False):
+        again = Outcome(AttemptStatus.LOST, error="Dask started the attempt again after its worker died")
+        return {"outcome": outcome_to_dict(again), "worker": worker.address, "pid": None}
+    _quietly(began.set, None)
     attempt = RemoteAttempt(remote)
     reason: AttemptStatus | None = None  # why the attempt is being stopped
     if _quietly(stop.is_set, False):  # cancelled while it waited, or a copy Dask started again
@@ -119,9 +139,9 @@ def _released(worker: Any, key: Any) -> bool:
     return task is None or task.state in ("cancelled", "released", "forgotten")
 
 
-def _event(attempt_id: int, client: Any) -> Any:
-    """The attempt's cancel event (a distributed.Event)."""
-    return distributed.Event(cancel_event(attempt_id), client=client)  # type: ignore[no-untyped-call]
+def _event(name: str, client: Any) -> Any:
+    """The distributed.Event called ``name``."""
+    return distributed.Event(name, client=client)  # type: ignore[no-untyped-call]
 
 
 def _quietly(call: Callable[[], Any], default: Any) -> Any:
@@ -161,15 +181,18 @@ class DaskBackend:
         name: str,
         config: DaskBackendSpec,
         *,
-        artifacts_url: str,
+        artifacts: ArtifactStore,
+        logs: LogStore,
         grace_seconds: float,
         wake: Callable[[], None],
     ) -> None:
-        """``artifacts_url`` must reach the same artifact store from the workers; ``wake`` is
+        """``artifacts`` must be reachable from the workers under the same URL (attempts leave
+        their outputs and log there; the log is copied into ``logs`` as each ends); ``wake`` is
         called when there is something to poll."""
         self.name = name
         self._config = config
-        self._artifacts_url = artifacts_url
+        self._artifacts = artifacts
+        self._logs = logs
         self._grace = grace_seconds
         self._wake = wake
         self._topic = f"modelrunner-{name}"
@@ -209,7 +232,7 @@ class DaskBackend:
         slots = min(job.slots, self._config.slots)  # a model asking for more than there is still runs
         resources = {name: amount * slots for name, amount in self._config.resources.items()} or None
         key = task_key(job.attempt_id)
-        remote = RemoteJob(job, self._artifacts_url, self._grace)
+        remote = RemoteJob(job, self._artifacts.url, self._grace)
         future = client.submit(
             run_on_worker, remote.to_json(), self._topic, key=key, resources=resources, pure=False, retries=0
         )
@@ -246,9 +269,19 @@ class DaskBackend:
             if flight.worker is None and ending.exit_code is not None:
                 # The model ran but its start was never heard of: a run must be running to end.
                 reports.append(Started(flight.job.attempt_id, flight.handle, utcnow()))
+            self._fetch_log(flight.job)  # before Finished: a run that has ended shows its log
             reports.append(Finished(flight.job.attempt_id, ending))
             self._forget(flight, client)
         return reports
+
+    def _fetch_log(self, job: AttemptJob) -> None:
+        uri = self._artifacts.uri(log_key(job.run_id, job.attempt_number))
+        try:
+            self._artifacts.get_file(uri, self._logs.path(job.run_id, job.attempt_number))
+        except FileNotFoundError:
+            pass  # stopped or lost before it wrote one
+        except Exception as exc:  # the attempt's ending matters more than its log
+            log.warning("attempt %s: its log could not be fetched from %s: %s", job.attempt_id, uri, exc)
 
     def cancel(self, handle: Handle, reason: AttemptStatus) -> None:
         attempt_id = int(handle["attempt_id"])
@@ -399,18 +432,22 @@ class DaskBackend:
                 return
             self._taken -= flight.slots
             stopped = flight.stop_reason is not None
-        if not flight.future.done():
+        ended = flight.future.done()
+        if not ended:
             _quietly(flight.future.cancel, None)
-        if stopped and client is not None:
-            # The task has ended: its event is done with (an unset one takes no room on the scheduler).
-            _quietly(_event(attempt_id, client).clear, None)
+        if ended and client is not None:
+            # The task has ended: its events are done with (unset ones take no room on the scheduler).
+            # Those of a lost task stay set, so that a copy Dask may start again stops at once.
+            _quietly(_event(began_event(attempt_id), client).clear, None)
+            if stopped:
+                _quietly(_event(cancel_event(attempt_id), client).clear, None)
 
     def _set_pending_stops(self, client: Any) -> None:
         with self._lock:
             pending = list(self._to_stop)
         for attempt_id in pending:
             try:
-                _event(attempt_id, client).set()
+                _event(cancel_event(attempt_id), client).set()
             except Exception as exc:
                 log.warning("attempt %s: could not ask its Dask task to stop yet: %s", attempt_id, exc)
                 return

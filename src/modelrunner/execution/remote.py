@@ -161,7 +161,22 @@ class RemoteAttempt:
             return Outcome(AttemptStatus.FAILED, error=f"modelrunner exec could not run the attempt: {exc}")
         finally:
             reporter.close()
+            _leave_log(artifacts, folder / "attempt.log", job)
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def log_key(run_id: int, attempt_number: int) -> str:
+    """Where a remote attempt leaves its log in the artifact store, for the server to fetch."""
+    return f"runs/{run_id}/attempts/{attempt_number}/attempt.log"
+
+
+def _leave_log(artifacts: ArtifactStore, log_file: Path, job: AttemptJob) -> None:
+    if not log_file.exists():
+        return
+    try:
+        artifacts.put_bytes(log_key(job.run_id, job.attempt_number), log_file.read_bytes())
+    except Exception as exc:  # the outcome matters more than the log
+        log.warning("attempt %s: its log could not be stored: %s", job.attempt_id, exc)
 
 
 class _DataFromStore:
