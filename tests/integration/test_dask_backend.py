@@ -384,6 +384,9 @@ def test_exec_runs_a_job_file_and_prints_its_outcome(tmp_path: Path) -> None:
         ("/api/v1/attempts/7/progress", "Bearer mr_attempt_secret")
     }
     assert sink.received[-1][2] == {"fraction": 1.0, "message": "done"}
+    # What a backend that only hears "the job ended" reads: the outcome and the log, in the store.
+    assert json.loads(store.get_bytes(store.uri("runs/41/attempts/1/outcome.json"))) == outcome
+    assert b"::progress:: 1.0000 done" in store.get_bytes(store.uri("runs/41/attempts/1/attempt.log"))
 
 
 def test_exec_succeeds_when_the_server_cannot_be_reached_for_progress(tmp_path: Path) -> None:

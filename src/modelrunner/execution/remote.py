@@ -121,9 +121,18 @@ class RemoteAttempt:
             process.stop(reason)
 
     def run(self, on_started: Callable[[int], None] = lambda pid: None) -> Outcome:
-        """Run the attempt; ``on_started`` gets the model's pid once its command runs."""
+        """Run the attempt; ``on_started`` gets the model's pid once its command runs. The
+        outcome is also left in the artifact store (``outcome_key``), with the log (``log_key``):
+        a backend whose engine tells only that a job ended reads how it ended there."""
         job = self.remote.job
         artifacts = ArtifactStore(self.remote.artifacts_url)
+        outcome = self._run(job, artifacts, on_started)
+        _leave(
+            artifacts, outcome_key(job.run_id, job.attempt_number), json.dumps(outcome_to_dict(outcome)).encode(), job
+        )
+        return outcome
+
+    def _run(self, job: AttemptJob, artifacts: ArtifactStore, on_started: Callable[[int], None]) -> Outcome:
         reporter = ProgressReporter(job.callback_url, job.callback_token)
         folder = Path(tempfile.mkdtemp(prefix=f"modelrunner-{job.run_id}-{job.attempt_number}-", dir=self._workdir))
         try:
@@ -170,13 +179,21 @@ def log_key(run_id: int, attempt_number: int) -> str:
     return f"runs/{run_id}/attempts/{attempt_number}/attempt.log"
 
 
+def outcome_key(run_id: int, attempt_number: int) -> str:
+    """Where a remote attempt leaves its outcome (JSON, see ``outcome_from_dict``)."""
+    return f"runs/{run_id}/attempts/{attempt_number}/outcome.json"
+
+
 def _leave_log(artifacts: ArtifactStore, log_file: Path, job: AttemptJob) -> None:
-    if not log_file.exists():
-        return
+    if log_file.exists():
+        _leave(artifacts, log_key(job.run_id, job.attempt_number), log_file.read_bytes(), job)
+
+
+def _leave(artifacts: ArtifactStore, key: str, data: bytes, job: AttemptJob) -> None:
     try:
-        artifacts.put_bytes(log_key(job.run_id, job.attempt_number), log_file.read_bytes())
-    except Exception as exc:  # the outcome matters more than the log
-        log.warning("attempt %s: its log could not be stored: %s", job.attempt_id, exc)
+        artifacts.put_bytes(key, data)
+    except Exception as exc:  # the backend hears of it (a job that ended without an outcome: lost)
+        log.warning("attempt %s: %s could not be stored: %s", job.attempt_id, key, exc)
 
 
 class _DataFromStore:
