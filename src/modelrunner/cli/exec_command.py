@@ -32,19 +32,25 @@ def exec_job(
     The description holds the attempt (run, model snapshot, command, parameters, inputs), the
     artifact store's URL and the grace period; backends write it, people rarely do. The model
     snapshot and inputs come from the artifact store, outputs go to it, and progress is posted
-    to the server's callback URL (best effort). SIGTERM or Ctrl-C stops the model: SIGTERM to
-    its process group, SIGKILL after the grace period.
+    to the server's callback URL (best effort). SIGTERM (the attempt ends `preempted`) or Ctrl-C
+    (`cancelled`) stops the model: SIGTERM to its process group, SIGKILL after the grace period;
+    then what it left in MODELRUNNER_CHECKPOINT is stored for the run's next attempt, which
+    starts with it.
 
     Exits 0 whenever the attempt ran, whatever the model's result (see `status` in the JSON);
     1 only when the job cannot be read or run at all.
     """
+    from modelrunner.engine.states import AttemptStatus
     from modelrunner.execution.remote import RemoteAttempt, outcome_to_dict, parse_job
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="modelrunner exec: %(message)s")
     attempt = RemoteAttempt(parse_job(_read_job(job)))
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        attempt.stop()
+        # SIGTERM is how infrastructure takes a machine back (a spot interruption, an eviction):
+        # preempted, retried on the lost/preempted budget. A backend that asked for the stop
+        # itself records its own reason. Ctrl-C is a person's: cancelled.
+        attempt.stop(AttemptStatus.PREEMPTED if signum == signal.SIGTERM else AttemptStatus.CANCELLED)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

@@ -141,12 +141,16 @@ class RemoteAttempt:
                 unpack(artifacts.get_bytes(job.snapshot_uri), model_folder)
             except (OSError, ValueError) as exc:
                 return Outcome(AttemptStatus.FAILED, error=f"cannot fetch the model snapshot {job.snapshot_uri}: {exc}")
+            checkpoint = folder / "checkpoint"
+            resumed = _restore_checkpoint(artifacts, job, checkpoint)
+            if resumed is not None:
+                with (folder / "attempt.log").open("ab") as note:
+                    note.write(f"modelrunner: MODELRUNNER_CHECKPOINT holds what attempt {resumed} left\n".encode())
             process = AttemptProcess(
                 job,
                 model_folder=model_folder,
                 scratch=folder / "scratch",
-                # Kept for the attempt only: checkpoints do not travel between machines yet.
-                checkpoint=folder / "checkpoint",
+                checkpoint=checkpoint,
                 log_path=folder / "attempt.log",
                 grace_seconds=self.remote.grace_seconds,
                 data_folder=_DataFromStore(artifacts, job.inputs, folder / "data"),
@@ -158,13 +162,16 @@ class RemoteAttempt:
                 reason = self._stop_reason
             if reason is not None:
                 process.stop(reason)
-            return process.run(
+            outcome = process.run(
                 on_started=on_started,
                 on_progress=reporter.report,
                 upload=lambda outputs: artifacts.put_folder(
                     outputs, f"runs/{job.run_id}/attempts/{job.attempt_number}/outputs"
                 ),
             )
+            if outcome.status != AttemptStatus.SUCCEEDED:
+                _keep_checkpoint(artifacts, job, checkpoint)  # for the next attempt, wherever it runs
+            return outcome
         except Exception as exc:  # the attempt must end with an outcome, whatever went wrong here
             log.exception("attempt %s could not run", job.attempt_id)
             return Outcome(AttemptStatus.FAILED, error=f"modelrunner exec could not run the attempt: {exc}")
@@ -182,6 +189,37 @@ def log_key(run_id: int, attempt_number: int) -> str:
 def outcome_key(run_id: int, attempt_number: int) -> str:
     """Where a remote attempt leaves its outcome (JSON, see ``outcome_from_dict``)."""
     return f"runs/{run_id}/attempts/{attempt_number}/outcome.json"
+
+
+def checkpoint_key(run_id: int, attempt_number: int) -> str:
+    """Where an attempt that did not succeed leaves its MODELRUNNER_CHECKPOINT folder."""
+    return f"runs/{run_id}/attempts/{attempt_number}/checkpoint"
+
+
+_CHECKPOINT_COMPLETE = ".modelrunner-complete"  # written last: a checkpoint cut short is never used
+
+
+def _restore_checkpoint(artifacts: ArtifactStore, job: AttemptJob, destination: Path) -> int | None:
+    """The newest complete checkpoint an earlier attempt of the run left, copied to
+    ``destination``; that attempt's number, or None."""
+    for earlier in range(job.attempt_number - 1, 0, -1):
+        prefix = checkpoint_key(job.run_id, earlier)
+        if artifacts.exists(f"{prefix}/{_CHECKPOINT_COMPLETE}"):
+            artifacts.get_folder(prefix, destination)
+            (destination / _CHECKPOINT_COMPLETE).unlink(missing_ok=True)
+            return earlier
+    return None
+
+
+def _keep_checkpoint(artifacts: ArtifactStore, job: AttemptJob, folder: Path) -> None:
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return
+    prefix = checkpoint_key(job.run_id, job.attempt_number)
+    try:
+        artifacts.put_folder(folder, prefix)
+        artifacts.put_bytes(f"{prefix}/{_CHECKPOINT_COMPLETE}", b"")
+    except Exception as exc:  # the next attempt starts afresh
+        log.warning("attempt %s: its checkpoint could not be stored: %s", job.attempt_id, exc)
 
 
 def _leave_log(artifacts: ArtifactStore, log_file: Path, job: AttemptJob) -> None:
