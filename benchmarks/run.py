@@ -18,6 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the figure modules beside this file, however it is started
 
+import backends  # noqa: E402
 import datasets  # noqa: E402
 import latency  # noqa: E402
 import listing  # noqa: E402
@@ -41,6 +42,7 @@ FIGURES: dict[str, Callable[[Bench], list[Figure]]] = {
     "data-sync": datasets.measure_sync,
     "data-cache": datasets.measure_cache,
     "pipeline": pipelines.measure,
+    "backends": backends.measure,
 }
 
 
