@@ -14,6 +14,7 @@ from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.auth import accounts
 from modelrunner.auth.principal import Principal
 from modelrunner.backends.local import LocalBackend, LocalConfig
+from modelrunner.backends.worker_pool import WorkerPool
 from modelrunner.data.cache import DataCache
 from modelrunner.data.poller import DataPoller
 from modelrunner.data.source import Source
@@ -32,14 +33,26 @@ from modelrunner.errors import SpecError
 from modelrunner.metrics import Metrics
 from modelrunner.notify.notifier import Notifier
 from modelrunner.settings import Settings
-from modelrunner.spec.backend_spec import DEFAULT_BACKEND, BackendSpec, DaskBackendSpec, LocalBackendSpec
+from modelrunner.spec.backend_spec import (
+    DEFAULT_BACKEND,
+    AwsBatchBackendSpec,
+    AwsEcsBackendSpec,
+    BackendSpec,
+    DaskBackendSpec,
+    LocalBackendSpec,
+    SlurmBackendSpec,
+    WorkerBackendSpec,
+)
 from modelrunner.spec.workspace import Workspace
 from modelrunner.store import migrate, queries
 from modelrunner.store.database import Database
 from modelrunner.store.tables import DatasetSyncRow
 
 if TYPE_CHECKING:
+    from modelrunner.backends.aws_batch import AwsBatchBackend
+    from modelrunner.backends.aws_ecs import AwsEcsBackend
     from modelrunner.backends.dask import DaskBackend
+    from modelrunner.backends.slurm import SlurmBackend
 
 log = logging.getLogger("modelrunner.platform")
 
@@ -202,7 +215,9 @@ class Platform:
             log.warning("%s; running only the '%s' backend until a restart", exc.message, DEFAULT_BACKEND)
             return {DEFAULT_BACKEND: LocalBackendSpec()}
 
-    def _build_backend(self, name: str, spec: BackendSpec) -> LocalBackend | DaskBackend:
+    def _build_backend(
+        self, name: str, spec: BackendSpec
+    ) -> LocalBackend | DaskBackend | WorkerPool | AwsEcsBackend | AwsBatchBackend | SlurmBackend:
         """The backend ``name`` as ``spec`` configures it: the one place a backend ``type`` is
         turned into a backend (a new type adds its case here)."""
         match spec:
@@ -217,6 +232,51 @@ class Platform:
                     logs=self.logs,
                     grace_seconds=self.settings.grace_seconds,
                     wake=partial(self._wake, name),
+                )
+            case AwsEcsBackendSpec():
+                # Imported here: boto3 is an optional extra (it says so if missing).
+                from modelrunner.backends.aws_ecs import AwsEcsBackend
+
+                return AwsEcsBackend(
+                    name,
+                    spec,
+                    artifacts=self.artifacts,
+                    logs=self.logs,
+                    grace_seconds=self.settings.grace_seconds,
+                    wake=partial(self._wake, name),
+                )
+            case AwsBatchBackendSpec():
+                from modelrunner.backends.aws_batch import AwsBatchBackend
+
+                return AwsBatchBackend(
+                    name,
+                    spec,
+                    artifacts=self.artifacts,
+                    logs=self.logs,
+                    grace_seconds=self.settings.grace_seconds,
+                    wake=partial(self._wake, name),
+                )
+            case SlurmBackendSpec():
+                from modelrunner.backends.slurm import SlurmBackend
+
+                return SlurmBackend(
+                    name,
+                    spec,
+                    artifacts=self.artifacts,
+                    logs=self.logs,
+                    grace_seconds=self.settings.grace_seconds,
+                    state_dir=self.settings.state_dir,
+                    wake=partial(self._wake, name),
+                )
+            case WorkerBackendSpec():
+                return WorkerPool(
+                    name,
+                    spec,
+                    artifacts=self.artifacts,
+                    logs=self.logs,
+                    grace_seconds=self.settings.grace_seconds,
+                    # A worker asking for work: take queued runs for it now, not at the next poll.
+                    wake=lambda: self.dispatcher.wake(queued=True, backend=name),
                 )
             case LocalBackendSpec():
                 return LocalBackend(

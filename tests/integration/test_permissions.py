@@ -90,6 +90,22 @@ ROUTES: dict[tuple[str, str], dict[str, set[int]]] = {
     ("post", "/api/v1/attempts/{attempt_id}/progress"): {
         caller: {401} if caller == "anonymous" else {403} for caller in CALLERS
     },
+    # A worker's calls about its attempt: the attempt's callback token only.
+    **{
+        (method, f"/api/v1/attempts/{{attempt_id}}/{path}"): {
+            caller: {401} if caller == "anonymous" else {403} for caller in CALLERS
+        }
+        for method, path in [
+            ("post", "heartbeat"),
+            ("post", "log"),
+            ("post", "finish"),
+            ("get", "files"),
+            ("get", "files/{key}"),
+            ("put", "files/{key}"),
+        ]
+    },
+    # Serving a pool: a site admin or the group `workers` (this workspace has no pool: 404).
+    ("post", "/api/v1/pools/{pool}/claim"): site_admin_only({404}),
     ("get", "/api/v1/healthz"): {caller: OK for caller in CALLERS},
     ("get", "/api/v1/metrics"): listing(),
     ("get", "/api/v1/me"): listing(),
@@ -282,6 +298,8 @@ def _call(client: TestClient, method: str, path: str, token: str | None, world: 
         "attempt_id": str(world.attempt_id),
         "subscription_id": str(world.subscription_id),
         "delivery_id": str(world.delivery_id),
+        "pool": "pool",
+        "key": "models/counter/snapshot.tar.gz",
     }
     url = path
     for key, value in values.items():

@@ -24,6 +24,7 @@ from modelrunner.api.notify_routes import router as notify_router
 from modelrunner.api.runs_routes import router as runs_router
 from modelrunner.api.schedules_routes import router as schedules_router
 from modelrunner.api.schemas import Health
+from modelrunner.api.workers_routes import router as workers_router
 from modelrunner.platform import Platform
 from modelrunner.web.admin_pages import router as admin_pages_router
 from modelrunner.web.dataset_pages import router as dataset_pages_router
@@ -85,6 +86,7 @@ def create_app(platform: Platform) -> FastAPI:
     api.include_router(notify_router)
     api.include_router(accounts_router)
     api.include_router(attempts_router)
+    api.include_router(workers_router)
     api.include_router(health_router)
     app.include_router(api)
     # The web UI: pages signed in by a session cookie (the API itself only reads bearer tokens).

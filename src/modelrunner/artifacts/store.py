@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -32,7 +34,8 @@ class ArtifactStore:
         self.url = url.rstrip("/")
         self.fs, root = url_to_fs(self.url)
         self.root = root.rstrip("/")
-        if self.fs.protocol in ("file", "local") or "file" in self.fs.protocol:
+        self._local = self.fs.protocol in ("file", "local") or "file" in self.fs.protocol
+        if self._local:
             Path(self.root).mkdir(parents=True, exist_ok=True)
 
     def uri(self, key: str) -> str:
@@ -42,9 +45,17 @@ class ArtifactStore:
         return bool(self.fs.exists(self._path(key)))
 
     def put_bytes(self, key: str, data: bytes) -> str:
+        """Store ``data`` at ``key``; a reader never sees it part-written, even while another
+        writer stores the same key again (submits of a new model version that arrive together)."""
         path = self._path(key)
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        self.fs.pipe_file(path, data)
+        if self._local:
+            # Writing in place would truncate what readers may be reading: write aside, then rename.
+            partial = f"{path}.{uuid.uuid4().hex}.partial"
+            self.fs.pipe_file(partial, data)
+            os.replace(partial, path)
+        else:
+            self.fs.pipe_file(path, data)  # an object store publishes an object whole
         return self.uri(key)
 
     def get_bytes(self, uri: str) -> bytes:

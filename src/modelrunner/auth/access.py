@@ -12,6 +12,7 @@ from modelrunner.auth.principal import Principal
 from modelrunner.errors import Forbidden, Unauthenticated
 from modelrunner.spec.access_spec import AccessSpec, Grant, Level
 
+WORKERS_GROUP = "workers"  # its members may serve worker pools
 SIGN_IN = "send `Authorization: Bearer <token>` (the CLI reads MODELRUNNER_TOKEN)"
 
 
@@ -70,6 +71,15 @@ class Access:
         self.require_signed_in(doing)
         if not self.principal.is_admin:
             raise Forbidden(f"{doing} needs a site admin; {self.principal.name} is not one")
+
+    def require_pool_worker(self, pool: str) -> None:
+        """Serving a worker pool (claiming its attempts) needs a site admin or a member of the
+        group ``workers``: a worker runs any model routed to its pool."""
+        doing = f"serving the worker pool '{pool}'"
+        self.require_signed_in(doing)
+        if not (self.principal.is_admin or WORKERS_GROUP in self.principal.groups):
+            who = self.principal.name
+            raise Forbidden(f"{doing} needs a site admin or a member of the group '{WORKERS_GROUP}'; {who} is neither")
 
     def require_dataset(self, dataset: str, readers: list[str], level: Level, doing: str) -> None:
         """A dataset is reached through the models that read it: viewing or syncing it needs that

@@ -188,11 +188,13 @@ class LocalBackend:
     def _stop_orphan(self, handle: Handle) -> None:
         """Stop the process groups a crashed server left for this attempt, if any still run.
 
-        A handle with a pid names the group; one without (the server died between launching the
-        command and recording it) is matched by the run and attempt in the model's environment.
+        A handle with a pid names the group, even once its leader (the model's command) has
+        exited and left children running in it; one without (the server died between launching
+        the command and recording it) is matched by the run and attempt in the model's environment.
         """
-        leaders = [_verified(handle)] if "pid" in handle else _by_environment(handle)
-        group = [p for p in psutil.process_iter() if _pgid(p.pid) in {lead.pid for lead in leaders if lead}]
+        groups = _group_of(handle) if "pid" in handle else {lead.pid for lead in _by_environment(handle)}
+        started = float(handle.get("created", 0)) - 0.01
+        group = [p for p in psutil.process_iter() if _pgid(p.pid) in groups and _created(p) >= started]
         for member in group:
             _quietly(member.terminate)
         _, alive = psutil.wait_procs(group, timeout=self._config.grace_seconds)
@@ -223,6 +225,22 @@ def _verified(handle: Handle) -> psutil.Process | None:
         return process if abs(process.create_time() - float(handle.get("created", 0))) < 0.01 else None
     except psutil.NoSuchProcess:
         return None
+
+
+def _group_of(handle: Handle) -> set[int]:
+    """The process group the handle's pid leads: none if the pid now names another process; the
+    pid still if its process has exited (Linux reuses no pid that still names a process group)."""
+    pid = int(handle["pid"])
+    if psutil.pid_exists(pid) and _verified(handle) is None:
+        return set()
+    return {pid}
+
+
+def _created(process: psutil.Process) -> float:
+    try:
+        return process.create_time()
+    except psutil.NoSuchProcess:
+        return float("inf")  # gone already: waiting for it costs nothing
 
 
 def _by_environment(handle: Handle) -> list[psutil.Process]:

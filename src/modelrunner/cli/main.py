@@ -21,6 +21,7 @@ from modelrunner.cli.run_command import run
 from modelrunner.cli.runs_commands import runs_app
 from modelrunner.cli.schedules_commands import schedules_app, triggers_app
 from modelrunner.cli.serve import serve
+from modelrunner.cli.worker_command import worker
 from modelrunner.cli.workspace_commands import check, init
 from modelrunner.errors import ModelrunnerError
 
@@ -75,6 +76,7 @@ app.command("init")(init)
 app.command("check")(check)
 app.command("run")(run)
 app.command("exec")(exec_job)
+app.command("worker")(worker)
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")

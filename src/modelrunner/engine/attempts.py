@@ -126,13 +126,18 @@ def lose(session: Session, attempt_id: int, reason: str, retries: Retries) -> bo
     return True
 
 
+def interrupted_attempts(session: Session, run_id: int) -> int:
+    """How many attempts of the run were lost or preempted: what ``retries.lost`` is spent on."""
+    return queries.count_attempts(session, run_id, list(_INTERRUPTED_TO_RUN))
+
+
 def _retry_interrupted(session: Session, run_id: int, status: RunStatus, reason: str, retries: Retries) -> None:
     """The run's attempt was lost or preempted, through no fault of the model: the run passes
     through ``status`` and is queued again within the ``retries.lost`` budget, which such
     endings share and model failures do not spend."""
     if not _unless_ended(session, run_id, status, reason=reason):
         return
-    interrupted = queries.count_attempts(session, run_id, list(_INTERRUPTED_TO_RUN))
+    interrupted = interrupted_attempts(session, run_id)
     if interrupted <= retries.lost:
         what = "a preemption" if status == RunStatus.PREEMPTED else "a lost attempt"
         transition(session, run_id, RunStatus.QUEUED, reason=f"retry {interrupted} of {retries.lost} after {what}")

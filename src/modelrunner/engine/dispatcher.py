@@ -220,6 +220,7 @@ class Dispatcher:
                 inputs=tuple(JobInput(name, i["dataset"], i["version"]) for name, i in sorted(run.inputs.items())),
                 upstream=tuple(UpstreamFile(**f) for f in (run.plan or {}).get("upstream", [])),
                 item=json.dumps(run.item) if run.item_key is not None else None,
+                last_attempt=attempts.interrupted_attempts(session, run.id) >= part.retries.lost,
                 callback_url=f"{self._callback_url}/api/v1/attempts/{attempt.attempt_id}",
                 callback_token=attempt.callback_token,
             )

@@ -47,6 +47,9 @@ class AttemptJob:
     inputs: tuple[JobInput, ...] = ()
     upstream: tuple[UpstreamFile, ...] = ()
     item: str | None = None  # a fan-out child's item, as JSON (MODELRUNNER_ITEM)
+    # No retry follows if this attempt is lost or preempted (its run's `retries.lost` are spent):
+    # a backend with interruptible capacity (Fargate Spot) may run it on reliable capacity.
+    last_attempt: bool = False
     # Where and with what the attempt may report its progress over HTTP (a remote runner does).
     callback_url: str | None = None
     callback_token: str | None = field(default=None, repr=False)

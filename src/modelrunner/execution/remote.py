@@ -103,10 +103,15 @@ class RemoteAttempt:
     after the grace period.
     """
 
-    def __init__(self, remote: RemoteJob, *, workdir: Path | None = None) -> None:
-        """``workdir``: where the temporary folder is made (the system's temp folder by default)."""
+    def __init__(
+        self, remote: RemoteJob, *, workdir: Path | None = None, artifacts: ArtifactStore | None = None
+    ) -> None:
+        """``workdir``: where the temporary folder is made (the system's temp folder by default);
+        ``artifacts``: the store as this machine reaches it (``remote.artifacts_url`` by default;
+        ``modelrunner worker`` reaches it through the server)."""
         self.remote = remote
         self._workdir = workdir
+        self._artifacts = artifacts
         self._lock = threading.Lock()
         self._process: AttemptProcess | None = None
         self._stop_reason: AttemptStatus | None = None
@@ -125,7 +130,7 @@ class RemoteAttempt:
         outcome is also left in the artifact store (``outcome_key``), with the log (``log_key``):
         a backend whose engine tells only that a job ended reads how it ended there."""
         job = self.remote.job
-        artifacts = ArtifactStore(self.remote.artifacts_url)
+        artifacts = self._artifacts or ArtifactStore(self.remote.artifacts_url)
         outcome = self._run(job, artifacts, on_started)
         _leave(
             artifacts, outcome_key(job.run_id, job.attempt_number), json.dumps(outcome_to_dict(outcome)).encode(), job

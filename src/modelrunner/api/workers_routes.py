@@ -1,0 +1,231 @@
+"""/api/v1/pools and the worker's calls about its attempts: what ``modelrunner worker`` uses.
+
+Claiming needs a user's token (a site admin, or a member of the group ``workers``). Everything
+about a claimed attempt takes that attempt's callback token, which the claim hands out and the
+engine spends when the attempt ends: a worker can act only on attempts it holds, and a worker
+that comes back after its attempt was declared lost is refused (401) and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from modelrunner.api.deps import AccessDep, PlatformDep
+from modelrunner.api.workers_schemas import (
+    ClaimedAttempt,
+    ClaimRequest,
+    FinishReport,
+    HeartbeatAnswer,
+    HeartbeatRequest,
+    LogAppended,
+    StoredKeys,
+    StoredUpload,
+)
+from modelrunner.artifacts.store import StoredFile
+from modelrunner.auth.attempt_tokens import authenticate_attempt
+from modelrunner.backends.worker_pool import WorkerPool, stored_keys
+from modelrunner.errors import Conflict, NotFound
+from modelrunner.execution.job import Outcome
+from modelrunner.platform import Platform
+
+router = APIRouter(tags=["workers"])
+
+_CALLBACK = HTTPBearer(
+    auto_error=False,
+    scheme_name="AttemptCallbackToken",
+    description="The attempt's own callback token (MODELRUNNER_CALLBACK_TOKEN); valid while the attempt runs",
+)
+_SLICE_SECONDS = 1.0  # a claim waits in slices, to notice a worker that hung up
+_CHUNK = 1 << 20
+_ATTEMPT_TOKEN_ONLY: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No token, an unknown one, or the attempt has ended (its token is spent)"},
+    403: {"description": "A user's token, another attempt's callback token, or a file the attempt may not touch"},
+    409: {"description": "The pool no longer runs the attempt (declared lost, or the server restarted)"},
+}
+
+
+def _pool(platform: Platform, name: str) -> WorkerPool:
+    backend = platform.backends.get(name)
+    if not isinstance(backend, WorkerPool):
+        pools = sorted(n for n, b in platform.backends.items() if isinstance(b, WorkerPool))
+        raise NotFound(
+            f"this server runs no worker pool '{name}' (it runs: {', '.join(pools) or 'none'}); declare it under "
+            "`backends:` in modelrunner.yaml as `{type: worker}` and restart the server",
+            pool=name,
+        )
+    return backend
+
+
+def _attempt_pool(
+    attempt_id: int,
+    platform: PlatformDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_CALLBACK)],
+) -> tuple[int, WorkerPool]:
+    """The attempt and the pool running it, once the request carries its live callback token."""
+    with platform.database.read() as session:
+        authenticate_attempt(session, attempt_id, credentials.credentials if credentials else None)
+    for backend in platform.backends.values():
+        if isinstance(backend, WorkerPool) and backend.holds(attempt_id):
+            return attempt_id, backend
+    raise Conflict(f"attempt {attempt_id} is not running on a worker pool of this server", attempt=attempt_id)
+
+
+AttemptPool = Annotated[tuple[int, WorkerPool], Depends(_attempt_pool)]
+
+
+def _served_pool(pool: str, platform: PlatformDep, access: AccessDep) -> WorkerPool:
+    """The pool, once the caller may serve it (checked before the body)."""
+    access.require_pool_worker(pool)
+    return _pool(platform, pool)
+
+
+@router.post(
+    "/pools/{pool}/claim",
+    response_model=ClaimedAttempt,
+    summary="Claim the next attempt of a worker pool (a site admin or the group `workers`)",
+    responses={204: {"description": "No work within `wait` seconds: ask again"}},
+)
+async def claim(
+    served: Annotated[WorkerPool, Depends(_served_pool)],
+    body: ClaimRequest,
+    request: Request,
+    wait: Annotated[float, Query(ge=0, le=20, description="How long to wait for work, in seconds")] = 20,
+) -> ClaimedAttempt | Response:
+    """Waits up to `wait` seconds for an attempt of the pool; answers 204 when none came. The
+    claimer then owns the attempt: it sends heartbeats (at least every `heartbeat_seconds`) with
+    the attempt's callback token, or loses it after `lease_seconds`."""
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        left = deadline - asyncio.get_running_loop().time()
+        claimed = await run_in_threadpool(served.claim, body.worker, max(0.0, min(left, _SLICE_SECONDS)))
+        if claimed is not None:
+            job = json.loads(claimed.job_json)
+            return ClaimedAttempt(
+                attempt_id=claimed.attempt_id,
+                job=job,
+                callback_token=job["callback_token"],
+                heartbeat_seconds=claimed.heartbeat_seconds,
+                lease_seconds=served.lease_seconds,
+            )
+        if left <= _SLICE_SECONDS or await request.is_disconnected():
+            return Response(status_code=204)
+
+
+@router.post(
+    "/attempts/{attempt_id}/heartbeat",
+    response_model=HeartbeatAnswer,
+    summary="Keep a claimed attempt (its callback token only)",
+    responses=_ATTEMPT_TOKEN_ONLY,
+)
+def heartbeat(attempt: AttemptPool, body: HeartbeatRequest) -> HeartbeatAnswer:
+    """The worker still runs the attempt (with `pid` once the model's process runs). The answer
+    says whether to go on, or to stop the model (cancelled, timed out)."""
+    attempt_id, pool = attempt
+    said = pool.heartbeat(attempt_id, pid=body.pid, host=body.host)
+    if said.stop is None:
+        return HeartbeatAnswer(action="continue")
+    return HeartbeatAnswer(action="stop", reason=said.stop, message=said.message)
+
+
+@router.post(
+    "/attempts/{attempt_id}/log",
+    response_model=LogAppended,
+    summary="Append to a claimed attempt's log (its callback token only)",
+    responses=_ATTEMPT_TOKEN_ONLY,
+    openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}, "required": True}},
+)
+async def append_log(
+    attempt: AttemptPool, request: Request, offset: Annotated[int, Query(ge=0, description="Where the bytes go")]
+) -> LogAppended:
+    """The body holds the log's bytes from `offset` on. Bytes the server has are skipped, so a
+    chunk may be sent again; the answer says where the next chunk starts."""
+    attempt_id, pool = attempt
+    data = await request.body()
+    return LogAppended(size=await run_in_threadpool(pool.append_log, attempt_id, offset, data))
+
+
+@router.get(
+    "/attempts/{attempt_id}/files",
+    response_model=StoredKeys,
+    summary="List stored files a claimed attempt needs (its callback token only)",
+    responses=_ATTEMPT_TOKEN_ONLY,
+)
+def list_files(
+    attempt: AttemptPool, platform: PlatformDep, prefix: Annotated[str, Query(min_length=1, max_length=1000)]
+) -> StoredKeys:
+    """The keys of the artifact store under `prefix` (an input's data version, an earlier
+    attempt's checkpoint): only what the attempt needs."""
+    attempt_id, pool = attempt
+    pool.require_readable(attempt_id, prefix.strip("/"))
+    return StoredKeys(keys=stored_keys(platform.artifacts, prefix.strip("/")))
+
+
+@router.get(
+    "/attempts/{attempt_id}/files/{key:path}",
+    summary="Download a stored file a claimed attempt needs (its callback token only)",
+    response_class=StreamingResponse,
+    responses={**_ATTEMPT_TOKEN_ONLY, 200: {"content": {"application/octet-stream": {}}}},
+)
+def get_file(attempt: AttemptPool, platform: PlatformDep, key: str) -> StreamingResponse:
+    """The model snapshot, an input's file, an upstream step's output or a checkpoint's file."""
+    attempt_id, pool = attempt
+    pool.require_readable(attempt_id, key)
+    try:
+        source = platform.artifacts.open(platform.artifacts.uri(key))
+    except FileNotFoundError as exc:
+        raise NotFound(f"no stored file {key}", key=key) from exc
+
+    def chunks() -> Iterator[bytes]:
+        with source:
+            while chunk := source.read(_CHUNK):
+                yield chunk
+
+    return StreamingResponse(chunks(), media_type="application/octet-stream")
+
+
+@router.put(
+    "/attempts/{attempt_id}/files/{key:path}",
+    response_model=StoredUpload,
+    summary="Store a file of a claimed attempt: an output, its log (its callback token only)",
+    responses=_ATTEMPT_TOKEN_ONLY,
+    openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}, "required": True}},
+)
+async def put_file(attempt: AttemptPool, platform: PlatformDep, key: str, request: Request) -> StoredUpload:
+    """Streams the body into the attempt's own folder of the artifact store (its outputs, log,
+    outcome and checkpoint); the answer has the stored file's size, sha256 and URI."""
+    attempt_id, pool = attempt
+    pool.require_writable(attempt_id, key)
+    with tempfile.TemporaryDirectory(prefix="modelrunner-upload-") as folder:
+        local = Path(folder) / "upload"
+        with local.open("wb") as target:
+            async for chunk in request.stream():
+                await run_in_threadpool(target.write, chunk)
+        pool.job_of(attempt_id)  # still running: a lost attempt stores nothing more
+        stored: StoredFile = await run_in_threadpool(platform.artifacts.put_file, local, key, key)
+    return StoredUpload(size=stored.size, sha256=stored.sha256, uri=stored.uri)
+
+
+@router.post(
+    "/attempts/{attempt_id}/finish",
+    status_code=204,
+    response_class=Response,
+    summary="Report how a claimed attempt ended (its callback token only)",
+    responses=_ATTEMPT_TOKEN_ONLY,
+)
+def finish(attempt: AttemptPool, body: FinishReport) -> Response:
+    """The outcome, with the outputs already stored through `PUT .../files/...`. Once recorded,
+    the attempt's token is spent."""
+    attempt_id, pool = attempt
+    outputs = [StoredFile(o.path, o.size, o.sha256, o.uri) for o in body.outputs]
+    pool.finish(attempt_id, Outcome(body.status, exit_code=body.exit_code, error=body.error, outputs=outputs))
+    return Response(status_code=204)

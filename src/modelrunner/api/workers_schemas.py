@@ -1,0 +1,68 @@
+"""What ``modelrunner worker`` and the server say to each other (api/workers_routes.py)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelrunner.engine.states import AttemptStatus
+
+
+class ClaimRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    worker: str = Field(min_length=1, max_length=200, description="Who claims: shown with the attempt, e.g. host:pid")
+
+
+class ClaimedAttempt(BaseModel):
+    attempt_id: int
+    job: dict[str, Any] = Field(description="The job description, as `modelrunner exec --job` reads it")
+    callback_token: str = Field(description="The attempt's own token: every later call about it carries it")
+    heartbeat_seconds: float = Field(description="How often to send a heartbeat")
+    lease_seconds: float = Field(description="Without a heartbeat for this long, the attempt is lost")
+
+
+class HeartbeatRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pid: int | None = Field(default=None, description="The model's process id, once it runs")
+    host: str | None = Field(default=None, max_length=200)
+
+
+class HeartbeatAnswer(BaseModel):
+    action: Literal["continue", "stop"]
+    reason: AttemptStatus | None = Field(default=None, description="Why to stop: the attempt's ending")
+    message: str = ""
+
+
+class LogAppended(BaseModel):
+    size: int = Field(description="How many bytes of the attempt's log the server has: send from here on")
+
+
+class StoredKeys(BaseModel):
+    keys: list[str]
+
+
+class StoredUpload(BaseModel):
+    size: int
+    sha256: str
+    uri: str
+
+
+class OutputFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    size: int = Field(ge=0)
+    sha256: str
+    uri: str
+
+
+class FinishReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: AttemptStatus
+    exit_code: int | None = None
+    error: str | None = Field(default=None, max_length=10_000)
+    outputs: list[OutputFile] = Field(default_factory=list)

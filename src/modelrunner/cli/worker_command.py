@@ -1,0 +1,68 @@
+"""``modelrunner worker``: serve a worker pool of a modelrunner server from this machine."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from modelrunner.cli.options import DEFAULT, Server
+from modelrunner.errors import ModelrunnerError
+
+
+def worker(
+    pool: Annotated[
+        str,
+        typer.Option("--pool", envvar="MODELRUNNER_POOL", help="The pool to serve: a backend of `type: worker`."),
+    ],
+    server: Server = DEFAULT,
+    token: Annotated[
+        str,
+        typer.Option(
+            "--token",
+            envvar="MODELRUNNER_TOKEN",
+            help="API token of a site admin or of a member of the group `workers`.",
+            show_default=False,
+        ),
+    ] = "",
+    slots: Annotated[
+        int, typer.Option("--slots", envvar="MODELRUNNER_SLOTS", min=1, help="How many attempts run at once here.")
+    ] = 1,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(
+            "--workdir",
+            envvar="MODELRUNNER_WORKDIR",
+            file_okay=False,
+            help="Where attempts' scratch folders go. [default: the system's temporary folder]",
+        ),
+    ] = None,
+) -> None:
+    """Run attempts of a worker pool: claim them from the server over HTTP, run each under the
+    model contract, and send back heartbeats, logs, progress, outputs and the outcome.
+
+    Needs only the server's URL and a token: model snapshots, inputs and outputs travel through
+    the server. While the server cannot be reached, the models keep running and the worker keeps
+    trying; an attempt whose lease expired meanwhile is stopped and its result dropped (it ran
+    again elsewhere). SIGTERM or Ctrl-C stops claiming and stops the running models; their runs
+    are queued again. Exits 0 when stopped, 1 when the server refuses the worker.
+    """
+    from modelrunner.execution.worker import Worker, WorkerConfig
+
+    if not token.strip():
+        raise ModelrunnerError("a worker needs a token: pass --token or set MODELRUNNER_TOKEN")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s modelrunner worker: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    running = Worker(WorkerConfig(server=server, token=token.strip(), pool=pool, slots=slots, workdir=workdir))
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        running.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    running.run()
