@@ -10,7 +10,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,22 @@ import yaml
 from client import Api, instant, status_counts, submit_all
 from harness import WORKSPACE, Bench
 from report import Figure, median, ms, percentile
+from server import Server
 
 RUNS = 500
 QUICK_RUNS = 100
 CLIENT_THREADS = 4
 
-# A backend to measure: its `backends:` entry, and what must run beside the server for it.
-Setup = Callable[[Bench], AbstractContextManager[dict[str, Any]]]
+WORKERS = 2  # `modelrunner worker` processes serving the worker pool
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A backend to measure: its `backends:` entry (set up before the server starts, e.g. a Dask
+    cluster), and what must run beside the server once it is up (workers)."""
+
+    declared: Callable[[Bench], AbstractContextManager[dict[str, Any]]]
+    beside: Callable[[Bench, Server], AbstractContextManager[None]] | None = None
 
 
 @contextmanager
@@ -43,7 +53,32 @@ def _dask(bench: Bench) -> Iterator[dict[str, Any]]:
         yield {"type": "dask", "scheduler": cluster.scheduler_address, "slots": bench.slots}
 
 
-BACKENDS: dict[str, Setup] = {"local": _local, "dask": _dask}
+@contextmanager
+def _pool(bench: Bench) -> Iterator[dict[str, Any]]:
+    yield {"type": "worker", "slots": bench.slots}
+
+
+@contextmanager
+def _workers(bench: Bench, server: Server) -> Iterator[None]:
+    """WORKERS `modelrunner worker` processes on loopback, sharing the slots between them."""
+    slots = max(1, bench.slots // WORKERS)
+    env = {**server.env, "MODELRUNNER_TOKEN": server.token}
+    command = [sys.executable, "-m", "modelrunner", "worker", "--pool", "worker", "--server", server.url]
+    with (bench.scratch / "workers.log").open("ab") as log:
+        processes = [
+            subprocess.Popen([*command, "--slots", str(slots)], env=env, stdout=log, stderr=subprocess.STDOUT)
+            for _ in range(WORKERS)
+        ]
+        try:
+            yield
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(timeout=60)
+
+
+BACKENDS = {"local": Backend(_local), "worker": Backend(_pool, _workers), "dask": Backend(_dask)}
 
 
 def spawn_baseline(runs: int, workers: int) -> float:
@@ -70,9 +105,11 @@ def _workspace(bench: Bench, name: str, backend: dict[str, Any]) -> Path:
 
 def through(bench: Bench, name: str, runs: int) -> tuple[float, list[float]]:
     """Seconds from the first submit until the last run is final, and every run's submit-to-start."""
+    chosen = BACKENDS[name]
     with (
-        BACKENDS[name](bench) as backend,
+        chosen.declared(bench) as backend,
         bench.server(f"backends-{name}", workspace=str(_workspace(bench, name, backend))) as (server, _),
+        chosen.beside(bench, server) if chosen.beside else nullcontext(),
     ):
         api = Api(server.url, server.token)
         api.wait_final(api.submit({"i": -1})["id"], first_poll=0.05, poll=0.02, timeout=120)  # warm

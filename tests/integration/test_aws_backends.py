@@ -37,7 +37,7 @@ from tests import data_fixtures
 from tests.conftest import wait_for_run
 from tests.data_fixtures import S3
 from tests.integration.runs_api import process_gone, wait_until
-from tests.integration.test_dask_backend import Served, read_pids
+from tests.integration.served import Served, read_pids
 
 boto3 = pytest.importorskip("boto3")
 

@@ -19,19 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import distributed
-import httpx
 import psutil
 import pytest
 
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.execution.job import AttemptJob, JobInput
 from modelrunner.execution.remote import RemoteJob
-from modelrunner.platform import Platform
 from modelrunner.settings import Settings
 from modelrunner.spec.model_version import snapshot
 from tests.conftest import TESTS, free_port, wait_for_run
-from tests.identities import token_for
 from tests.integration.runs_api import process_gone, wait_until
+from tests.integration.served import Served, read_pids
 
 pytestmark = [
     # Dask's own shutdown chatter (closed comms, a nanny restarting a killed worker) is not ours.
@@ -101,44 +99,6 @@ def dask_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskPro
 # --- the platform -------------------------------------------------------------------------------
 
 
-class Served:
-    """A started platform behind uvicorn on a free port, and an HTTP client of its first admin."""
-
-    def __init__(self, settings: Settings) -> None:
-        import uvicorn
-
-        from modelrunner.api.app import create_app
-
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.platform = Platform(settings.model_copy(update={"public_url": self.url}))
-        config = uvicorn.Config(create_app(self.platform), host="127.0.0.1", port=port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        wait_until(lambda: self._server.started, 30, "the API answers")
-        self.http = httpx.Client(
-            base_url=self.url,
-            headers={"Authorization": f"Bearer {token_for(self.platform.database, 'admin')}"},
-            timeout=30,
-        )
-
-    def submit(self, model: str, params: dict[str, Any]) -> int:
-        response = self.http.post(f"/api/v1/models/{model}/runs", json={"params": params})
-        assert response.status_code == 201, response.text
-        run_id: int = response.json()["id"]
-        return run_id
-
-    def events(self, run_id: int) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self.http.get(f"/api/v1/runs/{run_id}/events").json()["items"]
-        return items
-
-    def stop(self) -> None:
-        self.http.close()
-        self._server.should_exit = True
-        self._thread.join(30)
-
-
 def declare_dask(workspace: Path, scheduler: str, extra: str = "") -> None:
     (workspace / "modelrunner.yaml").write_text(
         f"name: dask-workspace\nbackends:\n  cluster:\n    type: dask\n    scheduler: {scheduler}\n{extra}"
@@ -165,12 +125,6 @@ def on_dask_processes(settings: Settings, workspace: Path, dask_processes: DaskP
         yield served
     finally:
         served.stop()
-
-
-def read_pids(path: Path) -> list[int]:
-    """The pids a sleeper wrote (one line per execution), complete lines only."""
-    text = path.read_text() if path.exists() else ""
-    return [int(line) for line in text.splitlines() if line.strip().isdigit()] if text.endswith("\n") else []
 
 
 # --- (a) a LocalCluster -------------------------------------------------------------------------

@@ -209,11 +209,14 @@ class _AttemptRun:
 
     def _follow(self) -> None:
         outcomes: list[Outcome] = []
-        runner = threading.Thread(
-            target=lambda: outcomes.append(self._attempt.run(on_started=self._started)),
-            name=f"model-{self.attempt_id}",
-            daemon=True,
-        )
+
+        def run_model() -> None:
+            try:
+                outcomes.append(self._attempt.run(on_started=self._started))
+            finally:
+                self._wake.set()  # report the ending now, not at the next heartbeat
+
+        runner = threading.Thread(target=run_model, name=f"model-{self.attempt_id}", daemon=True)
         runner.start()
         try:
             unreachable = False
