@@ -85,3 +85,18 @@ def test_a_model_failure_does_not_spend_the_preemption_budget_nor_the_reverse(pl
         tried = queries.attempts_of(session, run_id)
     assert run is not None and run.status == "succeeded"
     assert [a.status for a in tried] == ["failed", "preempted", "succeeded"]
+
+
+def test_a_preemption_reported_after_the_run_was_cancelled_ends_the_attempt_and_not_the_run_again(
+    platform: Platform,
+) -> None:
+    run_id = queued_run(platform)
+    attempt_id = attempt_of(platform, run_id)
+    with platform.database.write() as session:
+        attempts.cancel(session, run_id)
+    end(platform, attempt_id, Outcome(AttemptStatus.PREEMPTED, error="spot interruption"), Retries())
+    with platform.database.read() as session:
+        run = queries.get_run(session, run_id)
+        [attempt] = queries.attempts_of(session, run_id)
+    assert run is not None and run.status == "cancelled"
+    assert attempt.status == "preempted" and attempt.finished_at is not None
