@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, assert_never
 
@@ -13,6 +14,7 @@ from modelrunner.artifacts.logs import LogStore
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.auth import accounts
 from modelrunner.auth.principal import Principal
+from modelrunner.backends.base import RemoteServices
 from modelrunner.backends.local import LocalBackend, LocalConfig
 from modelrunner.backends.worker_pool import WorkerPool
 from modelrunner.data.cache import DataCache
@@ -220,64 +222,29 @@ class Platform:
     ) -> LocalBackend | DaskBackend | WorkerPool | AwsEcsBackend | AwsBatchBackend | SlurmBackend:
         """The backend ``name`` as ``spec`` configures it: the one place a backend ``type`` is
         turned into a backend (a new type adds its case here)."""
+        services = RemoteServices(self.artifacts, self.logs, self.settings.grace_seconds, partial(self._wake, name))
+        # Imported in their case: their libraries are optional extras (each says so if missing).
         match spec:
             case DaskBackendSpec():
-                # Imported here: dask.distributed is an optional extra (it says so if missing).
                 from modelrunner.backends.dask import DaskBackend
 
-                return DaskBackend(
-                    name,
-                    spec,
-                    artifacts=self.artifacts,
-                    logs=self.logs,
-                    grace_seconds=self.settings.grace_seconds,
-                    wake=partial(self._wake, name),
-                )
+                return DaskBackend(name, spec, services)
             case AwsEcsBackendSpec():
-                # Imported here: boto3 is an optional extra (it says so if missing).
                 from modelrunner.backends.aws_ecs import AwsEcsBackend
 
-                return AwsEcsBackend(
-                    name,
-                    spec,
-                    artifacts=self.artifacts,
-                    logs=self.logs,
-                    grace_seconds=self.settings.grace_seconds,
-                    wake=partial(self._wake, name),
-                )
+                return AwsEcsBackend(name, spec, services)
             case AwsBatchBackendSpec():
                 from modelrunner.backends.aws_batch import AwsBatchBackend
 
-                return AwsBatchBackend(
-                    name,
-                    spec,
-                    artifacts=self.artifacts,
-                    logs=self.logs,
-                    grace_seconds=self.settings.grace_seconds,
-                    wake=partial(self._wake, name),
-                )
+                return AwsBatchBackend(name, spec, services)
             case SlurmBackendSpec():
                 from modelrunner.backends.slurm import SlurmBackend
 
-                return SlurmBackend(
-                    name,
-                    spec,
-                    artifacts=self.artifacts,
-                    logs=self.logs,
-                    grace_seconds=self.settings.grace_seconds,
-                    state_dir=self.settings.state_dir,
-                    wake=partial(self._wake, name),
-                )
+                return SlurmBackend(name, spec, services, state_dir=self.settings.state_dir)
             case WorkerBackendSpec():
-                return WorkerPool(
-                    name,
-                    spec,
-                    artifacts=self.artifacts,
-                    logs=self.logs,
-                    grace_seconds=self.settings.grace_seconds,
-                    # A worker asking for work: take queued runs for it now, not at the next poll.
-                    wake=lambda: self.dispatcher.wake(queued=True, backend=name),
-                )
+                # A worker asking for work: take queued runs for it now, not at the next poll.
+                waking = replace(services, wake=lambda: self.dispatcher.wake(queued=True, backend=name))
+                return WorkerPool(name, spec, waking)
             case LocalBackendSpec():
                 return LocalBackend(
                     LocalConfig(

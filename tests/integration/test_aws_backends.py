@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 import pytest
 
+from modelrunner.backends.base import RemoteServices
 from modelrunner.settings import Settings
 from tests import data_fixtures
 from tests.conftest import wait_for_run
@@ -311,12 +312,7 @@ def test_an_unknown_ecs_cluster_is_reported_by_health(on_ecs: tuple[Served, Farg
         endpoint_url=moto_server,
     )
     backend = AwsEcsBackend(
-        "other",
-        spec,
-        artifacts=served.platform.artifacts,
-        logs=served.platform.logs,
-        grace_seconds=1,
-        wake=lambda: None,
+        "other", spec, RemoteServices(served.platform.artifacts, served.platform.logs, 1, lambda: None)
     )
 
     assert backend.health() == "the ECS cluster nowhere does not exist or is not active"

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from modelrunner.backends.base import RemoteServices
 from modelrunner.backends.slurm import SlurmBackend
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.settings import Settings
@@ -224,15 +225,8 @@ def test_a_restarted_server_stops_jobs_from_their_stored_handles_alone(
     # A new backend, as a server started after a crash has: it never saw these jobs.
     config = served.platform.workspace.spec().declared_backends()["hpc"]
     assert isinstance(config, SlurmBackendSpec)
-    after_restart = SlurmBackend(
-        "hpc",
-        config,
-        artifacts=served.platform.artifacts,
-        logs=served.platform.logs,
-        grace_seconds=settings.grace_seconds,
-        state_dir=tmp_path,
-        wake=lambda: None,
-    )
+    services = RemoteServices(served.platform.artifacts, served.platform.logs, settings.grace_seconds, lambda: None)
+    after_restart = SlurmBackend("hpc", config, services, state_dir=tmp_path)
     try:
         for handle in handles:
             after_restart.cancel(handle, AttemptStatus.LOST)

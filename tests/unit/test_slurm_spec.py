@@ -8,6 +8,7 @@ import pytest
 
 from modelrunner.artifacts.logs import LogStore
 from modelrunner.artifacts.store import ArtifactStore
+from modelrunner.backends.base import RemoteServices
 from modelrunner.backends.slurm import SlurmBackend, slurm_memory, slurm_minutes
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.job import AttemptJob
@@ -72,15 +73,9 @@ def test_time_limits_are_whole_minutes_of_at_least_one() -> None:
 
 
 def backend(tmp_path: Path, **options: object) -> SlurmBackend:
-    return SlurmBackend(
-        "hpc",
-        SlurmBackendSpec.model_validate({"type": "slurm", **options}),
-        artifacts=ArtifactStore(str(tmp_path / "artifacts")),
-        logs=LogStore(tmp_path / "logs"),
-        grace_seconds=30,
-        state_dir=tmp_path / "state",
-        wake=lambda: None,
-    )
+    services = RemoteServices(ArtifactStore(str(tmp_path / "artifacts")), LogStore(tmp_path / "logs"), 30, lambda: None)
+    spec = SlurmBackendSpec.model_validate({"type": "slurm", **options})
+    return SlurmBackend("hpc", spec, services, state_dir=tmp_path / "state")
 
 
 def job(resources: Resources) -> AttemptJob:

@@ -25,11 +25,9 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from modelrunner.artifacts.logs import LogStore
-from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.backends.aws import (
     EXEC_COMMAND,
     Attempts,
@@ -40,7 +38,7 @@ from modelrunner.backends.aws import (
     problem,
     stop_reason,
 )
-from modelrunner.backends.base import Handle, Report
+from modelrunner.backends.base import Handle, RemoteServices, Report
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.job import AttemptJob, Outcome
@@ -90,20 +88,16 @@ class AwsBatchBackend:
         self,
         name: str,
         config: AwsBatchBackendSpec,
-        *,
-        artifacts: ArtifactStore,
-        logs: LogStore,
-        grace_seconds: float,
-        wake: Callable[[], None],
+        services: RemoteServices,
     ) -> None:
         """``artifacts`` must be reachable from the jobs under the same URL (an ``s3://`` URL)."""
         self.name = name
         self._config = config
-        self._artifacts = artifacts
-        self._grace = grace_seconds
-        self._wake = wake
+        self._artifacts = services.artifacts
+        self._grace = services.grace_seconds
+        self._wake = services.wake
         self._batch = client("batch", config.region, config.endpoint_url)
-        self._attempts = Attempts(artifacts, logs)
+        self._attempts = Attempts(services.artifacts, services.logs)
 
     # --- the backend contract -------------------------------------------------------------------
 

@@ -22,11 +22,9 @@ How the engine's words map to ECS:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from modelrunner.artifacts.logs import LogStore
-from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.backends.aws import (
     EXEC_COMMAND,
     Attempts,
@@ -37,7 +35,7 @@ from modelrunner.backends.aws import (
     problem,
     stop_reason,
 )
-from modelrunner.backends.base import Handle, Report
+from modelrunner.backends.base import Handle, RemoteServices, Report
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.job import AttemptJob, Outcome
@@ -63,20 +61,16 @@ class AwsEcsBackend:
         self,
         name: str,
         config: AwsEcsBackendSpec,
-        *,
-        artifacts: ArtifactStore,
-        logs: LogStore,
-        grace_seconds: float,
-        wake: Callable[[], None],
+        services: RemoteServices,
     ) -> None:
         """``artifacts`` must be reachable from the tasks under the same URL (an ``s3://`` URL)."""
         self.name = name
         self._config = config
-        self._artifacts = artifacts
-        self._grace = grace_seconds
-        self._wake = wake
+        self._artifacts = services.artifacts
+        self._grace = services.grace_seconds
+        self._wake = services.wake
         self._ecs = client("ecs", config.region, config.endpoint_url)
-        self._attempts = Attempts(artifacts, logs)
+        self._attempts = Attempts(services.artifacts, services.logs)
 
     # --- the backend contract -------------------------------------------------------------------
 

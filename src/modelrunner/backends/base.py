@@ -4,10 +4,12 @@ the engine's business, not a backend's."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+from modelrunner.artifacts.logs import LogStore
+from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.execution.job import AttemptJob, Outcome
 
@@ -39,6 +41,19 @@ class Finished:
 
 
 Report = Started | Progressed | Finished
+
+
+@dataclass(frozen=True)
+class RemoteServices:
+    """What the platform lends a backend whose attempts run elsewhere: the artifact store they
+    reach under the same URL (outputs, outcome, log, checkpoint), the log store it copies each
+    ended attempt's log into, the grace period between SIGTERM and SIGKILL, and ``wake``, to call
+    when there is something to poll."""
+
+    artifacts: ArtifactStore
+    logs: LogStore
+    grace_seconds: float
+    wake: Callable[[], None]
 
 
 class Backend(Protocol):

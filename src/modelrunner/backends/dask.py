@@ -32,9 +32,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar
 
-from modelrunner.artifacts.logs import LogStore
-from modelrunner.artifacts.store import ArtifactStore
-from modelrunner.backends.base import Finished, Handle, Report, Started
+from modelrunner.backends.base import Finished, Handle, RemoteServices, Report, Started
 from modelrunner.clock import utcnow
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
@@ -180,21 +178,17 @@ class DaskBackend:
         self,
         name: str,
         config: DaskBackendSpec,
-        *,
-        artifacts: ArtifactStore,
-        logs: LogStore,
-        grace_seconds: float,
-        wake: Callable[[], None],
+        services: RemoteServices,
     ) -> None:
         """``artifacts`` must be reachable from the workers under the same URL (attempts leave
         their outputs and log there; the log is copied into ``logs`` as each ends); ``wake`` is
         called when there is something to poll."""
         self.name = name
         self._config = config
-        self._artifacts = artifacts
-        self._logs = logs
-        self._grace = grace_seconds
-        self._wake = wake
+        self._artifacts = services.artifacts
+        self._logs = services.logs
+        self._grace = services.grace_seconds
+        self._wake = services.wake
         self._topic = f"modelrunner-{name}"
         self._lock = threading.Lock()
         self._client: Any = None  # distributed.Client, once connected

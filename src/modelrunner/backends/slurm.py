@@ -37,14 +37,12 @@ import shlex
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from modelrunner.artifacts.logs import LogStore
-from modelrunner.artifacts.store import ArtifactStore
-from modelrunner.backends.base import Finished, Handle, Report, Started
+from modelrunner.backends.base import Finished, Handle, RemoteServices, Report, Started
 from modelrunner.clock import utcnow
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
@@ -116,23 +114,20 @@ class SlurmBackend:
         self,
         name: str,
         config: SlurmBackendSpec,
+        services: RemoteServices,
         *,
-        artifacts: ArtifactStore,
-        logs: LogStore,
-        grace_seconds: float,
         state_dir: Path,
-        wake: Callable[[], None],
     ) -> None:
         """``artifacts`` must be reachable from the nodes under the same URL (attempts leave
         their outputs, outcome and log there; the log is copied into ``logs`` as each ends);
         ``wake`` is called when there is something to poll."""
         self.name = name
         self._config = config
-        self._artifacts = artifacts
-        self._logs = logs
-        self._grace = grace_seconds
+        self._artifacts = services.artifacts
+        self._logs = services.logs
+        self._grace = services.grace_seconds
         self._workdir = Path(config.workdir) if config.workdir else state_dir / "slurm" / name
-        self._wake = wake
+        self._wake = services.wake
         self._lock = threading.Lock()
         self._flights: dict[int, _Flight] = {}
         self._to_stop: set[str] = set()  # scancel targets still to reach (the controller did not answer)

@@ -25,13 +25,12 @@ import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from modelrunner.artifacts.logs import LogStore
 from modelrunner.artifacts.store import ArtifactStore
-from modelrunner.backends.base import Finished, Handle, Report, Started
+from modelrunner.backends.base import Finished, Handle, RemoteServices, Report, Started
 from modelrunner.clock import utcnow
 from modelrunner.data.cache import snapshot_prefix
 from modelrunner.engine.states import AttemptStatus
@@ -83,20 +82,16 @@ class WorkerPool:
         self,
         name: str,
         config: WorkerBackendSpec,
-        *,
-        artifacts: ArtifactStore,
-        logs: LogStore,
-        grace_seconds: float,
-        wake: Callable[[], None],
+        services: RemoteServices,
     ) -> None:
         """``wake`` is called when there is something for the dispatcher to do (a worker asks for
         work, an attempt reports)."""
         self.name = name
         self._config = config
-        self._artifacts = artifacts
-        self._logs = logs
-        self._grace = grace_seconds
-        self._wake = wake
+        self._artifacts = services.artifacts
+        self._logs = services.logs
+        self._grace = services.grace_seconds
+        self._wake = services.wake
         self._changed = threading.Condition()
         self._waiting: deque[AttemptJob] = deque()  # submitted, not handed out yet
         self._handed: dict[int, _Handout] = {}
