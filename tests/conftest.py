@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
@@ -35,6 +37,19 @@ FINAL = {"succeeded", "failed", "timed_out", "cancelled"}
 
 def pytest_report_header() -> str:
     return f"modelrunner store: {'PostgreSQL ' + POSTGRES_URL if POSTGRES_URL else 'SQLite'}"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """What the processes the tests start inherit must not depend on how pytest was started."""
+    # The CLIs write to pipes and must show what a script would capture, at the CLI's own width
+    # for pipes. pytest-xdist's workers load readline without a terminal, and readline then
+    # exports COLUMNS=80 and LINES=24, which every subprocess would inherit: drop them.
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)
+    # A shell without job control starts background commands with SIGINT ignored, and every
+    # process started from them inherits that: the tests that interrupt a CLI (Ctrl-C) would hang.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
@@ -116,35 +131,78 @@ def free_port() -> int:
 
 
 class Server:
-    """A real ``modelrunner serve`` process; ``kill()`` is SIGKILL, ``start()`` starts it again.
+    """A real ``modelrunner serve`` process; ``kill()`` is SIGKILL, ``start()`` starts it again
+    (on the same port).
 
     Once started, ``env`` carries MODELRUNNER_TOKEN of the first site admin (for the CLI) and
     ``headers`` its Authorization header (for direct HTTP calls)."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**env, "MODELRUNNER_PORT": str(self.port)}
+        self.url = ""
+        self.env = dict(env)
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+        self._started_once = False
+        self._use_port(free_port())
 
-    def start(self, timeout: float = 30) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "modelrunner", "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
+    def _use_port(self, port: int) -> None:
+        """Listen on ``port``; MODELRUNNER_SERVER in ``env``, if it named this server, follows."""
+        if self.url and self.env.get("MODELRUNNER_SERVER") == self.url:
+            self.env["MODELRUNNER_SERVER"] = f"http://127.0.0.1:{port}"
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.env["MODELRUNNER_PORT"] = str(port)
+
+    def start(self, timeout: float = 60) -> None:
+        """Start ``modelrunner serve`` and wait until it answers. With tests in parallel, the free
+        port chosen may be taken by another test's server before this one binds it: a first start
+        then moves to another port (a restart never does: the port is the server's address)."""
+        for _ in range(5):
+            if self._start(timeout):
+                self._started_once = True
+                return
+            if self._started_once:
+                break
+            self._use_port(free_port())
+        raise AssertionError(f"modelrunner serve could not listen on {self.url}: {self.log_path.read_text()[-3000:]}")
+
+    def _start(self, timeout: float) -> bool:
+        """True once the server answers; False when its port was taken by someone else."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "modelrunner", "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"modelrunner serve exited: {self.log_path.read_text()[-3000:]}")
+                with self.log_path.open("rb") as log:
+                    log.seek(offset)
+                    output = log.read().decode(errors="replace")
+                if "address already in use" in output.lower():
+                    return False
+                raise AssertionError(f"modelrunner serve exited: {output[-3000:]}")
             try:
-                if httpx.get(f"{self.url}/api/v1/healthz", timeout=1).status_code == 200:
-                    self._sign_in()
-                    return
+                answered = httpx.get(f"{self.url}/api/v1/healthz", timeout=1).status_code == 200
             except httpx.HTTPError:
-                pass
+                answered = False
+            # Another test's server on the same port would answer too: only ours counts.
+            if answered and self._listening():
+                self._sign_in()
+                return True
             time.sleep(0.1)
-        raise AssertionError(f"modelrunner serve did not answer: {self.log_path.read_text()[-3000:]}")
+        self.kill()
+        raise AssertionError(f"modelrunner serve did not answer in {timeout}s: {self.log_path.read_text()[-3000:]}")
+
+    def _listening(self) -> bool:
+        """Whether this server's process is the one listening on ``port``."""
+        assert self.process is not None
+        try:
+            connections = psutil.Process(self.process.pid).net_connections(kind="tcp")
+        except psutil.Error:
+            return False
+        return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == self.port for c in connections)
 
     @property
     def headers(self) -> dict[str, str]:

@@ -6,6 +6,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +16,7 @@ from sqlalchemy import func, select
 
 from modelrunner.clock import utcnow
 from modelrunner.platform import Platform
+from modelrunner.spec.backend_spec import DEFAULT_BACKEND
 from modelrunner.store.tables import EventRow, RunRow
 
 T = TypeVar("T")
@@ -57,23 +59,35 @@ def wait_for_status(client: TestClient, run_id: int, status: str, timeout: float
     return wait_until(reached, timeout, f"run {run_id} {status}")
 
 
-def fill_the_backend(client: TestClient, counters: Path, settle: float = 2.0) -> tuple[list[int], int]:
-    """Submit long sleeper runs until one is left waiting in the queue.
+def fill_the_backend(client: TestClient, platform: Platform, counters: Path) -> tuple[list[int], int]:
+    """Submit long sleeper runs until one is left waiting in the queue: as many as the idle
+    ``local`` backend has room for (it holds more attempts than it has slots: those waiting for a
+    slot), each waited for until the backend took it, then one more that it has no room for.
 
     Returns the ids of the runs the backend took and the id of the queued one. Each run appends
     its pid to ``counters / <tag>`` when it starts, so a test can tell whether it ever ran.
+    Counting the room, rather than taking a run that stays queued a while for one the backend has
+    no room for, keeps a loaded machine (a slow dispatcher) from making a run about to be taken
+    pass for the queued one.
     """
+    room = platform.backends[DEFAULT_BACKEND].free_slots()
+
+    def sleeper(tag: str) -> int:
+        run_id: int = submit(client, "sleeper", {"seconds": 60, "tag": tag, "counter": str(counters / tag)})["id"]
+        return run_id
+
+    def taken_by_the_backend(run_id: int) -> bool:
+        return bool(get_run(client, run_id)["status"] != "queued")
+
     taken: list[int] = []
-    for number in range(20):
-        tag = f"blocker-{number}"
-        run_id = submit(client, "sleeper", {"seconds": 60, "tag": tag, "counter": str(counters / tag)})["id"]
-        deadline = time.monotonic() + settle
-        while get_run(client, run_id)["status"] == "queued":
-            if time.monotonic() > deadline:
-                return taken, run_id
-            time.sleep(0.05)
+    for number in range(room):
+        run_id = sleeper(f"blocker-{number}")
+        wait_until(partial(taken_by_the_backend, run_id), 30, f"run {run_id} taken by the backend")
         taken.append(run_id)
-    raise AssertionError(f"the backend took {len(taken)} runs and still had room")
+    queued = sleeper(f"blocker-{room}")
+    time.sleep(0.5)  # the dispatcher, woken by the submission, finds no room for it
+    assert get_run(client, queued)["status"] == "queued", f"the backend had room for more than {room} runs"
+    return taken, queued
 
 
 def events(client: TestClient, run_id: int) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from modelrunner.platform import Platform
 from modelrunner.settings import Settings
 from tests.conftest import wait_for_run
 from tests.integration.runs_api import (
@@ -80,8 +81,8 @@ def test_cancel_stops_a_model_that_ignores_sigterm(client: TestClient, settings:
     assert get_run(client, run_id)["status"] == "cancelled"
 
 
-def test_cancel_a_queued_run_means_it_never_runs(client: TestClient, tmp_path: Path) -> None:
-    taken, queued_id = fill_the_backend(client, tmp_path)
+def test_cancel_a_queued_run_means_it_never_runs(client: TestClient, platform: Platform, tmp_path: Path) -> None:
+    taken, queued_id = fill_the_backend(client, platform, tmp_path)
 
     cancelled = cancel(client, queued_id)
 

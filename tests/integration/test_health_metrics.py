@@ -61,8 +61,8 @@ def test_metrics_count_runs_by_status_and_time_attempts(client: TestClient) -> N
     assert samples[("modelrunner_attempt_duration_seconds_bucket", (("le", "+Inf"),))] == 2
 
 
-def test_queue_depth_counts_runs_waiting_for_room(client: TestClient, tmp_path: Path) -> None:
-    taken, queued = fill_the_backend(client, tmp_path)
+def test_queue_depth_counts_runs_waiting_for_room(client: TestClient, platform: Platform, tmp_path: Path) -> None:
+    taken, queued = fill_the_backend(client, platform, tmp_path)
     waiting = submit(client, "noop", {"n": 1})["id"]
 
     samples = scrape(client)
