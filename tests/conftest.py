@@ -175,23 +175,26 @@ class Server:
                 [sys.executable, "-m", "modelrunner", "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                with self.log_path.open("rb") as log:
-                    log.seek(offset)
-                    output = log.read().decode(errors="replace")
-                if "address already in use" in output.lower():
-                    return False
-                raise AssertionError(f"modelrunner serve exited: {output[-3000:]}")
-            try:
-                answered = httpx.get(f"{self.url}/api/v1/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                answered = False
-            # Another test's server on the same port would answer too: only ours counts.
-            if answered and self._listening():
-                self._sign_in()
-                return True
-            time.sleep(0.1)
+        # One client for every poll: httpx.get() builds a client, and its TLS context, each time
+        # (some 30 ms of CPU), which the server's own start would wait for on a busy machine.
+        with httpx.Client(timeout=1) as http:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    with self.log_path.open("rb") as log:
+                        log.seek(offset)
+                        output = log.read().decode(errors="replace")
+                    if "address already in use" in output.lower():
+                        return False
+                    raise AssertionError(f"modelrunner serve exited: {output[-3000:]}")
+                try:
+                    answered = http.get(f"{self.url}/api/v1/healthz").status_code == 200
+                except httpx.HTTPError:
+                    answered = False
+                # Another test's server on the same port would answer too: only ours counts.
+                if answered and self._listening():
+                    self._sign_in()
+                    return True
+                time.sleep(0.1)
         self.kill()
         raise AssertionError(f"modelrunner serve did not answer in {timeout}s: {self.log_path.read_text()[-3000:]}")
 

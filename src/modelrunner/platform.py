@@ -35,6 +35,7 @@ from modelrunner.errors import SpecError
 from modelrunner.metrics import Metrics
 from modelrunner.notify.notifier import Notifier
 from modelrunner.settings import Settings
+from modelrunner.spec.azure_batch_spec import AzureBatchBackendSpec
 from modelrunner.spec.backend_spec import (
     DEFAULT_BACKEND,
     AwsBatchBackendSpec,
@@ -45,6 +46,7 @@ from modelrunner.spec.backend_spec import (
     SlurmBackendSpec,
     WorkerBackendSpec,
 )
+from modelrunner.spec.kubernetes_spec import KubernetesBackendSpec
 from modelrunner.spec.workspace import Workspace
 from modelrunner.store import migrate, queries
 from modelrunner.store.database import Database
@@ -53,7 +55,9 @@ from modelrunner.store.tables import DatasetSyncRow
 if TYPE_CHECKING:
     from modelrunner.backends.aws_batch import AwsBatchBackend
     from modelrunner.backends.aws_ecs import AwsEcsBackend
+    from modelrunner.backends.azure_batch import AzureBatchBackend
     from modelrunner.backends.dask import DaskBackend
+    from modelrunner.backends.kubernetes import KubernetesBackend
     from modelrunner.backends.slurm import SlurmBackend
 
 log = logging.getLogger("modelrunner.platform")
@@ -219,7 +223,16 @@ class Platform:
 
     def _build_backend(
         self, name: str, spec: BackendSpec
-    ) -> LocalBackend | DaskBackend | WorkerPool | AwsEcsBackend | AwsBatchBackend | SlurmBackend:
+    ) -> (
+        LocalBackend
+        | DaskBackend
+        | WorkerPool
+        | AwsEcsBackend
+        | AwsBatchBackend
+        | AzureBatchBackend
+        | KubernetesBackend
+        | SlurmBackend
+    ):
         """The backend ``name`` as ``spec`` configures it: the one place a backend ``type`` is
         turned into a backend (a new type adds its case here)."""
         services = RemoteServices(self.artifacts, self.logs, self.settings.grace_seconds, partial(self._wake, name))
@@ -237,6 +250,14 @@ class Platform:
                 from modelrunner.backends.aws_batch import AwsBatchBackend
 
                 return AwsBatchBackend(name, spec, services)
+            case AzureBatchBackendSpec():
+                from modelrunner.backends.azure_batch import AzureBatchBackend
+
+                return AzureBatchBackend(name, spec, services)
+            case KubernetesBackendSpec():
+                from modelrunner.backends.kubernetes import KubernetesBackend
+
+                return KubernetesBackend(name, spec, services)
             case SlurmBackendSpec():
                 from modelrunner.backends.slurm import SlurmBackend
 

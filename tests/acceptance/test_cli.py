@@ -49,12 +49,14 @@ def nowhere(env: dict[str, str]) -> dict[str, str]:
 
 def wait_until(server: Server, run_id: int, statuses: set[str], timeout: float = 20) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
-    while True:
-        run: dict[str, Any] = httpx.get(headers=server.headers, url=f"{server.url}/api/v1/runs/{run_id}").json()
-        if run["status"] in statuses:
-            return run
-        assert time.monotonic() < deadline, f"run {run_id} still {run['status']}"
-        time.sleep(0.05)
+    # One client for every poll: httpx.get() builds a client (and a TLS context) each time.
+    with httpx.Client(base_url=server.url, headers=server.headers) as http:
+        while True:
+            run: dict[str, Any] = http.get(f"/api/v1/runs/{run_id}").json()
+            if run["status"] in statuses:
+                return run
+            assert time.monotonic() < deadline, f"run {run_id} still {run['status']}"
+            time.sleep(0.05)
 
 
 def gone(pid: int) -> bool:

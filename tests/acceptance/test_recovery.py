@@ -83,3 +83,42 @@ def test_graceful_shutdown_leaves_no_process_and_requeues_without_spending_retri
     assert done["status"] == "succeeded"
     assert [a["status"] for a in done["attempts"]] == ["cancelled", "succeeded"]
     assert "shut down" in (done["attempts"][0]["error"] or "")
+
+
+COUNTING = """\
+import json, os, pathlib, signal, sys, time
+checkpoint = pathlib.Path(os.environ["MODELRUNNER_CHECKPOINT"]) / "step"
+first = int(checkpoint.read_text()) if checkpoint.exists() else 0
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+for step in range(first, 40):
+    checkpoint.write_text(str(step))
+    time.sleep(0.1)
+(pathlib.Path(os.environ["MODELRUNNER_OUTPUTS"]) / "steps.json").write_text(json.dumps({"first": first}))
+"""
+
+
+def test_a_run_stopped_by_a_shutdown_resumes_from_its_checkpoint(
+    server: Server, server_env: dict[str, str], tmp_path: Path
+) -> None:
+    folder = Path(server_env["MODELRUNNER_WORKSPACE"]) / "counting"
+    folder.mkdir()
+    (folder / "model.yaml").write_text(
+        'name: counting\ncommand: ["python", "count.py"]\noutputs: [{path: steps.json}]\n'
+    )
+    (folder / "count.py").write_text(COUNTING)
+    checkpoints = Path(server_env["MODELRUNNER_DATA_DIR"])
+    with httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as http:
+        run = http.post("/api/v1/models/counting/runs", json={"params": {}}).json()
+        step_files = lambda: list(checkpoints.rglob("checkpoints/*/step"))  # noqa: E731
+        _wait_for(lambda: any(f.read_text().strip() not in ("", "0", "1", "2") for f in step_files()), 20, "step 3")
+
+        server.stop()
+        reached = int(step_files()[0].read_text())
+        server.start()
+        done = wait_for_run(http.get, run["id"], timeout=60)
+        steps = http.get(f"/api/v1/runs/{run['id']}/outputs/steps.json").json()
+
+    assert done["status"] == "succeeded"
+    assert [a["status"] for a in done["attempts"]] == ["cancelled", "succeeded"]
+    assert steps["first"] == reached >= 3  # the second attempt went on where the first stopped
+    assert step_files() == []  # the run is over: its checkpoint is gone

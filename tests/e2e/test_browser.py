@@ -54,6 +54,18 @@ def element(driver: WebDriver, css: str, timeout: float = 10) -> WebElement:
     return found_element
 
 
+def click(driver: WebDriver, css: str, timeout: float = 10) -> None:
+    """Click the first element matching ``css``, found again when htmx swapped it out between
+    finding and clicking (the run's details are swapped as its status changes)."""
+    from selenium.webdriver.common.by import By
+
+    def clicked(d: WebDriver) -> bool:
+        d.find_element(By.CSS_SELECTOR, css).click()
+        return True
+
+    wait_for(driver, clicked, timeout, f"a click on {css}")
+
+
 def elements(driver: WebDriver, css: str) -> list[WebElement]:
     from selenium.webdriver.common.by import By
 
@@ -249,7 +261,7 @@ def test_cancelling_a_long_run(web_server: Server, browser: WebDriver) -> None:
     open_model(browser, web_server, "sleeper")
     run_id = submit_run(browser, seconds="60")
     wait_for(browser, lambda d: text_of(d, "#run-status") == "running", 20, "the run to start")
-    element(browser, "button#cancel").click()
+    click(browser, "button#cancel")
     _accept_confirmation(browser)
     wait_for(browser, lambda d: text_of(d, "#run-status") == "cancelled", 20, "the run to be cancelled")
     assert api_run(web_server, run_id)["status"] == "cancelled"

@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import signal
+import socket
+import socketserver
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,7 +39,7 @@ import pytest
 from modelrunner.backends.base import RemoteServices
 from modelrunner.settings import Settings
 from tests import data_fixtures
-from tests.conftest import wait_for_run
+from tests.conftest import free_port, wait_for_run
 from tests.data_fixtures import S3
 from tests.integration.runs_api import process_gone, wait_until
 from tests.integration.served import Served, read_pids
@@ -189,6 +193,18 @@ def artifacts_in_s3(settings: Settings, s3: S3, monkeypatch: pytest.MonkeyPatch)
     return settings.model_copy(update={"artifacts_url": f"s3://{bucket}/artifacts"})
 
 
+def declare_ecs(workspace: Path, ecs_cluster: dict[str, Any], endpoint_url: str, *, capacity: str) -> None:
+    """A workspace whose runs go to the ``aws-ecs`` backend ``spot`` on the test's cluster."""
+    (workspace / "modelrunner.yaml").write_text(
+        "name: aws-workspace\nbackends:\n  spot:\n    type: aws-ecs\n"
+        f"    cluster: {ecs_cluster['cluster']}\n    task_definition: modelrunner\n    container: runner\n"
+        f"    subnets: [{ecs_cluster['subnet']}]\n    capacity: {capacity}\n"
+        f"    region: {REGION}\n    endpoint_url: {endpoint_url}\n"
+        "default_backend: spot\n",
+        encoding="utf-8",
+    )
+
+
 @pytest.fixture
 def on_ecs(
     settings: Settings,
@@ -199,14 +215,7 @@ def on_ecs(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> Iterator[tuple[Served, FargateRuntime]]:
-    (workspace / "modelrunner.yaml").write_text(
-        "name: aws-workspace\nbackends:\n  spot:\n    type: aws-ecs\n"
-        f"    cluster: {ecs_cluster['cluster']}\n    task_definition: modelrunner\n    container: runner\n"
-        f"    subnets: [{ecs_cluster['subnet']}]\n    capacity: FARGATE_SPOT\n"
-        f"    region: {REGION}\n    endpoint_url: {moto_server}\n"
-        "default_backend: spot\n",
-        encoding="utf-8",
-    )
+    declare_ecs(workspace, ecs_cluster, moto_server, capacity="FARGATE_SPOT")
     runtime = FargateRuntime(ecs_cluster["ecs"], ecs_cluster["cluster"], tmp_path)
     served = Served(artifacts_in_s3(settings, s3, monkeypatch))
     try:
@@ -295,6 +304,93 @@ def test_cancel_stops_the_ecs_task_and_the_model(
         10,
         "the attempt recorded as cancelled",
     )
+
+
+class CuttableLink:
+    """A TCP link from a port of its own to ``upstream`` (moto) that the test can cut and mend,
+    as a network outage between the server and AWS would: while cut, connections are refused."""
+
+    def __init__(self, upstream: str) -> None:
+        host, port = upstream.removeprefix("http://").split(":")
+        self._upstream = (host, int(port))
+        self.port = free_port()
+        self._server: socketserver.ThreadingTCPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def mend(self) -> None:
+        upstream = self._upstream
+
+        class Relay(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                with socket.create_connection(upstream) as far:
+                    ends = {self.request: far, far: self.request}
+                    with selectors.DefaultSelector() as selector:
+                        for end in ends:
+                            selector.register(end, selectors.EVENT_READ)
+                        while True:
+                            for key, _ in selector.select():
+                                data = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                                if not data:
+                                    return
+                                ends[key.fileobj].sendall(data)  # type: ignore[index]
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Relay)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def cut(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+def test_a_run_waits_in_the_queue_while_ecs_cannot_be_reached_then_runs(
+    settings: Settings,
+    workspace: Path,
+    s3: S3,
+    moto_server: str,
+    ecs_cluster: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    link = CuttableLink(moto_server)  # cut from the start: the server cannot reach ECS
+    declare_ecs(workspace, ecs_cluster, link.url, capacity="FARGATE")
+    runtime = FargateRuntime(ecs_cluster["ecs"], ecs_cluster["cluster"], tmp_path)
+    served = Served(artifacts_in_s3(settings, s3, monkeypatch))
+    try:
+        run_id = served.submit("sleeper", {"seconds": 0.5, "tag": "outage"})
+
+        def put_back() -> dict[str, Any] | None:
+            run: dict[str, Any] = served.http.get(f"/api/v1/runs/{run_id}").json()
+            given_up = run["attempts"] and run["attempts"][0]["status"] == "cancelled"
+            return run if given_up and run["status"] == "queued" else None
+
+        waiting = wait_until(put_back, 30, "the run back in the queue after a launch that could not reach ECS")
+        [attempt] = waiting["attempts"]
+        assert attempt["status"] == "cancelled", attempt
+        assert attempt["error"].startswith("not launched: ECS did not run the task: "), attempt
+        assert attempt["error"].endswith("the run waits in the queue until backend spot answers"), attempt
+        assert served.platform.backends["spot"].health() is not None
+        time.sleep(3)  # ECS is asked again at growing intervals, and no attempt is recorded meanwhile
+        assert len(served.http.get(f"/api/v1/runs/{run_id}").json()["attempts"]) == 1
+
+        link.mend()
+        run = wait_for_run(served.http.get, run_id, timeout=90)
+        statuses = [e["data"]["to"] for e in served.events(run_id) if e["type"] == "run.status"]
+    finally:
+        served.stop()
+        runtime.close()
+        link.cut()
+
+    assert run["status"] == "succeeded", run
+    assert [a["status"] for a in run["attempts"]] == ["cancelled", "succeeded"]
+    assert run["attempts"][1]["error"] is None
+    assert statuses == ["queued", "starting", "queued", "starting", "running", "succeeded"], statuses
 
 
 def test_an_unknown_ecs_cluster_is_reported_by_health(on_ecs: tuple[Served, FargateRuntime], moto_server: str) -> None:

@@ -3,9 +3,6 @@ of a model's resources and of AWS's reasons for stopping a task or job."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -107,9 +104,9 @@ def test_a_models_resources_in_batch_terms() -> None:
 
 def test_what_aws_says_about_a_stop() -> None:
     pytest.importorskip("boto3")
-    from modelrunner.backends.aws import asked_stop, stop_reason
     from modelrunner.backends.aws_batch import is_host_reclaimed
     from modelrunner.backends.aws_ecs import is_spot_interruption
+    from modelrunner.backends.exec_attempts import asked_stop, stop_reason
 
     assert asked_stop(stop_reason(AttemptStatus.TIMED_OUT)) == AttemptStatus.TIMED_OUT
     assert asked_stop("Essential container in task exited") is None
@@ -118,29 +115,3 @@ def test_what_aws_says_about_a_stop() -> None:
     assert not is_spot_interruption({"stopCode": "UserInitiated", "stoppedReason": "Task stopped by user"})
     assert is_host_reclaimed("Host EC2 (instance i-0123456789abcdef0) terminated.")
     assert not is_host_reclaimed("Essential container in task exited")
-
-
-def test_without_boto3_modelrunner_works_and_an_aws_backend_names_the_extra(tmp_path: Path) -> None:
-    (tmp_path / "modelrunner.yaml").write_text(
-        "name: ws\nbackends:\n  batch: {type: aws-batch, job_queue: q, job_definition: d}\n", encoding="utf-8"
-    )
-    script = f"""
-import sys
-sys.modules["boto3"] = None  # as if boto3 were not installed
-import modelrunner.cli.main, modelrunner.platform, modelrunner.api.app
-from modelrunner.errors import ModelrunnerError
-from modelrunner.platform import Platform
-from modelrunner.settings import Settings
-from modelrunner.spec.workspace import Workspace
-from pathlib import Path
-assert Workspace(Path({str(tmp_path)!r})).problems() == []
-try:
-    Platform(Settings(workspace={str(tmp_path)!r}, data_dir={str(tmp_path / "state")!r}))
-except ModelrunnerError as exc:
-    print(exc.message)
-"""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELRUNNER_")}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
-
-    assert done.returncode == 0, done.stderr
-    assert "pip install 'modelrunner[aws]'" in done.stdout

@@ -51,7 +51,7 @@ def test_check_names_a_wrong_value_and_an_unknown_type(tmp_path: Path) -> None:
         "modelrunner.yaml: backends.cluster.slots: Input should be greater than or equal to 1",
         "modelrunner.yaml: backends.cluster.resources: the amount of 'GPU' must be greater than 0",
         "modelrunner.yaml: backends.hpc: type 'slurn' is not one of "
-        "'local', 'dask', 'worker', 'aws-ecs', 'aws-batch', 'slurm'",
+        "'local', 'dask', 'worker', 'aws-ecs', 'aws-batch', 'azure-batch', 'kubernetes', 'slurm'",
     ]
 
 
@@ -60,13 +60,26 @@ def test_local_options_do_not_pass_for_dask_ones() -> None:
         WorkspaceSpec.model_validate({"backends": {"b": {"type": "local", "scheduler": "tcp://h:1"}}})
 
 
-def test_without_dask_installed_modelrunner_works_and_a_dask_backend_names_the_extra(tmp_path: Path) -> None:
-    (tmp_path / "modelrunner.yaml").write_text(
-        "name: ws\nbackends:\n  cluster: {type: dask, scheduler: 'tcp://127.0.0.1:8786'}\n", encoding="utf-8"
-    )
+@pytest.mark.parametrize(
+    ("missing", "backend", "extra"),
+    [
+        ("distributed", "{type: dask, scheduler: 'tcp://127.0.0.1:8786'}", "dask"),
+        ("boto3", "{type: aws-batch, job_queue: q, job_definition: d}", "aws"),
+        (
+            "azure.batch",
+            "{type: azure-batch, account_url: 'https://a.westeurope.batch.azure.com', pool_id: p}",
+            "azure",
+        ),
+        ("kubernetes", "{type: kubernetes, image: 'example/models:1'}", "kubernetes"),
+    ],
+)
+def test_without_a_backend_s_library_modelrunner_works_and_the_backend_names_its_extra(
+    tmp_path: Path, missing: str, backend: str, extra: str
+) -> None:
+    (tmp_path / "modelrunner.yaml").write_text(f"name: ws\nbackends:\n  remote: {backend}\n", encoding="utf-8")
     script = f"""
 import sys
-sys.modules["distributed"] = None  # as if dask.distributed were not installed
+sys.modules[{missing!r}] = None  # as if it were not installed
 import modelrunner.cli.main, modelrunner.platform, modelrunner.api.app
 from modelrunner.errors import ModelrunnerError
 from modelrunner.platform import Platform
@@ -83,4 +96,4 @@ except ModelrunnerError as exc:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
 
     assert done.returncode == 0, done.stderr
-    assert "pip install 'modelrunner[dask]'" in done.stdout
+    assert f"pip install 'modelrunner[{extra}]'" in done.stdout

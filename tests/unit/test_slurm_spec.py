@@ -110,3 +110,22 @@ def test_without_resources_slurm_chooses_partition_memory_and_time(tmp_path: Pat
 
     assert "--cpus-per-task=1" in options
     assert not [o for o in options if o.startswith(("--mem", "--time", "--gres", "--partition", "--account"))]
+
+
+def test_check_names_a_backend_class_that_resource_classes_does_not_declare(tmp_path: Path) -> None:
+    (tmp_path / "modelrunner.yaml").write_text(
+        "name: ws\n"
+        "resource_classes: {gpu: {gpus: 1}}\n"
+        "backends:\n"
+        "  hpc: {type: slurm, classes: {gpu: {partition: gpu}, gpuu: {partition: gpu}}}\n"
+        "  batch: {type: aws-batch, job_queue: q, job_definition: d,\n"
+        "          classes: {large: {job_queue: big, job_definition: d}}}\n",
+        encoding="utf-8",
+    )
+
+    problems = [str(problem) for problem in Workspace(tmp_path).problems()]
+
+    assert problems == [
+        "modelrunner.yaml: backends.hpc.classes.gpuu: unknown resource class 'gpuu' (resource_classes: gpu)",
+        "modelrunner.yaml: backends.batch.classes.large: unknown resource class 'large' (resource_classes: gpu)",
+    ]

@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelrunner.api.deps import PlatformDep
-from modelrunner.auth.attempt_tokens import authenticate_attempt
+from modelrunner.api.deps import AuthenticatedAttempt, PlatformDep
 from modelrunner.engine import attempts
 
 router = APIRouter(prefix="/attempts", tags=["attempts"])
-
-_CALLBACK = HTTPBearer(
-    auto_error=False,
-    scheme_name="AttemptCallbackToken",
-    description="The attempt's own callback token (MODELRUNNER_CALLBACK_TOKEN); valid while the attempt runs",
-)
-
-
-def _authenticated_attempt(
-    attempt_id: int,
-    platform: PlatformDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_CALLBACK)],
-) -> int:
-    """The attempt id, once the request carries its live callback token (checked before the body)."""
-    with platform.database.read() as session:
-        authenticate_attempt(session, attempt_id, credentials.credentials if credentials else None)
-    return attempt_id
 
 
 class ProgressReport(BaseModel):
@@ -49,9 +28,7 @@ class ProgressReport(BaseModel):
         403: {"description": "A user's token, or another attempt's callback token"},
     },
 )
-def report_progress(
-    attempt_id: Annotated[int, Depends(_authenticated_attempt)], report: ProgressReport, platform: PlatformDep
-) -> Response:
+def report_progress(attempt_id: AuthenticatedAttempt, report: ProgressReport, platform: PlatformDep) -> Response:
     """What a model prints as `::progress:: 0.4 message`, over HTTP: for runners that are not the
     server's own processes. The URL and token are in the attempt's MODELRUNNER_CALLBACK_URL and
     MODELRUNNER_CALLBACK_TOKEN. Reports of an attempt that is not running are ignored."""

@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from modelrunner.auth import accounts
 from modelrunner.auth.access import Access
+from modelrunner.auth.attempt_tokens import authenticate_attempt
 from modelrunner.auth.principal import ANONYMOUS, Principal
 from modelrunner.errors import SpecError
 from modelrunner.platform import Platform
@@ -18,6 +19,13 @@ _BEARER = HTTPBearer(
     auto_error=False,
     description="An API token (`modelrunner tokens create --user NAME`). Without one, the workspace's "
     "`access.anonymous` grants apply.",
+)
+
+
+_CALLBACK = HTTPBearer(
+    auto_error=False,
+    scheme_name="AttemptCallbackToken",
+    description="The attempt's own callback token (MODELRUNNER_CALLBACK_TOKEN); valid while the attempt runs",
 )
 
 
@@ -51,3 +59,18 @@ def access_of(platform: Platform, principal: Principal) -> Access:
 
 
 AccessDep = Annotated[Access, Depends(_access)]
+
+
+def _authenticated_attempt(
+    attempt_id: int,
+    platform: PlatformDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_CALLBACK)],
+) -> int:
+    """The attempt id of the path, once the request carries that attempt's live callback token
+    (checked before the body is read)."""
+    with platform.database.read() as session:
+        authenticate_attempt(session, attempt_id, credentials.credentials if credentials else None)
+    return attempt_id
+
+
+AuthenticatedAttempt = Annotated[int, Depends(_authenticated_attempt)]

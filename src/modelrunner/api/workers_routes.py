@@ -17,10 +17,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from modelrunner.api.deps import AccessDep, PlatformDep
+from modelrunner.api.deps import AccessDep, AuthenticatedAttempt, PlatformDep
 from modelrunner.api.workers_schemas import (
     ClaimedAttempt,
     ClaimRequest,
@@ -32,7 +31,6 @@ from modelrunner.api.workers_schemas import (
     StoredUpload,
 )
 from modelrunner.artifacts.store import StoredFile
-from modelrunner.auth.attempt_tokens import authenticate_attempt
 from modelrunner.backends.worker_pool import WorkerPool, stored_keys
 from modelrunner.errors import Conflict, NotFound
 from modelrunner.execution.job import Outcome
@@ -40,11 +38,6 @@ from modelrunner.platform import Platform
 
 router = APIRouter(tags=["workers"])
 
-_CALLBACK = HTTPBearer(
-    auto_error=False,
-    scheme_name="AttemptCallbackToken",
-    description="The attempt's own callback token (MODELRUNNER_CALLBACK_TOKEN); valid while the attempt runs",
-)
 _SLICE_SECONDS = 1.0  # a claim waits in slices, to notice a worker that hung up
 _CHUNK = 1 << 20
 _ATTEMPT_TOKEN_ONLY: dict[int | str, dict[str, Any]] = {
@@ -66,14 +59,8 @@ def _pool(platform: Platform, name: str) -> WorkerPool:
     return backend
 
 
-def _attempt_pool(
-    attempt_id: int,
-    platform: PlatformDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_CALLBACK)],
-) -> tuple[int, WorkerPool]:
+def _attempt_pool(attempt_id: AuthenticatedAttempt, platform: PlatformDep) -> tuple[int, WorkerPool]:
     """The attempt and the pool running it, once the request carries its live callback token."""
-    with platform.database.read() as session:
-        authenticate_attempt(session, attempt_id, credentials.credentials if credentials else None)
     for backend in platform.backends.values():
         if isinstance(backend, WorkerPool) and backend.holds(attempt_id):
             return attempt_id, backend

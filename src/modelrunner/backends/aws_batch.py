@@ -28,17 +28,9 @@ import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from modelrunner.backends.aws import (
-    EXEC_COMMAND,
-    Attempts,
-    AwsError,
-    attempt_name,
-    client,
-    job_environment,
-    problem,
-    stop_reason,
-)
+from modelrunner.backends.aws import AwsError, client, job_environment, problem, refused
 from modelrunner.backends.base import Handle, RemoteServices, Report
+from modelrunner.backends.exec_attempts import EXEC_COMMAND, Attempts, attempt_name, stop_reason
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.job import AttemptJob, Outcome
@@ -134,7 +126,7 @@ class AwsBatchBackend:
                 retryStrategy={"attempts": 1},
             )
         except AwsError as exc:
-            raise ModelrunnerError(f"AWS Batch did not take the job: {problem(exc)}") from exc
+            raise refused(exc, "AWS Batch did not take the job") from exc
         self._attempts.add(job.attempt_id)
         self._wake()
         return {

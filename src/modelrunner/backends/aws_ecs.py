@@ -25,19 +25,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from modelrunner.backends.aws import (
-    EXEC_COMMAND,
-    Attempts,
-    AwsError,
-    attempt_name,
-    client,
-    job_environment,
-    problem,
-    stop_reason,
-)
+from modelrunner.backends.aws import AwsError, client, job_environment, problem, refused
 from modelrunner.backends.base import Handle, RemoteServices, Report
+from modelrunner.backends.exec_attempts import EXEC_COMMAND, Attempts, attempt_name, stop_reason
 from modelrunner.engine.states import AttemptStatus
-from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.job import AttemptJob, Outcome
 from modelrunner.spec.backend_spec import AwsEcsBackendSpec
 
@@ -112,7 +103,7 @@ class AwsEcsBackend:
                 count=1,
             )
         except AwsError as exc:
-            raise ModelrunnerError(f"ECS did not run the task: {problem(exc)}") from exc
+            raise refused(exc, "ECS did not run the task") from exc
         handle: Handle = {
             "backend": self.type,
             "cluster": self._config.cluster,

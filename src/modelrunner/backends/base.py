@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Protocol
 from modelrunner.artifacts.logs import LogStore
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.engine.states import AttemptStatus
+from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.job import AttemptJob, Outcome
 
 Handle = dict[str, Any]
@@ -41,6 +42,13 @@ class Finished:
 
 
 Report = Started | Progressed | Finished
+
+
+class BackendUnavailable(ModelrunnerError):
+    """What ``submit`` raises when the backend cannot reach its engine now (a connection refused
+    or timed out, an engine answering that it is overloaded or down): nothing was launched. The
+    run waits in the queue, spending no retry, until ``health`` says the engine answers again.
+    Any other error from ``submit`` fails the attempt."""
 
 
 @dataclass(frozen=True)

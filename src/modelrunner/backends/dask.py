@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar
 
-from modelrunner.backends.base import Finished, Handle, RemoteServices, Report, Started
+from modelrunner.backends.base import BackendUnavailable, Finished, Handle, RemoteServices, Report, Started
 from modelrunner.clock import utcnow
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
-from modelrunner.execution.job import AttemptJob, Outcome
+from modelrunner.execution.job import AttemptJob, Outcome, stopped
 from modelrunner.execution.remote import (
     RemoteAttempt,
     RemoteJob,
@@ -222,7 +222,7 @@ class DaskBackend:
     def submit(self, job: AttemptJob) -> Handle:
         client = self._connected()
         if client is None:
-            raise ModelrunnerError(f"the Dask scheduler {self._config.scheduler} cannot be reached")
+            raise BackendUnavailable(f"the Dask scheduler {self._config.scheduler} cannot be reached")
         slots = min(job.slots, self._config.slots)  # a model asking for more than there is still runs
         resources = {name: amount * slots for name, amount in self._config.resources.items()} or None
         key = task_key(job.attempt_id)
@@ -361,11 +361,11 @@ class DaskBackend:
             if isinstance(error, distributed.KilledWorker):
                 return Outcome(AttemptStatus.LOST, error=f"Dask workers died while running the attempt: {error}")
             if flight.stop_reason is not None:
-                return Outcome(flight.stop_reason, error=_stop_message(flight.stop_reason))
+                return stopped(flight.stop_reason)
             return Outcome(AttemptStatus.FAILED, error=f"the Dask task failed: {type(error).__name__}: {error}")
         if status in ("cancelled", "lost"):
             if flight.stop_reason is not None:
-                return Outcome(flight.stop_reason, error=_stop_message(flight.stop_reason))
+                return stopped(flight.stop_reason)
             with self._lock:
                 self._to_stop.add(flight.job.attempt_id)  # should the task still run somewhere
             return Outcome(AttemptStatus.LOST, error="the Dask scheduler dropped the attempt (connection lost?)")
@@ -373,7 +373,7 @@ class DaskBackend:
             assert flight.stop_reason is not None
             log.warning("attempt %s: the Dask task did not end when stopped; cancelling it", flight.job.attempt_id)
             _quietly(future.cancel, None)
-            return Outcome(flight.stop_reason, error=_stop_message(flight.stop_reason))
+            return stopped(flight.stop_reason)
         return None
 
     def _lost_on_scheduler(self, client: Any) -> list[Report]:
@@ -518,15 +518,7 @@ def _as_stopped(outcome: Outcome, reason: AttemptStatus | None) -> Outcome:
     """The task says "cancelled" for any stop; the engine asked for ``reason`` (a timeout, say)."""
     if reason is None or outcome.status not in (AttemptStatus.CANCELLED, AttemptStatus.LOST):
         return outcome
-    return Outcome(reason, exit_code=outcome.exit_code, error=_stop_message(reason))
-
-
-def _stop_message(reason: AttemptStatus) -> str:
-    if reason == AttemptStatus.TIMED_OUT:
-        return "the run timed out"
-    if reason == AttemptStatus.LOST:
-        return "the attempt was stopped as lost"
-    return "the run was cancelled"
+    return stopped(reason, outcome.exit_code)
 
 
 def _utc(timestamp: float) -> dt.datetime:

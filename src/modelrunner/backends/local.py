@@ -61,6 +61,11 @@ class _Slots:
             self._changed.notify_all()
 
 
+# Attempt endings after which the run is over and its checkpoint can go. After any other (failed,
+# preempted, lost, stopped by a server shutting down) the run may be tried again, from it.
+_RUN_IS_OVER = (AttemptStatus.SUCCEEDED, AttemptStatus.CANCELLED, AttemptStatus.TIMED_OUT)
+
+
 class LocalBackend:
     """Runs each attempt in a thread of this process that follows the model's process group.
 
@@ -159,7 +164,7 @@ class LocalBackend:
             )
         except Exception as exc:  # an attempt must always report how it ended
             outcome = Outcome(AttemptStatus.FAILED, error=f"modelrunner could not run the attempt: {exc}")
-        if outcome.status != AttemptStatus.FAILED:
+        if outcome.status in _RUN_IS_OVER:
             shutil.rmtree(self._checkpoint_dir(job.run_id), ignore_errors=True)
         with self._lock:
             self._running.pop(job.attempt_id, None)

@@ -46,7 +46,7 @@ from modelrunner.backends.base import Finished, Handle, RemoteServices, Report, 
 from modelrunner.clock import utcnow
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
-from modelrunner.execution.job import AttemptJob, Outcome
+from modelrunner.execution.job import AttemptJob, Outcome, stopped
 from modelrunner.execution.remote import RemoteJob, log_key, outcome_from_dict, outcome_key
 from modelrunner.spec.backend_spec import SlurmBackendSpec
 
@@ -276,7 +276,7 @@ class SlurmBackend:
             if flight.stop_deadline is not None and time.monotonic() > flight.stop_deadline:
                 assert flight.stop_reason is not None
                 log.warning("attempt %s: Slurm job %s did not end when cancelled", flight.job.attempt_id, flight.job_id)
-                return Outcome(flight.stop_reason, error=_stop_message(flight.stop_reason))
+                return stopped(flight.stop_reason)
             return None
         outcome = self._outcome(flight)
         if outcome is not None and outcome.status == AttemptStatus.SUCCEEDED:
@@ -285,7 +285,7 @@ class SlurmBackend:
         if flight.stop_reason is not None:
             # Slurm signals every process of the job, the model too: a model that died of our
             # SIGTERM before `modelrunner exec` could say why it was stopped has not failed.
-            return Outcome(flight.stop_reason, exit_code=exit_code, error=_stop_message(flight.stop_reason))
+            return stopped(flight.stop_reason, exit_code)
         job = f"Slurm job {flight.job_id}"
         state = flight.state
         if outcome is not None and outcome.status not in _STOPPED and state not in _ENDED_BY_SLURM:
@@ -540,11 +540,3 @@ def slurm_minutes(seconds: float) -> int:
 def _said(done: subprocess.CompletedProcess[str]) -> str:
     text = (done.stderr or done.stdout).strip()
     return text.splitlines()[-1][:500] if text else f"exit status {done.returncode}"
-
-
-def _stop_message(reason: AttemptStatus) -> str:
-    if reason == AttemptStatus.TIMED_OUT:
-        return "the run timed out"
-    if reason == AttemptStatus.LOST:
-        return "the attempt was stopped as lost"
-    return "the run was cancelled"

@@ -35,7 +35,7 @@ from modelrunner.clock import utcnow
 from modelrunner.data.cache import snapshot_prefix
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import Conflict, Forbidden
-from modelrunner.execution.job import AttemptJob, Outcome
+from modelrunner.execution.job import AttemptJob, Outcome, stop_message, stopped
 from modelrunner.execution.remote import RemoteJob, log_key
 from modelrunner.spec.backend_spec import WorkerBackendSpec
 
@@ -139,7 +139,7 @@ class WorkerPool:
             for handout in expired:
                 del self._handed[handout.job.attempt_id]
                 if handout.stop_reason is not None:
-                    outcome = Outcome(handout.stop_reason, error=_stop_message(handout.stop_reason))
+                    outcome = stopped(handout.stop_reason)
                 else:
                     silent = f"no heartbeat from worker {handout.worker} for {self._config.lease_seconds:g}s"
                     log.warning("attempt %s lost: %s", handout.job.attempt_id, silent)
@@ -154,7 +154,7 @@ class WorkerPool:
             for job in list(self._waiting):
                 if job.attempt_id == attempt_id:
                     self._waiting.remove(job)
-                    self._reports.append(Finished(attempt_id, Outcome(reason, error=_stop_message(reason))))
+                    self._reports.append(Finished(attempt_id, stopped(reason)))
                     break
             handout = self._handed.get(attempt_id)
             if handout is not None and handout.stop_reason is None:
@@ -222,7 +222,7 @@ class WorkerPool:
                 self._reports.append(Started(attempt_id, handout.handle, utcnow()))
                 self._wake()
             if handout.stop_reason is not None:
-                return Instruction(handout.stop_reason, _stop_message(handout.stop_reason))
+                return Instruction(handout.stop_reason, stop_message(handout.stop_reason))
         return Instruction(None)
 
     def finish(self, attempt_id: int, outcome: Outcome) -> None:
@@ -239,7 +239,7 @@ class WorkerPool:
             self._check_outputs(handout, outcome)
             del self._handed[attempt_id]
             if handout.stop_reason is not None and outcome.status != AttemptStatus.SUCCEEDED:
-                outcome = Outcome(handout.stop_reason, outcome.exit_code, _stop_message(handout.stop_reason))
+                outcome = stopped(handout.stop_reason, outcome.exit_code)
             if not handout.started and outcome.exit_code is not None:
                 # The model ran but its start was never heard of: a run must be running to end.
                 self._reports.append(Started(attempt_id, handout.handle, utcnow()))
@@ -324,11 +324,3 @@ def stored_keys(artifacts: ArtifactStore, prefix: str) -> list[str]:
     root = f"{artifacts.root}/{prefix}".rstrip("/")
     found: list[str] = artifacts.fs.find(root)
     return sorted(path[len(artifacts.root) + 1 :] for path in found)
-
-
-def _stop_message(reason: AttemptStatus) -> str:
-    if reason == AttemptStatus.TIMED_OUT:
-        return "the run timed out"
-    if reason == AttemptStatus.LOST:
-        return "the attempt was stopped as lost"
-    return "the run was cancelled"

@@ -151,8 +151,9 @@ def _retry_interrupted(session: Session, run_id: int, status: RunStatus, reason:
 
 
 def interrupt(session: Session, attempt_id: int, reason: str) -> None:
-    """Its runner stops on purpose (a server shutting down): the attempt ends as cancelled and
-    the run is queued again without spending any retry budget."""
+    """The attempt is given up through no fault of its model: its runner stops on purpose (a
+    server shutting down), or its backend could not be reached to launch it. It ends as
+    cancelled and the run is queued again without spending any retry budget."""
     values = {"status": AttemptStatus.CANCELLED.value, "error": reason, "finished_at": utcnow()}
     attempt = queries.set_attempt_if_active(session, attempt_id, values)
     if attempt is not None:

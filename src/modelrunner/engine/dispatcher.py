@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from modelrunner.backends.base import Backend, Finished, Handle, Progressed, Report, Started
+from modelrunner.backends.base import Backend, BackendUnavailable, Finished, Handle, Progressed, Report, Started
 from modelrunner.clock import utcnow
 from modelrunner.engine import attempts
 from modelrunner.engine.catalog import VersionCatalog
@@ -32,6 +32,19 @@ from modelrunner.store.database import Database
 from modelrunner.store.tables import AttemptRow
 
 log = logging.getLogger("modelrunner.dispatcher")
+
+_FIRST_RECHECK_SECONDS = 2.0  # after a submit found the backend unreachable; doubled up to the last
+_LAST_RECHECK_SECONDS = 60.0
+
+
+@dataclass
+class _Outage:
+    """The backend could not be reached at submit: nothing is launched before ``recheck_at``
+    (monotonic), when its health is asked again."""
+
+    problem: str
+    recheck_at: float
+    wait: float = _FIRST_RECHECK_SECONDS
 
 
 @dataclass
@@ -83,6 +96,7 @@ class Dispatcher:
         self._next_heartbeat = 0.0
         self._next_reap = 0.0
         self._next_poll = 0.0
+        self._outage: _Outage | None = None
         # Set by wake(); read and cleared by the loop, so the store is only asked what can have changed.
         self._maybe_queued = True
         self._maybe_cancelled = True
@@ -95,7 +109,7 @@ class Dispatcher:
 
     def stop(self) -> None:
         """Stop dispatching. Attempts still running are queued again (no retry spent) and their
-        processes stopped; the backend's ``close`` waits for them."""
+        processes stopped, keeping their checkpoints; the backend's ``close`` waits for them."""
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
@@ -108,7 +122,9 @@ class Dispatcher:
         for attempt_id, flight in list(self._inflight.items()):
             with self._database.write() as session:
                 attempts.interrupt(session, attempt_id, "the server shut down while it ran")
-            self._backend.cancel(flight.handle, AttemptStatus.CANCELLED)
+            # Stopped the way a preemption stops it: the model gets SIGTERM and the grace period
+            # to write its checkpoint, which the run's next attempt starts from.
+            self._backend.cancel(flight.handle, AttemptStatus.PREEMPTED)
 
     def wake(self, *, queued: bool = False, cancelled: bool = False) -> None:
         """Act now: on attempt reports; with ``queued`` a run was queued, with ``cancelled`` one
@@ -158,6 +174,8 @@ class Dispatcher:
     def _record_and_claim(self, *, claim: bool) -> None:
         """Record reports and claim queued runs for free slots in one transaction, then launch.
         Reports leave ``_pending`` only once committed, so a failed transaction loses none."""
+        # Outside the transaction: during an outage this asks the backend's engine (seconds).
+        claim = claim and self._backend_answers()
         with self._database.write() as session:
             finished = self._record_reports(session, self._pending)
             if finished:
@@ -179,6 +197,8 @@ class Dispatcher:
     def _sleep_time(self) -> float:
         now = time.monotonic()
         deadlines = [self._next_poll - now, self._next_heartbeat - now]
+        if self._outage is not None:
+            deadlines.append(self._outage.recheck_at - now)
         for flight in self._inflight.values():
             if flight.timeout is not None and flight.started is not None and not flight.stopping:
                 deadlines.append(flight.started + flight.timeout - now)
@@ -232,15 +252,52 @@ class Dispatcher:
         return jobs
 
     def _launch(self, jobs: list[tuple[AttemptJob, _InFlight]]) -> None:
-        for job, flight in jobs:
+        for index, (job, flight) in enumerate(jobs):
             self._inflight[job.attempt_id] = flight
             try:
                 flight.handle = self._backend.submit(job)
+            except BackendUnavailable as exc:
+                self._inflight.pop(job.attempt_id, None)
+                self._backend_unreachable(exc.message, [j for j, _ in jobs[index:]])
+                return
             except Exception as exc:
                 log.exception("backend %s could not launch attempt %s", self.backend_name, job.attempt_id)
                 self._inflight.pop(job.attempt_id, None)
                 with self._database.write() as session:
                     attempts.finish(session, job.attempt_id, _launch_failure(exc), flight.retries)
+
+    def _backend_unreachable(self, problem: str, unlaunched: list[AttemptJob]) -> None:
+        """Queue the runs of ``unlaunched`` again, spending no retry, and launch nothing until the
+        backend answers (see _backend_answers)."""
+        reason = f"not launched: {problem}; the run waits in the queue until backend {self.backend_name} answers"
+        with self._database.write() as session:
+            for job in unlaunched:
+                attempts.interrupt(session, job.attempt_id, reason)
+        if self._outage is None:
+            log.warning("backend %s: %s; its runs wait in the queue until it answers", self.backend_name, problem)
+        self._outage = _Outage(problem, time.monotonic() + _FIRST_RECHECK_SECONDS)
+        self._maybe_queued = True
+
+    def _backend_answers(self) -> bool:
+        """False while the backend is known to be unreachable. Its health is asked again at
+        growing intervals, so that an outage costs neither a stream of failed submits nor a
+        record of each."""
+        outage = self._outage
+        if outage is None:
+            return True
+        now = time.monotonic()
+        if now < outage.recheck_at:
+            self._maybe_queued = True  # still queued: to be claimed once it answers
+            return False
+        problem = self._backend.health()
+        if problem is None:
+            log.info("backend %s answers again", self.backend_name)
+            self._outage = None
+            return True
+        wait = min(outage.wait * 2, _LAST_RECHECK_SECONDS)
+        self._outage = _Outage(problem, now + wait, wait)
+        self._maybe_queued = True
+        return False
 
     def _lease_until(self) -> dt.datetime:
         return utcnow() + dt.timedelta(seconds=self._lease)

@@ -63,3 +63,21 @@ class Outcome:
     exit_code: int | None = None
     error: str | None = None
     outputs: list[StoredFile] = field(default_factory=list)
+
+
+_STOPPED_BECAUSE = {
+    AttemptStatus.TIMED_OUT: "the run timed out",
+    AttemptStatus.LOST: "the attempt was stopped as lost",
+    AttemptStatus.PREEMPTED: "the attempt was stopped, to be run again (its runner was taken away)",
+}
+
+
+def stop_message(reason: AttemptStatus) -> str:
+    """Why an attempt stopped for ``reason`` (cancelled, timed_out, lost, preempted) ended, in words."""
+    return _STOPPED_BECAUSE.get(reason, "the run was cancelled")
+
+
+def stopped(reason: AttemptStatus, exit_code: int | None = None) -> Outcome:
+    """How an attempt ended that was stopped for ``reason`` (what the engine or the runner asked
+    for), whatever its model did meanwhile."""
+    return Outcome(reason, exit_code=exit_code, error=stop_message(reason))

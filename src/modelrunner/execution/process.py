@@ -19,7 +19,7 @@ from typing import IO
 from modelrunner.artifacts.store import StoredFile
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
-from modelrunner.execution.job import AttemptJob, Outcome
+from modelrunner.execution.job import AttemptJob, Outcome, stopped
 from modelrunner.spec.model_spec import PYTHON_PROGRAMS
 from modelrunner.spec.model_version import copy_model
 
@@ -83,7 +83,8 @@ class AttemptProcess:
         self._start_error = ""
 
     def stop(self, reason: AttemptStatus) -> None:
-        """End the attempt as ``reason`` (cancelled or timed_out); safe to call repeatedly."""
+        """End the attempt as ``reason`` (cancelled, timed_out, or preempted: to run again); safe to call
+        repeatedly."""
         with self._lock:
             if self._stop_reason is not None:
                 return
@@ -213,12 +214,13 @@ class AttemptProcess:
     def _outcome_of_stop(self) -> Outcome | None:
         with self._lock:
             reason = self._stop_reason
-        return Outcome(reason, error=_stop_message(reason)) if reason is not None else None
+        return stopped(reason) if reason is not None else None
 
     def _outcome(self, exit_code: int, outputs_dir: Path, upload: UploadOutputs) -> Outcome:
-        stopped = self._outcome_of_stop()
-        if stopped is not None:
-            return Outcome(stopped.status, exit_code=exit_code, error=stopped.error)
+        with self._lock:
+            reason = self._stop_reason
+        if reason is not None:
+            return stopped(reason, exit_code)
         if exit_code != 0:
             described = f"signal {-exit_code}" if exit_code < 0 else f"exit status {exit_code}"
             return Outcome(AttemptStatus.FAILED, exit_code=exit_code, error=f"the model ended with {described}")
@@ -237,10 +239,6 @@ class AttemptProcess:
         timer.daemon = True
         self._kill_timer = timer
         timer.start()
-
-
-def _stop_message(reason: AttemptStatus) -> str:
-    return "the run timed out" if reason == AttemptStatus.TIMED_OUT else "the run was cancelled"
 
 
 def _follow(stream: IO[bytes], log: IO[bytes], on_progress: OnProgress) -> None:

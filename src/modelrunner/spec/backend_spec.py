@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from modelrunner.spec.azure_batch_spec import AzureBatchBackendSpec
+from modelrunner.spec.kubernetes_spec import KubernetesBackendSpec
 from modelrunner.spec.names import check_name
 
 DEFAULT_BACKEND = "local"
@@ -201,13 +203,20 @@ def _local_unless_typed(value: Any) -> Any:
 
 
 BackendSpec = Annotated[
-    LocalBackendSpec | DaskBackendSpec | WorkerBackendSpec | AwsEcsBackendSpec | AwsBatchBackendSpec | SlurmBackendSpec,
+    LocalBackendSpec
+    | DaskBackendSpec
+    | WorkerBackendSpec
+    | AwsEcsBackendSpec
+    | AwsBatchBackendSpec
+    | AzureBatchBackendSpec
+    | KubernetesBackendSpec
+    | SlurmBackendSpec,
     Field(discriminator="type"),
     BeforeValidator(_local_unless_typed),
 ]
 """What ``backends.<name>`` in modelrunner.yaml declares; ``type`` chooses the kind."""
 
-BACKEND_TYPES = frozenset({"local", "dask", "worker", "aws-ecs", "aws-batch", "slurm"})
+BACKEND_TYPES = frozenset({"local", "dask", "worker", "aws-ecs", "aws-batch", "azure-batch", "kubernetes", "slurm"})
 
 
 class RoutingRule(BaseModel):

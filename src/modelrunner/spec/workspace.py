@@ -288,13 +288,24 @@ class Workspace:
 
     def _resource_class_problems(self) -> list[SpecProblem]:
         classes = self.resource_classes()
+
+        def unknown(name: str) -> str:
+            known = ", ".join(sorted(classes)) or f"none declared in {WORKSPACE_FILE}"
+            return f"unknown resource class '{name}' (resource_classes: {known})"
+
         problems = []
         for model in self.models():
             for where, name in model.spec.resource_classes():
                 if name not in classes:
-                    known = ", ".join(sorted(classes)) or f"none declared in {WORKSPACE_FILE}"
-                    message = f"unknown resource class '{name}' (resource_classes: {known})"
-                    problems.append(SpecProblem(self._shown(model.folder / MODEL_FILE), where, message))
+                    problems.append(SpecProblem(self._shown(model.folder / MODEL_FILE), where, unknown(name)))
+        spec = self._load_spec()[0]
+        for backend_name, backend in spec.backends.items() if spec is not None else []:
+            # A backend's `classes:` maps resource classes to its own terms; a misspelt one would
+            # quietly send that class's runs to the backend's defaults.
+            for name in getattr(backend, "classes", {}):
+                if name not in classes:
+                    where = f"backends.{backend_name}.classes.{name}"
+                    problems.append(SpecProblem(WORKSPACE_FILE, where, unknown(name)))
         return problems
 
     def _automation_problems(self) -> list[SpecProblem]:
