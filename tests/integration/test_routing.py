@@ -309,10 +309,11 @@ def backends_of(client: TestClient) -> dict[str, dict[str, Any]]:
 
 def test_backends_list_their_running_attempts_and_queued_runs(client: TestClient, tmp_path: Path) -> None:
     assert list(backends_of(client)) == ["wide", "narrow", "spare"]  # as declared
-    runs = [submit(client, "pinned", {"tag": str(n), "seconds": 3}) for n in range(3)]
+    # The runs outlast the test (they are cancelled at its end), so none ends while it counts.
+    runs = [submit(client, "pinned", {"tag": str(n), "seconds": 120}) for n in range(3)]
     wait_until(lambda: get_run(client, runs[0]["id"])["status"] == "running", 10, "the first run")
     # narrow has 1 slot and holds a second attempt ready to start: 2 attempts, 1 run waiting.
-    narrow = backends_of(client)["narrow"]
+    narrow = wait_until(lambda: (b := backends_of(client)["narrow"])["running"] == 2 and b, 10, "a second attempt")
     assert (narrow["running"], narrow["queued"], narrow["healthy"]) == (2, 1, True)
     assert backends_of(client)["wide"]["running"] == 0
     for run in runs:
