@@ -27,6 +27,7 @@ from modelrunner.engine.automation import Automation
 from modelrunner.engine.backend_overview import BackendOverview
 from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.engine.catalog import VersionCatalog
+from modelrunner.engine.checkpoint_sweep import CheckpointSweep
 from modelrunner.engine.dispatcher import Dispatcher, Dispatchers
 from modelrunner.engine.scheduler import Scheduler
 from modelrunner.engine.submit import Submission, SubmitOutcome, Submitter
@@ -111,7 +112,7 @@ class Platform:
         self.automation = Automation(
             self.database,
             self.catalog,
-            [self.scheduler, self.triggers],
+            [self.scheduler, self.triggers, CheckpointSweep(self.database, self.artifacts, settings.state_dir)],
             tick_seconds=settings.poll_seconds,
             on_queued=lambda: self.dispatcher.wake(queued=True),
         )

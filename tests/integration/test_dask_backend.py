@@ -23,6 +23,7 @@ import psutil
 import pytest
 
 from modelrunner.artifacts.store import ArtifactStore
+from modelrunner.execution import checkpoints
 from modelrunner.execution.job import AttemptJob, JobInput
 from modelrunner.execution.remote import RemoteJob
 from modelrunner.settings import Settings
@@ -161,6 +162,16 @@ def test_a_failing_model_on_dask_fails_as_it_would_locally(on_local_cluster: Ser
 
     assert run["status"] == "failed"
     assert "exit status" in run["error"]
+
+
+def test_a_checkpoint_reaches_the_retry_on_dask_and_is_removed_once_the_run_ends(on_local_cluster: Served) -> None:
+    run = wait_for_run(on_local_cluster.http.get, on_local_cluster.submit("flaky", {"key": "dask"}))
+
+    # The first attempt failed after leaving its checkpoint; the second found it and succeeded.
+    assert [a["status"] for a in run["attempts"]] == ["failed", "succeeded"], run
+    artifacts = on_local_cluster.platform.artifacts
+    left = checkpoints.stored_key(run["id"], 1)
+    wait_until(lambda: not artifacts.exists(left), 10, "the ended run's checkpoint to leave the artifact store")
 
 
 # --- (c) cancel ---------------------------------------------------------------------------------

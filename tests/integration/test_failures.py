@@ -7,6 +7,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from modelrunner.execution import checkpoints
+from modelrunner.settings import Settings
 from tests.conftest import wait_for_run
 from tests.integration.runs_api import (
     events,
@@ -65,6 +67,32 @@ def test_checkpoints_belong_to_one_run(client: TestClient) -> None:
     # A second run starts without the first run's checkpoint, so it fails once too.
     assert [a["status"] for a in first["attempts"]] == ["failed", "succeeded"]
     assert [a["status"] for a in second["attempts"]] == ["failed", "succeeded"]
+
+
+# Counts its attempts in its checkpoint, and fails every time.
+COUNT_AND_FAIL = """import sys
+from modelrunner import job
+
+count = job.checkpoint() / "attempts"
+seen = int(count.read_text()) if count.exists() else 0
+print(f"earlier attempts: {seen}")
+count.write_text(str(seen + 1))
+sys.exit(1)
+"""
+
+
+def test_the_checkpoint_of_a_run_that_fails_for_good_is_removed(
+    client: TestClient, workspace: Path, settings: Settings
+) -> None:
+    write_model(
+        workspace, "count_and_fail", "command: [python, fail.py]\nretries: {failed: 1}\n", {"fail.py": COUNT_AND_FAIL}
+    )
+    run = wait_for_run(client.get, submit(client, "count_and_fail")["id"])
+
+    assert [a["status"] for a in run["attempts"]] == ["failed", "failed"]
+    assert "earlier attempts: 1" in logs(client, run["id"])  # the retry started from the checkpoint
+    folder = checkpoints.local_folder(settings.state_dir, run["id"])
+    wait_until(lambda: not folder.exists(), 10, "the ended run's checkpoint to be removed")
 
 
 def test_missing_declared_output_fails_naming_it(client: TestClient) -> None:

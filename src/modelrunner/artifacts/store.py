@@ -104,6 +104,15 @@ class ArtifactStore:
             count += 1
         return count
 
+    def remove(self, prefix: str) -> None:
+        """Delete the file or every file under ``prefix``; nothing there is no error."""
+        path = self._path(prefix)
+        try:
+            if self.fs.exists(path):
+                self.fs.rm(path, recursive=True)
+        except FileNotFoundError:
+            pass  # removed meanwhile by another sweep
+
     def _path(self, key: str) -> str:
         return f"{self.root}/{key}"
 

@@ -24,6 +24,7 @@ from modelrunner.backends.base import Finished, Handle, Progressed, Report, Star
 from modelrunner.clock import utcnow
 from modelrunner.data.cache import DataCache
 from modelrunner.engine.states import AttemptStatus
+from modelrunner.execution import checkpoints
 from modelrunner.execution.job import AttemptJob, Outcome
 from modelrunner.execution.process import AttemptProcess
 from modelrunner.spec.model_version import unpack
@@ -59,11 +60,6 @@ class _Slots:
         with self._changed:
             self._used -= count
             self._changed.notify_all()
-
-
-# Attempt endings after which the run is over and its checkpoint can go. After any other (failed,
-# preempted, lost, stopped by a server shutting down) the run may be tried again, from it.
-_RUN_IS_OVER = (AttemptStatus.SUCCEEDED, AttemptStatus.CANCELLED, AttemptStatus.TIMED_OUT)
 
 
 class LocalBackend:
@@ -108,7 +104,7 @@ class LocalBackend:
             job,
             model_folder=self._model_folder(job.snapshot_uri),
             scratch=self._config.state_dir / "scratch" / f"{job.run_id}-{job.attempt_number}",
-            checkpoint=self._checkpoint_dir(job.run_id),
+            checkpoint=checkpoints.local_folder(self._config.state_dir, job.run_id),
             log_path=self._logs.path(job.run_id, job.attempt_number),
             grace_seconds=self._config.grace_seconds,
             environment=self._environment,
@@ -164,8 +160,8 @@ class LocalBackend:
             )
         except Exception as exc:  # an attempt must always report how it ended
             outcome = Outcome(AttemptStatus.FAILED, error=f"modelrunner could not run the attempt: {exc}")
-        if outcome.status in _RUN_IS_OVER:
-            shutil.rmtree(self._checkpoint_dir(job.run_id), ignore_errors=True)
+        if outcome.status in checkpoints.RUN_IS_OVER:
+            shutil.rmtree(checkpoints.local_folder(self._config.state_dir, job.run_id), ignore_errors=True)
         with self._lock:
             self._running.pop(job.attempt_id, None)
             self._taken -= slots
@@ -174,9 +170,6 @@ class LocalBackend:
     def _report(self, report: Report) -> None:
         self._reports.put(report)
         self._wake()
-
-    def _checkpoint_dir(self, run_id: int) -> Path:
-        return self._config.state_dir / "checkpoints" / str(run_id)
 
     def _model_folder(self, snapshot_uri: str) -> Path:
         """The snapshot unpacked once into the state folder; attempts copy their files from it."""

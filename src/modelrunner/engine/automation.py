@@ -1,6 +1,7 @@
 """The loop that moves what no request moves: pipelines advance as their steps end, schedules
-fire, triggers fire. It holds no state of its own: each tick reads where things stand from the
-database, so a restarted server resumes where the last one stopped."""
+fire, triggers fire, the checkpoints of ended runs are removed. It holds no state of its own:
+each tick reads where things stand from the database, so a restarted server resumes where the
+last one stopped."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ log = logging.getLogger("modelrunner.automation")
 
 
 class Rules(Protocol):
-    """Schedules or triggers: ``tick`` creates the runs that are due and says how many."""
+    """Schedules, triggers, the checkpoint sweep: ``tick`` does what is due and says how many
+    runs it created."""
 
     def tick(self) -> int: ...
 

@@ -23,6 +23,7 @@ from modelrunner.artifacts.store import ArtifactStore, StoredFile
 from modelrunner.data.cache import snapshot_prefix
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
+from modelrunner.execution import checkpoints
 from modelrunner.execution.job import AttemptJob, JobInput, Outcome, UpstreamFile
 from modelrunner.execution.process import AttemptProcess
 from modelrunner.spec.model_spec import Resources
@@ -147,7 +148,7 @@ class RemoteAttempt:
             except (OSError, ValueError) as exc:
                 return Outcome(AttemptStatus.FAILED, error=f"cannot fetch the model snapshot {job.snapshot_uri}: {exc}")
             checkpoint = folder / "checkpoint"
-            resumed = _restore_checkpoint(artifacts, job, checkpoint)
+            resumed = checkpoints.restore(artifacts, job, checkpoint)
             if resumed is not None:
                 with (folder / "attempt.log").open("ab") as note:
                     note.write(f"modelrunner: MODELRUNNER_CHECKPOINT holds what attempt {resumed} left\n".encode())
@@ -174,8 +175,8 @@ class RemoteAttempt:
                     outputs, f"runs/{job.run_id}/attempts/{job.attempt_number}/outputs"
                 ),
             )
-            if outcome.status != AttemptStatus.SUCCEEDED:
-                _keep_checkpoint(artifacts, job, checkpoint)  # for the next attempt, wherever it runs
+            if outcome.status not in checkpoints.RUN_IS_OVER:
+                checkpoints.keep(artifacts, job, checkpoint)  # for the next attempt, wherever it runs
             return outcome
         except Exception as exc:  # the attempt must end with an outcome, whatever went wrong here
             log.exception("attempt %s could not run", job.attempt_id)
@@ -194,37 +195,6 @@ def log_key(run_id: int, attempt_number: int) -> str:
 def outcome_key(run_id: int, attempt_number: int) -> str:
     """Where a remote attempt leaves its outcome (JSON, see ``outcome_from_dict``)."""
     return f"runs/{run_id}/attempts/{attempt_number}/outcome.json"
-
-
-def checkpoint_key(run_id: int, attempt_number: int) -> str:
-    """Where an attempt that did not succeed leaves its MODELRUNNER_CHECKPOINT folder."""
-    return f"runs/{run_id}/attempts/{attempt_number}/checkpoint"
-
-
-_CHECKPOINT_COMPLETE = ".modelrunner-complete"  # written last: a checkpoint cut short is never used
-
-
-def _restore_checkpoint(artifacts: ArtifactStore, job: AttemptJob, destination: Path) -> int | None:
-    """The newest complete checkpoint an earlier attempt of the run left, copied to
-    ``destination``; that attempt's number, or None."""
-    for earlier in range(job.attempt_number - 1, 0, -1):
-        prefix = checkpoint_key(job.run_id, earlier)
-        if artifacts.exists(f"{prefix}/{_CHECKPOINT_COMPLETE}"):
-            artifacts.get_folder(prefix, destination)
-            (destination / _CHECKPOINT_COMPLETE).unlink(missing_ok=True)
-            return earlier
-    return None
-
-
-def _keep_checkpoint(artifacts: ArtifactStore, job: AttemptJob, folder: Path) -> None:
-    if not folder.is_dir() or not any(folder.iterdir()):
-        return
-    prefix = checkpoint_key(job.run_id, job.attempt_number)
-    try:
-        artifacts.put_folder(folder, prefix)
-        artifacts.put_bytes(f"{prefix}/{_CHECKPOINT_COMPLETE}", b"")
-    except Exception as exc:  # the next attempt starts afresh
-        log.warning("attempt %s: its checkpoint could not be stored: %s", job.attempt_id, exc)
 
 
 def _leave_log(artifacts: ArtifactStore, log_file: Path, job: AttemptJob) -> None:

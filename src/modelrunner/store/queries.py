@@ -11,7 +11,7 @@ from sqlalchemy import Table, Update, bindparam, func, insert, literal, select, 
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
 
-from modelrunner.engine.states import ACTIVE_ATTEMPT_STATES, ACTIVE_RUN_STATES, RunStatus
+from modelrunner.engine.states import ACTIVE_ATTEMPT_STATES, ACTIVE_RUN_STATES, AttemptStatus, RunStatus
 from modelrunner.store.tables import AttemptRow, EventRow, ModelVersionRow, OutputRow, RunKind, RunRow, UserRow
 
 # The hot paths of the dispatcher use Core statements on these tables: no ORM bookkeeping.
@@ -368,6 +368,20 @@ def set_attempt_if_active(session: Session, attempt_id: int, values: dict[str, A
     """Change an attempt that is still starting or running; None if it already ended."""
     row = session.execute(_attempt_update(frozenset(values)), {"attempt_id": attempt_id, **_values(values)}).first()
     return EndedAttempt(row.run_id, row.number) if row else None
+
+
+def unsucceeded_attempt_numbers(session: Session, run_ids: Collection[int]) -> dict[int, list[int]]:
+    """The numbers of the attempts of ``run_ids`` that did not succeed, by run (runs with none left out)."""
+    numbers: dict[int, list[int]] = {}
+    if run_ids:
+        statement = (
+            select(AttemptRow.run_id, AttemptRow.number)
+            .where(AttemptRow.run_id.in_(list(run_ids)), AttemptRow.status != AttemptStatus.SUCCEEDED.value)
+            .order_by(AttemptRow.run_id, AttemptRow.number)
+        )
+        for run_id, number in session.execute(statement):
+            numbers.setdefault(run_id, []).append(number)
+    return numbers
 
 
 def get_attempt(session: Session, attempt_id: int) -> AttemptRow | None:
