@@ -1,5 +1,5 @@
-"""An attempt's callback token: it reports that attempt's progress while the attempt runs, and
-opens nothing else. A model also never sees the server's own MODELRUNNER_* settings."""
+"""An attempt's callback token: it reports that attempt's progress and log while the attempt
+runs, and opens nothing else. A model also never sees the server's own MODELRUNNER_* settings."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ found = {
     "runs": call(server + "/api/v1/runs", token),
     "models": call(server + "/api/v1/models", token),
     "other_attempt": call(url.rsplit("/", 1)[0] + "/999999/progress", token, {"fraction": 0.1}),
+    "other_attempt_log": call(url.rsplit("/", 1)[0] + "/999999/log?offset=0", token, "a line"),
     "settings": sorted(
         name for name in os.environ
         if name.startswith("MODELRUNNER_") and name not in ("MODELRUNNER_CALLBACK_URL", "MODELRUNNER_CALLBACK_TOKEN")
@@ -66,7 +67,7 @@ def test_an_attempt_reports_progress_with_its_token_and_can_do_nothing_else(serv
     assert found["progress"] == 204
     progress = [e["data"] for e in events if e["type"] == "run.progress"]
     assert {"fraction": 0.5, "message": "halfway, by callback"} in progress
-    assert (found["runs"], found["models"], found["other_attempt"]) == (403, 403, 403)
+    assert (found["runs"], found["models"], found["other_attempt"], found["other_attempt_log"]) == (403,) * 4
     # The server's database URL, token and other settings stay with the server.
     assert found["settings"] == sorted(_CONTRACT)
     assert found["url"].startswith(server.url + "/api/v1/attempts/")
@@ -77,6 +78,13 @@ def test_an_attempt_reports_progress_with_its_token_and_can_do_nothing_else(serv
     )
     assert late.status_code == 401
     assert "has ended" in late.json()["detail"]
+    late_log = httpx.post(
+        found["url"] + "/log",
+        params={"offset": 0},
+        content=b"late",
+        headers={"Authorization": f"Bearer {found['token']}"},
+    )
+    assert late_log.status_code == 401
     assert found["token"] not in late.text
     assert found["token"] not in (tmp_path / "server.log").read_text()
 

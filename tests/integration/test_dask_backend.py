@@ -164,6 +164,21 @@ def test_a_failing_model_on_dask_fails_as_it_would_locally(on_local_cluster: Ser
     assert "exit status" in run["error"]
 
 
+def test_the_log_of_a_run_on_dask_can_be_followed_while_it_runs(on_local_cluster: Served) -> None:
+    served = on_local_cluster
+    run_id = served.submit("sleeper", {"seconds": 60, "tag": "followed"})  # step 2 begins after 6 s
+
+    def log_so_far() -> str:
+        return served.http.get(f"/api/v1/runs/{run_id}/logs").text
+
+    wait_until(lambda: "step 1 of 10" in log_so_far(), 15, "the first line of the log on the server")
+    assert served.http.get(f"/api/v1/runs/{run_id}").json()["status"] == "running"
+    assert served.http.post(f"/api/v1/runs/{run_id}/cancel").status_code == 200
+    assert wait_for_run(served.http.get, run_id)["status"] == "cancelled"
+    # The whole log, copied from the artifact store once the attempt ended, repeats no line.
+    assert log_so_far().count("step 1 of 10") == 1
+
+
 def test_a_checkpoint_reaches_the_retry_on_dask_and_is_removed_once_the_run_ends(on_local_cluster: Served) -> None:
     run = wait_for_run(on_local_cluster.http.get, on_local_cluster.submit("flaky", {"key": "dask"}))
 

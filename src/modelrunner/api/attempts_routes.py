@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from modelrunner.api.deps import AuthenticatedAttempt, PlatformDep
 from modelrunner.engine import attempts
+from modelrunner.errors import NotFound
+from modelrunner.platform import Platform
+from modelrunner.store import queries
 
 router = APIRouter(prefix="/attempts", tags=["attempts"])
+_ATTEMPT_TOKEN_ONLY: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No token, an unknown one, or the attempt has ended"},
+    403: {"description": "A user's token, or another attempt's callback token"},
+}
 
 
 class ProgressReport(BaseModel):
@@ -23,10 +33,7 @@ class ProgressReport(BaseModel):
     status_code=204,
     summary="Report an attempt's progress (the attempt's callback token only)",
     response_class=Response,
-    responses={
-        401: {"description": "No token, an unknown one, or the attempt has ended"},
-        403: {"description": "A user's token, or another attempt's callback token"},
-    },
+    responses=_ATTEMPT_TOKEN_ONLY,
 )
 def report_progress(attempt_id: AuthenticatedAttempt, report: ProgressReport, platform: PlatformDep) -> Response:
     """What a model prints as `::progress:: 0.4 message`, over HTTP: for runners that are not the
@@ -35,3 +42,37 @@ def report_progress(attempt_id: AuthenticatedAttempt, report: ProgressReport, pl
     with platform.database.write() as session:
         attempts.record_progress(session, attempt_id, report.fraction, report.message)
     return Response(status_code=204)
+
+
+class LogAppended(BaseModel):
+    size: int = Field(description="How many bytes of the attempt's log the server has: send from here on")
+
+
+@router.post(
+    "/{attempt_id}/log",
+    response_model=LogAppended,
+    summary="Append to a running attempt's log (the attempt's callback token only)",
+    responses=_ATTEMPT_TOKEN_ONLY,
+    openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}, "required": True}},
+)
+async def append_log(
+    attempt_id: AuthenticatedAttempt,
+    request: Request,
+    platform: PlatformDep,
+    offset: Annotated[int, Query(ge=0, description="Where in the attempt's log the bytes go")],
+) -> LogAppended:
+    """The body holds the attempt's log from `offset` on, as the runner has it so far: how the log
+    of an attempt that runs away from the server (a worker, Dask, Slurm, a container) is followed
+    while it runs. Bytes the server has are skipped, so a chunk may be sent again; the answer says
+    where the next chunk starts."""
+    data = await request.body()
+    return LogAppended(size=await run_in_threadpool(_append_log, platform, attempt_id, offset, data))
+
+
+def _append_log(platform: Platform, attempt_id: int, offset: int, data: bytes) -> int:
+    with platform.database.read() as session:
+        attempt = queries.get_attempt(session, attempt_id)
+        if attempt is None:  # its token was just checked: only a deleted run gets here
+            raise NotFound(f"unknown attempt {attempt_id}", attempt=attempt_id)
+        run_id, number = attempt.run_id, attempt.number
+    return platform.logs.append(run_id, number, offset, data)

@@ -26,7 +26,6 @@ from modelrunner.api.workers_schemas import (
     FinishReport,
     HeartbeatAnswer,
     HeartbeatRequest,
-    LogAppended,
     StoredKeys,
     StoredUpload,
 )
@@ -122,23 +121,6 @@ def heartbeat(attempt: AttemptPool, body: HeartbeatRequest) -> HeartbeatAnswer:
     if said.stop is None:
         return HeartbeatAnswer(action="continue")
     return HeartbeatAnswer(action="stop", reason=said.stop, message=said.message)
-
-
-@router.post(
-    "/attempts/{attempt_id}/log",
-    response_model=LogAppended,
-    summary="Append to a claimed attempt's log (its callback token only)",
-    responses=_ATTEMPT_TOKEN_ONLY,
-    openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}, "required": True}},
-)
-async def append_log(
-    attempt: AttemptPool, request: Request, offset: Annotated[int, Query(ge=0, description="Where the bytes go")]
-) -> LogAppended:
-    """The body holds the log's bytes from `offset` on. Bytes the server has are skipped, so a
-    chunk may be sent again; the answer says where the next chunk starts."""
-    attempt_id, pool = attempt
-    data = await request.body()
-    return LogAppended(size=await run_in_threadpool(pool.append_log, attempt_id, offset, data))
 
 
 @router.get(

@@ -36,10 +36,6 @@ class HeartbeatAnswer(BaseModel):
     message: str = ""
 
 
-class LogAppended(BaseModel):
-    size: int = Field(description="How many bytes of the attempt's log the server has: send from here on")
-
-
 class StoredKeys(BaseModel):
     keys: list[str]
 

@@ -280,17 +280,6 @@ class WorkerPool:
         if not key.startswith(f"{attempt_prefix(job)}/") or ".." in key.split("/"):
             raise Forbidden(f"attempt {attempt_id} may only store files under {attempt_prefix(job)}/")
 
-    def append_log(self, attempt_id: int, offset: int, data: bytes) -> int:
-        """Append the bytes of the attempt's log from ``offset`` on; the log's size afterwards.
-        Bytes the server has already are skipped, so a worker may send a chunk again."""
-        job = self.job_of(attempt_id)
-        path = self._logs.path(job.run_id, job.attempt_number)
-        with self._changed, path.open("ab") as handle:
-            size = handle.tell()
-            if offset <= size < offset + len(data):
-                handle.write(data[size - offset :])
-            return handle.tell()
-
     def _copy_log(self, job: AttemptJob) -> None:
         uri = self._artifacts.uri(log_key(job.run_id, job.attempt_number))
         target = self._logs.path(job.run_id, job.attempt_number)

@@ -31,8 +31,11 @@ from modelrunner.spec.model_version import unpack
 
 log = logging.getLogger("modelrunner.exec")
 
-# How long the end of an attempt waits for its last progress report to reach the server.
+# How long the end of an attempt waits for its last progress report or log to reach the server.
 _FLUSH_SECONDS = 5.0
+_LOG_SECONDS = 1.0  # how often the log's new lines go to the server
+_LOG_CHUNK = 1 << 20
+_LOG_BACKOFF_SECONDS = 30.0  # the longest wait between tries while the server cannot be reached
 _POST_TIMEOUT = httpx.Timeout(5.0)
 
 
@@ -141,6 +144,7 @@ class RemoteAttempt:
     def _run(self, job: AttemptJob, artifacts: ArtifactStore, on_started: Callable[[int], None]) -> Outcome:
         reporter = ProgressReporter(job.callback_url, job.callback_token)
         folder = Path(tempfile.mkdtemp(prefix=f"modelrunner-{job.run_id}-{job.attempt_number}-", dir=self._workdir))
+        shipper = LogShipper(job.callback_url, job.callback_token, folder / "attempt.log")
         try:
             model_folder = folder / "snapshot"
             try:
@@ -168,6 +172,7 @@ class RemoteAttempt:
                 reason = self._stop_reason
             if reason is not None:
                 process.stop(reason)
+            shipper.start()
             outcome = process.run(
                 on_started=on_started,
                 on_progress=reporter.report,
@@ -183,6 +188,7 @@ class RemoteAttempt:
             return Outcome(AttemptStatus.FAILED, error=f"modelrunner exec could not run the attempt: {exc}")
         finally:
             reporter.close()
+            shipper.close()
             _leave_log(artifacts, folder / "attempt.log", job)
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -311,3 +317,73 @@ class ProgressReporter:
         elif response.status_code >= 400:
             log.warning("progress refused by the server (%s): %s", response.status_code, response.text[:200])
         return True
+
+
+class LogShipper:
+    """Sends the attempt's log to the server as it grows, from a thread of its own, so that the
+    run's log can be followed while the attempt runs away from the server.
+
+    Best effort, as progress is: the whole log also goes to the artifact store when the attempt
+    ends, and the backend copies it from there. The server skips bytes it has, so a chunk sent
+    twice (an answer lost on the way back) does no harm."""
+
+    def __init__(self, callback_url: str | None, token: str | None, path: Path) -> None:
+        self._url = f"{callback_url.rstrip('/')}/log" if callback_url and token else None
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._path = path
+        self._sent = 0  # the server has the log up to here
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._url is not None:
+            self._thread = threading.Thread(target=self._loop, name="log-shipper", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        """Send what the log has left (waiting a few seconds at most), then stop."""
+        self._closing.set()
+        if self._thread is not None:
+            self._thread.join(_FLUSH_SECONDS)
+
+    def _loop(self) -> None:
+        wait = _LOG_SECONDS
+        with httpx.Client(timeout=_POST_TIMEOUT, headers=self._headers) as client:
+            while self._url is not None:
+                closing = self._closing.wait(wait)
+                trouble = self._send_new(client)
+                if trouble is not None and wait == _LOG_SECONDS:  # said once, not at every try
+                    log.warning("the log cannot reach the server (will try again): %s", trouble)
+                if closing:
+                    return
+                wait = _LOG_SECONDS if trouble is None else min(wait * 2, _LOG_BACKOFF_SECONDS)
+
+    def _send_new(self, client: httpx.Client) -> str | None:
+        """Send what the server does not have yet; what went wrong, or None."""
+        while self._url is not None:
+            try:
+                with self._path.open("rb") as handle:
+                    handle.seek(self._sent)
+                    data = handle.read(_LOG_CHUNK)
+            except FileNotFoundError:
+                return None  # nothing written yet
+            if not data:
+                return None
+            try:
+                response = client.post(
+                    self._url,
+                    params={"offset": self._sent},
+                    content=data,
+                    headers={"Content-Type": "application/octet-stream"},
+                )
+            except httpx.HTTPError as exc:
+                return str(exc)
+            if response.status_code in (401, 403):
+                # The attempt has ended for the server (or the token is not its): the rest is refused too.
+                log.warning("log refused by the server (%s); no more is sent", response.status_code)
+                self._url = None
+            elif response.status_code != 200:
+                return f"the server answered {response.status_code}"
+            else:
+                self._sent = int(response.json()["size"])
+        return None

@@ -1,5 +1,6 @@
 """``modelrunner worker``: claims attempts of one pool from the server over HTTP and runs each
-with RemoteAttempt (the model contract), sending heartbeats with the model's log, until stopped.
+with RemoteAttempt (the model contract, which also sends the model's log and progress), sending
+heartbeats, until stopped.
 
 While the server cannot be reached the models keep running and every call is tried again: back
 within the lease, the attempt goes on; later, the server refuses the attempt (it was declared
@@ -33,7 +34,6 @@ log = logging.getLogger("modelrunner.worker")
 
 _CLAIM_WAIT_SECONDS = 20.0
 _RECONNECT_SECONDS = (0.5, 30.0)  # first and longest wait between tries to reach the server
-_LOG_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,8 @@ class Worker:
 
 
 class _AttemptRun:
-    """One claimed attempt: the model runs in one thread, heartbeats and the log go from another."""
+    """One claimed attempt: the model runs in one thread (RemoteAttempt, which also sends the
+    log), heartbeats go from another."""
 
     def __init__(self, worker: Worker, claimed: dict[str, Any]) -> None:
         self.attempt_id = int(claimed["attempt_id"])
@@ -192,7 +193,6 @@ class _AttemptRun:
         )
         self._pid: int | None = None
         self._pid_sent = False
-        self._log_sent = 0
         self._ended = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._follow, name=f"attempt-{self.attempt_id}", daemon=True)
@@ -242,9 +242,8 @@ class _AttemptRun:
         self._wake.set()
 
     def _beat(self, unreachable: bool) -> bool:
-        """Send the new log and a heartbeat; whether the server is unreachable now."""
+        """Send a heartbeat; whether the server is unreachable now."""
         try:
-            self._send_log()
             answer = self._channel.once(
                 "POST", "/heartbeat", json={"pid": self._pid, "host": socket.gethostname()}
             ).json()
@@ -264,17 +263,6 @@ class _AttemptRun:
             )
             self._attempt.stop(AttemptStatus(answer["reason"]))
         return False
-
-    def _send_log(self) -> None:
-        path = next(self._folder.glob("*/attempt.log"), None)  # RemoteAttempt's folder holds it
-        if path is None:
-            return
-        with path.open("rb") as handle:
-            handle.seek(self._log_sent)
-            data = handle.read(_LOG_CHUNK)
-        if data:
-            answer = self._channel.once("POST", "/log", params={"offset": self._log_sent}, content=data).json()
-            self._log_sent = int(answer["size"])
 
     def _report(self, outcome: Outcome) -> None:
         if self._channel.gone.is_set():
