@@ -5,6 +5,7 @@ API."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import replace
 from functools import partial
@@ -116,6 +117,9 @@ class Platform:
             tick_seconds=settings.poll_seconds,
             on_queued=lambda: self.dispatcher.wake(queued=True),
         )
+        # Set once the server is asked to stop: requests held open on purpose (a run page's event
+        # stream, a worker's claim) end at once instead of holding the shutdown up.
+        self.stopping = threading.Event()
         self.notifier = Notifier(
             self.database,
             self.workspace,
@@ -143,6 +147,7 @@ class Platform:
             self.notifier.prepare()
 
     def stop(self) -> None:
+        self.stopping.set()
         self.notifier.stop()
         self.automation.stop()
         self.poller.stop()

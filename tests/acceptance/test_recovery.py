@@ -3,6 +3,7 @@ after it succeeded, and stops the model processes it orphaned before retrying th
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -122,3 +123,56 @@ def test_a_run_stopped_by_a_shutdown_resumes_from_its_checkpoint(
     assert [a["status"] for a in done["attempts"]] == ["cancelled", "succeeded"]
     assert steps["first"] == reached >= 3  # the second attempt went on where the first stopped
     assert step_files() == []  # the run is over: its checkpoint is gone
+
+
+def test_a_shutdown_does_not_wait_for_open_run_pages_or_workers_waiting_for_work(
+    server_env: dict[str, str], tmp_path: Path
+) -> None:
+    config = Path(server_env["MODELRUNNER_WORKSPACE"]) / "modelrunner.yaml"
+    config.write_text(
+        config.read_text()
+        + "backends:\n  local: {type: local}\n  pool: {type: worker}\n"
+        + "access:\n  anonymous: [{models: sleeper, allow: view}]\n"
+    )
+    server = Server(server_env, tmp_path / "server.log")
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as http:
+            run = http.post("/api/v1/models/sleeper/runs", json={"params": {"seconds": 60}}).json()
+            _wait_for(lambda: http.get(f"/api/v1/runs/{run['id']}").json()["status"] == "running", 20, "running")
+        # A browser on the run page (its stream lasts up to 5 minutes) and a worker asking for
+        # work (a claim waits up to 20 s for some).
+        followed = threading.Event()
+        claimed: list[int] = []
+
+        def follow() -> None:
+            with httpx.stream("GET", f"{server.url}/runs/{run['id']}/stream", timeout=None) as stream:
+                for line in stream.iter_lines():
+                    if line.startswith("event: progress"):
+                        followed.set()
+
+        def claim() -> None:
+            answer = httpx.post(
+                f"{server.url}/api/v1/pools/pool/claim", json={"worker": "w1"}, headers=server.headers, timeout=60
+            )
+            claimed.append(answer.status_code)
+
+        threads = [threading.Thread(target=work, daemon=True) for work in (follow, claim)]
+        for thread in threads:
+            thread.start()
+        assert followed.wait(10), "the run page's stream did not start"
+        time.sleep(0.5)  # the claim is waiting
+
+        asked = time.monotonic()
+        assert server.process is not None
+        server.process.terminate()
+        server.process.wait(timeout=120)
+        took = time.monotonic() - asked
+
+        assert took < 10, f"the shutdown waited {took:.0f} s for open requests"
+        assert "Application shutdown complete" in server.log_path.read_text()  # the platform stopped its runs
+        for thread in threads:
+            thread.join(10)
+        assert claimed == [204]  # the worker heard "no work" and asks the next server
+    finally:
+        server.stop()

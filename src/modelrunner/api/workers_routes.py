@@ -85,6 +85,7 @@ async def claim(
     served: Annotated[WorkerPool, Depends(_served_pool)],
     body: ClaimRequest,
     request: Request,
+    platform: PlatformDep,
     wait: Annotated[float, Query(ge=0, le=20, description="How long to wait for work, in seconds")] = 20,
 ) -> ClaimedAttempt | Response:
     """Waits up to `wait` seconds for an attempt of the pool; answers 204 when none came. The
@@ -103,7 +104,7 @@ async def claim(
                 heartbeat_seconds=claimed.heartbeat_seconds,
                 lease_seconds=served.lease_seconds,
             )
-        if left <= _SLICE_SECONDS or await request.is_disconnected():
+        if left <= _SLICE_SECONDS or platform.stopping.is_set() or await request.is_disconnected():
             return Response(status_code=204)
 
 

@@ -68,9 +68,7 @@ def serve(
             f"`modelrunner init {settings.workspace}` or point --workspace (MODELRUNNER_WORKSPACE) at one"
         )
     # The server's dependencies are slow to import; the other commands never need them.
-    import uvicorn
-
-    from modelrunner.api.app import create_app
+    from modelrunner.api.http_server import serve_http
     from modelrunner.auth.accounts import FIRST_ADMIN
     from modelrunner.platform import Platform
 
@@ -97,7 +95,7 @@ def serve(
             markup=False,
             soft_wrap=True,
         )
-    uvicorn.run(create_app(platform), host=settings.host, port=settings.port, log_level="info")
+    serve_http(platform, settings.host, settings.port)
 
 
 def _prepare_store(platform: Platform) -> bool:

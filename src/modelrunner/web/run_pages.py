@@ -159,8 +159,8 @@ async def _events(platform: Platform, run_id: int, offset: int) -> AsyncIterator
         if run.status in FINAL_RUN_STATES:
             yield f"event: end\ndata: {json.dumps({'status': run.status})}\n\n"
             return
-        if time.monotonic() >= deadline:
-            return
+        if time.monotonic() >= deadline or platform.stopping.is_set():
+            return  # the browser connects again, to this server or the next one
         await asyncio.sleep(STREAM_INTERVAL)
 
 
