@@ -1,9 +1,9 @@
 """One attempt away from the server (``modelrunner exec``, a Dask task): from a JSON job
-description, with the model snapshot, inputs and outputs in the artifact store and progress
-posted back to the server over HTTP.
+description, with the model snapshot, inputs and outputs in the artifact store and progress and
+the log posted back to the server over HTTP as the model runs.
 
 Every non-local backend launches this same code on its machines; it only needs the artifact
-store and, for progress, the server's callback URL."""
+store and, for progress and the live log, the server's callback URL."""
 
 from __future__ import annotations
 
