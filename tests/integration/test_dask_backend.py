@@ -157,6 +157,33 @@ def test_a_run_on_a_local_cluster_succeeds_with_progress_and_outputs(on_local_cl
     assert "::progress:: 0.9000 step 10 of 10" in logged and "::progress:: 1.0000 done" in logged
 
 
+def test_servers_with_databases_of_their_own_share_a_cluster(
+    on_local_cluster: Served, settings: Settings, tmp_path: Path
+) -> None:
+    # Each server's first attempt has id 1: their tasks and events must not be taken for each other's.
+    first = on_local_cluster
+    long_run = first.submit("sleeper", {"seconds": 60, "tag": "first server"})
+    wait_until(lambda: first.http.get(f"/api/v1/runs/{long_run}").json()["status"] == "running", 20, "running")
+    other = settings.model_copy(
+        update={"database_url": f"sqlite:///{tmp_path / 'other.db'}", "data_dir": tmp_path / "other-state"}
+    )
+    second = Served(other)
+    try:
+        short_run = wait_for_run(second.http.get, second.submit("sleeper", {"seconds": 0.5, "tag": "second server"}))
+    finally:
+        second.stop()
+
+    assert [(a["number"], a["status"]) for a in short_run["attempts"]] == [(1, "succeeded")], short_run
+    assert first.http.get(f"/api/v1/runs/{long_run}").json()["status"] == "running"  # untouched
+    assert first.http.post(f"/api/v1/runs/{long_run}/cancel").status_code == 200
+    assert wait_for_run(first.http.get, long_run)["status"] == "cancelled"
+    wait_until(
+        lambda: [a["status"] for a in first.http.get(f"/api/v1/runs/{long_run}").json()["attempts"]] == ["cancelled"],
+        15,
+        "the first server's attempt to end cancelled",
+    )
+
+
 def test_a_failing_model_on_dask_fails_as_it_would_locally(on_local_cluster: Served) -> None:
     run = wait_for_run(on_local_cluster.http.get, on_local_cluster.submit("failing", {}))
 

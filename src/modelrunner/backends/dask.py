@@ -3,14 +3,15 @@ runs the attempt on a worker as ``modelrunner exec`` does (execution/remote.py).
 
 How the engine's words map to Dask:
 
-- submit: ``client.submit(run_on_worker, job, key="modelrunner-attempt-<id>", pure=False)``,
-  holding the declared worker ``resources`` per CPU the model asks for;
+- submit: ``client.submit(run_on_worker, job, key="modelrunner-attempt-<id>-<random>",
+  pure=False)``, holding the declared worker ``resources`` per CPU the model asks for (the key
+  is unique: servers with databases of their own may share a cluster);
 - started: the task tells the backend through a Dask event topic the moment the model's
   process runs (with the worker and pid);
 - lost: the worker that ran the task died (the scheduler marks the task suspicious, or moved
   it to another worker), the task errored with KilledWorker, or the scheduler forgot it; the
   task is then cancelled so that Dask does not run it again behind the engine's back;
-- cancel: sets the Dask Event ``modelrunner-cancel-<id>``, which the task watches; the task
+- cancel: sets the Dask Event ``<key>-cancel``, which the task watches; the task
   then stops the model's process group (SIGTERM, SIGKILL after the grace period). A task
   whose future is released (its client went away) stops its model the same way, and a worker
   that dies takes its models with it (they die with their parent).
@@ -27,6 +28,7 @@ import queue
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -65,18 +67,21 @@ _STOP_MARGIN_SECONDS = 10.0  # after the grace period, a stopped task that has n
 _WATCH_SECONDS = 0.25  # how often a task checks whether it should stop
 
 
-def began_event(attempt_id: int) -> str:
+def task_key(attempt_id: int) -> str:
+    """The key of the attempt's task, which also names its events. Unique, not just the attempt's
+    id: ids repeat across the servers (and databases) that may share a Dask cluster, and the
+    events of one attempt must never stop or skip another's."""
+    return f"modelrunner-attempt-{attempt_id}-{uuid.uuid4().hex[:12]}"
+
+
+def began_event(key: str) -> str:
     """Set when the attempt's task begins: a task that finds it set is a copy Dask started
     again after a worker died, which must not run (the engine decides about retries)."""
-    return f"modelrunner-began-{attempt_id}"
+    return f"{key}-began"
 
 
-def task_key(attempt_id: int) -> str:
-    return f"modelrunner-attempt-{attempt_id}"
-
-
-def cancel_event(attempt_id: int) -> str:
-    return f"modelrunner-cancel-{attempt_id}"
+def cancel_event(key: str) -> str:
+    return f"{key}-cancel"
 
 
 # --- on the worker ------------------------------------------------------------------------------
@@ -90,9 +95,9 @@ def run_on_worker(job_json: str, topic: str) -> dict[str, Any]:
     attempt_id = remote.job.attempt_id
     worker = distributed.get_worker()
     client = distributed.get_client()
-    key = worker.get_current_task()
-    stop = _event(cancel_event(attempt_id), client)
-    began = _event(began_event(attempt_id), client)
+    key = str(worker.get_current_task())
+    stop = _event(cancel_event(key), client)
+    began = _event(began_event(key), client)
     if _quietly(began.is_set, False):
         again = Outcome(AttemptStatus.LOST, error="Dask started the attempt again after its worker died")
         return {"outcome": outcome_to_dict(again), "worker": worker.address, "pid": None}
@@ -113,7 +118,13 @@ def run_on_worker(job_json: str, topic: str) -> dict[str, Any]:
     while runner.is_alive():
         with contextlib.suppress(queue.Empty):
             pid = started.get(timeout=_WATCH_SECONDS)
-            message = {"attempt_id": attempt_id, "worker": worker.address, "host": socket.gethostname(), "pid": pid}
+            message = {
+                "attempt_id": attempt_id,
+                "key": key,
+                "worker": worker.address,
+                "host": socket.gethostname(),
+                "pid": pid,
+            }
             _quietly(partial(client.log_event, topic, {**message, "at": time.time()}), None)
         if reason is None and time.monotonic() >= next_check:
             next_check = time.monotonic() + _WATCH_SECONDS
@@ -200,7 +211,7 @@ class DaskBackend:
         self._flights: dict[int, _Flight] = {}
         self._taken = 0
         self._events: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
-        self._to_stop: set[int] = set()  # cancel events still to set (the scheduler was unreachable)
+        self._to_stop: set[str] = set()  # cancel events still to set (the scheduler was unreachable)
         self._next_check = 0.0
         self._closed = False
 
@@ -234,7 +245,7 @@ class DaskBackend:
             "backend": self.type,
             "scheduler": self._config.scheduler,
             "key": key,
-            "event": cancel_event(job.attempt_id),
+            "event": cancel_event(key),
             "attempt_id": job.attempt_id,
             "run_id": job.run_id,
             "attempt": job.attempt_number,
@@ -284,14 +295,14 @@ class DaskBackend:
             if flight is not None and flight.stop_reason is None:
                 flight.stop_reason = reason
                 flight.stop_deadline = time.monotonic() + self._grace + _STOP_MARGIN_SECONDS
-            self._to_stop.add(attempt_id)
+            self._to_stop.add(str(handle["event"]))
         client = self._connected()
         if client is not None:
             self._set_pending_stops(client)
         if flight is None and client is not None:
             # An orphan of a server that stopped: its task was released with that server's
             # connection, and the event (set above) stops it if it still runs.
-            log.info("attempt %s: asked the Dask task %s to stop", attempt_id, task_key(attempt_id))
+            log.info("attempt %s: asked the Dask task %s to stop", attempt_id, handle["key"])
         self._wake()
 
     def close(self) -> None:
@@ -333,8 +344,9 @@ class DaskBackend:
                 return reports
             with self._lock:
                 flight = self._flights.get(int(message["attempt_id"]))
-                if flight is None or flight.worker is not None:
-                    continue  # not ours any more, or a copy Dask started again (it is stopped as lost)
+                if flight is None or flight.worker is not None or message.get("key") != flight.handle["key"]:
+                    # Not ours (any more), or a copy Dask started again (it is stopped as lost).
+                    continue
                 flight.worker = str(message["worker"])
                 flight.handle = {
                     **flight.handle,
@@ -367,7 +379,7 @@ class DaskBackend:
             if flight.stop_reason is not None:
                 return stopped(flight.stop_reason)
             with self._lock:
-                self._to_stop.add(flight.job.attempt_id)  # should the task still run somewhere
+                self._to_stop.add(str(flight.handle["event"]))  # should the task still run somewhere
             return Outcome(AttemptStatus.LOST, error="the Dask scheduler dropped the attempt (connection lost?)")
         if flight.stop_deadline is not None and time.monotonic() > flight.stop_deadline:
             assert flight.stop_reason is not None
@@ -380,7 +392,7 @@ class DaskBackend:
         """Attempts whose worker died: the scheduler counts the task as suspicious, runs it on
         another worker, or (once it had started) forgot it."""
         with self._lock:
-            waiting = {task_key(a): f for a, f in self._flights.items() if not f.future.done()}
+            waiting = {str(f.handle["key"]): f for f in self._flights.values() if not f.future.done()}
         if not waiting:
             return []
 
@@ -415,7 +427,7 @@ class DaskBackend:
                 log.warning("attempt %s lost: %s", flight.job.attempt_id, why)
                 reports.append(Finished(flight.job.attempt_id, Outcome(AttemptStatus.LOST, error=why)))
                 with self._lock:
-                    self._to_stop.add(flight.job.attempt_id)  # a copy Dask may start elsewhere stops at once
+                    self._to_stop.add(str(flight.handle["event"]))  # a copy Dask may start elsewhere stops at once
                 self._forget(flight, client)
         return reports
 
@@ -432,21 +444,21 @@ class DaskBackend:
         if ended and client is not None:
             # The task has ended: its events are done with (unset ones take no room on the scheduler).
             # Those of a lost task stay set, so that a copy Dask may start again stops at once.
-            _quietly(_event(began_event(attempt_id), client).clear, None)
+            _quietly(_event(began_event(str(flight.handle["key"])), client).clear, None)
             if stopped:
-                _quietly(_event(cancel_event(attempt_id), client).clear, None)
+                _quietly(_event(str(flight.handle["event"]), client).clear, None)
 
     def _set_pending_stops(self, client: Any) -> None:
         with self._lock:
             pending = list(self._to_stop)
-        for attempt_id in pending:
+        for event in pending:
             try:
-                _event(cancel_event(attempt_id), client).set()
+                _event(event, client).set()
             except Exception as exc:
-                log.warning("attempt %s: could not ask its Dask task to stop yet: %s", attempt_id, exc)
+                log.warning("could not ask the Dask task %s to stop yet: %s", event.removesuffix("-cancel"), exc)
                 return
             with self._lock:
-                self._to_stop.discard(attempt_id)
+                self._to_stop.discard(event)
 
     # --- the connection -------------------------------------------------------------------------
 
