@@ -10,9 +10,6 @@ from starlette.concurrency import run_in_threadpool
 
 from modelrunner.api.deps import AuthenticatedAttempt, PlatformDep
 from modelrunner.engine import attempts
-from modelrunner.errors import NotFound
-from modelrunner.platform import Platform
-from modelrunner.store import queries
 
 router = APIRouter(prefix="/attempts", tags=["attempts"])
 _ATTEMPT_TOKEN_ONLY: dict[int | str, dict[str, Any]] = {
@@ -35,12 +32,12 @@ class ProgressReport(BaseModel):
     response_class=Response,
     responses=_ATTEMPT_TOKEN_ONLY,
 )
-def report_progress(attempt_id: AuthenticatedAttempt, report: ProgressReport, platform: PlatformDep) -> Response:
+def report_progress(attempt: AuthenticatedAttempt, report: ProgressReport, platform: PlatformDep) -> Response:
     """What a model prints as `::progress:: 0.4 message`, over HTTP: for runners that are not the
     server's own processes. The URL and token are in the attempt's MODELRUNNER_CALLBACK_URL and
     MODELRUNNER_CALLBACK_TOKEN. Reports of an attempt that is not running are ignored."""
     with platform.database.write() as session:
-        attempts.record_progress(session, attempt_id, report.fraction, report.message)
+        attempts.record_progress(session, attempt.id, report.fraction, report.message)
     return Response(status_code=204)
 
 
@@ -56,7 +53,7 @@ class LogAppended(BaseModel):
     openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}, "required": True}},
 )
 async def append_log(
-    attempt_id: AuthenticatedAttempt,
+    attempt: AuthenticatedAttempt,
     request: Request,
     platform: PlatformDep,
     offset: Annotated[int, Query(ge=0, description="Where in the attempt's log the bytes go")],
@@ -66,13 +63,5 @@ async def append_log(
     while it runs. Bytes the server has are skipped, so a chunk may be sent again; the answer says
     where the next chunk starts."""
     data = await request.body()
-    return LogAppended(size=await run_in_threadpool(_append_log, platform, attempt_id, offset, data))
-
-
-def _append_log(platform: Platform, attempt_id: int, offset: int, data: bytes) -> int:
-    with platform.database.read() as session:
-        attempt = queries.get_attempt(session, attempt_id)
-        if attempt is None:  # its token was just checked: only a deleted run gets here
-            raise NotFound(f"unknown attempt {attempt_id}", attempt=attempt_id)
-        run_id, number = attempt.run_id, attempt.number
-    return platform.logs.append(run_id, number, offset, data)
+    size = await run_in_threadpool(platform.logs.append, attempt.run_id, attempt.number, offset, data)
+    return LogAppended(size=size)

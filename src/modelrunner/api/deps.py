@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -61,16 +62,25 @@ def access_of(platform: Platform, principal: Principal) -> Access:
 AccessDep = Annotated[Access, Depends(_access)]
 
 
+@dataclass(frozen=True)
+class CallingAttempt:
+    """The attempt of the path, which the request's callback token proved to be."""
+
+    id: int
+    run_id: int
+    number: int
+
+
 def _authenticated_attempt(
     attempt_id: int,
     platform: PlatformDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_CALLBACK)],
-) -> int:
-    """The attempt id of the path, once the request carries that attempt's live callback token
-    (checked before the body is read)."""
+) -> CallingAttempt:
+    """The attempt of the path, once the request carries its live callback token (checked
+    before the body is read)."""
     with platform.database.read() as session:
-        authenticate_attempt(session, attempt_id, credentials.credentials if credentials else None)
-    return attempt_id
+        row = authenticate_attempt(session, attempt_id, credentials.credentials if credentials else None)
+        return CallingAttempt(row.id, row.run_id, row.number)
 
 
-AuthenticatedAttempt = Annotated[int, Depends(_authenticated_attempt)]
+AuthenticatedAttempt = Annotated[CallingAttempt, Depends(_authenticated_attempt)]

@@ -58,8 +58,9 @@ def _pool(platform: Platform, name: str) -> WorkerPool:
     return backend
 
 
-def _attempt_pool(attempt_id: AuthenticatedAttempt, platform: PlatformDep) -> tuple[int, WorkerPool]:
+def _attempt_pool(attempt: AuthenticatedAttempt, platform: PlatformDep) -> tuple[int, WorkerPool]:
     """The attempt and the pool running it, once the request carries its live callback token."""
+    attempt_id = attempt.id
     for backend in platform.backends.values():
         if isinstance(backend, WorkerPool) and backend.holds(attempt_id):
             return attempt_id, backend
