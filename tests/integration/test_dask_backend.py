@@ -213,7 +213,7 @@ def test_a_checkpoint_reaches_the_retry_on_dask_and_is_removed_once_the_run_ends
     assert [a["status"] for a in run["attempts"]] == ["failed", "succeeded"], run
     artifacts = on_local_cluster.platform.artifacts
     left = checkpoints.stored_key(run["id"], 1)
-    wait_until(lambda: not artifacts.exists(left), 10, "the ended run's checkpoint to leave the artifact store")
+    wait_until(lambda: not artifacts.exists(left), 20, "the ended run's checkpoint to leave the artifact store")
 
 
 # --- (c) cancel ---------------------------------------------------------------------------------

@@ -92,7 +92,7 @@ def test_the_checkpoint_of_a_run_that_fails_for_good_is_removed(
     assert [a["status"] for a in run["attempts"]] == ["failed", "failed"]
     assert "earlier attempts: 1" in logs(client, run["id"])  # the retry started from the checkpoint
     folder = checkpoints.local_folder(settings.state_dir, run["id"])
-    wait_until(lambda: not folder.exists(), 10, "the ended run's checkpoint to be removed")
+    wait_until(lambda: not folder.exists(), 20, "the ended run's checkpoint to be removed")
 
 
 def test_missing_declared_output_fails_naming_it(client: TestClient) -> None:

@@ -7,9 +7,11 @@ What callers can rely on:
   that reached a final state and had an attempt that did not succeed, removes the run's local
   checkpoint folder and what each such attempt stored in the artifact store. It removes first
   and moves the cursor after, so a crash in between removes again (harmless), never not at all;
+- it sweeps every ``_EVERY_SECONDS`` (nothing about it is urgent, and the automation loop ticks
+  far more often), one batch of events at a time;
 - the cursor starts at the first event, so the checkpoints that runs ended before the sweep
-  existed are removed too: one batch of events per tick, so a long history never holds up the
-  automation loop that runs it;
+  existed are removed too: a full batch has the next one swept at the next tick, so a long
+  history is caught up with without holding up the automation loop for long;
 - on PostgreSQL events are read once they are 2 seconds old (see ``engine/triggers.py``);
 - a run whose attempts all succeeded is not looked at: an attempt that ends its run removes its
   checkpoint itself (``execution/checkpoints.RUN_IS_OVER``).
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from itertools import takewhile
 from pathlib import Path
 
@@ -37,6 +40,7 @@ log = logging.getLogger("modelrunner.checkpoints")
 CURSOR = "checkpoints:sweep"  # a colon: no trigger (named <model>/<trigger>) can take this name
 _RUN_STATUS = "run.status"
 _BATCH = 500
+_EVERY_SECONDS = 5.0
 _SETTLE_SECONDS = 2.0  # as triggers wait on PostgreSQL; SQLite commits in id order
 _ENDED = {status.value for status in FINAL_RUN_STATES}
 
@@ -49,9 +53,15 @@ class CheckpointSweep:
         self._artifacts = artifacts
         self._state_dir = state_dir
         self._settle = dt.timedelta(seconds=0.0 if database.is_sqlite else _SETTLE_SECONDS)
+        self._next_sweep = 0.0  # monotonic
 
     def tick(self) -> int:
-        """Remove the checkpoints of the runs ended by the next settled events; always 0 (runs created)."""
+        """Remove the checkpoints of the runs ended by the next settled events, when a sweep is
+        due; always 0 (runs created)."""
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return 0
+        self._next_sweep = now + _EVERY_SECONDS
         with self._database.read() as session:
             cursor = automation_queries.trigger_cursors(session).get(CURSOR)
         position = cursor.last_event_id if cursor is not None else self._start()
@@ -64,14 +74,16 @@ class CheckpointSweep:
             left = queries.unsucceeded_attempt_numbers(session, ended)
         if not settled:
             return 0
+        if len(events) == _BATCH:
+            self._next_sweep = now  # more history waits: go on at the next tick
         for run_id, numbers in left.items():
             try:
                 checkpoints.discard(self._artifacts, self._state_dir, run_id, numbers)
-            except Exception as exc:  # the store cannot be reached: the cursor stays, the next tick retries
+            except Exception as exc:  # the store cannot be reached: the cursor stays, the next sweep retries
                 log.warning("the checkpoints of run %s could not be removed: %s", run_id, exc)
                 return 0
         with self._database.write() as session:
-            # Lost to another server: it removed the same checkpoints, and the next tick goes on from its cursor.
+            # Lost to another server: it removed the same checkpoints; the next sweep goes on from its cursor.
             automation_queries.move_cursor_if(session, CURSOR, from_id=position, to_id=settled[-1].id, at=utcnow())
         return 0
 
