@@ -15,6 +15,7 @@ from modelrunner.artifacts.logs import LogStore
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.auth import accounts
 from modelrunner.auth.principal import Principal
+from modelrunner.auth.secret_keys import SecretKeys
 from modelrunner.backends.base import RemoteServices
 from modelrunner.backends.local import LocalBackend, LocalConfig
 from modelrunner.backends.worker_pool import WorkerPool
@@ -35,6 +36,7 @@ from modelrunner.engine.submit import Submission, SubmitOutcome, Submitter
 from modelrunner.engine.triggers import Triggers
 from modelrunner.errors import SpecError
 from modelrunner.metrics import Metrics
+from modelrunner.notify import webhook_secrets
 from modelrunner.notify.notifier import Notifier
 from modelrunner.settings import Settings
 from modelrunner.spec.azure_batch_spec import AzureBatchBackendSpec
@@ -73,6 +75,7 @@ class Platform:
         self.settings = settings
         self.workspace = Workspace(settings.workspace)
         self.database = Database(settings.resolved_database_url)
+        self.secret_keys = SecretKeys.of(settings)
         self.artifacts = ArtifactStore(settings.resolved_artifacts_url)
         self.logs = LogStore(settings.state_dir / "logs")
         self.catalog = VersionCatalog(self.workspace.resource_classes)
@@ -123,6 +126,7 @@ class Platform:
         self.notifier = Notifier(
             self.database,
             self.workspace,
+            self.secret_keys,
             runner_id=self.dispatcher.runner_id,
             default_base_url=settings.resolved_public_url,
             tick_seconds=settings.poll_seconds,
@@ -130,8 +134,10 @@ class Platform:
 
     def prepare_store(self) -> bool:
         """Apply migrations and create the first site admin on a store without users; whether it
-        was created now. Idempotent."""
-        migrate.upgrade(self.database)
+        was created now. Idempotent. SecretKeyError if the secrets key cannot read the stored
+        webhook secrets."""
+        migrate.upgrade(self.database, secret_keys=self.secret_keys)
+        webhook_secrets.check_readable(self.database, self.secret_keys)
         with self.database.write() as session:
             return accounts.ensure_first_admin(session)
 

@@ -49,6 +49,27 @@ class Settings(BaseSettings):
         description="Key that signs the web UI's session cookies; without it, a random key kept in "
         "<data_dir>/session.key (give every server behind one address the same key)",
     )
+    session_idle_seconds: float = Field(
+        default=12 * 3600.0, gt=0, description="A web UI session unused this long ends (the user signs in again)"
+    )
+    session_max_age_seconds: float = Field(
+        default=14 * 86400.0, gt=0, description="A web UI session ends this long after sign-in, however much it is used"
+    )
+    session_cookie_secure: bool = Field(
+        default=False,
+        description="Mark the session cookie Secure on every answer; without it, only on requests that came "
+        "over HTTPS (as uvicorn sees them, X-Forwarded-Proto included from trusted proxies)",
+    )
+    secrets_key_file: Path | None = Field(
+        default=None,
+        description="File with the keys that encrypt webhook secrets in the database (one Fernet key a line, "
+        "newest first); <data_dir>/secrets.key by default, created (mode 0600) on first need",
+    )
+    secrets_key: SecretStr | None = Field(
+        default=None,
+        description="The Fernet keys that encrypt webhook secrets, comma-separated, newest first; instead of "
+        "secrets_key_file (keep them out of the database's backups)",
+    )
 
     def with_profile(self) -> tuple[Settings, ProfileSpec]:
         """These settings with the profile's values under every value set explicitly (a flag or
@@ -66,6 +87,10 @@ class Settings(BaseSettings):
     @property
     def state_dir(self) -> Path:
         return (self.data_dir or self.workspace / ".modelrunner").resolve()
+
+    @property
+    def resolved_secrets_key_file(self) -> Path:
+        return (self.secrets_key_file or self.state_dir / "secrets.key").resolve()
 
     @property
     def resolved_database_url(self) -> str:

@@ -1,6 +1,7 @@
 """/api/v1/me, /users, /groups and /tokens: who the caller is, and the accounts a site admin
-manages. Read-only: accounts are changed with ``modelrunner users|groups|tokens`` on the server's
-machine. Nothing here returns a token's secret, its digest or a password hash."""
+manages. Accounts are changed with ``modelrunner users|groups|tokens`` on the server's machine;
+the one change made here is a site admin signing a user out of the web UI everywhere. Nothing
+here returns a token's secret, its digest or a password hash."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from modelrunner.api.accounts_schemas import GroupOut, MeOut, TokenOut, UserOut
+from modelrunner.api.accounts_schemas import GroupOut, MeOut, SignedOutOut, TokenOut, UserOut
 from modelrunner.api.deps import AccessDep, PlatformDep
 from modelrunner.auth import accounts
 
@@ -36,6 +37,21 @@ def list_users(platform: PlatformDep, access: AccessDep) -> list[UserOut]:
     access.require_site_admin("listing users")
     with platform.database.read() as session:
         return [UserOut.of(user) for user in accounts.list_users(session)]
+
+
+@router.post(
+    "/users/{name}/sign-out",
+    response_model=SignedOutOut,
+    summary="Sign a user out of the web UI everywhere (site admins)",
+    responses={**_SITE_ADMIN, 404: {"description": "Unknown user"}},
+)
+def sign_out_user(name: str, platform: PlatformDep, access: AccessDep) -> SignedOutOut:
+    """Every web UI session of the user ends at once, copies of its cookie included; their
+    password and API tokens keep working. Idempotent: 0 sessions ended when none was open."""
+    access.require_site_admin(f"signing user '{name}' out")
+    with platform.database.write() as session:
+        ended = accounts.sign_out_everywhere(session, name)
+    return SignedOutOut(user=name, sessions_ended=ended)
 
 
 @router.get("/groups", response_model=list[GroupOut], summary="List the groups (site admins)", responses=_SITE_ADMIN)

@@ -21,6 +21,11 @@ class MeOut(BaseModel):
         return cls(name=principal.name, groups=sorted(principal.groups), is_admin=principal.is_admin)
 
 
+class SignedOutOut(BaseModel):
+    user: str = Field(description="Whose web UI sessions ended")
+    sessions_ended: int = Field(description="How many sessions ended (0: none was open)")
+
+
 class UserOut(BaseModel):
     name: str
     email: str | None

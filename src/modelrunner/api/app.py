@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware.sessions import SessionMiddleware
 
 import modelrunner
 from modelrunner.api.accounts_routes import router as accounts_router
@@ -33,7 +32,7 @@ from modelrunner.web.pipeline_graph import router as pipeline_graph_router
 from modelrunner.web.rendering import STATIC
 from modelrunner.web.result_pages import router as result_pages_router
 from modelrunner.web.run_pages import router as run_pages_router
-from modelrunner.web.session import SESSION_COOKIE, session_secret
+from modelrunner.web.session import SessionCookies
 
 health_router = APIRouter(tags=["health"])
 
@@ -90,13 +89,7 @@ def create_app(platform: Platform) -> FastAPI:
     api.include_router(health_router)
     app.include_router(api)
     # The web UI: pages signed in by a session cookie (the API itself only reads bearer tokens).
-    app.add_middleware(
-        SessionMiddleware,
-        secret_key=session_secret(platform.settings),
-        session_cookie=SESSION_COOKIE,
-        same_site="lax",
-        https_only=False,
-    )
+    app.add_middleware(SessionCookies, settings=platform.settings)
     app.include_router(pages_router)
     app.include_router(run_pages_router)
     app.include_router(pipeline_graph_router)

@@ -52,7 +52,7 @@ def create_subscription(body: SubscriptionBody, platform: PlatformDep, access: A
         secret=body.secret,
     )
     with platform.database.write() as session:
-        created = subscriptions.subscribe(session, access, platform.workspace, request)
+        created = subscriptions.subscribe(session, access, platform.workspace, platform.secret_keys, request)
     return SubscriptionCreated.of_new(created)
 
 

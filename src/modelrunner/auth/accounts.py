@@ -13,7 +13,7 @@ from enum import StrEnum
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from modelrunner.auth import secrets
+from modelrunner.auth import secrets, web_sessions
 from modelrunner.auth.principal import Principal
 from modelrunner.clock import utcnow
 from modelrunner.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
@@ -138,9 +138,12 @@ def list_users(session: Session) -> list[UserOverview]:
 
 
 def set_disabled(session: Session, name: str, disabled: bool) -> UserRow:
-    """Disable (or enable again) a user: a disabled user's tokens and password stop working."""
+    """Disable (or enable again) a user: a disabled user's tokens and password stop working, and
+    their web UI sessions end (enabling them again does not bring those back)."""
     row = user(session, name)
     account_queries.set_disabled(session, row.id, disabled)
+    if disabled:
+        web_sessions.end_all(session, row.id)
     session.refresh(row)
     return row
 
@@ -148,14 +151,22 @@ def set_disabled(session: Session, name: str, disabled: bool) -> UserRow:
 def set_password(session: Session, name: str, password: str) -> UserRow:
     """Give a user a new password for the web UI's sign-in (an argon2id hash replaces any old one).
 
-    NotFound for an unknown name, InvalidInput for an empty password; the user's tokens, groups
-    and disabled state are left as they were."""
+    Every web UI session of the user ends: whoever signed in with the old password (or holds a
+    copy of such a cookie) must sign in again. NotFound for an unknown name, InvalidInput for an
+    empty password; the user's tokens, groups and disabled state are left as they were."""
     if not password:
         raise InvalidInput("a password cannot be empty", field="password")
     row = user(session, name)
     account_queries.set_password_hash(session, row.id, secrets.hash_password(password))
+    web_sessions.end_all(session, row.id)
     session.refresh(row)
     return row
+
+
+def sign_out_everywhere(session: Session, name: str) -> int:
+    """End every web UI session of the user (API tokens are revoked one by one, with
+    ``revoke_token``); how many sessions ended. NotFound for an unknown name."""
+    return web_sessions.end_all(session, user(session, name).id)
 
 
 def ensure_first_admin(session: Session) -> bool:

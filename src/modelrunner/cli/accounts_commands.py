@@ -67,6 +67,7 @@ def _accounts(where: _StoreOptions) -> Iterator[Session]:
     from sqlalchemy.exc import SQLAlchemyError
 
     from modelrunner.auth import accounts
+    from modelrunner.auth.secret_keys import SecretKeys
     from modelrunner.errors import StoreError
     from modelrunner.spec.workspace import WORKSPACE_FILE
     from modelrunner.store import migrate
@@ -89,7 +90,7 @@ def _accounts(where: _StoreOptions) -> Iterator[Session]:
     except (SQLAlchemyError, ImportError) as exc:
         raise ModelrunnerError(f"cannot use the database URL {shown}: {exc}") from exc
     try:
-        migrate.upgrade(database)
+        migrate.upgrade(database, secret_keys=SecretKeys.of(settings))
         with database.write() as session:
             created = accounts.ensure_first_admin(session)
         if created:
@@ -204,7 +205,8 @@ def set_password(
 ) -> None:
     """Set (or replace) a user's password for the web UI's sign-in. Their API tokens keep working.
 
-    Only the password's argon2id hash is stored.
+    Every web UI session of the user ends: browsers signed in with the old password must sign in
+    again. Only the password's argon2id hash is stored.
     """
     from modelrunner.auth import accounts
 
@@ -225,7 +227,8 @@ def disable_user(
     data_dir: options.DataDir = None,
     profile: options.Profile = None,
 ) -> None:
-    """Disable a user: their tokens and password stop working at once (until `users enable`)."""
+    """Disable a user: their tokens, password and web UI sessions stop working at once (tokens and
+    password until `users enable`; sessions for good)."""
     _set_disabled(name, True, _StoreOptions(database_url, workspace, data_dir, profile))
 
 
@@ -241,6 +244,23 @@ def enable_user(
     _set_disabled(name, False, _StoreOptions(database_url, workspace, data_dir, profile))
 
 
+@users_app.command("sign-out")
+def sign_out_user(
+    name: UserName,
+    database_url: options.DatabaseUrl = None,
+    workspace: options.WorkspaceFolder = None,
+    data_dir: options.DataDir = None,
+    profile: options.Profile = None,
+) -> None:
+    """Sign a user out of the web UI everywhere: every session of theirs ends at once, copies of
+    its cookie included. Their password and API tokens keep working (`tokens revoke` ends a token)."""
+    from modelrunner.auth import accounts
+
+    with _accounts(_StoreOptions(database_url, workspace, data_dir, profile)) as session:
+        ended = accounts.sign_out_everywhere(session, name)
+    output.stdout().print(output.cell(f"signed user '{name}' out of {ended} web session{'' if ended == 1 else 's'}"))
+
+
 def _set_disabled(name: str, disabled: bool, where: _StoreOptions) -> None:
     from modelrunner.auth import accounts
 
@@ -251,7 +271,9 @@ def _set_disabled(name: str, disabled: bool, where: _StoreOptions) -> None:
     if before == disabled:
         output.stdout().print(output.cell(f"user '{name}' was {state} already"))
     elif disabled:
-        output.stdout().print(output.cell(f"disabled user '{name}': their tokens and password no longer work"))
+        output.stdout().print(
+            output.cell(f"disabled user '{name}': their tokens, password and web sessions no longer work")
+        )
     else:
         output.stdout().print(output.cell(f"enabled user '{name}'"))
 

@@ -16,19 +16,26 @@ def upgrade(
     database_url: options.DatabaseUrl = None,
     workspace: options.WorkspaceFolder = None,
     data_dir: options.DataDir = None,
+    secrets_key_file: options.SecretsKeyFile = None,
     profile: options.Profile = None,
 ) -> None:
     """Bring the database schema to the newest revision and print it.
 
     Safe to run on an up-to-date database; `modelrunner serve` does the same when it starts.
+    Webhook secrets stored in clear by older versions are encrypted with the secrets key.
     """
     from sqlalchemy.exc import SQLAlchemyError
 
+    from modelrunner.auth.secret_keys import SecretKeys
     from modelrunner.store import migrate
     from modelrunner.store.database import Database
 
     settings, _ = build_settings(
-        database_url=database_url, workspace=workspace, data_dir=data_dir, profile=profile
+        database_url=database_url,
+        workspace=workspace,
+        data_dir=data_dir,
+        secrets_key_file=secrets_key_file,
+        profile=profile,
     ).with_profile()
     shown = masked_url(settings.resolved_database_url)
     try:
@@ -37,7 +44,7 @@ def upgrade(
         raise ModelrunnerError(f"cannot use the database URL {shown}: {exc}") from exc
     try:
         database.ping()
-        migrate.upgrade(database)
+        migrate.upgrade(database, secret_keys=SecretKeys.of(settings))
         revision = migrate.current_revision(database)
     except SQLAlchemyError as exc:
         raise ModelrunnerError(f"cannot upgrade the database {shown}: {getattr(exc, 'orig', None) or exc}") from exc

@@ -20,6 +20,7 @@ from modelrunner.cli.notify_commands import deliveries_app, subscriptions_app
 from modelrunner.cli.run_command import run
 from modelrunner.cli.runs_commands import runs_app
 from modelrunner.cli.schedules_commands import schedules_app, triggers_app
+from modelrunner.cli.secrets_commands import secrets_app
 from modelrunner.cli.serve import serve
 from modelrunner.cli.worker_command import worker
 from modelrunner.cli.workspace_commands import check, init
@@ -88,5 +89,6 @@ app.add_typer(export_app, name="export")
 app.add_typer(users_app, name="users")
 app.add_typer(groups_app, name="groups")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(secrets_app, name="secrets")
 app.add_typer(subscriptions_app, name="subscriptions")
 app.add_typer(deliveries_app, name="deliveries")

@@ -62,6 +62,15 @@ DataDir = Annotated[
         help="State folder for the SQLite file, logs and scratch space. [default: `WORKSPACE/.modelrunner`]",
     ),
 ]
+SecretsKeyFile = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="MODELRUNNER_SECRETS_KEY_FILE",
+        dir_okay=False,
+        help="File with the keys that encrypt webhook secrets in the store (or MODELRUNNER_SECRETS_KEY holds "
+        "them). [default: `DATA_DIR/secrets.key`]",
+    ),
+]
 Profile = Annotated[
     str | None,
     typer.Option(

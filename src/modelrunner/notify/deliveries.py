@@ -14,7 +14,9 @@ What callers can rely on:
   the webhook's ``X-Modelrunner-Delivery`` carry the delivery's idempotency key, the same on every
   attempt. Delivery is therefore at least once, and exactly once for receivers that drop a key
   they have seen;
-- a delivery whose subscription was removed is ``cancelled`` instead of sent.
+- a delivery whose subscription was removed is ``cancelled`` instead of sent;
+- a webhook's secret is decrypted only to sign the attempt; a secret the keys cannot read fails
+  the attempt with a message naming the key file.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from modelrunner.auth.secret_keys import SecretKeyError, SecretKeys
 from modelrunner.clock import utcnow
 from modelrunner.data.source import public_url
 from modelrunner.engine.runner_identity import is_dead_runner
@@ -95,6 +98,7 @@ class Deliverer:
         database: Database,
         workspace: Workspace,
         runner_id: str,
+        keys: SecretKeys,
         *,
         workers: int = 4,
         environ: Mapping[str, str] | None = None,
@@ -103,6 +107,7 @@ class Deliverer:
         self._database = database
         self._workspace = workspace
         self._runner_id = runner_id
+        self._keys = keys
         self._workers = workers
         self._environ = environ if environ is not None else os.environ
         self._on_sent = on_sent  # a sending thread is free again: more may be claimed at once
@@ -216,9 +221,13 @@ class Deliverer:
             return
         retry = retry_of(spec, row.channel)
         started, clock = utcnow(), time.monotonic()
-        secret = subscription.secret if subscription is not None else None
+        sealed = subscription.secret if subscription is not None else None
+        secret = None
         try:
+            secret = self._keys.decrypt(sealed) if sealed is not None and row.channel == Channel.WEBHOOK else None
             sent = self._deliver(spec, row, secret)
+        except SecretKeyError as exc:
+            sent = Sent(False, None, exc.message)
         except Exception as exc:  # a bug must not leave the delivery claimed until its lease ends
             sent = Sent(False, None, redacted(f"unexpected {type(exc).__name__}: {exc}", [secret]))
         duration = time.monotonic() - clock

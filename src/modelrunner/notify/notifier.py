@@ -10,6 +10,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 
+from modelrunner.auth.secret_keys import SecretKeys
 from modelrunner.clock import utcnow
 from modelrunner.errors import ModelrunnerError
 from modelrunner.notify.deliveries import Deliverer
@@ -30,6 +31,7 @@ class Notifier:
         self,
         database: Database,
         workspace: Workspace,
+        keys: SecretKeys,
         *,
         runner_id: str,
         default_base_url: str,
@@ -39,7 +41,7 @@ class Notifier:
     ) -> None:
         self.outbox = Outbox(database, workspace, default_base_url=default_base_url)
         self.digest = Digest(database, workspace, clock=clock)
-        self.deliverer = Deliverer(database, workspace, runner_id, environ=environ, on_sent=self.wake)
+        self.deliverer = Deliverer(database, workspace, runner_id, keys, environ=environ, on_sent=self.wake)
         self._tick_seconds = tick_seconds
         self._wake = threading.Event()
         self._stopping = threading.Event()

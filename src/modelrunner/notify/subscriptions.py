@@ -12,6 +12,7 @@ Rules callers can rely on:
 - a run that has already ended cannot be subscribed to (409): nothing more will happen to it;
 - users see and remove their own subscriptions and deliveries; site admins everyone's. Anything
   else is answered as unknown (404), so subscriptions of others cannot be probed;
+- a webhook's secret is stored encrypted (notify/webhook_secrets.py);
 - removing a subscription wipes its secret and cancels its deliveries not sent yet (pending or
   held for a digest); history stays.
 
@@ -26,6 +27,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session
 
 from modelrunner.auth.access import Access
+from modelrunner.auth.secret_keys import SecretKeys
 from modelrunner.clock import utcnow
 from modelrunner.engine.states import FINAL_RUN_STATES
 from modelrunner.errors import Conflict, InvalidInput, NotFound
@@ -80,8 +82,11 @@ class DeliveryView:
     attempts: list[DeliveryAttemptRow]
 
 
-def subscribe(session: Session, access: Access, workspace: Workspace, request: SubscriptionRequest) -> NewSubscription:
-    """Create the caller's subscription; see the module's rules for the errors."""
+def subscribe(
+    session: Session, access: Access, workspace: Workspace, keys: SecretKeys, request: SubscriptionRequest
+) -> NewSubscription:
+    """Create the caller's subscription (a webhook's secret encrypted with ``keys``); see the
+    module's rules for the errors."""
     access.require_signed_in("subscribing to notifications")
     model = _target_model(session, access, workspace, request)
     user = account_queries.user_by_id(session, access.principal.user_id or 0)
@@ -101,6 +106,7 @@ def subscribe(session: Session, access: Access, workspace: Workspace, request: S
     if same is not None:
         raise Conflict(f"you have this subscription already (id {same.id})", subscription=same.id)
     generated = webhooks.new_secret() if request.channel == Channel.WEBHOOK and request.secret is None else None
+    secret = (request.secret or generated) if request.channel == Channel.WEBHOOK else None
     row = SubscriptionRow(
         user_id=user.id,
         model=model,
@@ -108,7 +114,7 @@ def subscribe(session: Session, access: Access, workspace: Workspace, request: S
         notify_on=request.notify_on.value,
         channel=request.channel.value,
         url=url,
-        secret=(request.secret or generated) if request.channel == Channel.WEBHOOK else None,
+        secret=keys.encrypt(secret) if secret is not None else None,
         created_at=utcnow(),
         removed_at=None,
     )

@@ -86,6 +86,28 @@ def remove_subscription_if_active(session: Session, subscription_id: int, at: dt
     return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 
+def stored_secrets(session: Session, after_id: int, limit: int) -> list[tuple[int, str]]:
+    """(id, encrypted secret) of the subscriptions that keep a secret, by id after ``after_id``."""
+    statement = (
+        select(SubscriptionRow.id, SubscriptionRow.secret)
+        .where(SubscriptionRow.secret.is_not(None), SubscriptionRow.id > after_id)
+        .order_by(SubscriptionRow.id)
+        .limit(limit)
+    )
+    return [(row_id, str(secret)) for row_id, secret in session.execute(statement)]
+
+
+def replace_secret_if(session: Session, subscription_id: int, expected: str, secret: str) -> bool:
+    """Store ``secret`` in place of ``expected``; False if the stored one changed meanwhile
+    (the subscription was removed, or another rotation got there first)."""
+    statement = (
+        update(SubscriptionRow)
+        .where(SubscriptionRow.id == subscription_id, SubscriptionRow.secret == expected)
+        .values(secret=secret)
+    )
+    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
 # --- deliveries ---------------------------------------------------------------------------------
 
 

@@ -338,6 +338,22 @@ class ApiTokenRow(Base):
     __table_args__ = (Index("ix_api_tokens_user_id", "user_id"),)
 
 
+class WebSessionRow(Base):
+    """A browser signed in to the web UI. Its cookie carries a random secret of which only the
+    sha256 is kept here; deleting the row signs that browser out, whatever copies of the cookie
+    exist. Ends when unused for ``session_idle_seconds`` or older than ``session_max_age_seconds``."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id"))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime]
+    last_seen_at: Mapped[dt.datetime]  # updated at most once a minute, not on every request
+
+    __table_args__ = (Index("ix_web_sessions_user_id", "user_id"),)
+
+
 # --- notifications: subscriptions, the outbox of deliveries, their attempts ----------------------
 
 
@@ -353,7 +369,8 @@ class SubscriptionRow(Base):
     notify_on: Mapped[str] = mapped_column(String(16))  # all, failures, results_changed
     channel: Mapped[str] = mapped_column(String(16))  # email, webhook, digest
     url: Mapped[str | None] = mapped_column(Text)  # a webhook's URL
-    # A webhook's signing secret: needed in clear to sign; never shown after creation, wiped on removal.
+    # A webhook's signing secret, encrypted (Fernet) with a key kept outside the database
+    # (auth/secret_keys.py); never shown after creation, wiped on removal.
     secret: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime]
     removed_at: Mapped[dt.datetime | None]

@@ -1,7 +1,8 @@
 """The site admin's pages (users, groups, schedules, notification deliveries) and the schedules
 page every caller gets for the models they may view.
 
-Read-only: accounts are changed with ``modelrunner users|groups`` on the server's machine. Each
+Accounts are changed with ``modelrunner users|groups`` on the server's machine; the users page
+only signs a user out of the web UI everywhere (a POST with the session's CSRF token). Each
 page shows the API's response bodies (``UserOut``, ``ScheduleOut``, ``DeliveryOut``...), so it
 never shows what the API would not: no password hash, token digest or webhook secret.
 """
@@ -9,6 +10,7 @@ never shows what the API would not: no password hash, token digest or webhook se
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
 
 from modelrunner.api.accounts_schemas import GroupOut, UserOut
 from modelrunner.api.automation_schemas import ScheduleOut
@@ -17,8 +19,8 @@ from modelrunner.auth import accounts
 from modelrunner.auth.access import Access
 from modelrunner.notify import subscriptions
 from modelrunner.spec.access_spec import Level
-from modelrunner.web.rendering import PageRoute, render
-from modelrunner.web.session import PageAccess, platform_of
+from modelrunner.web.rendering import PageRoute, flash, render
+from modelrunner.web.session import PageAccess, checked_form, platform_of
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -37,6 +39,17 @@ def users_page(request: Request, access: PageAccess) -> Response:
     with platform_of(request).database.read() as session:
         users = [UserOut.of(user) for user in accounts.list_users(session)]
     return render(request, "admin_users.html", title="Users", users=users)
+
+
+@router.post("/admin/users/{name}/sign-out")
+async def sign_out_user(request: Request, name: str, access: PageAccess) -> Response:
+    """End every web UI session of the user (the API's POST /users/{name}/sign-out)."""
+    access.require_site_admin(f"signing user '{name}' out")
+    await checked_form(request)
+    with platform_of(request).database.write() as session:
+        ended = accounts.sign_out_everywhere(session, name)
+    flash(request, f"Signed {name} out of {ended} web session{'' if ended == 1 else 's'}.")
+    return RedirectResponse("/admin/users", status_code=303)
 
 
 @router.get("/admin/groups")

@@ -1,8 +1,11 @@
-"""Who is looking at a page: the signed session cookie, signing in and out, and CSRF tokens.
+"""Who is looking at a page: the session cookie, signing in and out, and CSRF tokens.
 
-The cookie (Starlette's SessionMiddleware, signed with itsdangerous) holds the user's id and the
-session's CSRF token, nothing else; the user is read again on every request, so disabling a user
-signs them out at once. ``page_access`` is the one place a page request becomes an ``Access``.
+The cookie (Starlette's SessionMiddleware, signed with itsdangerous; HttpOnly, SameSite=Lax, and
+Secure over HTTPS) holds the secret of a server-side session (auth/web_sessions.py), the
+session's CSRF token and a one-time message, nothing else. Who is signed in is decided by the
+database on every request, so signing out, a new password, disabling the user or a site admin's
+"sign out everywhere" end the session for every copy of the cookie. ``page_access`` is the one
+place a page request becomes an ``Access``.
 """
 
 from __future__ import annotations
@@ -15,19 +18,20 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from starlette.datastructures import FormData
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelrunner.api.deps import access_of
-from modelrunner.auth import accounts
+from modelrunner.auth import accounts, web_sessions
 from modelrunner.auth.access import Access
 from modelrunner.auth.principal import ANONYMOUS, Principal
 from modelrunner.errors import Forbidden
 from modelrunner.platform import Platform
 from modelrunner.settings import Settings
-from modelrunner.store import account_queries
 
 SESSION_COOKIE = "modelrunner_session"
 KEY_FILE = "session.key"
-_USER = "uid"
+_SESSION = "sid"  # the server-side session's secret
 _CSRF = "csrf"
 CSRF_FIELD = "csrf"
 
@@ -55,6 +59,26 @@ def _read_key(path: Path) -> str:
     return key
 
 
+class SessionCookies:
+    """Starlette's SessionMiddleware with the cookie marked Secure on requests that came over
+    HTTPS (the scheme uvicorn saw, a trusted proxy's X-Forwarded-Proto included), or on every
+    request when ``session_cookie_secure`` is set. It lives as long as a session may."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        common = {
+            "secret_key": session_secret(settings),
+            "session_cookie": SESSION_COOKIE,
+            "max_age": int(settings.session_max_age_seconds),
+            "same_site": "lax",
+        }
+        self._secure = SessionMiddleware(app, https_only=True, **common)  # type: ignore[arg-type]
+        self._any = self._secure if settings.session_cookie_secure else SessionMiddleware(app, **common)  # type: ignore[arg-type]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        secure = scope.get("scheme") in ("https", "wss")
+        await (self._secure if secure else self._any)(scope, receive, send)
+
+
 def platform_of(request: Request) -> Platform:
     """The platform the app serves (every page's way to it)."""
     platform: Platform = request.app.state.platform
@@ -62,17 +86,27 @@ def platform_of(request: Request) -> Platform:
 
 
 def page_principal(request: Request) -> Principal:
-    """The signed-in user of this request, or ANONYMOUS; a session of a user who was disabled or
-    deleted since is ended here."""
-    user_id = request.session.get(_USER)
-    if not isinstance(user_id, int):
-        return ANONYMOUS
-    with platform_of(request).database.read() as session:
-        row = account_queries.user_by_id(session, user_id)
-        if row is None or row.disabled:
-            request.session.pop(_USER, None)
-            return ANONYMOUS
-        return accounts.principal_of(session, row)
+    """The signed-in user of this request, or ANONYMOUS; read from the database once a request.
+    A session that ended (signed out elsewhere, idle, too old, its user disabled) is dropped
+    from the cookie here."""
+    known = getattr(request.state, "principal", None)
+    if isinstance(known, Principal):
+        return known
+    secret = request.session.get(_SESSION)
+    principal = ANONYMOUS
+    if isinstance(secret, str):
+        platform = platform_of(request)
+        with platform.database.read() as session:
+            found = web_sessions.find(session, secret, web_sessions.SessionLimits.of(platform.settings))
+            if found is not None:
+                principal = accounts.principal_of(session, found.user)
+        if found is None:
+            request.session.pop(_SESSION, None)
+        elif found.touch_due:
+            with platform.database.write() as session:
+                web_sessions.touch(session, found)
+    request.state.principal = principal
+    return principal
 
 
 def page_access(request: Request) -> Access:
@@ -86,16 +120,27 @@ PageAccess = Annotated[Access, Depends(page_access)]
 def sign_in(request: Request, name: str, password: str) -> Principal:
     """Check the password (Unauthenticated if wrong) and start a new session for the user: the old
     session's content, CSRF token included, is dropped, so a planted cookie gains nothing."""
-    with platform_of(request).database.read() as session:
+    platform = platform_of(request)
+    with platform.database.read() as session:
         principal = accounts.sign_in(session, name, password)
+    assert principal.user_id is not None  # a signed-in principal is a user
+    with platform.database.write() as session:
+        secret = web_sessions.start(session, principal.user_id, web_sessions.SessionLimits.of(platform.settings))
     request.session.clear()
-    request.session[_USER] = principal.user_id
+    request.session[_SESSION] = secret
+    request.state.principal = principal
     csrf_token(request)
     return principal
 
 
 def sign_out(request: Request) -> None:
+    """End this browser's session in the database (every copy of its cookie stops working)."""
+    secret = request.session.get(_SESSION)
+    if isinstance(secret, str):
+        with platform_of(request).database.write() as session:
+            web_sessions.end(session, secret)
     request.session.clear()
+    request.state.principal = ANONYMOUS
 
 
 def csrf_token(request: Request) -> str:
