@@ -20,6 +20,7 @@ from modelrunner.api.schemas import (
 from modelrunner.auth.dataset_access import dataset_readers, require_dataset, sees_dataset
 from modelrunner.data import catalog
 from modelrunner.spec.access_spec import Level
+from modelrunner.store.row_ids import Position, RowId
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
@@ -69,7 +70,7 @@ def list_versions(
     platform: PlatformDep,
     access: AccessDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0, description="How many of the newest versions to skip")] = 0,
+    offset: Annotated[Position, Query(description="How many of the newest versions to skip")] = 0,
 ) -> list[DatasetVersionOut]:
     require_dataset(platform.workspace, access, name, Level.VIEW, "listing a dataset's versions")
     with platform.database.read() as session:
@@ -159,7 +160,7 @@ def list_syncs(
     summary="One sync: its status, progress and outcome",
     responses={404: {"description": "Unknown dataset, or no such sync of it"}},
 )
-def get_sync(name: DatasetName, sync_id: int, platform: PlatformDep, access: AccessDep) -> SyncOut:
+def get_sync(name: DatasetName, sync_id: RowId, platform: PlatformDep, access: AccessDep) -> SyncOut:
     require_dataset(platform.workspace, access, name, Level.VIEW, "viewing a sync")
     with platform.database.read() as session:
         return SyncOut.of(catalog.sync(session, name, sync_id))

@@ -15,6 +15,7 @@ from modelrunner.auth.principal import ANONYMOUS, Principal
 from modelrunner.errors import SpecError
 from modelrunner.platform import Platform
 from modelrunner.spec.access_spec import AccessSpec
+from modelrunner.store.row_ids import RowId
 
 _BEARER = HTTPBearer(
     auto_error=False,
@@ -72,7 +73,7 @@ class CallingAttempt:
 
 
 def _authenticated_attempt(
-    attempt_id: int,
+    attempt_id: RowId,
     platform: PlatformDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_CALLBACK)],
 ) -> CallingAttempt:

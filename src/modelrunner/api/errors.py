@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from modelrunner.api.body_limits import BodyTooLarge
 from modelrunner.errors import (
     Conflict,
     Forbidden,
@@ -33,6 +34,11 @@ def status_of(exc: ModelrunnerError) -> int:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(BodyTooLarge)
+    async def _body_too_large(_request: Request, exc: BodyTooLarge) -> JSONResponse:
+        body = {"detail": exc.detail, "limit": exc.limit.setting, "max_bytes": exc.limit.max_bytes}
+        return JSONResponse(body, 413)
+
     @app.exception_handler(ModelrunnerError)
     async def _domain_error(_request: Request, exc: ModelrunnerError) -> JSONResponse:
         status = status_of(exc)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from modelrunner.data.source import public_url
 from modelrunner.notify.states import Channel, NotifyOn
 from modelrunner.notify.subscriptions import DeliveryView, NewSubscription, SubscriptionView
+from modelrunner.store.row_ids import RowId
 from modelrunner.store.tables import DeliveryAttemptRow
 
 
@@ -20,7 +21,7 @@ class SubscriptionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"model": "seir", "channel": "email"}]})
 
     model: str | None = Field(default=None, description="Every top-level run of this model (or give `run_id`)")
-    run_id: int | None = Field(default=None, description="This one run (it must not have ended yet)")
+    run_id: RowId | None = Field(default=None, description="This one run (it must not have ended yet)")
     on: NotifyOn = Field(
         default=NotifyOn.ALL,
         description="all: every run that ends; failures: failed or timed out; results_changed: successes whose "

@@ -28,6 +28,7 @@ from modelrunner.errors import InvalidInput, NotFound
 from modelrunner.platform import Platform
 from modelrunner.spec.access_spec import Level
 from modelrunner.store import queries
+from modelrunner.store.row_ids import Position, RowId, fits
 from modelrunner.store.tables import RunKind
 
 router = APIRouter(prefix="/runs", tags=["runs"])
@@ -39,7 +40,7 @@ def list_runs(
     access: AccessDep,
     model: str | None = None,
     parent: Annotated[
-        int | None, Query(description="The step runs of this pipeline run; without it, runs that are not steps")
+        RowId | None, Query(description="The step runs of this pipeline run; without it, runs that are not steps")
     ] = None,
     status: Annotated[list[RunStatus] | None, Query(description="Repeat to match any of several")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -63,11 +64,14 @@ def list_runs(
         users = queries.submitter_names(session, rows[:limit])
     more = len(rows) > limit
     rows = rows[:limit]
-    return RunPage(items=[RunSummary.of(r, users) for r in rows], next_cursor=_encode(rows[-1].id) if more else None)
+    return RunPage(
+        items=[RunSummary.listed(r, users, platform.settings.list_params_bytes) for r in rows],
+        next_cursor=_encode(rows[-1].id) if more else None,
+    )
 
 
 @router.get("/{run_id}", response_model=RunDetail, summary="A run with its progress, attempts and outputs")
-def get_run(run_id: int, platform: PlatformDep, access: AccessDep) -> RunDetail:
+def get_run(run_id: RowId, platform: PlatformDep, access: AccessDep) -> RunDetail:
     """A pipeline run also lists its steps with their states and runs."""
     with platform.database.read() as session:
         run = permitted_run(session, run_id, access, Level.VIEW, "viewing a run")
@@ -94,7 +98,7 @@ def get_run(run_id: int, platform: PlatformDep, access: AccessDep) -> RunDetail:
     },
 )
 def rerun(
-    run_id: int, platform: PlatformDep, access: AccessDep, request: Annotated[RerunRequest | None, Body()] = None
+    run_id: RowId, platform: PlatformDep, access: AccessDep, request: Annotated[RerunRequest | None, Body()] = None
 ) -> Response:
     """Same parameters and data versions, the model's current version. `{"from": "summarise"}`
     recomputes that step and every step downstream and reuses the results of the others;
@@ -111,7 +115,7 @@ def rerun(
 
 
 @router.post("/{run_id}/cancel", response_model=RunDetail, summary="Cancel a queued or running run")
-def cancel_run(run_id: int, platform: PlatformDep, access: AccessDep) -> RunDetail:
+def cancel_run(run_id: RowId, platform: PlatformDep, access: AccessDep) -> RunDetail:
     """Idempotent. A running model gets SIGTERM, then SIGKILL after the grace period; a pipeline
     run's unfinished steps are cancelled with it. 409 if the run already ended otherwise. Needs
     `run` on the model to cancel one's own runs, `admin` to cancel anyone's."""
@@ -124,29 +128,39 @@ def cancel_run(run_id: int, platform: PlatformDep, access: AccessDep) -> RunDeta
 
 @router.get(
     "/{run_id}/logs",
-    summary="The run's log (stdout and stderr of every attempt)",
+    summary="The run's log (stdout and stderr of every attempt), a page at a time",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}, "description": "Log text after `offset`"}},
+    responses={
+        200: {
+            "content": {"text/plain": {}},
+            "description": "Log text after `offset`, at most the server's `log_page_bytes` (1 MiB by default)",
+            "headers": {
+                "X-Log-Offset": {"description": "The offset to ask for next", "schema": {"type": "integer"}},
+                "X-Log-Size": {"description": "The log's size so far", "schema": {"type": "integer"}},
+                "X-Run-Status": {"description": "The run's status", "schema": {"type": "string"}},
+            },
+        }
+    },
 )
-def get_logs(
-    run_id: int, platform: PlatformDep, access: AccessDep, offset: Annotated[int, Query(ge=0)] = 0
-) -> Response:
+def get_logs(run_id: RowId, platform: PlatformDep, access: AccessDep, offset: Position = 0) -> Response:
     """A cache hit shows the log of the run that computed its result. Headers: `X-Log-Offset` is
-    the offset to ask for next; `X-Run-Status` the run's status, so a follower knows when to stop."""
+    the offset to ask for next; `X-Log-Size` the log's size so far (while the offset is below it,
+    there is more to read at once); `X-Run-Status` the run's status, so a follower knows when to
+    stop."""
     with platform.database.read() as session:
         run = permitted_run(session, run_id, access, Level.VIEW, "reading a run's log")
     logged_run = run.source_run_id if run.cache_hit and run.source_run_id is not None else run_id
-    data, next_offset = platform.logs.read(logged_run, offset)
-    headers = {"X-Log-Offset": str(next_offset), "X-Run-Status": run.status}
-    return Response(data, media_type="text/plain; charset=utf-8", headers=headers)
+    page = platform.logs.read(logged_run, offset, platform.settings.log_page_bytes)
+    headers = {"X-Log-Offset": str(page.offset), "X-Log-Size": str(page.size), "X-Run-Status": run.status}
+    return Response(page.data, media_type="text/plain; charset=utf-8", headers=headers)
 
 
 @router.get("/{run_id}/events", response_model=EventPage, summary="The run's events, oldest first")
 def get_events(
-    run_id: int,
+    run_id: RowId,
     platform: PlatformDep,
     access: AccessDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Position = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> EventPage:
     with platform.database.read() as session:
@@ -156,7 +170,7 @@ def get_events(
 
 
 @router.get("/{run_id}/outputs", response_model=list[OutputOut], summary="The run's output files")
-def list_outputs(run_id: int, platform: PlatformDep, access: AccessDep) -> list[OutputOut]:
+def list_outputs(run_id: RowId, platform: PlatformDep, access: AccessDep) -> list[OutputOut]:
     with platform.database.read() as session:
         permitted_run(session, run_id, access, Level.VIEW, "listing a run's outputs")
         return [OutputOut.of(o) for o in queries.outputs_of(session, run_id)]
@@ -168,7 +182,7 @@ def list_outputs(run_id: int, platform: PlatformDep, access: AccessDep) -> list[
     response_class=StreamingResponse,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-def download_output(run_id: int, path: str, platform: PlatformDep, access: AccessDep) -> StreamingResponse:
+def download_output(run_id: RowId, path: str, platform: PlatformDep, access: AccessDep) -> StreamingResponse:
     with platform.database.read() as session:
         permitted_run(session, run_id, access, Level.VIEW, "downloading a run's outputs")
         found = next((o for o in queries.outputs_of(session, run_id) if o.path == path), None)
@@ -199,6 +213,9 @@ def _decode(cursor: str | None) -> int | None:
     if cursor is None:
         return None
     try:
-        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("cursor is not one this API gave out", field="cursor", location="query") from exc
+        before = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        before = -1
+    if not fits(before):  # a run id this API gave out fits; anything else names no run
+        raise InvalidInput("cursor is not one this API gave out", field="cursor", location="query")
+    return before

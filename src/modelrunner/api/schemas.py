@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -175,7 +176,16 @@ class RunSummary(BaseModel):
     cache_hit: bool
     source_run_id: int | None = Field(description="For a cache hit: the run that computed the result")
     cache_key: str
-    params: dict[str, Any]
+    params: dict[str, Any] = Field(
+        description="The validated parameters; in a list of runs, only those that fit the server's "
+        "`list_params_bytes` (see `params_truncated`)"
+    )
+    params_truncated: bool = Field(
+        default=False,
+        description="True when `params` leaves some parameters out (a list shows a bounded size of them): "
+        "GET `url` has them all",
+    )
+    url: str = Field(description="API path of the run, with all its parameters")
     inputs: dict[str, InputVersionOut] = Field(description="Input name -> the data version the run is computed on")
     progress: Progress
     error: str | None
@@ -184,9 +194,12 @@ class RunSummary(BaseModel):
     finished_at: dt.datetime | None
 
     @classmethod
-    def of(cls, row: RunRow, users: Mapping[int, str]) -> RunSummary:
-        """``users``: user id -> name, holding (at least) the run's submitter."""
-        return cls(**_run_fields(row, users))
+    def listed(cls, row: RunRow, users: Mapping[int, str], params_bytes: int) -> RunSummary:
+        """The run as a list shows it: the parameters that fit in ``params_bytes`` of JSON, in
+        order, the others left out and marked. ``users``: user id -> name, holding (at least) the
+        run's submitter."""
+        params, truncated = _bounded(row.params, params_bytes)
+        return cls(**{**_run_fields(row, users), "params": params, "params_truncated": truncated})
 
 
 class StepOut(BaseModel):
@@ -418,6 +431,7 @@ def _run_fields(row: RunRow, users: Mapping[int, str]) -> dict[str, Any]:
         "source_run_id": row.source_run_id,
         "cache_key": row.cache_key,
         "params": row.params,
+        "url": f"/api/v1/runs/{row.id}",
         "inputs": row.inputs or {},
         "progress": Progress(fraction=row.progress_fraction, message=row.progress_message),
         "error": row.error,
@@ -425,3 +439,18 @@ def _run_fields(row: RunRow, users: Mapping[int, str]) -> dict[str, Any]:
         "started_at": row.started_at,
         "finished_at": row.finished_at,
     }
+
+
+def _bounded(params: dict[str, Any], max_bytes: int) -> tuple[dict[str, Any], bool]:
+    """The parameters whose JSON fits in ``max_bytes`` (taken in order, a too large one skipped),
+    and whether any was left out."""
+    if len(json.dumps(params)) <= max_bytes:
+        return params, False
+    shown: dict[str, Any] = {}
+    used = 2  # {}
+    for key, value in params.items():
+        size = len(json.dumps({key: value}))  # its "key": value, and a comma to spare
+        if used + size <= max_bytes:
+            shown[key] = value
+            used += size
+    return shown, True

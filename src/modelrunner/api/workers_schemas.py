@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelrunner.engine.states import AttemptStatus
+from modelrunner.store.row_ids import INT64_MAX
 
 
 class ClaimRequest(BaseModel):
@@ -50,7 +51,7 @@ class OutputFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: str
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, le=INT64_MAX)
     sha256: str
     uri: str
 
@@ -59,6 +60,7 @@ class FinishReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: AttemptStatus
-    exit_code: int | None = None
+    # Stored in a 32-bit column on PostgreSQL; processes exit with far smaller numbers.
+    exit_code: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
     error: str | None = Field(default=None, max_length=10_000)
     outputs: list[OutputFile] = Field(default_factory=list)

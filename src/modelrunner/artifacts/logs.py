@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -29,13 +30,60 @@ class LogStore:
                 handle.write(data[size - offset :])
             return handle.tell()
 
-    def read(self, run_id: int, offset: int = 0) -> tuple[bytes, int]:
-        """The bytes after ``offset`` of the run's log (every attempt, in order) and the new offset."""
+    def read(self, run_id: int, offset: int, limit: int) -> LogPage:
+        """At most ``limit`` bytes of the run's log (every attempt, in order) from ``offset`` on.
+        Memory stays within ``limit`` whatever the log's size: each attempt's file is sized, and
+        only the bytes asked for are read from it."""
+        parts = self._parts(run_id)
+        size = sum(part.size for part in parts)
+        page = bytearray()
+        position = 0
+        for part in parts:
+            if offset < position + part.size and len(page) < limit:
+                start = max(offset - position, 0)
+                page += part.read(start, min(part.size - start, limit - len(page)))
+            position += part.size
+        return LogPage(bytes(page), min(offset, size) + len(page), size)
+
+    def size(self, run_id: int) -> int:
+        """The size of the run's log (all attempts, with the lines between them) so far."""
+        return sum(part.size for part in self._parts(run_id))
+
+    def _parts(self, run_id: int) -> list[_Part]:
+        """The log in pieces: attempt 1's file, a line naming attempt 2, attempt 2's file..."""
         folder = self.root / str(run_id)
         files = sorted(folder.glob("*.log"), key=lambda p: int(p.stem)) if folder.is_dir() else []
-        combined = bytearray()
+        parts: list[_Part] = []
         for index, path in enumerate(files):
             if index:
-                combined += f"\n--- attempt {path.stem} ---\n".encode()
-            combined += path.read_bytes()
-        return bytes(combined[offset:]), len(combined)
+                separator = f"\n--- attempt {path.stem} ---\n".encode()
+                parts.append(_Part(len(separator), text=separator))
+            parts.append(_Part(path.stat().st_size, path=path))
+        return parts
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """Bytes of a run's log from an offset; ``offset`` is where the next page starts, ``size``
+    the log's size when it was read (``offset < size``: there is more to read now)."""
+
+    data: bytes
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A piece of a run's log: a file, or the line between two attempts' files. A file's size is
+    taken once per read, so a file that grows meanwhile adds nothing to this page."""
+
+    size: int
+    path: Path | None = None
+    text: bytes = b""
+
+    def read(self, start: int, count: int) -> bytes:
+        if self.path is None:
+            return self.text[start : start + count]
+        with self.path.open("rb") as handle:
+            handle.seek(start)
+            return handle.read(count)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from modelrunner.store.row_ids import INT64_MAX, fits
+
 USER_TOKEN = "mrt"  # a user's API token
 ATTEMPT_TOKEN = "mra"  # an attempt's callback token: reports that attempt's progress, nothing else
 
@@ -48,10 +50,13 @@ def compose(kind: str, row_id: int, secret: str) -> str:
 
 
 def parse(token: str) -> PresentedToken | None:
-    """The parts of a token in our format; None for anything else."""
+    """The parts of a token in our format; None for anything else (a row id too large to be
+    stored, too: no row has it)."""
     kind, _, rest = token.partition("_")
     row_id, _, secret = rest.partition("_")
     if kind not in (USER_TOKEN, ATTEMPT_TOKEN) or not (row_id.isascii() and row_id.isdigit()) or not secret:
+        return None
+    if len(row_id) > len(str(INT64_MAX)) or not fits(int(row_id)):  # int() refuses thousands of digits
         return None
     return PresentedToken(kind, int(row_id), secret)
 

@@ -37,10 +37,12 @@ class ServerUnreachable(ModelrunnerError):
 
 @dataclass(frozen=True)
 class LogChunk:
-    """Log bytes after an offset, the offset to ask for next, and the run's status."""
+    """Log bytes after an offset, the offset to ask for next, the log's size so far (the server
+    answers a page at a time: below it, there is more) and the run's status."""
 
     data: bytes
     next_offset: int
+    size: int
     run_status: str
 
 
@@ -191,9 +193,11 @@ class Client:
 
     def logs(self, run_id: int, offset: int) -> LogChunk:
         response = self._request("GET", f"{API}/runs/{run_id}/logs", params={"offset": offset})
+        next_offset = int(response.headers.get("X-Log-Offset", offset + len(response.content)))
         return LogChunk(
             data=response.content,
-            next_offset=int(response.headers.get("X-Log-Offset", offset + len(response.content))),
+            next_offset=next_offset,
+            size=int(response.headers.get("X-Log-Size", next_offset)),
             run_status=response.headers.get("X-Run-Status", ""),
         )
 

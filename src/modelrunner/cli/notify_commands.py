@@ -12,6 +12,7 @@ from modelrunner.cli import options, output
 from modelrunner.cli.client import Client
 from modelrunner.errors import ModelrunnerError
 from modelrunner.notify.states import DeliveryStatus, NotifyOn
+from modelrunner.store.row_ids import INT64_MAX
 
 subscriptions_app = typer.Typer(
     help="Subscriptions: hear of a model's runs (or one run) by e-mail, signed webhook or a daily digest."
@@ -34,7 +35,9 @@ Limit = Annotated[int, typer.Option(envvar="MODELRUNNER_LIMIT", min=1, max=500, 
 @subscriptions_app.command("add")
 def add(
     model: Annotated[str | None, typer.Option("--model", "-m", help="Every top-level run of this model.")] = None,
-    run: Annotated[int | None, typer.Option("--run", help="This one run (it must not have ended).", min=1)] = None,
+    run: Annotated[
+        int | None, typer.Option("--run", help="This one run (it must not have ended).", min=1, max=INT64_MAX)
+    ] = None,
     on: Annotated[
         str,
         typer.Option(
@@ -111,7 +114,9 @@ def list_subscriptions(json_output: options.Json = False, server: options.Server
 
 @subscriptions_app.command("remove")
 def remove(
-    subscription_id: Annotated[int, typer.Argument(help="The subscription id (as `subscriptions list` shows it).")],
+    subscription_id: Annotated[
+        int, typer.Argument(help="The subscription id (as `subscriptions list` shows it).", min=1, max=INT64_MAX)
+    ],
     json_output: options.Json = False,
     server: options.Server = options.DEFAULT,
 ) -> None:
@@ -127,7 +132,10 @@ def remove(
 @deliveries_app.command("list")
 def list_deliveries(
     subscription: Annotated[
-        int | None, typer.Option("--subscription", envvar="MODELRUNNER_SUBSCRIPTION", help="Only this one's.")
+        int | None,
+        typer.Option(
+            "--subscription", envvar="MODELRUNNER_SUBSCRIPTION", min=1, max=INT64_MAX, help="Only this one's."
+        ),
     ] = None,
     status: Annotated[
         list[DeliveryStatus] | None,
@@ -163,7 +171,9 @@ def list_deliveries(
 
 @deliveries_app.command("show")
 def show(
-    delivery_id: Annotated[int, typer.Argument(help="The delivery id (as `deliveries list` shows it).")],
+    delivery_id: Annotated[
+        int, typer.Argument(help="The delivery id (as `deliveries list` shows it).", min=1, max=INT64_MAX)
+    ],
     json_output: options.Json = False,
     server: options.Server = options.DEFAULT,
 ) -> None:

@@ -20,12 +20,15 @@ from modelrunner.cli.run_view import (
     wait_and_report,
 )
 from modelrunner.engine.states import RunStatus
+from modelrunner.store.row_ids import INT64_MAX
 
 LOG_POLL_SECONDS = 0.5
 
 runs_app = typer.Typer(help="List, inspect, follow and cancel runs on the server, and fetch their outputs.")
 
-RunId = Annotated[int, typer.Argument(help="The run id (as `modelrunner run` and `runs list` show it).", min=1)]
+RunId = Annotated[
+    int, typer.Argument(help="The run id (as `modelrunner run` and `runs list` show it).", min=1, max=INT64_MAX)
+]
 
 
 @runs_app.command("list")
@@ -44,7 +47,14 @@ def list_runs(
     ] = 20,
     parent: Annotated[
         int | None,
-        typer.Option("--pipeline", "-p", envvar="MODELRUNNER_PIPELINE", help="The step runs of this pipeline run."),
+        typer.Option(
+            "--pipeline",
+            "-p",
+            envvar="MODELRUNNER_PIPELINE",
+            min=1,
+            max=INT64_MAX,
+            help="The step runs of this pipeline run.",
+        ),
     ] = None,
     json_output: options.Json = False,
     server: options.Server = options.DEFAULT,
@@ -115,6 +125,8 @@ def logs(
                 sys.stdout.buffer.write(chunk.data)
                 sys.stdout.buffer.flush()
             offset = chunk.next_offset
+            if offset < chunk.size:
+                continue  # the server answers a page at a time: the rest is there already
             # The status is read before the log on the server, so a final status means all is here.
             if not follow or chunk.run_status in FINAL:
                 return

@@ -14,6 +14,7 @@ from modelrunner.api.schemas import DatasetDetail, DatasetSummaryOut, DatasetVer
 from modelrunner.auth.dataset_access import dataset_readers, require_dataset, sees_dataset
 from modelrunner.data import catalog
 from modelrunner.spec.access_spec import Level
+from modelrunner.store.row_ids import Position
 from modelrunner.web.rendering import PageRoute, render
 from modelrunner.web.session import PageAccess, platform_of
 
@@ -36,7 +37,7 @@ def datasets_page(request: Request, access: PageAccess) -> Response:
 
 
 @router.get("/datasets/{name}")
-def dataset_page(name: str, request: Request, access: PageAccess, offset: int = 0) -> Response:
+def dataset_page(name: str, request: Request, access: PageAccess, offset: Position = 0) -> Response:
     """The dataset with a page of its versions, newest data first (``offset`` skips the newest)."""
     platform = platform_of(request)
     require_dataset(platform.workspace, access, name, Level.VIEW, "viewing a dataset")

@@ -23,6 +23,7 @@ from modelrunner.platform import Platform
 from modelrunner.spec.access_spec import Level
 from modelrunner.spec.model_spec import ModelSpec
 from modelrunner.store import queries
+from modelrunner.store.row_ids import RowId
 from modelrunner.store.tables import RunKind, RunRow
 from modelrunner.web.rendering import PageRoute, templates
 from modelrunner.web.session import PageAccess, platform_of
@@ -134,7 +135,7 @@ def structure_of(spec: ModelSpec) -> PipelineGraph | None:
 
 
 @router.get("/runs/{run_id}/graph")
-def graph_fragment(run_id: int, request: Request, access: PageAccess, seen: str = "") -> Response:
+def graph_fragment(run_id: RowId, request: Request, access: PageAccess, seen: str = "") -> Response:
     """The graph of a pipeline run alone, for the run page to swap in. ``seen`` is the version
     the page shows: unchanged, the answer is an empty 204 and the page keeps what it has."""
     platform = platform_of(request)

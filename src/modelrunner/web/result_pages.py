@@ -15,6 +15,7 @@ from modelrunner.errors import InvalidInput, NotFound
 from modelrunner.platform import Platform
 from modelrunner.spec.access_spec import Level
 from modelrunner.store import queries
+from modelrunner.store.row_ids import RowId
 from modelrunner.store.tables import OutputRow, RunRow
 from modelrunner.web import output_preview
 from modelrunner.web.output_preview import ChartChoice, Table
@@ -63,7 +64,7 @@ def chart_of(key: str, path: str, sources: list[tuple[str, Table]], x: str | Non
 
 @router.get("/runs/{run_id}/results/{path:path}")
 def output_page(
-    run_id: int,
+    run_id: RowId,
     path: str,
     request: Request,
     access: PageAccess,
@@ -101,8 +102,8 @@ def compare_page(
     name: str,
     request: Request,
     access: PageAccess,
-    a: int | None = None,
-    b: int | None = None,
+    a: RowId | None = None,
+    b: RowId | None = None,
     x: str | None = None,
     series: Series = [],  # noqa: B006 - FastAPI copies query defaults
 ) -> Response:

@@ -24,6 +24,7 @@ from modelrunner.errors import NotFound
 from modelrunner.platform import Platform
 from modelrunner.spec.access_spec import Level
 from modelrunner.store import queries
+from modelrunner.store.row_ids import Position, RowId
 from modelrunner.store.tables import AttemptRow, OutputRow, RunRow
 from modelrunner.web import output_preview
 from modelrunner.web.pipeline_graph import graph_of
@@ -33,7 +34,7 @@ from modelrunner.web.session import PageAccess, checked_form, platform_of
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-LOG_TAIL = 64 * 1024  # bytes of the log a page shows; the stream appends what follows
+LOG_TAIL = 64 * 1024  # bytes of the log a page shows, and at most in one event of the stream that follows
 STREAM_INTERVAL = 0.5  # seconds between two looks at the store
 STREAM_SECONDS = 300.0  # then the browser connects again: no connection is held for ever
 RECONNECT_MS = 1000
@@ -68,12 +69,13 @@ def _logged_run(run: RunRow) -> int:
 
 
 @router.get("/runs/{run_id}")
-def run_page(run_id: int, request: Request, access: PageAccess) -> Response:
+def run_page(run_id: RowId, request: Request, access: PageAccess) -> Response:
     platform = platform_of(request)
     run = _run(platform, run_id, access, Level.VIEW, "viewing a run")
     with platform.database.read() as session:
         users = queries.submitter_names(session, [run])
-    log, offset = platform.logs.read(_logged_run(run))
+    logged = _logged_run(run)
+    tail = platform.logs.read(logged, max(0, platform.logs.size(logged) - LOG_TAIL), LOG_TAIL)
     details = _details(platform, run, access)
     return render(
         request,
@@ -81,15 +83,15 @@ def run_page(run_id: int, request: Request, access: PageAccess) -> Response:
         title=f"Run {run.id} of {run.model_name}",
         view=RunView.of(run, details["attempts"]),
         submitter=users.get(run.submitted_by) if run.submitted_by is not None else None,
-        log=log[-LOG_TAIL:].decode("utf-8", "replace"),
-        log_offset=offset,
+        log=tail.data.decode("utf-8", "replace"),
+        log_offset=tail.offset,
         graph=graph_of(platform, run),
         **details,
     )
 
 
 @router.get("/runs/{run_id}/details")
-def run_details(run_id: int, request: Request, access: PageAccess) -> Response:
+def run_details(run_id: RowId, request: Request, access: PageAccess) -> Response:
     """The part of the run page that changes with its state (attempts, outputs, results, Cancel),
     fetched again by the page whenever its event stream reports a change."""
     platform = platform_of(request)
@@ -126,11 +128,11 @@ def _first_chart(platform: Platform, run: RunRow, outputs: list[OutputRow]) -> C
 
 @router.get("/runs/{run_id}/stream")
 def run_stream(
-    run_id: int,
+    run_id: RowId,
     request: Request,
     access: PageAccess,
-    offset: int = 0,
-    last_event_id: Annotated[int | None, Header()] = None,
+    offset: Position = 0,
+    last_event_id: Annotated[Position | None, Header()] = None,
 ) -> StreamingResponse:
     """Server-sent events: ``progress`` (status, percent, message, new log text; its id is the log
     offset so far) whenever something changed, then ``end`` once the run is final.
@@ -149,33 +151,36 @@ async def _events(platform: Platform, run_id: int, offset: int) -> AsyncIterator
     deadline = time.monotonic() + STREAM_SECONDS
     yield f"retry: {RECONNECT_MS}\n\n"
     while True:
-        run, attempts, log, offset = await run_in_threadpool(_look, platform, run_id, offset)
+        run, attempts, log, offset, more = await run_in_threadpool(_look, platform, run_id, offset)
         view = RunView.of(run, attempts)
         if view != last or log:
             data = {"status": view.status, "progress": view.progress, "message": view.message, "log": log}
             data["attempts"] = view.attempts
             yield f"event: progress\nid: {offset}\ndata: {json.dumps(data)}\n\n"
             last = view
-        if run.status in FINAL_RUN_STATES:
+        if run.status in FINAL_RUN_STATES and not more:
             yield f"event: end\ndata: {json.dumps({'status': run.status})}\n\n"
             return
         if time.monotonic() >= deadline or platform.stopping.is_set():
             return  # the browser connects again, to this server or the next one
-        await asyncio.sleep(STREAM_INTERVAL)
+        if not more:  # else the log is ahead of the page: its next part goes at once
+            await asyncio.sleep(STREAM_INTERVAL)
 
 
-def _look(platform: Platform, run_id: int, offset: int) -> tuple[RunRow, list[AttemptRow], str, int]:
+def _look(platform: Platform, run_id: int, offset: int) -> tuple[RunRow, list[AttemptRow], str, int, bool]:
+    """The run, its attempts, the next part of its log, the offset after it, and whether more of
+    the log is there already."""
     with platform.database.read() as session:
         run = queries.get_run(session, run_id)
         if run is None:  # deleted while followed
             raise NotFound(f"unknown run {run_id}", run=run_id)
         attempts = queries.attempts_of(session, run_id)
-    data, offset = platform.logs.read(_logged_run(run), offset)
-    return run, attempts, data.decode("utf-8", "replace"), offset
+    page = platform.logs.read(_logged_run(run), offset, LOG_TAIL)
+    return run, attempts, page.data.decode("utf-8", "replace"), page.offset, page.offset < page.size
 
 
 @router.post("/runs/{run_id}/cancel")
-async def cancel_run(run_id: int, request: Request, access: PageAccess) -> Response:
+async def cancel_run(run_id: RowId, request: Request, access: PageAccess) -> Response:
     """The API's rule: ``run`` cancels one's own runs, ``admin`` anyone's."""
     await checked_form(request)
     platform = platform_of(request)
@@ -186,7 +191,7 @@ async def cancel_run(run_id: int, request: Request, access: PageAccess) -> Respo
 
 
 @router.get("/runs/{run_id}/outputs/{path:path}")
-def download_output(run_id: int, path: str, request: Request, access: PageAccess) -> StreamingResponse:
+def download_output(run_id: RowId, path: str, request: Request, access: PageAccess) -> StreamingResponse:
     """Always a download: text as text/plain, anything else as application/octet-stream, so an
     output (HTML a model wrote, say) never runs as a page of this site."""
     platform = platform_of(request)
