@@ -25,7 +25,6 @@ from modelrunner.engine import pipelines
 from modelrunner.engine.states import RunStatus
 from modelrunner.engine.submit import SubmitOutcome
 from modelrunner.errors import InvalidInput, NotFound
-from modelrunner.platform import Platform
 from modelrunner.spec.access_spec import Level
 from modelrunner.store import queries
 from modelrunner.store.row_ids import Position, RowId, fits
@@ -188,15 +187,9 @@ def download_output(run_id: RowId, path: str, platform: PlatformDep, access: Acc
         found = next((o for o in queries.outputs_of(session, run_id) if o.path == path), None)
     if found is None:
         raise NotFound(f"run {run_id} has no output '{path}'", run=run_id, path=path)
-    stream = _stream(platform, found.uri)
+    stream = platform.artifacts.stream(found.uri)
     headers = {"X-Sha256": found.sha256, "Content-Length": str(found.size)}
     return StreamingResponse(stream, media_type=_media_type(path), headers=headers)
-
-
-def _stream(platform: Platform, uri: str):  # type: ignore[no-untyped-def]
-    with platform.artifacts.open(uri) as handle:
-        while chunk := handle.read(1 << 16):
-            yield chunk
 
 
 def _media_type(path: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,7 +29,7 @@ from modelrunner.api.workers_schemas import (
     StoredUpload,
 )
 from modelrunner.artifacts.store import StoredFile
-from modelrunner.backends.worker_pool import WorkerPool, stored_keys
+from modelrunner.backends.worker_pool import WorkerPool
 from modelrunner.errors import Conflict, NotFound
 from modelrunner.execution.job import Outcome
 from modelrunner.platform import Platform
@@ -38,8 +37,8 @@ from modelrunner.platform import Platform
 router = APIRouter(tags=["workers"])
 
 _SLICE_SECONDS = 1.0  # a claim waits in slices, to notice a worker that hung up
-_CHUNK = 1 << 20
 _ATTEMPT_TOKEN_ONLY: dict[int | str, dict[str, Any]] = {
+    400: {"description": "A key that could leave the artifact store ('..', an absolute path, a backslash, NUL)"},
     401: {"description": "No token, an unknown one, or the attempt has ended (its token is spent)"},
     403: {"description": "A user's token, another attempt's callback token, or a file the attempt may not touch"},
     409: {"description": "The pool no longer runs the attempt (declared lost, or the server restarted)"},
@@ -138,7 +137,7 @@ def list_files(
     attempt's checkpoint): only what the attempt needs."""
     attempt_id, pool = attempt
     pool.require_readable(attempt_id, prefix.strip("/"))
-    return StoredKeys(keys=stored_keys(platform.artifacts, prefix.strip("/")))
+    return StoredKeys(keys=platform.artifacts.keys(prefix.strip("/")))
 
 
 @router.get(
@@ -152,16 +151,11 @@ def get_file(attempt: AttemptPool, platform: PlatformDep, key: str) -> Streaming
     attempt_id, pool = attempt
     pool.require_readable(attempt_id, key)
     try:
-        source = platform.artifacts.open(platform.artifacts.uri(key))
+        chunks = platform.artifacts.stream(platform.artifacts.uri(key))
     except FileNotFoundError as exc:
         raise NotFound(f"no stored file {key}", key=key) from exc
 
-    def chunks() -> Iterator[bytes]:
-        with source:
-            while chunk := source.read(_CHUNK):
-                yield chunk
-
-    return StreamingResponse(chunks(), media_type="application/octet-stream")
+    return StreamingResponse(chunks, media_type="application/octet-stream")
 
 
 @router.put(

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from fsspec.core import url_to_fs
+
+from modelrunner.artifacts import regular_files
+from modelrunner.artifacts.keys import UnsafeKey, clean_key, resolve_under
+
+log = logging.getLogger("modelrunner.artifacts")
 
 _CHUNK = 1 << 20
 
@@ -28,7 +35,9 @@ class StoredFile:
 
 
 class ArtifactStore:
-    """Keys are ``/``-separated paths below the store's root URL (a local folder by default)."""
+    """Keys are ``/``-separated paths below the store's root URL (a local folder by default).
+    Every key and URI is confined to the root (``artifacts/keys.py``): one that could leave it
+    raises UnsafeKey, whoever handed it in."""
 
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
@@ -39,7 +48,7 @@ class ArtifactStore:
             Path(self.root).mkdir(parents=True, exist_ok=True)
 
     def uri(self, key: str) -> str:
-        return f"{self.url}/{key}"
+        return f"{self.url}/{clean_key(key)}"
 
     def exists(self, key: str) -> bool:
         return bool(self.fs.exists(self._path(key)))
@@ -66,17 +75,32 @@ class ArtifactStore:
         handle: IO[bytes] = self.fs.open(self._path_of_uri(uri), "rb")
         return handle
 
+    def stream(self, uri: str) -> Iterator[bytes]:
+        """The stored file's bytes, in chunks. The file is opened by this call, so an unsafe URI
+        (UnsafeKey) or a missing file (FileNotFoundError) is raised before a response starts."""
+        handle = self.open(uri)
+
+        def chunks() -> Iterator[bytes]:
+            with handle:
+                while chunk := handle.read(_CHUNK):
+                    yield chunk
+
+        return chunks()
+
     def get_file(self, uri: str, destination: Path) -> None:
         """Copy a stored file to a local path."""
         self.fs.get_file(self._path_of_uri(uri), str(destination))
 
-    def put_file(self, local: Path, key: str, relative: str) -> StoredFile:
-        """Upload one file, hashing it on the way."""
+    def put_file(
+        self, local: Path, key: str, relative: str, expected: regular_files.RegularFile | None = None
+    ) -> StoredFile:
+        """Upload one regular file (``expected``: the one a scan found there), hashing it on the
+        way; NotRegularFile if it is a symbolic link, a FIFO, a device or a hard link."""
         digest = hashlib.sha256()
         size = 0
         path = self._path(key)
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        with local.open("rb") as source, self.fs.open(path, "wb") as target:
+        with regular_files.open_regular(local, expected) as source, self.fs.open(path, "wb") as target:
             while chunk := source.read(_CHUNK):
                 digest.update(chunk)
                 size += len(chunk)
@@ -84,25 +108,42 @@ class ArtifactStore:
         return StoredFile(relative, size, digest.hexdigest(), self.uri(key))
 
     def put_folder(self, folder: Path, prefix: str) -> list[StoredFile]:
-        """Upload every file below ``folder`` under ``prefix``; sorted by relative path."""
+        """Upload every regular file inside ``folder`` under ``prefix``; sorted by relative path.
+        Anything else (``regular_files.scan``: symbolic links, hard links to files outside,
+        FIFOs, devices) is left out; a caller that must say so scans the folder itself."""
         stored = []
-        for local in sorted(p for p in folder.rglob("*") if p.is_file()):
-            relative = local.relative_to(folder).as_posix()
-            stored.append(self.put_file(local, f"{prefix}/{relative}", relative))
+        for found in regular_files.scan(folder).files:
+            key = f"{prefix}/{found.relative}"
+            try:
+                stored.append(self.put_file(found.path, key, found.relative, expected=found))
+            except regular_files.NotRegularFile as exc:  # swapped since the scan: left out too
+                log.warning("not uploaded: %s", exc.message)
         return stored
+
+    def keys(self, prefix: str) -> list[str]:
+        """The keys of the files stored under ``prefix`` (the file itself when it is one), sorted;
+        none that would lead outside the store (a symbolic link in a local store's folder)."""
+        root = self._path(prefix).rstrip("/")
+        found: list[str] = self.fs.find(root)
+        keys = []
+        for path in sorted(found):
+            key = f"{prefix}{path[len(root) :]}"
+            try:
+                self._path(key)
+            except UnsafeKey:
+                continue
+            keys.append(key)
+        return keys
 
     def get_folder(self, prefix: str, destination: Path) -> int:
         """Download every file under ``prefix`` into ``destination`` (keeping relative paths);
         how many files there were."""
-        root = self._path(prefix).rstrip("/")
-        count = 0
-        for remote in sorted(self.fs.find(root)):
-            relative = remote[len(root) :].lstrip("/")
-            local = destination / relative
+        keys = self.keys(prefix)
+        for key in keys:
+            local = destination / key[len(prefix) :].lstrip("/")
             local.parent.mkdir(parents=True, exist_ok=True)
-            self.fs.get_file(remote, str(local))
-            count += 1
-        return count
+            self.fs.get_file(self._path(key), str(local))
+        return len(keys)
 
     def remove(self, prefix: str) -> None:
         """Delete the file or every file under ``prefix``; nothing there is no error."""
@@ -114,9 +155,11 @@ class ArtifactStore:
             pass  # removed meanwhile by another sweep
 
     def _path(self, key: str) -> str:
-        return f"{self.root}/{key}"
+        if self._local:
+            return resolve_under(self.root, key)
+        return f"{self.root}/{clean_key(key)}"
 
     def _path_of_uri(self, uri: str) -> str:
         if not uri.startswith(self.url + "/"):
-            raise ValueError(f"{uri} is not in this artifact store")
+            raise UnsafeKey(f"{uri} is not in this artifact store ({self.url})", uri=uri)
         return self._path(uri[len(self.url) + 1 :])

@@ -29,12 +29,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from modelrunner.artifacts.store import ArtifactStore
+from modelrunner.artifacts.keys import clean_key
 from modelrunner.backends.base import Finished, Handle, RemoteServices, Report, Started
 from modelrunner.clock import utcnow
 from modelrunner.data.cache import snapshot_prefix
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import Conflict, Forbidden
+from modelrunner.execution import checkpoints
 from modelrunner.execution.job import AttemptJob, Outcome, stop_message, stopped
 from modelrunner.execution.remote import RemoteJob, log_key
 from modelrunner.spec.backend_spec import WorkerBackendSpec
@@ -265,19 +266,27 @@ class WorkerPool:
             return handout.job
 
     def require_readable(self, attempt_id: int, key: str) -> None:
-        """Forbidden unless the attempt needs the stored file (or folder) ``key``: its model
-        snapshot, its inputs' data versions, its upstream outputs, its run's checkpoints."""
+        """UnsafeKey for a key that could leave the store; Forbidden unless the attempt needs the
+        stored file (or folder) ``key``: its model snapshot, its inputs' data versions, its
+        upstream outputs, the checkpoints of its run's earlier attempts, its own folder."""
         job = self.job_of(attempt_id)
+        clean_key(key)
         exact = {self._key_of(job.snapshot_uri), *(self._key_of(u.uri) for u in job.upstream)}
-        folders = [snapshot_prefix(i.dataset, i.version) for i in job.inputs] + [f"runs/{job.run_id}/attempts"]
+        folders = [
+            *(snapshot_prefix(i.dataset, i.version) for i in job.inputs),
+            *(checkpoints.stored_key(job.run_id, n) for n in range(1, job.attempt_number)),
+            attempt_prefix(job),
+        ]
         if key in exact or any(key == f or key.startswith(f"{f}/") for f in folders):
             return
         raise Forbidden(f"attempt {attempt_id} has no business with the stored file {key}", attempt=attempt_id)
 
     def require_writable(self, attempt_id: int, key: str) -> None:
-        """Forbidden unless ``key`` lies in the attempt's own folder of the store."""
+        """UnsafeKey for a key that could leave the store; Forbidden unless ``key`` lies in the
+        attempt's own folder of the store."""
         job = self.job_of(attempt_id)
-        if not key.startswith(f"{attempt_prefix(job)}/") or ".." in key.split("/"):
+        clean_key(key)
+        if not key.startswith(f"{attempt_prefix(job)}/"):
             raise Forbidden(f"attempt {attempt_id} may only store files under {attempt_prefix(job)}/")
 
     def _copy_log(self, job: AttemptJob) -> None:
@@ -292,11 +301,11 @@ class WorkerPool:
             log.warning("attempt %s: its log could not be copied from %s: %s", job.attempt_id, uri, exc)
 
     def _check_outputs(self, handout: _Handout, outcome: Outcome) -> None:
-        """Forbidden if the worker names outputs outside its attempt's outputs folder."""
-        folder = self._artifacts.uri(f"{attempt_prefix(handout.job)}/outputs/")
-        outside = [o.path for o in outcome.outputs if not o.uri.startswith(folder) or ".." in o.uri.split("/")]
-        if outside:
-            raise Forbidden(f"outputs outside the attempt's folder: {', '.join(outside)}")
+        """UnsafeKey or Forbidden if the worker names outputs outside its attempt's outputs folder."""
+        folder = f"{attempt_prefix(handout.job)}/outputs"
+        for output in outcome.outputs:
+            if output.uri != self._artifacts.uri(f"{folder}/{clean_key(output.path, 'output')}"):
+                raise Forbidden(f"output {output.path!r} is not stored in the attempt's outputs folder {folder}/")
 
     def _key_of(self, uri: str) -> str:
         prefix = f"{self._artifacts.url}/"
@@ -306,10 +315,3 @@ class WorkerPool:
 def attempt_prefix(job: AttemptJob) -> str:
     """The attempt's own folder in the artifact store (outputs, log, outcome, checkpoint)."""
     return f"runs/{job.run_id}/attempts/{job.attempt_number}"
-
-
-def stored_keys(artifacts: ArtifactStore, prefix: str) -> list[str]:
-    """The keys of the files stored under ``prefix`` (the file itself when it is one)."""
-    root = f"{artifacts.root}/{prefix}".rstrip("/")
-    found: list[str] = artifacts.fs.find(root)
-    return sorted(path[len(artifacts.root) + 1 :] for path in found)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from modelrunner.artifacts.keys import UnsafeKey, resolve_under
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.data.source import Source
 
@@ -35,7 +36,7 @@ class DataCache:
     def folder(self, dataset: str, version: str) -> Path:
         """The folder with the files of ``version``, fetched now if this machine lacks it. Raises
         SourceError if it cannot be fetched."""
-        final = self._root / dataset / version
+        final = self._version_folder(dataset, version)
         if final.is_dir():
             return final
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -60,7 +61,7 @@ class DataCache:
     def adopt(self, dataset: str, version: str, folder: Path) -> None:
         """Move ``folder`` (the files of ``version``, just read by a sync) into the cache, unless
         the cache has the version already."""
-        final = self._root / dataset / version
+        final = self._version_folder(dataset, version)
         final.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(final.parent / f".{version}.lock")):
             if not final.is_dir():
@@ -68,4 +69,11 @@ class DataCache:
 
     def drop(self, dataset: str) -> None:
         """Forget every cached version of ``dataset``."""
-        shutil.rmtree(self._root / dataset, ignore_errors=True)
+        shutil.rmtree(resolve_under(self._root, dataset, "dataset"), ignore_errors=True)
+
+    def _version_folder(self, dataset: str, version: str) -> Path:
+        # A version id comes from a source (a commit sha, a hash, a folder listing's digest): it
+        # is checked as a request's key would be, as one folder name below the cache.
+        if "/" in version:
+            raise UnsafeKey(f"data version {version!r} holds a '/': a version id is one folder name", version=version)
+        return Path(resolve_under(self._root, f"{dataset}/{version}", "data version"))

@@ -19,6 +19,7 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+from modelrunner.artifacts.keys import resolve_under
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.execution.job import AttemptJob
@@ -33,7 +34,7 @@ _COMPLETE = ".modelrunner-complete"  # written last: a checkpoint cut short is n
 
 def local_folder(state_dir: Path, run_id: int) -> Path:
     """The checkpoint folder every local attempt of ``run_id`` shares."""
-    return state_dir / "checkpoints" / str(run_id)
+    return Path(resolve_under(state_dir / "checkpoints", str(run_id)))
 
 
 def stored_key(run_id: int, attempt_number: int) -> str:

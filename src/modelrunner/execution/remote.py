@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from modelrunner.artifacts.keys import clean_key, resolve_under
 from modelrunner.artifacts.store import ArtifactStore, StoredFile
 from modelrunner.data.cache import snapshot_prefix
 from modelrunner.engine.states import AttemptStatus
@@ -91,11 +92,16 @@ def outcome_to_dict(outcome: Outcome) -> dict[str, Any]:
 
 
 def outcome_from_dict(data: Mapping[str, Any]) -> Outcome:
+    """ValueError (UnsafeKey) when an output's path could leave a folder: steps downstream find
+    outputs at their paths."""
+    outputs = [StoredFile(**row) for row in data.get("outputs", [])]
+    for output in outputs:
+        clean_key(output.path, "output")
     return Outcome(
         AttemptStatus(data["status"]),
         exit_code=data.get("exit_code"),
         error=data.get("error"),
-        outputs=[StoredFile(**row) for row in data.get("outputs", [])],
+        outputs=outputs,
     )
 
 
@@ -225,7 +231,7 @@ class _DataFromStore:
         self._root = root
 
     def __call__(self, dataset: str, version: str) -> Path:
-        folder = self._root / dataset / version
+        folder = Path(resolve_under(self._root, f"{dataset}/{version}", "data version"))
         if folder.is_dir():
             return folder
         prefix = snapshot_prefix(dataset, version)

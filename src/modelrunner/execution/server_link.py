@@ -14,6 +14,8 @@ from typing import IO, Any
 
 import httpx
 
+from modelrunner.artifacts.keys import UnsafeKey, clean_key
+from modelrunner.artifacts.regular_files import RegularFile, open_regular
 from modelrunner.artifacts.store import ArtifactStore, StoredFile
 from modelrunner.errors import ModelrunnerError
 
@@ -135,7 +137,7 @@ class ServerArtifacts(ArtifactStore):
         self._channel = channel
 
     def exists(self, key: str) -> bool:
-        return bool(self._keys(key))
+        return bool(self.keys(key))
 
     def put_bytes(self, key: str, data: bytes) -> str:
         self._channel.call("PUT", f"/files/{key}", body=lambda: data)
@@ -150,26 +152,27 @@ class ServerArtifacts(ArtifactStore):
     def get_file(self, uri: str, destination: Path) -> None:
         self._download(self._key(uri), destination)
 
-    def put_file(self, local: Path, key: str, relative: str) -> StoredFile:
-        answer = self._channel.call("PUT", f"/files/{key}", body=lambda: local.open("rb")).json()
+    def put_file(self, local: Path, key: str, relative: str, expected: RegularFile | None = None) -> StoredFile:
+        answer = self._channel.call("PUT", f"/files/{key}", body=lambda: open_regular(local, expected)).json()
         return StoredFile(relative, int(answer["size"]), str(answer["sha256"]), str(answer["uri"]))
 
     def get_folder(self, prefix: str, destination: Path) -> int:
-        keys = self._keys(prefix)
+        keys = self.keys(prefix)
         root = prefix.strip("/")
         for key in keys:
             self._download(key, destination / key[len(root) :].lstrip("/"))
         return len(keys)
 
-    def _keys(self, prefix: str) -> list[str]:
+    def keys(self, prefix: str) -> list[str]:
         answer = self._channel.call("GET", "/files", params={"prefix": prefix}).json()
         return [str(key) for key in answer["keys"]]
 
     def _download(self, key: str, destination: Path) -> None:
+        clean_key(key)  # the server's answer, as anything from the network, names a file below here
         destination.parent.mkdir(parents=True, exist_ok=True)
         self._channel.download(f"/files/{key}", destination)
 
     def _key(self, uri: str) -> str:
         if not uri.startswith(self.url + "/"):
-            raise ValueError(f"{uri} is not in the server's artifact store {self.url}")
-        return uri[len(self.url) + 1 :]
+            raise UnsafeKey(f"{uri} is not in the server's artifact store {self.url}", uri=uri)
+        return clean_key(uri[len(self.url) + 1 :])

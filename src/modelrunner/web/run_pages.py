@@ -8,7 +8,7 @@ import json
 import mimetypes
 import posixpath
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -209,13 +209,7 @@ def download_output(run_id: RowId, path: str, request: Request, access: PageAcce
         "X-Sha256": found.sha256,
     }
     media_type = "text/plain; charset=utf-8" if text else "application/octet-stream"
-    return StreamingResponse(_stream(platform, found.uri), media_type=media_type, headers=headers)
-
-
-def _stream(platform: Platform, uri: str) -> Iterator[bytes]:
-    with platform.artifacts.open(uri) as handle:
-        while chunk := handle.read(1 << 16):
-            yield chunk
+    return StreamingResponse(platform.artifacts.stream(found.uri), media_type=media_type, headers=headers)
 
 
 def _attachment(name: str) -> str:
