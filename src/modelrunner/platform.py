@@ -51,6 +51,7 @@ from modelrunner.spec.backend_spec import (
     WorkerBackendSpec,
 )
 from modelrunner.spec.kubernetes_spec import KubernetesBackendSpec
+from modelrunner.spec.param_limits import ParamLimits, check_param_sizes
 from modelrunner.spec.workspace import Workspace
 from modelrunner.store import migrate, queries
 from modelrunner.store.database import Database
@@ -174,7 +175,12 @@ class Platform:
         backend: str | None = None,
     ) -> Submission:
         """Submit a run of ``submitter``'s (None: the platform's own), on the requested
-        ``backend`` or where routing sends it; see Submitter.submit."""
+        ``backend`` or where routing sends it; see Submitter.submit. InvalidInput, too, for
+        parameters over the server's size limits."""
+        settings = self.settings
+        check_param_sizes(
+            params, ParamLimits(settings.max_params, settings.max_param_string_length, settings.max_param_list_length)
+        )
         submission = self.submitter.submit(model, params, cache, max_age, inputs, submitter=submitter, backend=backend)
         self._queued(submission)
         return submission

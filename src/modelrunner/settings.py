@@ -44,6 +44,38 @@ class Settings(BaseSettings):
         default=None, description="A profile of modelrunner.yaml (storage, slots, publish steps, automatic runs)"
     )
 
+    # Everything a caller sends has a size limit (a request over one is refused with 413 or 422
+    # naming it): one caller must not be able to exhaust the server's memory or fill its store.
+    max_body_bytes: int = Field(
+        default=1 << 20, ge=1024, description="Largest request body (JSON, forms) a route reads, in bytes"
+    )
+    max_upload_bytes: int = Field(
+        default=10 << 30,
+        ge=1024,
+        description="Largest file a worker stores for its attempt (PUT /api/v1/attempts/{id}/files/...), in bytes; "
+        "streamed to disk, never held in memory",
+    )
+    max_log_append_bytes: int = Field(
+        default=4 << 20,
+        ge=1 << 20,
+        description="Largest chunk of a log a runner appends in one request (POST /api/v1/attempts/{id}/log), "
+        "in bytes; runners send 1 MiB at most",
+    )
+    max_params: int = Field(default=100, ge=1, description="Most parameters (top-level keys) a run may be given")
+    max_param_string_length: int = Field(
+        default=65536, ge=1, description="Longest string, in characters, anywhere in a run's parameters"
+    )
+    max_param_list_length: int = Field(default=10000, ge=1, description="Longest list anywhere in a run's parameters")
+    list_params_bytes: int = Field(
+        default=2048,
+        ge=64,
+        description="Most bytes of a run's parameters (as JSON) that a list of runs shows; longer ones are cut "
+        "short and marked params_truncated",
+    )
+    log_page_bytes: int = Field(
+        default=1 << 20, ge=1024, description="Most bytes of a run's log one request answers with; clients page on"
+    )
+
     session_secret: SecretStr | None = Field(
         default=None,
         description="Key that signs the web UI's session cookies; without it, a random key kept in "

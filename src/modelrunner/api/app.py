@@ -12,8 +12,10 @@ from starlette.concurrency import run_in_threadpool
 
 import modelrunner
 from modelrunner.api.accounts_routes import router as accounts_router
+from modelrunner.api.attempts_routes import append_log
 from modelrunner.api.attempts_routes import router as attempts_router
 from modelrunner.api.backends_routes import router as backends_router
+from modelrunner.api.body_limits import BodyLimit, BodyLimits
 from modelrunner.api.datasets_routes import router as datasets_router
 from modelrunner.api.deps import AccessDep, PlatformDep
 from modelrunner.api.errors import install_error_handlers
@@ -23,6 +25,7 @@ from modelrunner.api.notify_routes import router as notify_router
 from modelrunner.api.runs_routes import router as runs_router
 from modelrunner.api.schedules_routes import router as schedules_router
 from modelrunner.api.schemas import Health
+from modelrunner.api.workers_routes import put_file
 from modelrunner.api.workers_routes import router as workers_router
 from modelrunner.platform import Platform
 from modelrunner.web.admin_pages import router as admin_pages_router
@@ -97,4 +100,13 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(dataset_pages_router)
     app.include_router(admin_pages_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    settings = platform.settings
+    app.add_middleware(
+        BodyLimits,
+        default=BodyLimit("max_body_bytes", settings.max_body_bytes),
+        larger={
+            put_file: BodyLimit("max_upload_bytes", settings.max_upload_bytes),
+            append_log: BodyLimit("max_log_append_bytes", settings.max_log_append_bytes),
+        },
+    )
     return app

@@ -14,6 +14,7 @@ from modelrunner.api.notify_schemas import DeliveryDetail, DeliveryOut, Subscrip
 from modelrunner.api.notify_schemas import SubscriptionRequest as SubscriptionBody
 from modelrunner.notify import subscriptions
 from modelrunner.notify.states import DeliveryStatus
+from modelrunner.store.row_ids import RowId
 
 router = APIRouter(tags=["notifications"])
 
@@ -62,7 +63,7 @@ def create_subscription(body: SubscriptionBody, platform: PlatformDep, access: A
     summary="Remove a subscription",
     responses={**_SIGN_IN, 404: {"description": "No such subscription of yours"}},
 )
-def remove_subscription(subscription_id: int, platform: PlatformDep, access: AccessDep) -> SubscriptionOut:
+def remove_subscription(subscription_id: RowId, platform: PlatformDep, access: AccessDep) -> SubscriptionOut:
     """Its deliveries not sent yet are cancelled; what was sent stays listed."""
     with platform.database.write() as session:
         return SubscriptionOut.of(subscriptions.remove(session, access, subscription_id))
@@ -77,9 +78,9 @@ def remove_subscription(subscription_id: int, platform: PlatformDep, access: Acc
 def list_deliveries(
     platform: PlatformDep,
     access: AccessDep,
-    subscription: Annotated[int | None, Query(description="Only this subscription's")] = None,
+    subscription: Annotated[RowId | None, Query(description="Only this subscription's")] = None,
     status: Annotated[list[DeliveryStatus] | None, Query(description="Repeat to match any of several")] = None,
-    before: Annotated[int | None, Query(description="Only deliveries with a lower id (the next page)")] = None,
+    before: Annotated[RowId | None, Query(description="Only deliveries with a lower id (the next page)")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[DeliveryOut]:
     """Your deliveries (a site admin: everyone's): every notification sent, being sent, failed, or
@@ -97,6 +98,6 @@ def list_deliveries(
     summary="A delivery with what it sends and every attempt",
     responses={**_SIGN_IN, 404: {"description": "No such delivery of yours"}},
 )
-def get_delivery(delivery_id: int, platform: PlatformDep, access: AccessDep) -> DeliveryDetail:
+def get_delivery(delivery_id: RowId, platform: PlatformDep, access: AccessDep) -> DeliveryDetail:
     with platform.database.read() as session:
         return DeliveryDetail.of_detail(subscriptions.delivery(session, access, delivery_id))

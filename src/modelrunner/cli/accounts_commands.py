@@ -23,6 +23,7 @@ from modelrunner.cli import options, output
 from modelrunner.cli.configuration import build_settings, masked_url
 from modelrunner.errors import ModelrunnerError
 from modelrunner.spec.duration import HINT, parse_duration
+from modelrunner.store.row_ids import INT64_MAX
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -468,7 +469,7 @@ def list_tokens(
 
 @tokens_app.command("revoke")
 def revoke_token(
-    token_id: Annotated[int, typer.Argument(help="The token's id (as `tokens list` shows it).", min=1)],
+    token_id: Annotated[int, typer.Argument(help="The token's id (as `tokens list` shows it).", min=1, max=INT64_MAX)],
     database_url: options.DatabaseUrl = None,
     workspace: options.WorkspaceFolder = None,
     data_dir: options.DataDir = None,

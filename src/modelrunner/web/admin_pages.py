@@ -19,6 +19,7 @@ from modelrunner.auth import accounts
 from modelrunner.auth.access import Access
 from modelrunner.notify import subscriptions
 from modelrunner.spec.access_spec import Level
+from modelrunner.store.row_ids import RowId
 from modelrunner.web.rendering import PageRoute, flash, render
 from modelrunner.web.session import PageAccess, checked_form, platform_of
 
@@ -80,7 +81,7 @@ def _schedules_page(request: Request, access: Access, title: str) -> Response:
 
 
 @router.get("/admin/deliveries")
-def deliveries_page(request: Request, access: PageAccess, before: int | None = None) -> Response:
+def deliveries_page(request: Request, access: PageAccess, before: RowId | None = None) -> Response:
     """Everyone's notification deliveries, newest first; ``before`` (a delivery id) pages back."""
     access.require_site_admin("listing every delivery")
     with platform_of(request).database.read() as session:
