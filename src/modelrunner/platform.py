@@ -18,6 +18,7 @@ from modelrunner.auth.principal import Principal
 from modelrunner.auth.secret_keys import SecretKeys
 from modelrunner.backends.base import RemoteServices
 from modelrunner.backends.local import LocalBackend, LocalConfig
+from modelrunner.execution.confinement import model_user
 from modelrunner.backends.worker_pool import WorkerPool
 from modelrunner.data.cache import DataCache
 from modelrunner.data.poller import DataPoller
@@ -51,7 +52,6 @@ from modelrunner.spec.backend_spec import (
     WorkerBackendSpec,
 )
 from modelrunner.spec.kubernetes_spec import KubernetesBackendSpec
-from modelrunner.spec.param_limits import ParamLimits, check_param_sizes
 from modelrunner.spec.workspace import Workspace
 from modelrunner.store import migrate, queries
 from modelrunner.store.database import Database
@@ -175,12 +175,7 @@ class Platform:
         backend: str | None = None,
     ) -> Submission:
         """Submit a run of ``submitter``'s (None: the platform's own), on the requested
-        ``backend`` or where routing sends it; see Submitter.submit. InvalidInput, too, for
-        parameters over the server's size limits."""
-        settings = self.settings
-        check_param_sizes(
-            params, ParamLimits(settings.max_params, settings.max_param_string_length, settings.max_param_list_length)
-        )
+        ``backend`` or where routing sends it; see Submitter.submit."""
         submission = self.submitter.submit(model, params, cache, max_age, inputs, submitter=submitter, backend=backend)
         self._queued(submission)
         return submission
@@ -239,6 +234,12 @@ class Platform:
             log.warning("%s; running only the '%s' backend until a restart", exc.message, DEFAULT_BACKEND)
             return {DEFAULT_BACKEND: LocalBackendSpec()}
 
+    def _model_environment(self) -> list[str]:
+        try:
+            return self.workspace.spec().model_environment
+        except SpecError:
+            return []  # said already, by _declared_backends
+
     def _build_backend(
         self, name: str, spec: BackendSpec
     ) -> (
@@ -287,7 +288,11 @@ class Platform:
             case LocalBackendSpec():
                 return LocalBackend(
                     LocalConfig(
-                        spec.slots or self.settings.local_slots, self.settings.grace_seconds, self.settings.state_dir
+                        spec.slots or self.settings.local_slots,
+                        self.settings.grace_seconds,
+                        self.settings.state_dir,
+                        user=model_user(spec.run_as, spec.allow_root),
+                        passed_variables=tuple(self._model_environment()),
                     ),
                     self.artifacts,
                     self.logs,

@@ -1,21 +1,62 @@
-"""The one settings object: every value can come from a ``MODELRUNNER_*`` environment variable."""
+"""The one settings object: every value can come from a ``MODELRUNNER_*`` environment variable, or from
+the file a ``MODELRUNNER_*_FILE`` variable names."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from modelrunner.errors import ModelrunnerError
 from modelrunner.spec.automation_spec import ProfileSpec
 from modelrunner.spec.workspace import Workspace
+
+
+class _FileSettings(PydanticBaseSettingsSource):
+    """``MODELRUNNER_<NAME>_FILE``: the setting's value is that file's content, as the field's
+    container images do, so a secret (a session key, a database URL with its password) need not
+    sit in any process's environment."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        path = os.environ.get(f"MODELRUNNER_{field_name.upper()}_FILE")
+        if path is None:
+            return None, field_name, False
+        try:
+            return Path(path).read_text(encoding="utf-8").strip(), field_name, False
+        except OSError as exc:
+            raise ModelrunnerError(
+                f"MODELRUNNER_{field_name.upper()}_FILE: cannot read {path}: {exc.strerror or exc}"
+            ) from exc
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                values[key] = value
+        return values
 
 
 class Settings(BaseSettings):
     """Configuration of one modelrunner process; passed explicitly, never read from a global."""
 
     model_config = SettingsConfigDict(env_prefix="MODELRUNNER_", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # A value given as a variable wins over one given as a file.
+        return init_settings, env_settings, _FileSettings(settings_cls), dotenv_settings, file_secret_settings
 
     workspace: Path = Field(default=Path("."), description="Folder with modelrunner.yaml and models")
     data_dir: Path | None = Field(

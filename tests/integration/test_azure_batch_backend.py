@@ -142,7 +142,7 @@ def test_a_missing_or_wrong_key_is_named_not_shown(tmp_path: Path, monkeypatch: 
 
     assert backend.health() == (
         f"the environment variable {KEY_ENV}, which should hold the key of the Azure Batch account models, "
-        "is not set on the server"
+        f"is not set on the server (nor {KEY_ENV}_FILE, naming a file that holds it)"
     )
     with pytest.raises(ModelrunnerError, match=f"the environment variable {KEY_ENV}"):
         backend.submit(job())

@@ -160,7 +160,7 @@ def test_results_changed_mails_only_results_that_differ_from_the_previous_ones(
     assert {d["run_id"] for d in deliveries(client, alice)} == {first["id"], other["id"]}
 
 
-def test_the_smtp_password_comes_from_the_environment_and_is_never_shown(
+def test_the_smtp_password_comes_from_the_environment_or_a_file_and_is_never_shown(
     workspace: Path, platform: Platform, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     smtp = SmtpServer(credentials=("mailer", SMTP_PASSWORD))
@@ -182,7 +182,11 @@ def test_the_smtp_password_comes_from_the_environment_and_is_never_shown(
 
             shown = wait_until(refused, 20, "attempts refused by the SMTP server")
             assert "535" in str(shown["attempts"][0]["error"])  # authentication failed, and says so
-            monkeypatch.setenv("MR_TEST_SMTP_PASSWORD", SMTP_PASSWORD)
+            # The right one, from a file (`<password_env>_FILE`), so it need not be in any environment.
+            password_file = workspace.parent / "smtp-password"
+            password_file.write_text(f"{SMTP_PASSWORD}\n")
+            monkeypatch.delenv("MR_TEST_SMTP_PASSWORD")
+            monkeypatch.setenv("MR_TEST_SMTP_PASSWORD_FILE", str(password_file))
             wait_until(lambda: smtp.mailbox.to("alice@example.org"), 20, "the mail once the password is right")
             wait_until(lambda: all_settled(client), 20, "the delivery recorded")
 

@@ -1,5 +1,7 @@
-"""Bearer tokens and passwords. A token is ``<kind>_<row id>_<secret>``: the row id finds the
-stored sha256 of the secret, compared in constant time; passwords are hashed with argon2."""
+"""Bearer tokens, passwords and the server's own secrets. A token is ``<kind>_<row id>_<secret>``:
+the row id finds the stored sha256 of the secret, compared in constant time; passwords are hashed
+with argon2; a secret the workspace names (an SMTP password, an account key) is read from an
+environment variable or from the file its ``*_FILE`` twin names."""
 
 from __future__ import annotations
 
@@ -7,11 +9,14 @@ import functools
 import hashlib
 import hmac
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from modelrunner.errors import ModelrunnerError
 from modelrunner.store.row_ids import INT64_MAX, fits
 
 USER_TOKEN = "mrt"  # a user's API token
@@ -82,3 +87,18 @@ def password_matches(password: str, stored_hash: str | None) -> bool:
 @functools.cache
 def _no_password_hash() -> str:
     return _PASSWORDS.hash(secrets.token_urlsafe(16))
+
+
+def named_secret(variable: str, environ: Mapping[str, str]) -> str | None:
+    """The secret in the environment variable ``variable``, else in the file that ``<variable>_FILE``
+    names (stripped), else None; ModelrunnerError naming the file when it cannot be read."""
+    value = environ.get(variable)
+    if value is not None:
+        return value
+    path = environ.get(f"{variable}_FILE")
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ModelrunnerError(f"{variable}_FILE: cannot read {path}: {exc.strerror or exc}") from exc

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from modelrunner.artifacts.store import ArtifactStore
+from modelrunner.auth.secrets import named_secret
 from modelrunner.backends.base import BackendUnavailable, Handle, RemoteServices, Report
 from modelrunner.backends.exec_attempts import (
     EXEC_COMMAND,
@@ -393,11 +394,11 @@ class AzureBatchBackend:
         if variable is None or account is None:
             self._identity = DefaultAzureCredential()
             return self._identity
-        key = os.environ.get(variable, "").strip()
+        key = (named_secret(variable, os.environ) or "").strip()
         if not key:
             raise ModelrunnerError(
                 f"the environment variable {variable}, which should hold the key of the Azure Batch account "
-                f"{account}, is not set on the server"
+                f"{account}, is not set on the server (nor {variable}_FILE, naming a file that holds it)"
             )
         try:
             base64.b64decode(key, validate=True)

@@ -25,6 +25,7 @@ from modelrunner.clock import utcnow
 from modelrunner.data.cache import DataCache
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.execution import checkpoints
+from modelrunner.execution.confinement import ModelUser, confine_state_folder
 from modelrunner.execution.job import AttemptJob, Outcome
 from modelrunner.execution.process import AttemptProcess
 from modelrunner.spec.model_version import unpack
@@ -37,6 +38,8 @@ class LocalConfig:
     slots: int
     grace_seconds: float
     state_dir: Path
+    user: ModelUser | None = None  # who models run as; the server's user when None
+    passed_variables: tuple[str, ...] = ()  # of the server's environment, given to every model
 
 
 class _Slots:
@@ -90,6 +93,8 @@ class LocalBackend:
         self._taken = 0  # slots of the attempts held, running or waiting for a slot
         self._reports: queue.SimpleQueue[Report] = queue.SimpleQueue()
         self._environment = dict(os.environ)  # read once: copying os.environ costs per attempt
+        if config.user is not None:
+            confine_state_folder(config.state_dir, config.user, ("scratch", "checkpoints"))
 
     def free_slots(self) -> int:
         with self._lock:
@@ -108,6 +113,8 @@ class LocalBackend:
             log_path=self._logs.path(job.run_id, job.attempt_number),
             grace_seconds=self._config.grace_seconds,
             environment=self._environment,
+            passed_variables=self._config.passed_variables,
+            user=self._config.user,
             data_folder=self._data.folder if self._data is not None else None,
             fetch_file=self._artifacts.get_file,
         )

@@ -41,9 +41,11 @@ def exec_job(
     1 only when the job cannot be read or run at all.
     """
     from modelrunner.engine.states import AttemptStatus
+    from modelrunner.execution.confinement import protect_runner
     from modelrunner.execution.remote import RemoteAttempt, outcome_to_dict, parse_job
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="modelrunner exec: %(message)s")
+    protect_runner()
     attempt = RemoteAttempt(parse_job(_read_job(job)))
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -70,8 +70,10 @@ def serve(
     # The server's dependencies are slow to import; the other commands never need them.
     from modelrunner.api.http_server import serve_http
     from modelrunner.auth.accounts import FIRST_ADMIN
+    from modelrunner.execution.confinement import protect_runner
     from modelrunner.platform import Platform
 
+    protect_runner()
     _check_port_free(settings.host, settings.port)
     given = settings
     platform = Platform(settings)

@@ -52,12 +52,14 @@ def worker(
     again elsewhere). SIGTERM or Ctrl-C stops claiming and stops the running models; their runs
     are queued again. Exits 0 when stopped, 1 when the server refuses the worker.
     """
+    from modelrunner.execution.confinement import protect_runner
     from modelrunner.execution.worker import Worker, WorkerConfig
 
     if not token.strip():
         raise ModelrunnerError("a worker needs a token: pass --token or set MODELRUNNER_TOKEN")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s modelrunner worker: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    protect_runner()
     running = Worker(WorkerConfig(server=server, token=token.strip(), pool=pool, slots=slots, workdir=workdir))
 
     def stop(signum: int, frame: FrameType | None) -> None:

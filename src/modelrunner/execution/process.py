@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import re
@@ -14,14 +13,20 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from modelrunner.artifacts.store import StoredFile
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
+from modelrunner.execution import supervisor
+from modelrunner.execution.confinement import ModelUser, give_to, model_environment
 from modelrunner.execution.job import AttemptJob, Outcome, stopped
 from modelrunner.spec.model_spec import PYTHON_PROGRAMS
 from modelrunner.spec.model_version import copy_model
+
+SUPERVISOR = supervisor.__file__
+# How long after the grace period a supervisor that has not ended is killed with the model.
+_SUPERVISOR_MARGIN = 5.0
 
 PROGRESS = re.compile(rb"^::progress::\s+([-+0-9.eE]+)\s*(.*?)\s*$")
 
@@ -57,27 +62,31 @@ class AttemptProcess:
         log_path: Path,
         grace_seconds: float,
         environment: Mapping[str, str] | None = None,
+        passed_variables: tuple[str, ...] = (),
+        user: ModelUser | None = None,
         data_folder: DataFolder | None = None,
         fetch_file: FetchFile | None = None,
-        die_with_parent: bool = False,
     ) -> None:
         """``model_folder`` holds the model's files at the version to run (they are copied into
-        the scratch folder); ``environment`` is the base environment (os.environ by default);
+        the scratch folder); ``environment`` is this runner's environment (os.environ by
+        default), of which the model sees only the allow-listed variables and
+        ``passed_variables``; ``user`` is who the model runs as (this process's user when None);
         ``data_folder`` provides the files of the job's inputs and ``fetch_file`` those of its
-        upstream steps (needed when it has any). With ``die_with_parent`` (Linux) the model's
-        command is killed when this process dies, as nothing else would stop it then."""
+        upstream steps (needed when it has any)."""
         self.job = job
         self._model_folder = model_folder
         self._environment = environment
+        self._passed_variables = passed_variables
+        self._user = user
         self._scratch = scratch
         self._checkpoint = checkpoint
         self._log_path = log_path
         self._grace = grace_seconds
         self._data_folder = data_folder
         self._fetch_file = fetch_file
-        self._die_with_parent = die_with_parent and _PRCTL is not None
         self._lock = threading.Lock()
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: subprocess.Popen[bytes] | None = None  # the supervisor
+        self._model_pid: int | None = None
         self._stop_reason: AttemptStatus | None = None
         self._kill_timer: threading.Timer | None = None
         self._start_error = ""
@@ -131,40 +140,63 @@ class AttemptProcess:
     def _execute(
         self, model_dir: Path, env: dict[str, str], on_started: OnStarted, on_progress: OnProgress
     ) -> int | None:
-        """Run the command to its end; its exit status, or None if it never started."""
+        """Run the command under its supervisor to its end (and the end of all it started); its
+        exit status, or None if it never started."""
         with self._log_path.open("ab") as log:
             if self.stop_requested:
                 return None
+            control_read, control_write = os.pipe()
+            spec = {
+                "command": resolve_command(self.job.command),
+                "parent": os.getpid(),
+                "grace": self._grace,
+                "user": None if self._user is None else [self._user.uid, self._user.gid],
+                "control": control_write,
+            }
             try:
                 process = subprocess.Popen(
-                    resolve_command(self.job.command),
+                    [sys.executable, "-I", "-S", SUPERVISOR, json.dumps(spec)],
                     cwd=model_dir,
                     env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its own process group, so stop() reaches children
-                    preexec_fn=_die_with(os.getpid()) if self._die_with_parent else None,
+                    start_new_session=True,
+                    pass_fds=(control_write,),
                 )
             except OSError as exc:
-                self._start_error = f"cannot start {self.job.command[0]!r}: {exc.strerror or exc}"
+                os.close(control_read)
+                self._start_error = f"cannot start the attempt's supervisor: {exc.strerror or exc}"
                 log.write(f"modelrunner: {self._start_error}\n".encode())
                 return None
+            finally:
+                os.close(control_write)
             with self._lock:
                 self._process = process
                 stopped_early = self._stop_reason is not None
             if stopped_early:
                 self._terminate(process)
-            on_started(process.pid)
             assert process.stdout is not None
             reader = threading.Thread(target=_follow, args=(process.stdout, log, on_progress), daemon=True)
             reader.start()
-            exit_code = process.wait()
-            # Children that outlived the command would hold the log pipe open and keep running.
-            _signal_group(process.pid, signal.SIGKILL)
+            with os.fdopen(control_read, "rb") as control:
+                started = _message(control)
+                if "started" in started:
+                    with self._lock:
+                        self._model_pid = int(started["started"])
+                    on_started(int(started["started"]))
+                else:
+                    self._start_error = str(started.get("failed", "the attempt's supervisor ended before the command"))
+                ended = _message(control)
+            supervisor_status = process.wait()
+            if self._model_pid is not None:
+                # Only a supervisor killed by force leaves anything: nothing may hold the log pipe.
+                _signal_group(self._model_pid, signal.SIGKILL)
             reader.join()
             process.stdout.close()
-        return exit_code
+        if self._model_pid is None:
+            return None
+        return int(ended["exit"]) if "exit" in ended else supervisor_status
 
     def _prepare(self) -> tuple[Path, Path, dict[str, str]]:
         model_dir = self._scratch / "model"
@@ -186,23 +218,28 @@ class AttemptProcess:
             self._fetch_file(upstream.uri, destination)
         params_file = self._scratch / "params.json"
         params_file.write_text(json.dumps(self.job.params, indent=2), encoding="utf-8")
-        inherited = os.environ if self._environment is None else self._environment
-        # The server's own settings (a database URL, a token, an SMTP password) are not the model's business.
-        env = {name: value for name, value in inherited.items() if not name.startswith("MODELRUNNER_")}
-        env.update(
-            MODELRUNNER_RUN_ID=str(self.job.run_id),
-            MODELRUNNER_ATTEMPT=str(self.job.attempt_number),
-            MODELRUNNER_PARAMS=str(params_file),
-            MODELRUNNER_INPUTS=str(inputs_dir),
-            MODELRUNNER_OUTPUTS=str(outputs_dir),
-            MODELRUNNER_CHECKPOINT=str(self._checkpoint),
-            PYTHONUNBUFFERED="1",  # progress lines must arrive while the model runs
-        )
+        temporary = self._scratch / "tmp"
+        temporary.mkdir()
+        if self._user is not None:
+            give_to(self._user, self._scratch)
+            give_to(self._user, self._checkpoint)
+        contract = {
+            "MODELRUNNER_RUN_ID": str(self.job.run_id),
+            "MODELRUNNER_ATTEMPT": str(self.job.attempt_number),
+            "MODELRUNNER_PARAMS": str(params_file),
+            "MODELRUNNER_INPUTS": str(inputs_dir),
+            "MODELRUNNER_OUTPUTS": str(outputs_dir),
+            "MODELRUNNER_CHECKPOINT": str(self._checkpoint),
+            "TMPDIR": str(temporary),  # removed with the scratch folder, and no other model's
+            "PYTHONUNBUFFERED": "1",  # progress lines must arrive while the model runs
+        }
         if self.job.item is not None:
-            env["MODELRUNNER_ITEM"] = self.job.item
+            contract["MODELRUNNER_ITEM"] = self.job.item
         if self.job.callback_url is not None and self.job.callback_token is not None:
-            env["MODELRUNNER_CALLBACK_URL"] = self.job.callback_url
-            env["MODELRUNNER_CALLBACK_TOKEN"] = self.job.callback_token
+            contract["MODELRUNNER_CALLBACK_URL"] = self.job.callback_url
+            contract["MODELRUNNER_CALLBACK_TOKEN"] = self.job.callback_token
+        runner = os.environ if self._environment is None else self._environment
+        env = model_environment(runner, self._passed_variables, self._user, contract)
         return model_dir, outputs_dir, env
 
     def _preparation_failed(self, message: str) -> Outcome:
@@ -234,11 +271,20 @@ class AttemptProcess:
         return Outcome(AttemptStatus.SUCCEEDED, exit_code=0, outputs=upload(outputs_dir))
 
     def _terminate(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGTERM to the supervisor, which stops the model (SIGTERM, grace, SIGKILL); SIGKILL
+        to both if it has not ended well after the grace period."""
         _signal_group(process.pid, signal.SIGTERM)
-        timer = threading.Timer(self._grace, _signal_group, args=(process.pid, signal.SIGKILL))
+        timer = threading.Timer(self._grace + _SUPERVISOR_MARGIN, self._kill, args=(process,))
         timer.daemon = True
         self._kill_timer = timer
         timer.start()
+
+    def _kill(self, process: subprocess.Popen[bytes]) -> None:
+        _signal_group(process.pid, signal.SIGKILL)
+        with self._lock:
+            model_pid = self._model_pid
+        if model_pid is not None:
+            _signal_group(model_pid, signal.SIGKILL)
 
 
 def _follow(stream: IO[bytes], log: IO[bytes], on_progress: OnProgress) -> None:
@@ -254,30 +300,14 @@ def _follow(stream: IO[bytes], log: IO[bytes], on_progress: OnProgress) -> None:
             on_progress(fraction, match.group(2).decode("utf-8", "replace"))
 
 
-def _load_prctl() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
+def _message(control: IO[bytes]) -> dict[str, Any]:
+    """The supervisor's next report; empty when it ended without one."""
+    line = control.readline()
     try:
-        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    return prctl
-
-
-_PRCTL = _load_prctl()
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with(parent: int) -> Callable[[], None]:
-    """Run in the child before the command: SIGKILL it when ``parent`` dies (or died already)."""
-
-    def arrange() -> None:
-        if _PRCTL is not None:
-            _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return arrange
+        message = json.loads(line) if line else {}
+    except json.JSONDecodeError:
+        return {}
+    return message if isinstance(message, dict) else {}
 
 
 def _signal_group(pgid: int, signum: signal.Signals) -> None:

@@ -171,7 +171,6 @@ class RemoteAttempt:
                 grace_seconds=self.remote.grace_seconds,
                 data_folder=_DataFromStore(artifacts, job.inputs, folder / "data"),
                 fetch_file=artifacts.get_file,
-                die_with_parent=True,  # a runner that dies (a killed Dask worker) leaves no model behind
             )
             with self._lock:
                 self._process = process

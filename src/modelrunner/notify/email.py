@@ -1,7 +1,8 @@
 """E-mail through the SMTP server of ``notifications.email`` (the standard library's smtplib).
 
-The password is read from the environment variable ``password_env`` names at each send, never
-stored, never logged; an SMTP error that repeats it has it replaced by ``***``.
+The password is read from the environment variable ``password_env`` names (or from the file its
+``*_FILE`` twin names) at each send, never stored, never logged; an SMTP error that repeats it
+has it replaced by ``***``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import format_datetime
 
+from modelrunner.auth.secrets import named_secret
 from modelrunner.clock import utcnow
+from modelrunner.errors import ModelrunnerError
 from modelrunner.notify.sent import Sent, redacted
 from modelrunner.spec.notify_spec import EmailSpec, SmtpSecurity
 
@@ -37,13 +40,16 @@ def send(spec: EmailSpec, mail: EmailMessage, environ: Mapping[str, str]) -> Sen
     """One SMTP conversation delivering ``mail``; the outcome, never an exception."""
     password = None
     if spec.password_env is not None:
-        password = environ.get(spec.password_env)
+        try:
+            password = named_secret(spec.password_env, environ)
+        except ModelrunnerError as exc:
+            return Sent(False, None, exc.message)
         if password is None:
             return Sent(
                 False,
                 None,
-                f"the environment variable {spec.password_env} (notifications.email.password_env) "
-                "is not set on this server",
+                f"neither the environment variable {spec.password_env} (notifications.email.password_env) "
+                f"nor {spec.password_env}_FILE is set on this server",
             )
     try:
         _converse(spec, mail, password)

@@ -21,6 +21,15 @@ class LocalBackendSpec(BaseModel):
 
     type: Literal["local"] = "local"
     slots: int | None = Field(default=None, ge=1, description="CPU slots; the server's --slots by default")
+    run_as: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The unprivileged user (name or uid) models run as; the server must run as root. By default, "
+        "a server running as root runs them as `modelrunner-models` where that user exists",
+    )
+    allow_root: bool = Field(
+        default=True, description="false: refuse to start when models would run as root (no `run_as` user)"
+    )
 
 
 _SCHEDULER_ADDRESS = re.compile(r"^(tcp|tls|inproc|ws|wss|ucx)://\S+$")

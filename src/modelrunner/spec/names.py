@@ -7,6 +7,9 @@ from collections.abc import Iterable
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
+# Variables of the platform itself: a model gets the contract's, never the server's settings.
+RESERVED_VARIABLE_PREFIX = "MODELRUNNER_"
+
 
 def check_name(value: str) -> str:
     """``value`` if it is a valid name; ValueError saying what a name may hold otherwise."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 from dataclasses import dataclass
@@ -10,11 +11,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from modelrunner.errors import NotFound, SpecError
 from modelrunner.spec.access_spec import AccessSpec
 from modelrunner.spec.automation_spec import ProfileSpec, ScheduleSpec, TriggerEvent, TriggerSpec
+from modelrunner.spec.azure_batch_spec import AzureBatchBackendSpec
 from modelrunner.spec.backend_spec import (
     BACKEND_TYPES,
     DEFAULT_BACKEND,
@@ -33,11 +35,12 @@ from modelrunner.spec.model_spec import (
     program_problems,
 )
 from modelrunner.spec.model_version import content_hash, fingerprint
-from modelrunner.spec.names import check_names
+from modelrunner.spec.names import RESERVED_VARIABLE_PREFIX, check_names
 from modelrunner.spec.notify_spec import NotificationsSpec
 
 WORKSPACE_FILE = "modelrunner.yaml"
 TEMPLATE = Path(__file__).parent / "workspace_template"
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SKIPPED_DIRS = {".modelrunner", ".git", "__pycache__", ".venv", "node_modules"}
 
 
@@ -60,6 +63,11 @@ class WorkspaceSpec(BaseModel):
     resource_classes: dict[str, Resources] = Field(
         default_factory=dict,
         description="Named resources (cpu, memory, gpus, timeout) a model asks for as `resources: {class: NAME}`",
+    )
+    model_environment: list[str] = Field(
+        default_factory=list,
+        description="Variables of the server's environment that local models see too (beyond PATH, locale and "
+        "time zone); never a secret of the server's",
     )
 
     @field_validator("datasets", mode="before")
@@ -84,6 +92,30 @@ class WorkspaceSpec(BaseModel):
             if resources.resource_class is not None:
                 raise ValueError(f"{name}: a resource class cannot name another class")
         return value
+
+    @field_validator("model_environment")
+    @classmethod
+    def _passable_variables(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _VARIABLE.match(name):
+                raise ValueError(f"{name!r} is not the name of an environment variable")
+            if name.startswith(RESERVED_VARIABLE_PREFIX):
+                raise ValueError(f"{name}: the server's own settings (MODELRUNNER_*) never reach a model")
+        return value
+
+    @model_validator(mode="after")
+    def _no_secret_passed(self) -> WorkspaceSpec:
+        secrets = {
+            spec.account_key_env
+            for spec in self.backends.values()
+            if isinstance(spec, AzureBatchBackendSpec) and spec.account_key_env is not None
+        }
+        if self.notifications.email is not None and self.notifications.email.password_env is not None:
+            secrets.add(self.notifications.email.password_env)
+        for name in self.model_environment:
+            if name in secrets or name.removesuffix("_FILE") in secrets:
+                raise ValueError(f"model_environment: {name} holds a secret of the server's; it never reaches a model")
+        return self
 
     def declared_backends(self) -> dict[str, BackendSpec]:
         """The backends by name: those declared, or one ``local`` backend when none is."""
