@@ -18,7 +18,6 @@ from modelrunner.auth.principal import Principal
 from modelrunner.auth.secret_keys import SecretKeys
 from modelrunner.backends.base import RemoteServices
 from modelrunner.backends.local import LocalBackend, LocalConfig
-from modelrunner.execution.confinement import model_user
 from modelrunner.backends.worker_pool import WorkerPool
 from modelrunner.data.cache import DataCache
 from modelrunner.data.poller import DataPoller
@@ -36,6 +35,7 @@ from modelrunner.engine.scheduler import Scheduler
 from modelrunner.engine.submit import Submission, SubmitOutcome, Submitter
 from modelrunner.engine.triggers import Triggers
 from modelrunner.errors import SpecError
+from modelrunner.execution.confinement import model_user
 from modelrunner.metrics import Metrics
 from modelrunner.notify import webhook_secrets
 from modelrunner.notify.notifier import Notifier
@@ -52,6 +52,7 @@ from modelrunner.spec.backend_spec import (
     WorkerBackendSpec,
 )
 from modelrunner.spec.kubernetes_spec import KubernetesBackendSpec
+from modelrunner.spec.param_limits import ParamLimits, check_param_sizes
 from modelrunner.spec.workspace import Workspace
 from modelrunner.store import migrate, queries
 from modelrunner.store.database import Database
@@ -175,7 +176,12 @@ class Platform:
         backend: str | None = None,
     ) -> Submission:
         """Submit a run of ``submitter``'s (None: the platform's own), on the requested
-        ``backend`` or where routing sends it; see Submitter.submit."""
+        ``backend`` or where routing sends it; see Submitter.submit. InvalidInput, too, for
+        parameters over the server's size limits."""
+        settings = self.settings
+        check_param_sizes(
+            params, ParamLimits(settings.max_params, settings.max_param_string_length, settings.max_param_list_length)
+        )
         submission = self.submitter.submit(model, params, cache, max_age, inputs, submitter=submitter, backend=backend)
         self._queued(submission)
         return submission
