@@ -1,0 +1,34 @@
+"""What an attempt's outputs folder may hand over: regular files inside it, nothing else.
+
+The upload itself leaves everything else out (``ArtifactStore.put_folder``); this is where the
+attempt says so in its log and fails when a declared output is such a thing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from modelrunner.artifacts import regular_files
+
+
+def refuse_irregular(outputs: Path, declared: Sequence[str], log_path: Path) -> str | None:
+    """Write a line to the attempt's log for every entry of ``outputs`` that is not a regular file
+    inside it (a symbolic link, a hard link to a file outside, a FIFO, a device: none is
+    uploaded); the attempt's error when a declared output is one of them, None otherwise."""
+    refused = regular_files.scan(outputs).refused
+    if not refused:
+        return None
+    with log_path.open("ab") as log:
+        for entry in refused:
+            log.write(f"modelrunner: output {entry.relative} is not stored: it is {entry.reason}\n".encode())
+    reasons = {entry.relative: entry.reason for entry in refused}
+    bad = []
+    for path in declared:
+        # A declared output below a refused entry (a symbolic link to a folder) is refused too.
+        parts = path.split("/")
+        held = next((p for p in ("/".join(parts[:n]) for n in range(len(parts), 0, -1)) if p in reasons), None)
+        if held is not None:
+            bad.append(f"{path} ({held} is {reasons[held]})" if held != path else f"{path} ({reasons[path]})")
+    if not bad:
+        return None
+    return "declared outputs are not regular files inside the outputs folder: " + ", ".join(bad)
