@@ -15,12 +15,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from modelrunner.artifacts.keys import resolve_under
 from modelrunner.artifacts.store import StoredFile
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution import supervisor
 from modelrunner.execution.confinement import ModelUser, give_to, model_environment
 from modelrunner.execution.job import AttemptJob, Outcome, stopped
+from modelrunner.execution.output_files import refuse_irregular
 from modelrunner.spec.model_spec import PYTHON_PROGRAMS
 from modelrunner.spec.model_version import copy_model
 
@@ -213,7 +215,7 @@ class AttemptProcess:
         for upstream in self.job.upstream:
             if self._fetch_file is None:
                 raise ModelrunnerError("this backend cannot provide the outputs of upstream steps")
-            destination = inputs_dir / upstream.folder / upstream.path
+            destination = Path(resolve_under(inputs_dir, f"{upstream.folder}/{upstream.path}"))
             destination.parent.mkdir(parents=True, exist_ok=True)
             self._fetch_file(upstream.uri, destination)
         params_file = self._scratch / "params.json"
@@ -261,6 +263,9 @@ class AttemptProcess:
         if exit_code != 0:
             described = f"signal {-exit_code}" if exit_code < 0 else f"exit status {exit_code}"
             return Outcome(AttemptStatus.FAILED, exit_code=exit_code, error=f"the model ended with {described}")
+        refused = refuse_irregular(outputs_dir, self.job.declared_outputs, self._log_path)
+        if refused is not None:
+            return Outcome(AttemptStatus.FAILED, exit_code=0, error=refused)
         missing = [p for p in self.job.declared_outputs if not (outputs_dir / p).is_file()]
         if missing:
             return Outcome(
