@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import queue
 import shutil
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -25,10 +27,12 @@ from modelrunner.clock import utcnow
 from modelrunner.data.cache import DataCache
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.execution import checkpoints
-from modelrunner.execution.confinement import ModelUser, confine_state_folder
+from modelrunner.execution.confinement import ModelUser, can_run, confine_state_folder
 from modelrunner.execution.job import AttemptJob, Outcome
 from modelrunner.execution.process import AttemptProcess
 from modelrunner.spec.model_version import unpack
+
+log = logging.getLogger(__name__)
 
 HOST = socket.gethostname()
 
@@ -95,6 +99,13 @@ class LocalBackend:
         self._environment = dict(os.environ)  # read once: copying os.environ costs per attempt
         if config.user is not None:
             confine_state_folder(config.state_dir, config.user, ("scratch", "checkpoints"))
+            if not can_run(config.user, sys.executable):
+                log.warning(
+                    "models run as %r, who cannot run %s: a model whose command starts with `python` will fail; "
+                    "install modelrunner where that user can read and run it",
+                    config.user.name,
+                    sys.executable,
+                )
 
     def free_slots(self) -> int:
         with self._lock:

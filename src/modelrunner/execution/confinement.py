@@ -106,6 +106,12 @@ def confine_state_folder(state_dir: Path, user: ModelUser, open_folders: Iterabl
             entry.chmod(0o700 if entry.is_dir() else 0o600)
 
 
+def can_run(user: ModelUser, program: str) -> bool:
+    """Whether ``user`` can reach and execute ``program`` (its symbolic links followed)."""
+    real = Path(os.path.realpath(program))
+    return all(_passable(folder, user) for folder in [real, *real.parents])
+
+
 def _passable(folder: Path, user: ModelUser) -> bool:
     status = folder.stat()
     if status.st_uid == user.uid:
