@@ -12,7 +12,7 @@ How the engine's words map to Dask:
   it to another worker), the task errored with KilledWorker, or the scheduler forgot it; the
   task is then cancelled so that Dask does not run it again behind the engine's back;
 - cancel: sets the Dask Event ``<key>-cancel``, which the task watches; the task
-  then stops the model's process group (SIGTERM, SIGKILL after the grace period). A task
+  then stops everything the model started (SIGTERM, SIGKILL after the grace period). A task
   whose future is released (its client went away) stops its model the same way, and a worker
   that dies takes its models with it (they die with their parent).
 

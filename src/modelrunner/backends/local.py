@@ -1,4 +1,4 @@
-"""The ``local`` backend: attempts as process groups on this machine, a slot per CPU asked."""
+"""The ``local`` backend: attempts as supervised processes on this machine, a slot per CPU asked."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ class _Slots:
 
 
 class LocalBackend:
-    """Runs each attempt in a thread of this process that follows the model's process group.
+    """Runs each attempt in a thread of this process that follows the model's supervisor.
 
     It takes up to twice as many attempts as it has slots: the extra ones prepare their scratch
     folders and start the moment a slot frees, so no slot idles while the dispatcher catches up.

@@ -33,7 +33,7 @@ def exec_job(
     artifact store's URL and the grace period; backends write it, people rarely do. The model
     snapshot and inputs come from the artifact store, outputs go to it, and progress is posted
     to the server's callback URL (best effort). SIGTERM (the attempt ends `preempted`) or Ctrl-C
-    (`cancelled`) stops the model: SIGTERM to its process group, SIGKILL after the grace period;
+    (`cancelled`) stops the model: SIGTERM to everything it started, SIGKILL after the grace period;
     then what it left in MODELRUNNER_CHECKPOINT is stored for the run's next attempt, which
     starts with it.
 

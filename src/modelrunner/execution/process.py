@@ -1,4 +1,4 @@
-"""One attempt under the model contract, in a fresh scratch folder, as a process group."""
+"""One attempt under the model contract, in a fresh scratch folder, under its supervisor."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ class AttemptProcess:
     """Runs one attempt: prepares the folders, starts the command, follows it, collects outputs.
 
     ``run()`` blocks until the attempt ends; ``stop()`` (from any thread) asks it to end: SIGTERM
-    to the whole process group, SIGKILL after the grace period.
+    to everything the model started, SIGKILL after the grace period.
     """
 
     def __init__(
@@ -191,8 +191,8 @@ class AttemptProcess:
                     self._start_error = str(started.get("failed", "the attempt's supervisor ended before the command"))
                 ended = _message(control)
             supervisor_status = process.wait()
-            if self._model_pid is not None:
-                # Only a supervisor killed by force leaves anything: nothing may hold the log pipe.
+            if self._model_pid is not None and "exit" not in ended:
+                # A supervisor killed by force may leave the model's group: nothing may hold the log pipe.
                 _signal_group(self._model_pid, signal.SIGKILL)
             reader.join()
             process.stdout.close()

@@ -109,7 +109,7 @@ class RemoteAttempt:
     """Runs one RemoteJob with AttemptProcess in a temporary folder of this machine.
 
     ``run()`` blocks until the attempt ends and never raises for what the model does; ``stop()``
-    (from any thread or a signal handler) ends it: SIGTERM to the model's process group, SIGKILL
+    (from any thread or a signal handler) ends it: SIGTERM to everything the model started, SIGKILL
     after the grace period.
     """
 
