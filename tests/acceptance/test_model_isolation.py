@@ -7,10 +7,13 @@ import json
 import os
 import pwd
 import shutil
+import subprocess
+import sys
 import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -258,3 +261,47 @@ def test_models_die_with_a_killed_server_and_run_again_once(server: Server, tmp_
         run = wait_for_run(http.get, run_id, timeout=60)
     assert run["status"] == "succeeded"
     assert [a["status"] for a in run["attempts"]] == ["lost", "succeeded"]
+
+
+# A runner that, protected or not, starts a child of its own user that reads its environment.
+RUNNER = """\
+import subprocess, sys
+sys.path.insert(0, sys.argv[1])
+if sys.argv[2] == "protected":
+    from modelrunner.execution.confinement import protect_runner
+    protect_runner()
+import os
+reader = "print(open('/proc/%d/environ', 'rb').read())" % os.getpid()
+subprocess.run([sys.executable, "-c", reader], env={})
+"""
+
+
+@pytest.mark.parametrize("protection", ["protected", "unprotected"])
+def test_a_process_of_the_runners_own_user_cannot_read_its_environment(tmp_path: Path, protection: str) -> None:
+    """The layer that holds where models run as the server's own user: as root (CI), both run as
+    `nobody`, with the system's Python, from a copy of the package that user can read."""
+    source = Path(__file__).parents[2] / "src"
+    if os.geteuid() == 0:
+        folder = Path(tempfile.mkdtemp(prefix="modelrunner-dumpable-"))
+        folder.chmod(0o755)
+        shutil.copytree(source / "modelrunner", folder / "modelrunner", ignore=shutil.ignore_patterns("__pycache__"))
+        python, nobody = "/usr/bin/python3", pwd.getpwnam("nobody")
+        as_nobody: dict[str, Any] = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+    else:
+        folder, python, as_nobody = source, sys.executable, {}
+    try:
+        result = subprocess.run(
+            [python, "-c", RUNNER, str(folder), protection],
+            env={"PATH": "/usr/bin:/bin", "RUNNER_SECRET": CLOUD_CANARY},
+            capture_output=True,
+            text=True,
+            **as_nobody,
+            timeout=60,
+        )
+    finally:
+        if folder != source:
+            shutil.rmtree(folder, ignore_errors=True)
+    if protection == "protected":
+        assert CLOUD_CANARY not in result.stdout and "Permission denied" in result.stderr, result
+    else:  # the same without protection reads it: the check above can fail
+        assert CLOUD_CANARY in result.stdout, result

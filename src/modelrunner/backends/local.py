@@ -27,7 +27,7 @@ from modelrunner.clock import utcnow
 from modelrunner.data.cache import DataCache
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.execution import checkpoints
-from modelrunner.execution.confinement import ModelUser, can_run, confine_state_folder
+from modelrunner.execution.confinement import DEFAULT_MODEL_USER, ModelUser, can_run, confine_state_folder
 from modelrunner.execution.job import AttemptJob, Outcome
 from modelrunner.execution.process import AttemptProcess
 from modelrunner.spec.model_version import unpack
@@ -97,6 +97,12 @@ class LocalBackend:
         self._taken = 0  # slots of the attempts held, running or waiting for a slot
         self._reports: queue.SimpleQueue[Report] = queue.SimpleQueue()
         self._environment = dict(os.environ)  # read once: copying os.environ costs per attempt
+        if config.user is None and os.geteuid() == 0:
+            log.warning(
+                "models run as root, as this server does: they can read its memory, environment and files; "
+                "name an unprivileged user in `run_as` of the local backend, or create the user %r",
+                DEFAULT_MODEL_USER,
+            )
         if config.user is not None:
             confine_state_folder(config.state_dir, config.user, ("scratch", "checkpoints"))
             if not can_run(config.user, sys.executable):
