@@ -5,9 +5,11 @@ off (SIGSTOP past their lease) and cancelled mid-run."""
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -280,3 +282,39 @@ def test_an_unknown_pool_is_named(server: Server, workers: Workers) -> None:
     assert process.wait(timeout=20) == 1
     output = workers.log_of(process)
     assert "no worker pool 'elsewhere'" in output and "it runs: pool" in output, output
+
+
+WHOAMI = """command: ["sh", "whoami.sh"]
+outputs:
+  - path: id.txt
+"""
+
+
+def test_a_worker_runs_models_as_the_user_it_is_told(
+    server: Server, workers: Workers, api: httpx.Client, tmp_path: Path
+) -> None:
+    if os.geteuid() != 0:
+        workers.start("--run-as", "nobody")
+        assert wait_until(lambda: workers.processes[0].poll(), 20, "the worker to refuse") == 1
+        assert "only a server running as root can run models as 'nobody'" in workers.log_of(workers.processes[0])
+        return
+    model = write_model(
+        Path(server.env["MODELRUNNER_WORKSPACE"]),
+        "whoami",
+        WHOAMI,
+        {"whoami.sh": 'id > "$MODELRUNNER_OUTPUTS/id.txt"\n'},
+    )
+    (model / "whoami.sh").chmod(0o755)
+    closed = Path(tempfile.mkdtemp())  # mode 0700: nobody cannot enter it
+    try:
+        refused = workers.start("--run-as", "nobody", "--workdir", str(closed))
+        assert wait_until(lambda: refused.poll(), 20, "the worker to refuse a workdir nobody can reach") == 1
+    finally:
+        closed.rmdir()
+    assert f"cannot pass through {closed} " in workers.log_of(refused)
+
+    workers.start("--run-as", "nobody")
+    run = final(api, submit(api, "whoami", {}))
+    assert run["status"] == "succeeded", run
+    nobody = pwd.getpwnam("nobody")
+    assert f"uid={nobody.pw_uid}(nobody)" in api.get(f"/api/v1/runs/{run['id']}/outputs/id.txt").text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -42,6 +43,16 @@ def worker(
             help="Where attempts' scratch folders go. [default: the system's temporary folder]",
         ),
     ] = None,
+    run_as: Annotated[
+        str | None,
+        typer.Option(
+            "--run-as",
+            envvar="MODELRUNNER_RUN_AS",
+            help="Run models as this unprivileged user (the worker must run as root). "
+            "[default: `modelrunner-models` for a worker running as root, where that user exists]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run attempts of a worker pool: claim them from the server over HTTP, run each under the
     model contract, and send back heartbeats, logs, progress, outputs and the outcome.
@@ -52,7 +63,7 @@ def worker(
     again elsewhere). SIGTERM or Ctrl-C stops claiming and stops the running models; their runs
     are queued again. Exits 0 when stopped, 1 when the server refuses the worker.
     """
-    from modelrunner.execution.confinement import protect_runner
+    from modelrunner.execution.confinement import check_reachable, model_user, protect_runner
     from modelrunner.execution.worker import Worker, WorkerConfig
 
     if not token.strip():
@@ -60,7 +71,11 @@ def worker(
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s modelrunner worker: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     protect_runner()
-    running = Worker(WorkerConfig(server=server, token=token.strip(), pool=pool, slots=slots, workdir=workdir))
+    user = model_user(run_as, allow_root=True)
+    if user is not None:
+        check_reachable(user, workdir or Path(tempfile.gettempdir()), "--workdir")
+    config = WorkerConfig(server=server, token=token.strip(), pool=pool, slots=slots, workdir=workdir, user=user)
+    running = Worker(config)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         running.stop()

@@ -88,13 +88,8 @@ def confine_state_folder(state_dir: Path, user: ModelUser, open_folders: Iterabl
     ModelrunnerError when a folder above ``state_dir`` keeps ``user`` out."""
     opened = set(open_folders)
     state_dir.mkdir(parents=True, exist_ok=True)
-    for above in state_dir.resolve().parents:
-        if not _passable(above, user):
-            raise ModelrunnerError(
-                f"models run as {user.name!r} (run_as), who cannot pass through {above} to the scratch folders "
-                f"in {state_dir}: let others through it (chmod o+x {above}) or move the data folder (--data-dir)"
-            )
     state_dir.chmod(0o711)
+    check_reachable(user, state_dir, "the data folder (--data-dir)")
     for name in opened:
         (state_dir / name).mkdir(exist_ok=True)
     for entry in state_dir.iterdir():
@@ -104,6 +99,18 @@ def confine_state_folder(state_dir: Path, user: ModelUser, open_folders: Iterabl
             entry.chmod(0o711)
         else:
             entry.chmod(0o700 if entry.is_dir() else 0o600)
+
+
+def check_reachable(user: ModelUser, folder: Path, named: str) -> None:
+    """ModelrunnerError naming the first folder on the way to ``folder`` (itself included) that
+    keeps ``user`` out (its scratch folders go below ``folder``, called ``named`` in the message)."""
+    real = folder.resolve()
+    for above in [*reversed(real.parents), real]:
+        if not _passable(above, user):
+            raise ModelrunnerError(
+                f"models run as {user.name!r} (run_as), who cannot pass through {above} to the scratch folders "
+                f"in {folder}: let others through it (chmod o+x {above}) or move {named}"
+            )
 
 
 def can_run(user: ModelUser, program: str) -> bool:

@@ -25,6 +25,7 @@ from modelrunner.data.cache import snapshot_prefix
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution import checkpoints
+from modelrunner.execution.confinement import ModelUser
 from modelrunner.execution.job import AttemptJob, JobInput, Outcome, UpstreamFile
 from modelrunner.execution.process import AttemptProcess
 from modelrunner.spec.model_spec import Resources
@@ -114,14 +115,21 @@ class RemoteAttempt:
     """
 
     def __init__(
-        self, remote: RemoteJob, *, workdir: Path | None = None, artifacts: ArtifactStore | None = None
+        self,
+        remote: RemoteJob,
+        *,
+        workdir: Path | None = None,
+        artifacts: ArtifactStore | None = None,
+        user: ModelUser | None = None,
     ) -> None:
         """``workdir``: where the temporary folder is made (the system's temp folder by default);
         ``artifacts``: the store as this machine reaches it (``remote.artifacts_url`` by default;
-        ``modelrunner worker`` reaches it through the server)."""
+        ``modelrunner worker`` reaches it through the server); ``user``: who the model runs as
+        (this process's user when None)."""
         self.remote = remote
         self._workdir = workdir
         self._artifacts = artifacts
+        self._user = user
         self._lock = threading.Lock()
         self._process: AttemptProcess | None = None
         self._stop_reason: AttemptStatus | None = None
@@ -150,6 +158,8 @@ class RemoteAttempt:
     def _run(self, job: AttemptJob, artifacts: ArtifactStore, on_started: Callable[[int], None]) -> Outcome:
         reporter = ProgressReporter(job.callback_url, job.callback_token)
         folder = Path(tempfile.mkdtemp(prefix=f"modelrunner-{job.run_id}-{job.attempt_number}-", dir=self._workdir))
+        if self._user is not None:
+            folder.chmod(0o711)  # the model's user passes through to its own scratch folder, lists nothing
         shipper = LogShipper(job.callback_url, job.callback_token, folder / "attempt.log")
         try:
             model_folder = folder / "snapshot"
@@ -171,6 +181,7 @@ class RemoteAttempt:
                 grace_seconds=self.remote.grace_seconds,
                 data_folder=_DataFromStore(artifacts, job.inputs, folder / "data"),
                 fetch_file=artifacts.get_file,
+                user=self._user,
             )
             with self._lock:
                 self._process = process

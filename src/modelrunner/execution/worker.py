@@ -26,6 +26,7 @@ import httpx
 
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
+from modelrunner.execution.confinement import ModelUser
 from modelrunner.execution.job import Outcome
 from modelrunner.execution.remote import RemoteAttempt, RemoteJob, outcome_to_dict, parse_job
 from modelrunner.execution.server_link import AttemptChannel, AttemptGone, Refused, ServerArtifacts, detail_of
@@ -44,6 +45,7 @@ class WorkerConfig:
     slots: int = 1
     name: str = dataclasses.field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     workdir: Path | None = None  # where attempts' temporary folders go (the system's by default)
+    user: ModelUser | None = None  # who models run as (this process's user when None)
 
 
 class Worker:
@@ -186,10 +188,13 @@ class _AttemptRun:
         self._folder = Path(
             tempfile.mkdtemp(prefix=f"modelrunner-worker-{self.attempt_id}-", dir=worker.config.workdir)
         )
+        if worker.config.user is not None:
+            self._folder.chmod(0o711)  # the model's user passes through to its scratch folder
         self._attempt = RemoteAttempt(
             RemoteJob(job, remote.artifacts_url, remote.grace_seconds),
             workdir=self._folder,
             artifacts=ServerArtifacts(self._channel, remote.artifacts_url),
+            user=worker.config.user,
         )
         self._pid: int | None = None
         self._pid_sent = False
