@@ -112,6 +112,7 @@ ROUTES: dict[tuple[str, str], dict[str, set[int]]] = {
     ("get", "/api/v1/tokens"): listing(),  # one's own tokens (a site admin: everyone's), never their secrets
     ("get", "/api/v1/users"): site_admin_only(OK),
     ("get", "/api/v1/groups"): site_admin_only(OK),
+    ("post", "/api/v1/users/{name}/sign-out"): site_admin_only(OK),  # ends all of that user's web sessions
     ("get", "/api/v1/subscriptions"): listing(),
     ("post", "/api/v1/subscriptions"): expect({201}, least="viewer"),
     ("get", "/api/v1/deliveries"): listing(),
@@ -321,4 +322,6 @@ def _name_for(path: str) -> str:
         return "counter/nightly"
     if path.startswith("/api/v1/triggers"):
         return "counter/fresh"
+    if path.startswith("/api/v1/users"):
+        return "otto"
     return "counter"
