@@ -11,7 +11,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import pytest
 
 from modelrunner.settings import Settings
 from tests.conftest import Server, wait_for_run
+from tests.integration.runs_api import process_gone, wait_until
 
 SESSION_CANARY = "session-secret-canary-5f1c"
 SMTP_CANARY = "smtp-password-canary-9e2a"
@@ -131,23 +131,8 @@ def _configure(workspace: Path, local: str) -> None:
     )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def _pid_in(pidfile: Path) -> int:
-    _wait_for(lambda: pidfile.exists() and pidfile.read_text().endswith("\n"), 30, "the daemon to start")
+    wait_until(lambda: pidfile.exists() and pidfile.read_text().endswith("\n"), 30, "the daemon to start")
     return int(pidfile.read_text())
 
 
@@ -233,7 +218,7 @@ def test_a_daemon_a_model_leaves_behind_is_stopped_when_its_run_ends(server: Ser
         daemon = _pid_in(tmp_path / "done.pid")
         run = wait_for_run(http.get, finished)
         log = http.get(f"/api/v1/runs/{finished}/logs").text
-        assert not _alive(daemon), "the daemon of a succeeded run must be stopped before the run ends"
+        assert process_gone(daemon), "the daemon of a succeeded run must be stopped before the run ends"
 
         cancelled = _submit(http, "daemonizer", {"pidfile": str(tmp_path / "cancel.pid"), "seconds": 600})
         second = _pid_in(tmp_path / "cancel.pid")
@@ -243,7 +228,7 @@ def test_a_daemon_a_model_leaves_behind_is_stopped_when_its_run_ends(server: Ser
     # It ignores SIGTERM: SIGKILL after the grace period (1 s here) ended it.
     assert "stopping 1 process(es) the model left running" in log
     assert stopped["status"] == "cancelled"
-    _wait_for(lambda: not _alive(second), 5, "the cancelled run's daemon to stop")
+    wait_until(lambda: process_gone(second), 5, "the cancelled run's daemon to stop")
 
 
 def test_models_die_with_a_killed_server_and_run_again_once(server: Server, tmp_path: Path) -> None:
@@ -253,8 +238,8 @@ def test_models_die_with_a_killed_server_and_run_again_once(server: Server, tmp_
         daemon = _pid_in(pidfile)
         model = [p for p in psutil.process_iter(["cmdline"]) if "daemonizer.py" in (p.info["cmdline"] or [])]
         server.kill()
-        _wait_for(lambda: not _alive(daemon), 5, "the daemon to die with the server")
-        _wait_for(lambda: not any(_alive(p.pid) for p in model), 5, "the model to die with the server")
+        wait_until(lambda: process_gone(daemon), 5, "the daemon to die with the server")
+        wait_until(lambda: all(process_gone(p.pid) for p in model), 5, "the model to die with the server")
         pidfile.unlink()
 
         server.start()
