@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from modelrunner.artifacts.keys import resolve_under
 from modelrunner.artifacts.store import StoredFile
@@ -148,16 +148,11 @@ class AttemptProcess:
             if self.stop_requested:
                 return None
             control_read, control_write = os.pipe()
-            spec = {
-                "command": resolve_command(self.job.command),
-                "parent": os.getpid(),
-                "grace": self._grace,
-                "user": None if self._user is None else [self._user.uid, self._user.gid],
-                "control": control_write,
-            }
+            user = ["-", "-"] if self._user is None else [str(self._user.uid), str(self._user.gid)]
+            supervised = [str(os.getpid()), str(self._grace), *user, str(control_write)]
             try:
                 process = subprocess.Popen(
-                    [sys.executable, "-I", "-S", SUPERVISOR, json.dumps(spec)],
+                    [sys.executable, "-I", "-S", SUPERVISOR, *supervised, *resolve_command(self.job.command)],
                     cwd=model_dir,
                     env=env,
                     stdin=subprocess.DEVNULL,
@@ -182,23 +177,24 @@ class AttemptProcess:
             reader = threading.Thread(target=_follow, args=(process.stdout, log, on_progress), daemon=True)
             reader.start()
             with os.fdopen(control_read, "rb") as control:
-                started = _message(control)
-                if "started" in started:
+                kind, said = _report(control)
+                if kind == "started":
                     with self._lock:
-                        self._model_pid = int(started["started"])
-                    on_started(int(started["started"]))
+                        self._model_pid = int(said)
+                    on_started(int(said))
                 else:
-                    self._start_error = str(started.get("failed", "the attempt's supervisor ended before the command"))
-                ended = _message(control)
+                    self._start_error = said or "the attempt's supervisor ended before the command"
+                kind, said = _report(control)
             supervisor_status = process.wait()
-            if self._model_pid is not None and "exit" not in ended:
+            ended = kind == "exit"
+            if self._model_pid is not None and not ended:
                 # A supervisor killed by force may leave the model's group: nothing may hold the log pipe.
                 _signal_group(self._model_pid, signal.SIGKILL)
             reader.join()
             process.stdout.close()
         if self._model_pid is None:
             return None
-        return int(ended["exit"]) if "exit" in ended else supervisor_status
+        return int(said) if ended else supervisor_status
 
     def _prepare(self) -> tuple[Path, Path, dict[str, str]]:
         model_dir = self._scratch / "model"
@@ -305,14 +301,10 @@ def _follow(stream: IO[bytes], log: IO[bytes], on_progress: OnProgress) -> None:
             on_progress(fraction, match.group(2).decode("utf-8", "replace"))
 
 
-def _message(control: IO[bytes]) -> dict[str, Any]:
-    """The supervisor's next report; empty when it ended without one."""
-    line = control.readline()
-    try:
-        message = json.loads(line) if line else {}
-    except json.JSONDecodeError:
-        return {}
-    return message if isinstance(message, dict) else {}
+def _report(control: IO[bytes]) -> tuple[str, str]:
+    """The supervisor's next report as (kind, what it says); ("", "") when it ended without one."""
+    kind, _, said = control.readline().decode("utf-8", "replace").rstrip("\n").partition(" ")
+    return kind, said
 
 
 def _signal_group(pgid: int, signum: signal.Signals) -> None:

@@ -1,7 +1,8 @@
 """The supervisor of one attempt: the process between the runner and the model's command.
 
-It is started as ``python -I -S supervisor.py SPEC`` (standard library only, so it starts in a
-few milliseconds and reads nothing of the environment's Python settings) and:
+It is started as ``python -I -S supervisor.py PARENT GRACE UID GID CONTROL COMMAND...`` (UID and
+GID ``-`` for the runner's own user) and imports only what Python has loaded at start and ctypes,
+so it costs a few milliseconds a run and reads nothing of the environment's Python settings. It:
 
 - becomes a child subreaper, so whatever the model starts, even a daemon that double-forks and
   calls ``setsid()``, stays its descendant and is found when the attempt ends;
@@ -11,18 +12,16 @@ few milliseconds and reads nothing of the environment's Python settings) and:
 - on SIGTERM (cancel, timeout, preemption) passes SIGTERM to every descendant and SIGKILLs what
   is left after the grace period; once the command has exited, does the same to what it left.
 
-It reports on the control pipe whose number SPEC names, one JSON object a line:
-``{"started": pid}`` or ``{"failed": message}``, then ``{"exit": returncode}`` (negative: the
-signal that ended the command, as ``subprocess`` says it).
+It reports on the pipe whose descriptor is CONTROL, a line each: ``started PID`` or ``failed
+MESSAGE``, then ``exit RETURNCODE`` (negative: the signal that ended the command, as
+``subprocess`` says it).
 """
 
-import contextlib
+# `_signal` rather than `signal`: the wrapper imports enum, which would double this start's cost.
+import _signal
 import ctypes
-import json
 import os
-import signal
 import sys
-from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -30,12 +29,14 @@ _KILL_REPEAT = 0.1  # after the grace period, SIGKILL again this often: a fork m
 
 
 class Supervisor:
-    def __init__(self, spec: dict[str, Any]) -> None:
-        self.command = [str(word) for word in spec["command"]]
-        self.parent = int(spec["parent"])
-        self.grace = float(spec["grace"])
-        self.user = spec.get("user")  # [uid, gid] or None: the runner's own user
-        self.control = int(spec["control"])
+    def __init__(
+        self, parent: int, grace: float, user: tuple[int, int] | None, control: int, command: list[str]
+    ) -> None:
+        self.parent = parent
+        self.grace = grace
+        self.user = user  # (uid, gid); None: the runner's own user
+        self.control = control
+        self.command = command
         self.child = 0
         self.stopping = False
         self._pid = os.getpid()
@@ -43,17 +44,17 @@ class Supervisor:
 
     def run(self) -> int:
         self._prctl(_PR_SET_CHILD_SUBREAPER, 1)
-        self._prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        self._prctl(_PR_SET_PDEATHSIG, _signal.SIGTERM)
         if os.getppid() != self.parent:  # the runner died before the line above took effect
             return 1
-        signal.signal(signal.SIGTERM, self._on_sigterm)
-        signal.signal(signal.SIGALRM, self._on_alarm)
+        _signal.signal(_signal.SIGTERM, self._on_sigterm)
+        _signal.signal(_signal.SIGALRM, self._on_alarm)
         if not self._start():
             return 1
         if self.stopping:  # asked to stop while the command was starting
-            self._signal_all(signal.SIGTERM)
+            self._signal_all(_signal.SIGTERM)
         returncode = self._wait()
-        self._report({"exit": returncode})
+        self._report(f"exit {returncode}")
         return 0
 
     def _start(self) -> bool:
@@ -69,35 +70,36 @@ class Supervisor:
             os.waitpid(pid, 0)
             message = f"cannot start {self.command[0]!r}: {failure}"
             sys.stderr.write(f"modelrunner: {message}\n")
-            self._report({"failed": message})
+            self._report(f"failed {message}")
             return False
         self.child = pid
-        self._report({"started": pid})
+        self._report(f"started {pid}")
         return True
 
     def _become_model(self, errors: int) -> None:
         """In the forked child: drop to the model's user and exec the command; never returns."""
         try:
-            for signum in (signal.SIGTERM, signal.SIGALRM):
-                signal.signal(signum, signal.SIG_DFL)
+            for signum in (_signal.SIGTERM, _signal.SIGALRM):
+                _signal.signal(signum, _signal.SIG_DFL)
             os.setsid()
             if self.user is not None:
-                uid, gid = int(self.user[0]), int(self.user[1])
                 os.setgroups([])
-                os.setgid(gid)
-                os.setuid(uid)
+                os.setgid(self.user[1])
+                os.setuid(self.user[0])
             # After setuid: a change of user clears the parent-death signal.
-            self._prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            self._prctl(_PR_SET_PDEATHSIG, _signal.SIGKILL)
             if os.getppid() != self._pid:
                 os._exit(1)
-            os.execvpe(self.command[0], self.command, os.environ)
+            _exec(self.command)
         except OSError as exc:
             os.write(errors, (exc.strerror or str(exc)).encode())
+        except BaseException as exc:  # whatever happens, this child must not return into the supervisor
+            os.write(errors, repr(exc).encode())
         os._exit(127)
 
     def _wait(self) -> int:
         """Reap every descendant; the command's return code once nothing is left."""
-        returncode = -signal.SIGKILL
+        returncode: int = -_signal.SIGKILL
         while True:
             try:
                 pid, status = os.waitpid(-1, 0)
@@ -117,8 +119,8 @@ class Supervisor:
 
     def _on_sigterm(self, _signum: int, _frame: object) -> None:
         if os.getppid() != self.parent:  # the runner died: nobody is left to wait for the grace
-            self._signal_all(signal.SIGKILL)
-            signal.setitimer(signal.ITIMER_REAL, _KILL_REPEAT, _KILL_REPEAT)
+            self._signal_all(_signal.SIGKILL)
+            _signal.setitimer(_signal.ITIMER_REAL, _KILL_REPEAT, _KILL_REPEAT)
             return
         self._stop()
 
@@ -126,19 +128,19 @@ class Supervisor:
         if self.stopping:
             return
         self.stopping = True
-        self._signal_all(signal.SIGTERM)
-        signal.setitimer(signal.ITIMER_REAL, max(self.grace, 0.001), _KILL_REPEAT)
+        self._signal_all(_signal.SIGTERM)
+        _signal.setitimer(_signal.ITIMER_REAL, max(self.grace, 0.001), _KILL_REPEAT)
 
     def _on_alarm(self, _signum: int, _frame: object) -> None:
-        self._signal_all(signal.SIGKILL)
+        self._signal_all(_signal.SIGKILL)
 
     def _signal_all(self, signum: int) -> None:
-        if self.child:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.child, signum)
-        for pid in self._descendants():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
+        targets = [-self.child] if self.child else []  # the command's process group
+        for pid in [*targets, *self._descendants()]:
+            try:  # noqa: SIM105 (contextlib would cost this start an import)
                 os.kill(pid, signum)
+            except (ProcessLookupError, PermissionError):
+                pass  # ended meanwhile
 
     def _descendants(self) -> list[int]:
         children: dict[int, list[int]] = {}
@@ -160,15 +162,34 @@ class Supervisor:
             frontier.extend(below)
         return found
 
-    def _report(self, message: dict[str, Any]) -> None:
-        with contextlib.suppress(OSError):  # the runner is gone; the attempt ends all the same
-            os.write(self.control, (json.dumps(message) + "\n").encode())
+    def _report(self, line: str) -> None:
+        try:  # noqa: SIM105 (as above)
+            os.write(self.control, f"{line}\n".encode())
+        except OSError:
+            pass  # the runner is gone; the attempt ends all the same
+
+
+def _exec(command: list[str]) -> None:
+    """``os.execvpe`` with this environment's PATH, without its lazy import of ``warnings``."""
+    if os.sep in command[0]:
+        os.execv(command[0], command)
+    failure: OSError = FileNotFoundError(2, "No such file or directory")
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        try:
+            os.execv(os.path.join(folder, command[0]), command)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:  # not executable here: say so unless a later folder has it
+            failure = exc
+    raise failure
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        sys.exit("usage: supervisor.py SPEC (JSON); started by modelrunner, not by hand")
-    sys.exit(Supervisor(json.loads(sys.argv[1])).run())
+    if len(sys.argv) < 7:
+        sys.exit("usage: supervisor.py PARENT GRACE UID GID CONTROL COMMAND...; started by modelrunner, not by hand")
+    parent, grace, uid, gid, control, *command = sys.argv[1:]
+    user = None if uid == "-" else (int(uid), int(gid))
+    sys.exit(Supervisor(int(parent), float(grace), user, int(control), command).run())
 
 
 if __name__ == "__main__":
