@@ -267,11 +267,10 @@ def test_a_killed_worker_loses_the_attempt_and_the_engine_retries_it(
     run_id = served.submit("sleeper", {"seconds": 4, "counter": str(counter), "tag": "killed"})
     [first] = wait_until(lambda: read_pids(counter), 20, "the model started on the worker")
     wait_until(lambda: served.http.get(f"/api/v1/runs/{run_id}").json()["status"] == "running", 10, "running")
-    # The model runs under its supervisor, under the worker.
-    supervisor = psutil.Process(first).parent()
-    assert supervisor is not None and any("supervisor.py" in word for word in supervisor.cmdline())
-    worker = supervisor.parent()
-    assert worker is not None and worker.pid in dask_processes.worker_pids()
+    # The model runs under its supervisor, forked by the supervisor service the worker started.
+    supervisors, worker = psutil.Process(first).parents()[:2], psutil.Process(first).parents()[2]
+    assert all("supervisor.py" in " ".join(process.cmdline()) for process in supervisors)
+    assert worker.pid in dask_processes.worker_pids()
 
     worker.kill()  # SIGKILL: the worker cannot tell anyone; its nanny starts a new one
 

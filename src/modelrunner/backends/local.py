@@ -30,6 +30,7 @@ from modelrunner.execution import checkpoints
 from modelrunner.execution.confinement import DEFAULT_MODEL_USER, ModelUser, can_run, confine_state_folder
 from modelrunner.execution.job import AttemptJob, Outcome
 from modelrunner.execution.process import AttemptProcess
+from modelrunner.execution.supervision import SupervisorService
 from modelrunner.spec.model_version import unpack
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class LocalBackend:
         self._taken = 0  # slots of the attempts held, running or waiting for a slot
         self._reports: queue.SimpleQueue[Report] = queue.SimpleQueue()
         self._environment = dict(os.environ)  # read once: copying os.environ costs per attempt
+        self._supervisors = SupervisorService()
         if config.user is None and os.geteuid() == 0:
             log.warning(
                 "models run as root, as this server does: they can read its memory, environment and files; "
@@ -129,6 +131,7 @@ class LocalBackend:
             checkpoint=checkpoints.local_folder(self._config.state_dir, job.run_id),
             log_path=self._logs.path(job.run_id, job.attempt_number),
             grace_seconds=self._config.grace_seconds,
+            supervisors=self._supervisors,
             environment=self._environment,
             passed_variables=self._config.passed_variables,
             user=self._config.user,
@@ -167,8 +170,9 @@ class LocalBackend:
         while time.monotonic() < deadline:
             with self._lock:
                 if not self._running:
-                    return
+                    break
             time.sleep(0.05)
+        self._supervisors.close()
 
     def _execute(self, process: AttemptProcess, slots: int) -> None:
         job = process.job

@@ -6,6 +6,7 @@ are copied to an output folder with their sizes and sha256 digests, beside its l
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import signal
 import tempfile
@@ -27,6 +28,7 @@ from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.job import AttemptJob, Outcome
 from modelrunner.execution.process import AttemptProcess
+from modelrunner.execution.supervision import SupervisorService
 from modelrunner.spec.model_spec import Resources
 from modelrunner.spec.params import validate_params
 from modelrunner.spec.workspace import Model, Workspace
@@ -98,7 +100,8 @@ def _execute(
     store = ArtifactStore(str(destination.parent))
     results: list[Outcome] = []
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="modelrunner-local-") as temporary:
+    supervisors = SupervisorService()
+    with tempfile.TemporaryDirectory(prefix="modelrunner-local-") as temporary, contextlib.closing(supervisors):
         process = AttemptProcess(
             job,
             model_folder=model.folder,
@@ -106,6 +109,7 @@ def _execute(
             checkpoint=Path(temporary, "checkpoint"),
             log_path=destination / LOG_NAME,
             grace_seconds=grace,
+            supervisors=supervisors,
         )
         with RunProgress(f"{model.name} (local)") as bar:
 

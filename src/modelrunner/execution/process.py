@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Mapping
@@ -19,14 +18,13 @@ from modelrunner.artifacts.keys import resolve_under
 from modelrunner.artifacts.store import StoredFile
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
-from modelrunner.execution import supervisor
 from modelrunner.execution.confinement import ModelUser, give_to, model_environment
 from modelrunner.execution.job import AttemptJob, Outcome, stopped
 from modelrunner.execution.output_files import refuse_irregular
+from modelrunner.execution.supervision import SupervisorService
 from modelrunner.spec.model_spec import PYTHON_PROGRAMS
 from modelrunner.spec.model_version import copy_model
 
-SUPERVISOR = supervisor.__file__
 # How long after the grace period a supervisor that has not ended is killed with the model.
 _SUPERVISOR_MARGIN = 5.0
 
@@ -63,6 +61,7 @@ class AttemptProcess:
         checkpoint: Path,
         log_path: Path,
         grace_seconds: float,
+        supervisors: SupervisorService,
         environment: Mapping[str, str] | None = None,
         passed_variables: tuple[str, ...] = (),
         user: ModelUser | None = None,
@@ -70,14 +69,15 @@ class AttemptProcess:
         fetch_file: FetchFile | None = None,
     ) -> None:
         """``model_folder`` holds the model's files at the version to run (they are copied into
-        the scratch folder); ``environment`` is this runner's environment (os.environ by
-        default), of which the model sees only the allow-listed variables and
-        ``passed_variables``; ``user`` is who the model runs as (this process's user when None);
-        ``data_folder`` provides the files of the job's inputs and ``fetch_file`` those of its
-        upstream steps (needed when it has any)."""
+        the scratch folder); ``supervisors`` starts the command under a supervisor;
+        ``environment`` is this runner's environment (os.environ by default), of which the model
+        sees only the allow-listed variables and ``passed_variables``; ``user`` is who the model
+        runs as (this process's user when None); ``data_folder`` provides the files of the job's
+        inputs and ``fetch_file`` those of its upstream steps (needed when it has any)."""
         self.job = job
         self._model_folder = model_folder
         self._environment = environment
+        self._supervisors = supervisors
         self._passed_variables = passed_variables
         self._user = user
         self._scratch = scratch
@@ -87,7 +87,7 @@ class AttemptProcess:
         self._data_folder = data_folder
         self._fetch_file = fetch_file
         self._lock = threading.Lock()
-        self._process: subprocess.Popen[bytes] | None = None  # the supervisor
+        self._supervisor_pid: int | None = None  # while the supervisor runs
         self._model_pid: int | None = None
         self._stop_reason: AttemptStatus | None = None
         self._kill_timer: threading.Timer | None = None
@@ -100,9 +100,9 @@ class AttemptProcess:
             if self._stop_reason is not None:
                 return
             self._stop_reason = reason
-            process = self._process
-        if process is not None:
-            self._terminate(process)
+            supervising = self._supervisor_pid is not None
+        if supervising:
+            self._terminate()
 
     @property
     def stop_requested(self) -> bool:
@@ -147,54 +147,45 @@ class AttemptProcess:
         with self._log_path.open("ab") as log:
             if self.stop_requested:
                 return None
-            control_read, control_write = os.pipe()
-            user = ["-", "-"] if self._user is None else [str(self._user.uid), str(self._user.gid)]
-            supervised = [str(os.getpid()), str(self._grace), *user, str(control_write)]
+            command = resolve_command(self.job.command)
             try:
-                process = subprocess.Popen(
-                    [sys.executable, "-I", "-S", SUPERVISOR, *supervised, *resolve_command(self.job.command)],
-                    cwd=model_dir,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    pass_fds=(control_write,),
+                output_read, control_read = self._supervisors.launch(
+                    command, env, str(model_dir), self._grace, self._user
                 )
             except OSError as exc:
-                os.close(control_read)
                 self._start_error = f"cannot start the attempt's supervisor: {exc.strerror or exc}"
                 log.write(f"modelrunner: {self._start_error}\n".encode())
                 return None
-            finally:
-                os.close(control_write)
-            with self._lock:
-                self._process = process
-                stopped_early = self._stop_reason is not None
-            if stopped_early:
-                self._terminate(process)
-            assert process.stdout is not None
-            reader = threading.Thread(target=_follow, args=(process.stdout, log, on_progress), daemon=True)
+            output = os.fdopen(output_read, "rb")
+            reader = threading.Thread(target=_follow, args=(output, log, on_progress), daemon=True)
             reader.start()
             with os.fdopen(control_read, "rb") as control:
                 kind, said = _report(control)
+                if kind == "supervisor":
+                    with self._lock:
+                        self._supervisor_pid = int(said)
+                        stopped_early = self._stop_reason is not None
+                    if stopped_early:
+                        self._terminate()
+                    kind, said = _report(control)
                 if kind == "started":
                     with self._lock:
                         self._model_pid = int(said)
                     on_started(int(said))
                 else:
-                    self._start_error = said or "the attempt's supervisor ended before the command"
+                    self._start_error = said or "the attempt's supervisor ended before the command started"
                 kind, said = _report(control)
-            supervisor_status = process.wait()
+            with self._lock:
+                self._supervisor_pid = None  # it has ended: its pid may soon name another process
             ended = kind == "exit"
             if self._model_pid is not None and not ended:
                 # A supervisor killed by force may leave the model's group: nothing may hold the log pipe.
                 _signal_group(self._model_pid, signal.SIGKILL)
             reader.join()
-            process.stdout.close()
+            output.close()
         if self._model_pid is None:
             return None
-        return int(said) if ended else supervisor_status
+        return int(said) if ended else -signal.SIGKILL
 
     def _prepare(self) -> tuple[Path, Path, dict[str, str]]:
         model_dir = self._scratch / "model"
@@ -271,21 +262,25 @@ class AttemptProcess:
             )
         return Outcome(AttemptStatus.SUCCEEDED, exit_code=0, outputs=upload(outputs_dir))
 
-    def _terminate(self, process: subprocess.Popen[bytes]) -> None:
+    def _terminate(self) -> None:
         """SIGTERM to the supervisor, which stops the model (SIGTERM, grace, SIGKILL); SIGKILL
         to both if it has not ended well after the grace period."""
-        _signal_group(process.pid, signal.SIGTERM)
-        timer = threading.Timer(self._grace + _SUPERVISOR_MARGIN, self._kill, args=(process,))
+        with self._lock:
+            supervisor = self._supervisor_pid
+        if supervisor is not None:
+            _signal_process(supervisor, signal.SIGTERM)
+        timer = threading.Timer(self._grace + _SUPERVISOR_MARGIN, self._kill)
         timer.daemon = True
         self._kill_timer = timer
         timer.start()
 
-    def _kill(self, process: subprocess.Popen[bytes]) -> None:
-        _signal_group(process.pid, signal.SIGKILL)
+    def _kill(self) -> None:
         with self._lock:
-            model_pid = self._model_pid
-        if model_pid is not None:
-            _signal_group(model_pid, signal.SIGKILL)
+            supervisor, model = self._supervisor_pid, self._model_pid
+        if supervisor is not None:
+            _signal_process(supervisor, signal.SIGKILL)
+        if model is not None:
+            _signal_group(model, signal.SIGKILL)
 
 
 def _follow(stream: IO[bytes], log: IO[bytes], on_progress: OnProgress) -> None:
@@ -305,6 +300,11 @@ def _report(control: IO[bytes]) -> tuple[str, str]:
     """The supervisor's next report as (kind, what it says); ("", "") when it ended without one."""
     kind, _, said = control.readline().decode("utf-8", "replace").rstrip("\n").partition(" ")
     return kind, said
+
+
+def _signal_process(pid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signum)
 
 
 def _signal_group(pgid: int, signum: signal.Signals) -> None:

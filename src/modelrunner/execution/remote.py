@@ -28,6 +28,7 @@ from modelrunner.execution import checkpoints
 from modelrunner.execution.confinement import ModelUser
 from modelrunner.execution.job import AttemptJob, JobInput, Outcome, UpstreamFile
 from modelrunner.execution.process import AttemptProcess
+from modelrunner.execution.supervision import SupervisorService
 from modelrunner.spec.model_spec import Resources
 from modelrunner.spec.model_version import unpack
 
@@ -121,15 +122,18 @@ class RemoteAttempt:
         workdir: Path | None = None,
         artifacts: ArtifactStore | None = None,
         user: ModelUser | None = None,
+        supervisors: SupervisorService | None = None,
     ) -> None:
         """``workdir``: where the temporary folder is made (the system's temp folder by default);
         ``artifacts``: the store as this machine reaches it (``remote.artifacts_url`` by default;
         ``modelrunner worker`` reaches it through the server); ``user``: who the model runs as
-        (this process's user when None)."""
+        (this process's user when None); ``supervisors``: the runner's supervisor service (one
+        of its own for this attempt when None)."""
         self.remote = remote
         self._workdir = workdir
         self._artifacts = artifacts
         self._user = user
+        self._supervisors = supervisors
         self._lock = threading.Lock()
         self._process: AttemptProcess | None = None
         self._stop_reason: AttemptStatus | None = None
@@ -149,13 +153,24 @@ class RemoteAttempt:
         a backend whose engine tells only that a job ended reads how it ended there."""
         job = self.remote.job
         artifacts = self._artifacts or ArtifactStore(self.remote.artifacts_url)
-        outcome = self._run(job, artifacts, on_started)
+        supervisors = self._supervisors or SupervisorService()
+        try:
+            outcome = self._run(job, artifacts, supervisors, on_started)
+        finally:
+            if self._supervisors is None:
+                supervisors.close()
         _leave(
             artifacts, outcome_key(job.run_id, job.attempt_number), json.dumps(outcome_to_dict(outcome)).encode(), job
         )
         return outcome
 
-    def _run(self, job: AttemptJob, artifacts: ArtifactStore, on_started: Callable[[int], None]) -> Outcome:
+    def _run(
+        self,
+        job: AttemptJob,
+        artifacts: ArtifactStore,
+        supervisors: SupervisorService,
+        on_started: Callable[[int], None],
+    ) -> Outcome:
         reporter = ProgressReporter(job.callback_url, job.callback_token)
         folder = Path(tempfile.mkdtemp(prefix=f"modelrunner-{job.run_id}-{job.attempt_number}-", dir=self._workdir))
         if self._user is not None:
@@ -179,6 +194,7 @@ class RemoteAttempt:
                 checkpoint=checkpoint,
                 log_path=folder / "attempt.log",
                 grace_seconds=self.remote.grace_seconds,
+                supervisors=supervisors,
                 data_folder=_DataFromStore(artifacts, job.inputs, folder / "data"),
                 fetch_file=artifacts.get_file,
                 user=self._user,

@@ -1,19 +1,22 @@
-"""The supervisor of one attempt: the process between the runner and the model's command.
+"""The supervisors of attempts: the processes between the runner and the models' commands.
 
-It is started as ``python -I -S supervisor.py PARENT GRACE UID GID CONTROL COMMAND...`` (UID and
-GID ``-`` for the runner's own user) and imports only what Python has loaded at start and ctypes,
-so it costs a few milliseconds a run and reads nothing of the environment's Python settings. It:
+A runner starts this file once, as its supervisor service (``python -I -S supervisor.py
+PARENT SOCKET``): standard library only, reading nothing of the environment's Python settings.
+For each attempt the runner sends it a request on SOCKET (the command, its environment, folder
+and user, and two pipes: the model's output and the attempt's reports), and the service forks a
+supervisor for it, which costs a fork, not a Python start. Each supervisor:
 
-- becomes a child subreaper, so whatever the model starts, even a daemon that double-forks and
-  calls ``setsid()``, stays its descendant and is found when the attempt ends;
-- dies with its runner (``PR_SET_PDEATHSIG``): a runner that is killed takes the model with it;
+- is a child subreaper, so whatever the model starts, even a daemon that double-forks and calls
+  ``setsid()``, stays its descendant and is found when the attempt ends;
+- dies with the service (``PR_SET_PDEATHSIG``), as the service dies with its runner: a runner
+  that is killed takes its models with it;
 - starts the command in a session of its own, as another user when told to (it runs as the
   runner's user, so a model running as another user can neither signal nor read it);
 - on SIGTERM (cancel, timeout, preemption) passes SIGTERM to every descendant and SIGKILLs what
   is left after the grace period; once the command has exited, does the same to what it left.
 
-It reports on the pipe whose descriptor is CONTROL, a line each: ``started PID`` or ``failed
-MESSAGE``, then ``exit RETURNCODE`` (negative: the signal that ended the command, as
+A supervisor reports on its attempt's pipe, a line each: ``supervisor PID``, then ``started PID``
+or ``failed MESSAGE``, then ``exit RETURNCODE`` (negative: the signal that ended the command, as
 ``subprocess`` says it).
 """
 
@@ -21,22 +24,31 @@ MESSAGE``, then ``exit RETURNCODE`` (negative: the signal that ended the command
 import _signal
 import ctypes
 import os
+import socket
 import sys
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 _KILL_REPEAT = 0.1  # after the grace period, SIGKILL again this often: a fork may race the kill
+_REQUEST_BYTES = 1 << 20  # a command and its environment
 
 
 class Supervisor:
     def __init__(
-        self, parent: int, grace: float, user: tuple[int, int] | None, control: int, command: list[str]
+        self,
+        parent: int,
+        grace: float,
+        user: tuple[int, int] | None,
+        control: int,
+        command: list[str],
+        environment: dict[str, str],
     ) -> None:
         self.parent = parent
         self.grace = grace
         self.user = user  # (uid, gid); None: the runner's own user
         self.control = control
         self.command = command
+        self.environment = environment
         self.child = 0
         self.stopping = False
         self._pid = os.getpid()
@@ -45,8 +57,9 @@ class Supervisor:
     def run(self) -> int:
         self._prctl(_PR_SET_CHILD_SUBREAPER, 1)
         self._prctl(_PR_SET_PDEATHSIG, _signal.SIGTERM)
-        if os.getppid() != self.parent:  # the runner died before the line above took effect
+        if os.getppid() != self.parent:  # the service died before the line above took effect
             return 1
+        self._report(f"supervisor {self._pid}")
         _signal.signal(_signal.SIGTERM, self._on_sigterm)
         _signal.signal(_signal.SIGALRM, self._on_alarm)
         if not self._start():
@@ -90,7 +103,7 @@ class Supervisor:
             self._prctl(_PR_SET_PDEATHSIG, _signal.SIGKILL)
             if os.getppid() != self._pid:
                 os._exit(1)
-            _exec(self.command)
+            _exec(self.command, self.environment)
         except OSError as exc:
             os.write(errors, (exc.strerror or str(exc)).encode())
         except BaseException as exc:  # whatever happens, this child must not return into the supervisor
@@ -118,7 +131,7 @@ class Supervisor:
         self._stop()
 
     def _on_sigterm(self, _signum: int, _frame: object) -> None:
-        if os.getppid() != self.parent:  # the runner died: nobody is left to wait for the grace
+        if os.getppid() != self.parent:  # the service (so the runner) died: nobody waits for the grace
             self._signal_all(_signal.SIGKILL)
             _signal.setitimer(_signal.ITIMER_REAL, _KILL_REPEAT, _KILL_REPEAT)
             return
@@ -169,14 +182,14 @@ class Supervisor:
             pass  # the runner is gone; the attempt ends all the same
 
 
-def _exec(command: list[str]) -> None:
-    """``os.execvpe`` with this environment's PATH, without its lazy import of ``warnings``."""
+def _exec(command: list[str], environment: dict[str, str]) -> None:
+    """``os.execvpe`` with the model's PATH, without its lazy import of ``warnings``."""
     if os.sep in command[0]:
-        os.execv(command[0], command)
+        os.execve(command[0], command, environment)
     failure: OSError = FileNotFoundError(2, "No such file or directory")
-    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+    for folder in environment.get("PATH", os.defpath).split(os.pathsep):
         try:
-            os.execv(os.path.join(folder, command[0]), command)
+            os.execve(os.path.join(folder, command[0]), command, environment)
         except (FileNotFoundError, NotADirectoryError):
             continue
         except OSError as exc:  # not executable here: say so unless a later folder has it
@@ -184,12 +197,57 @@ def _exec(command: list[str]) -> None:
     raise failure
 
 
-def main() -> None:
-    if len(sys.argv) < 7:
-        sys.exit("usage: supervisor.py PARENT GRACE UID GID CONTROL COMMAND...; started by modelrunner, not by hand")
-    parent, grace, uid, gid, control, *command = sys.argv[1:]
+def serve(parent: int, channel: socket.socket) -> None:
+    """The service: fork a supervisor for each request until the runner closes ``channel``."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    prctl(_PR_SET_PDEATHSIG, _signal.SIGKILL)  # its supervisors, losing it, kill their models
+    if os.getppid() != parent:
+        return
+    _signal.signal(_signal.SIGCHLD, _signal.SIG_IGN)  # the kernel reaps the supervisors
+    while True:
+        request, descriptors, _, _ = socket.recv_fds(channel, _REQUEST_BYTES, 2)
+        if not request:
+            return
+        if os.fork() == 0:
+            channel.close()
+            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # a supervisor waits for its own
+            os._exit(_supervise(request, descriptors, parent=os.getppid()))
+        for descriptor in descriptors:
+            os.close(descriptor)
+
+
+def _supervise(request: bytes, descriptors: list[int], parent: int) -> int:
+    """In a supervisor just forked: read its request, then run the attempt."""
+    output, control = descriptors
+    grace, uid, gid, folder, count, *rest = request.decode("utf-8", "surrogateescape").split("\0")
+    command, variables = rest[: int(count)], rest[int(count) :]
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    os.close(output)
+    try:
+        os.chdir(folder)
+    except OSError as exc:
+        os.write(control, f"failed cannot enter {folder}: {exc.strerror}\n".encode())
+        return 1
     user = None if uid == "-" else (int(uid), int(gid))
-    sys.exit(Supervisor(int(parent), float(grace), user, int(control), command).run())
+    environment = dict(variable.split("=", 1) for variable in variables)
+    return Supervisor(parent, float(grace), user, control, command, environment).run()
+
+
+def request(
+    grace: float, user: tuple[int, int] | None, folder: str, command: list[str], environment: dict[str, str]
+) -> bytes:
+    """What the runner sends the service for one attempt (with the two pipes' write ends)."""
+    uid, gid = ("-", "-") if user is None else (str(user[0]), str(user[1]))
+    variables = [f"{name}={value}" for name, value in environment.items()]
+    fields = [str(grace), uid, gid, folder, str(len(command)), *command, *variables]
+    return "\0".join(fields).encode("utf-8", "surrogateescape")
+
+
+def main() -> None:
+    if len(sys.argv) != 3:
+        sys.exit("usage: supervisor.py PARENT SOCKET; started by modelrunner, not by hand")
+    serve(int(sys.argv[1]), socket.socket(fileno=int(sys.argv[2])))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from modelrunner.execution.confinement import ModelUser
 from modelrunner.execution.job import Outcome
 from modelrunner.execution.remote import RemoteAttempt, RemoteJob, outcome_to_dict, parse_job
 from modelrunner.execution.server_link import AttemptChannel, AttemptGone, Refused, ServerArtifacts, detail_of
+from modelrunner.execution.supervision import SupervisorService
 
 log = logging.getLogger("modelrunner.worker")
 
@@ -60,6 +61,7 @@ class Worker:
         self._running: dict[int, _AttemptRun] = {}
         self._slot_freed = threading.Condition(self._lock)
         self._fatal: ModelrunnerError | None = None
+        self.supervisors = SupervisorService()  # the supervisors of this worker's attempts
         self._claims = httpx.Client(
             timeout=httpx.Timeout(_CLAIM_WAIT_SECONDS + 10, connect=5.0),
             headers={"Authorization": f"Bearer {config.token}"},
@@ -82,6 +84,7 @@ class Worker:
             attempt.stop(AttemptStatus.PREEMPTED)  # no fault of the model: it runs again elsewhere
         for attempt in self._attempts():
             attempt.join()
+        self.supervisors.close()
         # A claim waiting for work cannot be interrupted; the server hears the worker hang up.
         claimer.join(0.2)
         if self._fatal is not None:
@@ -195,6 +198,7 @@ class _AttemptRun:
             workdir=self._folder,
             artifacts=ServerArtifacts(self._channel, remote.artifacts_url),
             user=worker.config.user,
+            supervisors=worker.supervisors,
         )
         self._pid: int | None = None
         self._pid_sent = False
