@@ -11,7 +11,8 @@ supervisor for it, which costs a fork, not a Python start. Each supervisor:
 - dies with the service (``PR_SET_PDEATHSIG``), as the service dies with its runner: a runner
   that is killed takes its models with it;
 - starts the command in a session of its own, as another user when told to (it runs as the
-  runner's user, so a model running as another user can neither signal nor read it);
+  runner's user, so a model running as another user can neither signal nor read it; like the
+  service, it is not dumpable, so a model of its own user cannot read its memory either);
 - on SIGTERM (cancel, timeout, preemption) passes SIGTERM to every descendant and SIGKILLs what
   is left after the grace period; once the command has exited, does the same to what it left.
 
@@ -28,6 +29,7 @@ import socket
 import sys
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
 _KILL_REPEAT = 0.1  # after the grace period, SIGKILL again this often: a fork may race the kill
 _REQUEST_BYTES = 1 << 20  # a command and its environment
@@ -201,6 +203,8 @@ def serve(parent: int, channel: socket.socket) -> None:
     """The service: fork a supervisor for each request until the runner closes ``channel``."""
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     prctl(_PR_SET_PDEATHSIG, _signal.SIGKILL)  # its supervisors, losing it, kill their models
+    # Its memory holds every attempt's request (their callback tokens): no model may read it.
+    prctl(_PR_SET_DUMPABLE, 0)
     if os.getppid() != parent:
         return
     _signal.signal(_signal.SIGCHLD, _signal.SIG_IGN)  # the kernel reaps the supervisors
