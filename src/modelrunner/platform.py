@@ -98,6 +98,7 @@ class Platform:
                     callback_url=settings.resolved_public_url,
                     on_attempt_finished=self.metrics.observe_attempt,
                     on_runs_changed=self._runs_changed,
+                    model_environment=self._model_environment,
                 )
                 for name, backend in self.backends.items()
             }
@@ -298,7 +299,6 @@ class Platform:
                         self.settings.grace_seconds,
                         self.settings.state_dir,
                         user=model_user(spec.run_as, spec.allow_root),
-                        passed_variables=tuple(self._model_environment()),
                     ),
                     self.artifacts,
                     self.logs,

@@ -318,3 +318,21 @@ def test_a_worker_runs_models_as_the_user_it_is_told(
     assert run["status"] == "succeeded", run
     nobody = pwd.getpwnam("nobody")
     assert f"uid={nobody.pw_uid}(nobody)" in api.get(f"/api/v1/runs/{run['id']}/outputs/id.txt").text
+
+
+def test_a_workers_model_sees_only_the_variables_the_workspace_passes(
+    server: Server, workers: Workers, api: httpx.Client
+) -> None:
+    workspace = Path(server.env["MODELRUNNER_WORKSPACE"])
+    spec = yaml.safe_load((workspace / "modelrunner.yaml").read_text())
+    (workspace / "modelrunner.yaml").write_text(yaml.safe_dump({**spec, "model_environment": ["MR_TEST_PASSED"]}))
+    write_model(workspace, "envdump", 'command: ["sh", "-c", "env > $MODELRUNNER_OUTPUTS/env.txt"]\n')
+    workers.start(env={**server.env, "MR_TEST_PASSED": "passed", "MR_TEST_WORKER_SECRET": "kept-by-the-worker"})
+
+    run = final(api, submit(api, "envdump", {}))
+
+    assert run["status"] == "succeeded", run
+    environment = api.get(f"/api/v1/runs/{run['id']}/outputs/env.txt").text
+    assert "MR_TEST_PASSED=passed" in environment.splitlines()
+    assert "kept-by-the-worker" not in environment
+    assert "MODELRUNNER_TOKEN" not in environment and server.env["MODELRUNNER_TOKEN"] not in environment

@@ -44,7 +44,6 @@ class LocalConfig:
     grace_seconds: float
     state_dir: Path
     user: ModelUser | None = None  # who models run as; the server's user when None
-    passed_variables: tuple[str, ...] = ()  # of the server's environment, given to every model
 
 
 class _Slots:
@@ -133,7 +132,6 @@ class LocalBackend:
             grace_seconds=self._config.grace_seconds,
             supervisors=self._supervisors,
             environment=self._environment,
-            passed_variables=self._config.passed_variables,
             user=self._config.user,
             data_folder=self._data.folder if self._data is not None else None,
             fetch_file=self._artifacts.get_file,

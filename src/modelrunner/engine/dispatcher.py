@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -73,9 +73,11 @@ class Dispatcher:
         callback_url: str,
         on_attempt_finished: Callable[[float], None] = lambda seconds: None,
         on_runs_changed: Callable[[], None] = lambda: None,
+        model_environment: Callable[[], Sequence[str]] = tuple,
     ) -> None:
         """``backend_name`` is the name runs are routed to (``backends:`` in modelrunner.yaml);
         ``callback_url`` is the server's URL as attempts reach it (their progress callbacks);
+        ``model_environment`` gives the variables of a runner's environment that models see too;
         ``on_attempt_finished`` gets each finished attempt's run time; ``on_runs_changed`` is
         called after attempts' endings are committed (pipelines advance on it)."""
         self._database = database
@@ -87,6 +89,7 @@ class Dispatcher:
         self._callback_url = callback_url.rstrip("/")
         self._on_attempt_finished = on_attempt_finished
         self._on_runs_changed = on_runs_changed
+        self._model_environment = model_environment
         self.runner_id = this_runner_id()
         self._inflight: dict[int, _InFlight] = {}
         self._pending: list[Report] = []  # polled, not yet committed: kept until the store has them
@@ -243,6 +246,7 @@ class Dispatcher:
                 last_attempt=attempts.interrupted_attempts(session, run.id) >= part.retries.lost,
                 callback_url=f"{self._callback_url}/api/v1/attempts/{attempt.attempt_id}",
                 callback_token=attempt.callback_token,
+                passed_variables=tuple(self._model_environment()),
             )
             handle = _handle_of(self.runner_id, attempt.attempt_id, run.id, attempt.number)
             jobs.append((job, _InFlight(run.id, handle, part.retries, part.resources.timeout)))

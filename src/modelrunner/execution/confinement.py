@@ -26,9 +26,39 @@ from modelrunner.spec.names import RESERVED_VARIABLE_PREFIX
 # container image creates it); `local: {run_as: ...}` names another.
 DEFAULT_MODEL_USER = "modelrunner-models"
 
-# What a model gets from the runner's environment without anyone asking: enough to find programs
-# and to speak the runner's language and time zone, nothing that could hold a credential.
-_ALLOWED = frozenset({"PATH", "LANG", "LANGUAGE", "TZ", "TERM"})
+# What a model gets from the runner's environment without anyone asking: enough to find programs,
+# to speak the runner's language and time zone, and to use only the devices, threads and Slurm
+# allocation its attempt was given; nothing that could hold a credential.
+_ALLOWED = frozenset(
+    {
+        "PATH",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TERM",
+        "CUDA_VISIBLE_DEVICES",
+        "NVIDIA_VISIBLE_DEVICES",
+        "ROCR_VISIBLE_DEVICES",
+        "HIP_VISIBLE_DEVICES",
+        "OMP_NUM_THREADS",
+        # What Slurm says of the allocation (SLURM_JWT, a credential, is not among them).
+        "SLURM_JOB_ID",
+        "SLURM_JOB_NAME",
+        "SLURM_JOB_NODELIST",
+        "SLURM_JOB_NUM_NODES",
+        "SLURM_JOB_CPUS_PER_NODE",
+        "SLURM_CPUS_ON_NODE",
+        "SLURM_CPUS_PER_TASK",
+        "SLURM_NTASKS",
+        "SLURM_MEM_PER_NODE",
+        "SLURM_MEM_PER_CPU",
+        "SLURM_GPUS_ON_NODE",
+        "SLURM_JOB_GPUS",
+        "SLURM_PROCID",
+        "SLURM_LOCALID",
+        "SLURM_NODEID",
+    }
+)
 _ALLOWED_PREFIXES = ("LC_",)
 
 _PR_SET_DUMPABLE = 4

@@ -53,6 +53,8 @@ class AttemptJob:
     # Where and with what the attempt may report its progress over HTTP (a remote runner does).
     callback_url: str | None = None
     callback_token: str | None = field(default=None, repr=False)
+    # Variables of the runner's environment the model sees too (``model_environment:``).
+    passed_variables: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,6 @@ class AttemptProcess:
         grace_seconds: float,
         supervisors: SupervisorService,
         environment: Mapping[str, str] | None = None,
-        passed_variables: tuple[str, ...] = (),
         user: ModelUser | None = None,
         data_folder: DataFolder | None = None,
         fetch_file: FetchFile | None = None,
@@ -71,14 +70,13 @@ class AttemptProcess:
         """``model_folder`` holds the model's files at the version to run (they are copied into
         the scratch folder); ``supervisors`` starts the command under a supervisor;
         ``environment`` is this runner's environment (os.environ by default), of which the model
-        sees only the allow-listed variables and ``passed_variables``; ``user`` is who the model
+        sees only the allow-listed variables and the job's ``passed_variables``; ``user`` is who the model
         runs as (this process's user when None); ``data_folder`` provides the files of the job's
         inputs and ``fetch_file`` those of its upstream steps (needed when it has any)."""
         self.job = job
         self._model_folder = model_folder
         self._environment = environment
         self._supervisors = supervisors
-        self._passed_variables = passed_variables
         self._user = user
         self._scratch = scratch
         self._checkpoint = checkpoint
@@ -228,7 +226,7 @@ class AttemptProcess:
             contract["MODELRUNNER_CALLBACK_URL"] = self.job.callback_url
             contract["MODELRUNNER_CALLBACK_TOKEN"] = self.job.callback_token
         runner = os.environ if self._environment is None else self._environment
-        env = model_environment(runner, self._passed_variables, self._user, contract)
+        env = model_environment(runner, self.job.passed_variables, self._user, contract)
         return model_dir, outputs_dir, env
 
     def _preparation_failed(self, message: str) -> Outcome:

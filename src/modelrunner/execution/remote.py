@@ -72,6 +72,7 @@ def parse_job(text: str) -> RemoteJob:
         raw["declared_outputs"] = tuple(raw.get("declared_outputs", ()))
         raw["inputs"] = tuple(JobInput(**entry) for entry in raw.get("inputs", ()))
         raw["upstream"] = tuple(UpstreamFile(**entry) for entry in raw.get("upstream", ()))
+        raw["passed_variables"] = tuple(str(name) for name in raw.get("passed_variables", ()))
         raw["resources"] = Resources.model_validate(raw.get("resources", {}))
         job = AttemptJob(**raw)
     except KeyError as exc:

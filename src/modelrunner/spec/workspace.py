@@ -66,8 +66,8 @@ class WorkspaceSpec(BaseModel):
     )
     model_environment: list[str] = Field(
         default_factory=list,
-        description="Variables of the server's environment that local models see too (beyond PATH, locale and "
-        "time zone); never a secret of the server's",
+        description="Variables of the runner's environment (the server's, a worker's, modelrunner exec's) that "
+        "models see too, beyond PATH, locale and time zone; never a secret of the server's",
     )
 
     @field_validator("datasets", mode="before")
