@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from modelrunner.cli import options, output
-from modelrunner.cli.configuration import build_settings, masked_url
+from modelrunner.cli.configuration import build_settings, masked_url, opened_database
 from modelrunner.errors import ModelrunnerError
 from modelrunner.spec.duration import HINT, parse_duration
 from modelrunner.store.row_ids import INT64_MAX
@@ -65,14 +65,10 @@ def _accounts(where: _StoreOptions) -> Iterator[Session]:
     """A write session on the store (migrated, with its first site admin); its changes commit
     together when the block ends without an error. Database failures become one message naming
     the (masked) database URL."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     from modelrunner.auth import accounts
     from modelrunner.auth.secret_keys import SecretKeys
-    from modelrunner.errors import StoreError
     from modelrunner.spec.workspace import WORKSPACE_FILE
     from modelrunner.store import migrate
-    from modelrunner.store.database import Database
 
     settings, _ = build_settings(
         database_url=where.database_url, workspace=where.workspace, data_dir=where.data_dir, profile=where.profile
@@ -85,25 +81,16 @@ def _accounts(where: _StoreOptions) -> Iterator[Session]:
             f"{settings.workspace.resolve()} is not a workspace (it has no {WORKSPACE_FILE}); accounts live in "
             "the store of the server's workspace: give --workspace (MODELRUNNER_WORKSPACE), or --database-url"
         )
-    shown = masked_url(settings.resolved_database_url)
-    try:
-        database = Database(settings.resolved_database_url)
-    except (SQLAlchemyError, ImportError) as exc:
-        raise ModelrunnerError(f"cannot use the database URL {shown}: {exc}") from exc
-    try:
+    with opened_database(settings) as database:
         migrate.upgrade(database, secret_keys=SecretKeys.of(settings))
         with database.write() as session:
             created = accounts.ensure_first_admin(session)
         if created:
-            output.hint(f"created the first site admin '{accounts.FIRST_ADMIN}' in {shown}")
+            output.hint(
+                f"created the first site admin '{accounts.FIRST_ADMIN}' in {masked_url(settings.resolved_database_url)}"
+            )
         with database.write() as session:
             yield session
-    except SQLAlchemyError as exc:
-        raise ModelrunnerError(f"cannot use the database {shown}: {getattr(exc, 'orig', None) or exc}") from exc
-    except StoreError as exc:
-        raise ModelrunnerError(f"cannot use the database {shown}: {exc.message}") from exc
-    finally:
-        database.dispose()
 
 
 # --- users --------------------------------------------------------------------------------------

@@ -5,8 +5,7 @@ from __future__ import annotations
 import typer
 
 from modelrunner.cli import options, output
-from modelrunner.cli.configuration import build_settings, masked_url
-from modelrunner.errors import ModelrunnerError
+from modelrunner.cli.configuration import build_settings, masked_url, opened_database
 
 db_app = typer.Typer(help="Manage the database of the platform (its schema migrations).", no_args_is_help=True)
 
@@ -24,11 +23,8 @@ def upgrade(
     Safe to run on an up-to-date database; `modelrunner serve` does the same when it starts.
     Webhook secrets stored in clear by older versions are encrypted with the secrets key.
     """
-    from sqlalchemy.exc import SQLAlchemyError
-
     from modelrunner.auth.secret_keys import SecretKeys
     from modelrunner.store import migrate
-    from modelrunner.store.database import Database
 
     settings, _ = build_settings(
         database_url=database_url,
@@ -37,17 +33,9 @@ def upgrade(
         secrets_key_file=secrets_key_file,
         profile=profile,
     ).with_profile()
-    shown = masked_url(settings.resolved_database_url)
-    try:
-        database = Database(settings.resolved_database_url)
-    except (SQLAlchemyError, ImportError) as exc:
-        raise ModelrunnerError(f"cannot use the database URL {shown}: {exc}") from exc
-    try:
+    with opened_database(settings) as database:
         database.ping()
         migrate.upgrade(database, secret_keys=SecretKeys.of(settings))
         revision = migrate.current_revision(database)
-    except SQLAlchemyError as exc:
-        raise ModelrunnerError(f"cannot upgrade the database {shown}: {getattr(exc, 'orig', None) or exc}") from exc
-    finally:
-        database.dispose()
+    shown = masked_url(settings.resolved_database_url)
     output.stdout().print(f"database {shown} is at revision {revision}", markup=False, soft_wrap=True)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import typer
 
 from modelrunner.cli import options, output
-from modelrunner.cli.configuration import build_settings, masked_url
-from modelrunner.errors import ModelrunnerError
+from modelrunner.cli.configuration import build_settings, opened_database
 
 secrets_app = typer.Typer(
     help="The key that encrypts webhook secrets in the database (kept apart from it, in a key file). "
@@ -29,12 +28,9 @@ def rotate_key(
     keys stay in the key file until every secret is re-encrypted; run it again to finish. Back the
     new key file up: without it the webhook secrets cannot be read.
     """
-    from sqlalchemy.exc import SQLAlchemyError
-
     from modelrunner.auth.secret_keys import SecretKeys
     from modelrunner.notify import webhook_secrets
     from modelrunner.store import migrate
-    from modelrunner.store.database import Database
 
     settings, _ = build_settings(
         database_url=database_url,
@@ -43,19 +39,10 @@ def rotate_key(
         secrets_key_file=secrets_key_file,
         profile=profile,
     ).with_profile()
-    shown = masked_url(settings.resolved_database_url)
     keys = SecretKeys.of(settings)
-    try:
-        database = Database(settings.resolved_database_url)
-    except (SQLAlchemyError, ImportError) as exc:
-        raise ModelrunnerError(f"cannot use the database URL {shown}: {exc}") from exc
-    try:
+    with opened_database(settings) as database:
         migrate.upgrade(database, secret_keys=keys)
         rotated = webhook_secrets.rotate_key(database, keys)
-    except SQLAlchemyError as exc:
-        raise ModelrunnerError(f"cannot use the database {shown}: {getattr(exc, 'orig', None) or exc}") from exc
-    finally:
-        database.dispose()
     output.stdout().print(
         output.cell(
             f"new key in {keys.path}; re-encrypted {rotated.reencrypted} webhook secret"
