@@ -13,7 +13,9 @@ import httpx
 import psutil
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
+from modelrunner.errors import InvalidInput
 from modelrunner.platform import Platform
 from tests.conftest import Server, wait_for_run
 from tests.integration.runs_api import submit
@@ -132,6 +134,31 @@ def test_out_of_range_ids_in_other_methods_are_4xx(client: TestClient) -> None:
     assert client.delete(f"/api/v1/subscriptions/{HUGE}").status_code == 422
     assert client.post(f"/api/v1/runs/{HUGE}/cancel").status_code == 422
     assert client.post("/api/v1/subscriptions", json={"run_id": int(HUGE), "channel": "email"}).status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("path", "where"),
+    [
+        ("/api/v1/export/status?model=%00", "query parameter 'model'"),
+        ("/api/v1/runs?model=a%00b", "query parameter 'model'"),
+        ("/api/v1/models/no%00op", "path"),
+        ("/runs?model=%00", "query parameter 'model'"),
+    ],
+)
+def test_a_nul_in_the_url_is_a_400_naming_where(client: TestClient, path: str, where: str) -> None:
+    # PostgreSQL cannot compare text with NUL: without the check this was a 500 there.
+    response = client.get(path)
+    assert response.status_code == 400, response.text
+    assert where in response.json()["detail"]
+
+
+def test_a_value_the_database_cannot_hold_is_the_callers_error(platform: Platform) -> None:
+    """PostgreSQL refuses NUL in text (SQLite keeps it): a request carrying one is answered 422,
+    never 500, whichever route took it to the store."""
+    if platform.database.is_sqlite:
+        return
+    with pytest.raises(InvalidInput, match="cannot be stored"), platform.database.write() as session:
+        session.execute(text("UPDATE runs SET error = :error WHERE id = -1"), {"error": "a\x00b"})
 
 
 @pytest.mark.parametrize("attempt", ["1", HUGE])

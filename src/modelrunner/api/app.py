@@ -25,6 +25,7 @@ from modelrunner.api.notify_routes import router as notify_router
 from modelrunner.api.runs_routes import router as runs_router
 from modelrunner.api.schedules_routes import router as schedules_router
 from modelrunner.api.schemas import Health
+from modelrunner.api.url_text import RefuseNulInUrl
 from modelrunner.api.workers_routes import put_file
 from modelrunner.api.workers_routes import router as workers_router
 from modelrunner.platform import Platform
@@ -109,4 +110,5 @@ def create_app(platform: Platform) -> FastAPI:
             append_log: BodyLimit("max_log_append_bytes", settings.max_log_append_bytes),
         },
     )
+    app.add_middleware(RefuseNulInUrl)
     return app

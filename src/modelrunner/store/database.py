@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from modelrunner.errors import StoreError
+from modelrunner.errors import InvalidInput, StoreError
 
 
 def normalise_url(url: str) -> str:
@@ -77,6 +77,9 @@ class Database:
             yield
         except OperationalError as exc:
             raise StoreError(f"the database is unavailable: {exc.orig}") from exc
+        except DataError as exc:
+            # A value the column cannot hold (PostgreSQL refuses NUL in text): the caller's input.
+            raise InvalidInput(f"a value cannot be stored: {exc.orig}") from exc
 
     def _prepare_sqlite_folder(self) -> None:
         path = self.url.split("///", 1)[-1]
