@@ -56,7 +56,7 @@ from modelrunner.spec.param_limits import ParamLimits, check_param_sizes
 from modelrunner.spec.workspace import Workspace
 from modelrunner.store import migrate, queries
 from modelrunner.store.database import Database
-from modelrunner.store.tables import DatasetSyncRow
+from modelrunner.store.tables import DatasetSyncRow, RunKind
 
 if TYPE_CHECKING:
     from modelrunner.backends.aws_batch import AwsBatchBackend
@@ -232,6 +232,8 @@ class Platform:
                 ", ".join(self.dispatcher.backends),
             )
         self.dispatcher.wake(queued=True, backend=backend)
+        if submission.run.kind == RunKind.PIPELINE:
+            self.automation.wake()  # its steps advance as they end
 
     def _declared_backends(self) -> dict[str, BackendSpec]:
         try:
@@ -326,8 +328,8 @@ class Platform:
         self.dispatcher.wake(backend=backend)
 
     def _runs_changed(self) -> None:
-        self.automation.wake()
-        self.notifier.wake()  # a run may have ended: its subscribers hear at once
+        self.automation.runs_ended()
+        self.notifier.runs_ended()
 
     def _source_of(self, dataset: str) -> Source:
         return open_source(

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from modelrunner.clock import utcnow
 from modelrunner.data.sync import DatasetSyncs
 from modelrunner.errors import ModelrunnerError
+from modelrunner.service_loop import ServiceLoop
 from modelrunner.spec.workspace import Workspace
 from modelrunner.store import data_queries
 from modelrunner.store.database import Database
@@ -27,44 +27,31 @@ class DataPoller:
         self._database = database
         self._workspace = workspace
         self._syncs = syncs
-        self._tick = tick_seconds
         self._workers = workers
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dataset-sync")
         self._running: dict[int, Future[object]] = {}
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = ServiceLoop("data-poller", self._round, interval=tick_seconds, log=log)
 
     def start(self) -> None:
         """Fail the syncs a dead server on this host left running (they recorded nothing), then poll."""
         failed = self._syncs.fail_abandoned("interrupted: the server running it stopped; nothing was recorded")
         if failed:
             log.warning("%d dataset sync(s) of a stopped server marked failed", failed)
-        self._thread = threading.Thread(target=self._loop, name="data-poller", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def wake(self) -> None:
         """Look at the queue now (a sync was requested)."""
-        self._wake.set()
+        self._loop.wake()
 
     def stop(self) -> None:
         """Stop polling. Syncs still running are failed: what they found is not recorded."""
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._loop.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._syncs.fail_abandoned("interrupted: the server stopped; nothing was recorded", only_this_process=True)
 
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self._queue_due()
-                self._start_queued()
-            except Exception:  # the poller must outlive a broken workspace file or a store hiccup
-                log.exception("dataset poller tick failed")
-            self._wake.wait(self._tick)
-            self._wake.clear()
+    def _round(self) -> None:
+        self._queue_due()
+        self._start_queued()
 
     def _queue_due(self) -> None:
         try:
@@ -94,4 +81,4 @@ class DataPoller:
 
     def _execute(self, sync_id: int) -> None:
         self._syncs.execute(sync_id)
-        self._wake.set()  # a worker is free: look at the queue
+        self._loop.wake()  # a worker is free: look at the queue

@@ -6,7 +6,6 @@ last one stopped."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -14,6 +13,7 @@ from typing import Protocol
 from modelrunner.engine import pipelines
 from modelrunner.engine.catalog import VersionCatalog
 from modelrunner.errors import ModelrunnerError
+from modelrunner.service_loop import ServiceLoop
 from modelrunner.store import queries
 from modelrunner.store.database import Database
 
@@ -28,8 +28,9 @@ class Rules(Protocol):
 
 
 class Automation:
-    """``wake()`` makes it act at once (a step ended, a run was queued); it also acts every
-    ``tick_seconds`` (schedules, triggers, and changes made by other processes)."""
+    """``wake()`` makes it act at once (a run was queued, a schedule fired); ``runs_ended()`` does
+    too while pipeline runs may be going. It also acts every ``tick_seconds`` (schedules,
+    triggers, and changes made by other processes)."""
 
     def __init__(
         self,
@@ -45,28 +46,33 @@ class Automation:
         self._rules = rules
         self._tick_seconds = tick_seconds
         self._on_queued = on_queued
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = ServiceLoop("automation", self._round, interval=tick_seconds, log=log)
         self._next_rules = 0.0
+        # Whether the last look found pipeline runs going (or one may have started since): while
+        # none go, runs ending wake nothing, so a server without pipelines pays no query per run.
+        self._pipelines_may_go = True
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="automation", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._loop.stop()
 
     def wake(self) -> None:
-        self._wake.set()
+        self._pipelines_may_go = True
+        self._loop.wake()
+
+    def runs_ended(self) -> None:
+        """Runs ended: their pipelines advance now. Pipelines started by another server since the
+        last round are seen at the next interval."""
+        if self._pipelines_may_go:
+            self._loop.wake()
 
     def advance_pipelines(self) -> int:
         """Advance every pipeline run still going; how many there were."""
         with self._database.read() as session:
             active = queries.active_pipelines(session)
+        self._pipelines_may_go = bool(active)
         for pipeline_id, model, version in active:
             try:
                 with self._database.write() as session:
@@ -76,19 +82,7 @@ class Automation:
                 log.warning("pipeline run %s cannot advance: %s", pipeline_id, exc.message)
         return len(active)
 
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.wait(max(0.0, self._next_rules - time.monotonic()))
-            self._wake.clear()
-            if self._stopping.is_set():
-                return
-            try:
-                self._tick()
-            except Exception:  # the loop must outlive any single failure; the next tick retries
-                log.exception("automation tick failed")
-                time.sleep(min(self._tick_seconds, 1.0))
-
-    def _tick(self) -> None:
+    def _round(self) -> float:
         if self.advance_pipelines():
             self._on_queued()
         now = time.monotonic()
@@ -98,3 +92,4 @@ class Automation:
                 if rules.tick():
                     self._on_queued()
                     self.wake()  # a pipeline may have been started: advance it now
+        return self._next_rules - time.monotonic()

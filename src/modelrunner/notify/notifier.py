@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 from collections.abc import Callable, Mapping
 
 from modelrunner.auth.secret_keys import SecretKeys
@@ -16,7 +15,9 @@ from modelrunner.errors import ModelrunnerError
 from modelrunner.notify.deliveries import Deliverer
 from modelrunner.notify.digest import Digest
 from modelrunner.notify.outbox import Outbox
+from modelrunner.service_loop import ServiceLoop
 from modelrunner.spec.workspace import Workspace
+from modelrunner.store import notify_queries
 from modelrunner.store.database import Database
 
 log = logging.getLogger("modelrunner.notify")
@@ -25,7 +26,8 @@ _STOP_WAIT_SECONDS = 30.0
 
 
 class Notifier:
-    """``wake()`` makes it act at once (a run ended); it also acts every ``tick_seconds``."""
+    """``wake()`` makes it act at once; ``runs_ended()`` does too while any subscription exists.
+    It also acts every ``tick_seconds`` (digests, retries, and changes made by other servers)."""
 
     def __init__(
         self,
@@ -42,10 +44,12 @@ class Notifier:
         self.outbox = Outbox(database, workspace, default_base_url=default_base_url)
         self.digest = Digest(database, workspace, clock=clock)
         self.deliverer = Deliverer(database, workspace, runner_id, keys, environ=environ, on_sent=self.wake)
-        self._tick_seconds = tick_seconds
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._database = database
+        self._loop = ServiceLoop("notifier", self._round, interval=tick_seconds, log=log)
+        # Whether the last round found a subscription: while there is none, runs ending wake
+        # nothing (their events are collected at the next interval; a subscription made since
+        # then is not notified of events older than itself anyway).
+        self._anyone_subscribed = True
         self._trouble: dict[str, str] = {}  # the last warning of each step, said once until it changes
 
     def prepare(self) -> None:
@@ -55,21 +59,22 @@ class Notifier:
 
     def start(self) -> None:
         self.prepare()
-        self._thread = threading.Thread(target=self._loop, name="notifier", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
         """Stop ticking and wait (a bounded time) for the sends in flight to be recorded."""
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._loop.stop()
         if not self.deliverer.wait(_STOP_WAIT_SECONDS):
             log.warning("deliveries still being sent at shutdown; their claims expire and another server retries")
         self.deliverer.close()
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loop.wake()
+
+    def runs_ended(self) -> None:
+        """Runs may have ended: their subscribers hear at once."""
+        if self._anyone_subscribed:
+            self._loop.wake()
 
     def tick(self) -> None:
         """One round: collect events, fire the digest, send what is due. One step's trouble
@@ -89,13 +94,10 @@ class Notifier:
                 if self._trouble.pop(name, None) is not None:
                     log.info("notifications: %s works again", name)
 
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.wait(self._tick_seconds)
-            self._wake.clear()
-            if self._stopping.is_set():
-                return
-            try:
-                self.tick()
-            except Exception:  # the loop must outlive any single failure; the next tick retries
-                log.exception("notifier tick failed")
+    def _round(self) -> None:
+        try:
+            with self._database.read() as session:
+                self._anyone_subscribed = notify_queries.any_active_subscription(session)
+        except ModelrunnerError:
+            self._anyone_subscribed = True  # the round below says what is wrong
+        self.tick()

@@ -76,6 +76,11 @@ def subscriptions_for(session: Session, models: Collection[str], run_ids: Collec
     return list(session.scalars(statement))
 
 
+def any_active_subscription(session: Session) -> bool:
+    statement = select(SubscriptionRow.id).where(SubscriptionRow.removed_at.is_(None)).limit(1)
+    return session.scalars(statement).first() is not None
+
+
 def remove_subscription_if_active(session: Session, subscription_id: int, at: dt.datetime) -> bool:
     """Mark the subscription removed and wipe its secret; False if it was removed already."""
     statement = (
