@@ -1,7 +1,12 @@
-"""What a route gets from the running app: the platform, and the caller with their permissions."""
+"""What a route gets from the running app: the platform, and the caller with their permissions.
+
+A route that acts on one run names the level it needs in its signature (``RunViewer``,
+``RunRunner``, ``RunCanceller``); the read that fetches the run checks it, in its own transaction
+(engine/run_reads.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -12,9 +17,10 @@ from modelrunner.auth import accounts
 from modelrunner.auth.access import Access
 from modelrunner.auth.attempt_tokens import authenticate_attempt
 from modelrunner.auth.principal import ANONYMOUS, Principal
+from modelrunner.auth.run_access import RunPermission
 from modelrunner.errors import SpecError
 from modelrunner.platform import Platform
-from modelrunner.spec.access_spec import AccessSpec
+from modelrunner.spec.access_spec import AccessSpec, Level
 from modelrunner.store.row_ids import RowId
 
 _BEARER = HTTPBearer(
@@ -61,6 +67,22 @@ def access_of(platform: Platform, principal: Principal) -> Access:
 
 
 AccessDep = Annotated[Access, Depends(_access)]
+
+
+def _run_permission(level: Level) -> Callable[[RowId, Access], RunPermission]:
+    def permission(run_id: RowId, access: AccessDep) -> RunPermission:
+        return RunPermission(run_id, access, level)
+
+    return permission
+
+
+RunViewer = Annotated[RunPermission, Depends(_run_permission(Level.VIEW))]
+"""The run of the path, to be read by a caller with ``view`` on its model."""
+RunRunner = Annotated[RunPermission, Depends(_run_permission(Level.RUN))]
+"""The run of the path, to be computed again by a caller with ``run`` on its model."""
+RunCanceller = Annotated[RunPermission, Depends(_run_permission(Level.RUN))]
+"""The run of the path, to be cancelled: ``run`` on its model for one's own runs, ``admin`` for
+anyone's (``run_reads.run_to_cancel`` applies the rule)."""
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,14 @@ from fastapi import APIRouter, Body, Request, Response
 
 from modelrunner.api.deps import AccessDep, PlatformDep
 from modelrunner.api.schemas import ModelDetail, ModelSummary, RunDetail, SubmitRequest, SubmitResponse
+from modelrunner.auth.run_access import RunPermission
+from modelrunner.engine import run_reads
+from modelrunner.engine.run_reads import RunBundle
 from modelrunner.engine.submit import SubmitOutcome
 from modelrunner.errors import InvalidInput, NotFound
 from modelrunner.spec.access_spec import Level
 from modelrunner.spec.duration import HINT, parse_duration
 from modelrunner.spec.params import parse_cli_value
-from modelrunner.store import queries
 
 _INPUT_PREFIX = "input."
 
@@ -70,14 +72,13 @@ def submit_run(
         backend=request.backend,
     )
     run = submission.run
-    attempts, outputs = [], submission.outputs
-    users = {principal.user_id: principal.name} if principal.user_id is not None else {}
     if submission.outcome == SubmitOutcome.JOINED:
-        with platform.database.read() as session:
-            attempts = queries.attempts_of(session, run.id)
-            outputs = queries.outputs_of(session, run.id)
-            users = queries.submitter_names(session, [run])
-    detail = RunDetail.of_rows(run, attempts, outputs, users=users).model_dump()
+        # Someone else's run, already going: as it is now. The caller may run the model, so view it.
+        bundle = run_reads.run_detail(platform, RunPermission(run.id, access, Level.VIEW))
+    else:
+        submitter = principal.name if principal.user_id is not None else None
+        bundle = RunBundle(run, [], submission.outputs, submitter, None)
+    detail = RunDetail.of_bundle(bundle).model_dump()
     body = SubmitResponse(**detail, submission=submission.outcome)
     # Serialised here: returning the model would make FastAPI validate it a second time.
     status = 200 if submission.outcome == SubmitOutcome.CACHE_HIT else 201
@@ -150,11 +151,8 @@ def find_result(name: str, request: Request, platform: PlatformDep, access: Acce
     if found is None:
         within = f" within max_age={max_age_text}" if max_age is not None else ""
         raise NotFound(f"no result of '{name}' for these parameters{within}", model=name)
-    run, outputs = found
-    with platform.database.read() as session:
-        attempts = queries.attempts_of(session, run.id)
-        users = queries.submitter_names(session, [run])
-    return RunDetail.of_rows(run, attempts, outputs, users=users)
+    run, _ = found
+    return RunDetail.of_bundle(run_reads.run_detail(platform, RunPermission(run.id, access, Level.VIEW)))
 
 
 def _duration(value: str) -> float:

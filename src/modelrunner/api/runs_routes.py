@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Response
 from fastapi.responses import StreamingResponse
 
-from modelrunner.api.deps import AccessDep, PlatformDep
+from modelrunner.api.deps import AccessDep, PlatformDep, RunCanceller, RunRunner, RunViewer
 from modelrunner.api.schemas import (
     EventOut,
     EventPage,
@@ -20,15 +20,14 @@ from modelrunner.api.schemas import (
     RunSummary,
     SubmitResponse,
 )
-from modelrunner.auth.run_access import permitted_run, require_cancel
-from modelrunner.engine import pipelines
+from modelrunner.auth.run_access import RunPermission
+from modelrunner.engine import run_reads
 from modelrunner.engine.states import RunStatus
 from modelrunner.engine.submit import SubmitOutcome
-from modelrunner.errors import InvalidInput, NotFound
+from modelrunner.errors import InvalidInput
 from modelrunner.spec.access_spec import Level
-from modelrunner.store import queries
 from modelrunner.store.row_ids import Position, RowId, fits
-from modelrunner.store.tables import RunKind
+from modelrunner.store.run_reads_queries import RunFilter
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
@@ -46,42 +45,19 @@ def list_runs(
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
 ) -> RunPage:
     """The runs of the models the caller may view."""
-    access.require_listing("listing runs")
-    with platform.database.read() as session:
-        if model is not None:
-            access.require(model, Level.VIEW, "listing runs")
-        visible = None if access.sees_every_model() else access.visible(queries.model_names(session))
-        rows = queries.list_runs(
-            session,
-            model=model,
-            models=visible,
-            parent_id=parent,
-            statuses=[s.value for s in status or []],
-            before_id=_decode(cursor),
-            limit=limit + 1,
-        )
-        users = queries.submitter_names(session, rows[:limit])
-    more = len(rows) > limit
-    rows = rows[:limit]
+    which = RunFilter(model, None, parent, [s.value for s in status or []], _decode(cursor))
+    listing = run_reads.list_runs(platform, access, which, limit)
+    params_bytes = platform.settings.list_params_bytes
     return RunPage(
-        items=[RunSummary.listed(r, users, platform.settings.list_params_bytes) for r in rows],
-        next_cursor=_encode(rows[-1].id) if more else None,
+        items=[RunSummary.listed(r, listing.submitters, params_bytes) for r in listing.runs],
+        next_cursor=_encode(listing.runs[-1].id) if listing.more else None,
     )
 
 
 @router.get("/{run_id}", response_model=RunDetail, summary="A run with its progress, attempts and outputs")
-def get_run(run_id: RowId, platform: PlatformDep, access: AccessDep) -> RunDetail:
+def get_run(viewer: RunViewer, platform: PlatformDep) -> RunDetail:
     """A pipeline run also lists its steps with their states and runs."""
-    with platform.database.read() as session:
-        run = permitted_run(session, run_id, access, Level.VIEW, "viewing a run")
-        steps = None
-        if run.kind == RunKind.PIPELINE:
-            spec = platform.catalog.get(session, run.model_name, run.model_version).spec
-            steps = pipelines.step_states(session, run, spec)
-        users = queries.submitter_names(session, [run])
-        return RunDetail.of_rows(
-            run, queries.attempts_of(session, run_id), queries.outputs_of(session, run_id), steps, users=users
-        )
+    return RunDetail.of_bundle(run_reads.run_detail(platform, viewer, with_steps=True))
 
 
 @router.post(
@@ -96,33 +72,34 @@ def get_run(run_id: RowId, platform: PlatformDep, access: AccessDep) -> RunDetai
         422: {"description": "An unknown step, `from` and `only` together, or a step run (rerun its pipeline)"},
     },
 )
-def rerun(
-    run_id: RowId, platform: PlatformDep, access: AccessDep, request: Annotated[RerunRequest | None, Body()] = None
-) -> Response:
+def rerun(runner: RunRunner, platform: PlatformDep, request: Annotated[RerunRequest | None, Body()] = None) -> Response:
     """Same parameters and data versions, the model's current version. `{"from": "summarise"}`
     recomputes that step and every step downstream and reuses the results of the others;
     `{"only": "publish"}` recomputes one step. No body: compute every step again. Needs `run`
     on the model."""
-    with platform.database.read() as session:
-        permitted_run(session, run_id, access, Level.RUN, "rerunning a run")
+    run_reads.checked_run(platform, runner, "rerunning a run")
     request = request or RerunRequest()
-    submission = platform.rerun(run_id, from_step=request.from_step, only_step=request.only, submitter=access.principal)
-    detail = get_run(submission.run.id, platform, access).model_dump()
+    access = runner.access
+    submission = platform.rerun(
+        runner.run_id, from_step=request.from_step, only_step=request.only, submitter=access.principal
+    )
+    # The new run is of the same model, which the caller may run, so may view.
+    rerun_viewer = RunPermission(submission.run.id, access, Level.VIEW)
+    detail = RunDetail.of_bundle(run_reads.run_detail(platform, rerun_viewer, with_steps=True)).model_dump()
     body = SubmitResponse(**detail, submission=submission.outcome)
     status = 201 if submission.outcome == SubmitOutcome.CREATED else 200
     return Response(body.model_dump_json(), status_code=status, media_type="application/json")
 
 
 @router.post("/{run_id}/cancel", response_model=RunDetail, summary="Cancel a queued or running run")
-def cancel_run(run_id: RowId, platform: PlatformDep, access: AccessDep) -> RunDetail:
+def cancel_run(canceller: RunCanceller, platform: PlatformDep) -> RunDetail:
     """Idempotent. A running model gets SIGTERM, then SIGKILL after the grace period; a pipeline
     run's unfinished steps are cancelled with it. 409 if the run already ended otherwise. Needs
     `run` on the model to cancel one's own runs, `admin` to cancel anyone's."""
-    with platform.database.read() as session:
-        run = permitted_run(session, run_id, access, Level.VIEW, "cancelling a run")
-    require_cancel(access, run)
-    platform.cancel(run_id)
-    return get_run(run_id, platform, access)
+    run_reads.run_to_cancel(platform, canceller)
+    platform.cancel(canceller.run_id)
+    viewer = RunPermission(canceller.run_id, canceller.access, Level.VIEW)
+    return RunDetail.of_bundle(run_reads.run_detail(platform, viewer, with_steps=True))
 
 
 @router.get(
@@ -141,38 +118,31 @@ def cancel_run(run_id: RowId, platform: PlatformDep, access: AccessDep) -> RunDe
         }
     },
 )
-def get_logs(run_id: RowId, platform: PlatformDep, access: AccessDep, offset: Position = 0) -> Response:
+def get_logs(viewer: RunViewer, platform: PlatformDep, offset: Position = 0) -> Response:
     """A cache hit shows the log of the run that computed its result. Headers: `X-Log-Offset` is
     the offset to ask for next; `X-Log-Size` the log's size so far (while the offset is below it,
     there is more to read at once); `X-Run-Status` the run's status, so a follower knows when to
     stop."""
-    with platform.database.read() as session:
-        run = permitted_run(session, run_id, access, Level.VIEW, "reading a run's log")
-    logged_run = run.source_run_id if run.cache_hit and run.source_run_id is not None else run_id
-    page = platform.logs.read(logged_run, offset, platform.settings.log_page_bytes)
-    headers = {"X-Log-Offset": str(page.offset), "X-Log-Size": str(page.size), "X-Run-Status": run.status}
-    return Response(page.data, media_type="text/plain; charset=utf-8", headers=headers)
+    log = run_reads.run_log(platform, viewer, offset, platform.settings.log_page_bytes)
+    headers = {"X-Log-Offset": str(log.page.offset), "X-Log-Size": str(log.page.size), "X-Run-Status": log.status}
+    return Response(log.page.data, media_type="text/plain; charset=utf-8", headers=headers)
 
 
 @router.get("/{run_id}/events", response_model=EventPage, summary="The run's events, oldest first")
 def get_events(
-    run_id: RowId,
+    viewer: RunViewer,
     platform: PlatformDep,
-    access: AccessDep,
     after: Position = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> EventPage:
-    with platform.database.read() as session:
-        permitted_run(session, run_id, access, Level.VIEW, "reading a run's events")
-        rows = queries.events_of(session, run_id, after, limit)
+    rows = run_reads.run_events(platform, viewer, after, limit)
     return EventPage(items=[EventOut.of(r) for r in rows], next_after=rows[-1].id if rows else after)
 
 
 @router.get("/{run_id}/outputs", response_model=list[OutputOut], summary="The run's output files")
-def list_outputs(run_id: RowId, platform: PlatformDep, access: AccessDep) -> list[OutputOut]:
-    with platform.database.read() as session:
-        permitted_run(session, run_id, access, Level.VIEW, "listing a run's outputs")
-        return [OutputOut.of(o) for o in queries.outputs_of(session, run_id)]
+def list_outputs(viewer: RunViewer, platform: PlatformDep) -> list[OutputOut]:
+    _, outputs = run_reads.run_outputs(platform, viewer, "listing a run's outputs")
+    return [OutputOut.of(o) for o in outputs]
 
 
 @router.get(
@@ -181,12 +151,8 @@ def list_outputs(run_id: RowId, platform: PlatformDep, access: AccessDep) -> lis
     response_class=StreamingResponse,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-def download_output(run_id: RowId, path: str, platform: PlatformDep, access: AccessDep) -> StreamingResponse:
-    with platform.database.read() as session:
-        permitted_run(session, run_id, access, Level.VIEW, "downloading a run's outputs")
-        found = next((o for o in queries.outputs_of(session, run_id) if o.path == path), None)
-    if found is None:
-        raise NotFound(f"run {run_id} has no output '{path}'", run=run_id, path=path)
+def download_output(viewer: RunViewer, path: str, platform: PlatformDep) -> StreamingResponse:
+    found = run_reads.run_output(platform, viewer, path)
     stream = platform.artifacts.stream(found.uri)
     headers = {"X-Sha256": found.sha256, "Content-Length": str(found.size)}
     return StreamingResponse(stream, media_type=_media_type(path), headers=headers)

@@ -14,12 +14,14 @@ from modelrunner.data.catalog import DatasetSummary
 from modelrunner.data.source import public_url
 from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.engine.pipelines import StepState, StepStatus
+from modelrunner.engine.run_reads import RunBundle
 from modelrunner.engine.submit import SubmitOutcome
 from modelrunner.errors import SpecError
 from modelrunner.spec.dataset_spec import DatasetSpec, FilesDataset
 from modelrunner.spec.duration import parse_duration
 from modelrunner.spec.model_spec import Resources
 from modelrunner.spec.workspace import Model
+from modelrunner.store.run_reads_queries import ListedRun
 from modelrunner.store.tables import AttemptRow, DatasetSyncRow, DatasetVersionRow, EventRow, OutputRow, RunRow
 
 Duration = Annotated[
@@ -194,12 +196,13 @@ class RunSummary(BaseModel):
     finished_at: dt.datetime | None
 
     @classmethod
-    def listed(cls, row: RunRow, users: Mapping[int, str], params_bytes: int) -> RunSummary:
+    def listed(cls, row: ListedRun, users: Mapping[int, str], params_bytes: int) -> RunSummary:
         """The run as a list shows it: the parameters that fit in ``params_bytes`` of JSON, in
         order, the others left out and marked. ``users``: user id -> name, holding (at least) the
         run's submitter."""
         params, truncated = _bounded(row.params, params_bytes)
-        return cls(**{**_run_fields(row, users), "params": params, "params_truncated": truncated})
+        submitter = users.get(row.submitted_by) if row.submitted_by is not None else None
+        return cls(**{**_run_fields(row, submitter), "params": params, "params_truncated": truncated})
 
 
 class StepOut(BaseModel):
@@ -228,21 +231,12 @@ class RunDetail(RunSummary):
     steps: list[StepOut] | None = Field(default=None, description="For a pipeline run: its steps, in order")
 
     @classmethod
-    def of_rows(
-        cls,
-        row: RunRow,
-        attempts: list[AttemptRow],
-        outputs: list[OutputRow],
-        steps: list[StepState] | None = None,
-        *,
-        users: Mapping[int, str],
-    ) -> RunDetail:
-        """``users``: user id -> name, holding (at least) the run's submitter."""
+    def of_bundle(cls, bundle: RunBundle) -> RunDetail:
         return cls(
-            **_run_fields(row, users),
-            attempts=[AttemptOut.of(a) for a in attempts],
-            outputs=[OutputOut.of(o) for o in outputs],
-            steps=[StepOut.of(state) for state in steps] if steps is not None else None,
+            **_run_fields(bundle.run, bundle.submitter),
+            attempts=[AttemptOut.of(a) for a in bundle.attempts],
+            outputs=[OutputOut.of(o) for o in bundle.outputs],
+            steps=[StepOut.of(state) for state in bundle.steps] if bundle.steps is not None else None,
         )
 
 
@@ -412,7 +406,7 @@ def _public_spec(spec: DatasetSpec) -> dict[str, Any]:
     return shown
 
 
-def _run_fields(row: RunRow, users: Mapping[int, str]) -> dict[str, Any]:
+def _run_fields(row: RunRow | ListedRun, submitter: str | None) -> dict[str, Any]:
     return {
         "id": row.id,
         "kind": row.kind,
@@ -421,7 +415,7 @@ def _run_fields(row: RunRow, users: Mapping[int, str]) -> dict[str, Any]:
         "item_key": row.item_key,
         "item": row.item,
         "origin": row.origin,
-        "submitted_by": users.get(row.submitted_by) if row.submitted_by is not None else None,
+        "submitted_by": submitter,
         "backend": row.backend,
         "backend_rule": row.backend_rule,
         "model": row.model_name,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy.orm import Session
 
 from modelrunner.auth.access import Access
@@ -11,14 +13,25 @@ from modelrunner.store import queries
 from modelrunner.store.tables import RunRow
 
 
-def permitted_run(session: Session, run_id: int, access: Access, level: Level, doing: str) -> RunRow:
-    """The run, once the caller is known to have ``level`` on its model. A caller without any
+@dataclass(frozen=True)
+class RunPermission:
+    """A caller's wish to act on one run, needing ``level`` on the run's model. Which model that
+    is only the store knows, so it is checked by ``permitted_run`` in the transaction of the read
+    that follows (engine/run_reads.py): the check and the read see the same run."""
+
+    run_id: int
+    access: Access
+    level: Level
+
+
+def permitted_run(session: Session, permission: RunPermission, doing: str) -> RunRow:
+    """The run, once the caller is known to have the level on its model. A caller without any
     grant learns nothing (401), not even whether the run exists."""
-    run = queries.get_run(session, run_id)
+    run = queries.get_run(session, permission.run_id)
     if run is None:
-        access.require_listing(doing)
-        raise NotFound(f"unknown run {run_id}", run=run_id)
-    access.require(run.model_name, level, doing)
+        permission.access.require_listing(doing)
+        raise NotFound(f"unknown run {permission.run_id}", run=permission.run_id)
+    permission.access.require(run.model_name, permission.level, doing)
     return run
 
 

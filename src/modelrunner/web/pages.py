@@ -12,14 +12,16 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
+from modelrunner.auth.access import Access
 from modelrunner.data import catalog
+from modelrunner.engine import run_reads
 from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.engine.scheduler import ScheduleOverview
 from modelrunner.errors import Conflict, InvalidInput, SpecError, Unauthenticated
 from modelrunner.spec.access_spec import Level
 from modelrunner.spec.workspace import Model
-from modelrunner.store import queries
-from modelrunner.store.tables import DatasetVersionRow, RunRow
+from modelrunner.store.run_reads_queries import RunHeadline
+from modelrunner.store.tables import DatasetVersionRow
 from modelrunner.web import forms
 from modelrunner.web.pipeline_graph import structure_of
 from modelrunner.web.rendering import PageRoute, flash, render
@@ -38,7 +40,7 @@ class ModelEntry:
     """A model as the models page lists it."""
 
     model: Model
-    last_run: RunRow | None
+    last_run: RunHeadline | None
     schedules: list[ScheduleOverview]
 
 
@@ -88,19 +90,17 @@ def models_page(request: Request, access: PageAccess) -> Response:
         schedules = platform.scheduler.overview()
     except SpecError:
         schedules = []  # a broken modelrunner.yaml: the models still list
-    entries = []
-    with platform.database.read() as session:
-        for model in models:
-            last = queries.list_runs(session, model=model.name, statuses=[], before_id=None, limit=1)
-            mine = [s for s in schedules if s.model == model.name]
-            entries.append(ModelEntry(model, last[0] if last else None, mine))
+    latest = run_reads.latest_runs(platform, access, [m.name for m in models])
+    entries = [
+        ModelEntry(model, latest.get(model.name), [s for s in schedules if s.model == model.name]) for model in models
+    ]
     return render(request, "models.html", title="Models", entries=entries)
 
 
 @router.get("/models/{name}")
 def model_page(name: str, request: Request, access: PageAccess) -> Response:
     access.require(name, Level.VIEW, "viewing a model")
-    return _model_page(request, access.may(name, Level.RUN), name)
+    return _model_page(request, access, name)
 
 
 @router.post("/models/{name}/runs")
@@ -114,9 +114,9 @@ async def submit_run(name: str, request: Request, access: PageAccess) -> Respons
     pins = {key.removeprefix(_INPUT_PREFIX): v for key, v in texts.items() if key.startswith(_INPUT_PREFIX) and v}
     cache = texts.get(_CACHE_FIELD, CacheMode.USE.value)
     if cache not in {mode.value for mode in CacheMode}:
-        return _model_page(request, True, name, texts, message=f"unknown cache choice '{cache}'", status_code=422)
+        return _model_page(request, access, name, texts, message=f"unknown cache choice '{cache}'", status_code=422)
     if errors:
-        return _model_page(request, True, name, texts, errors, status_code=422)
+        return _model_page(request, access, name, texts, errors, status_code=422)
     try:
         submission = platform.submit(name, params, CacheMode(cache), inputs=pins, submitter=access.principal)
     except InvalidInput as exc:
@@ -124,16 +124,16 @@ async def submit_run(name: str, request: Request, access: PageAccess) -> Respons
         if field in schema.get("properties", {}):
             # Next to its field, the message needs no "params.<name>: " in front.
             shown = exc.message.removeprefix(f"params.{field}: ")
-            return _model_page(request, True, name, texts, {field: shown}, status_code=422)
-        return _model_page(request, True, name, texts, message=exc.message, status_code=422)
+            return _model_page(request, access, name, texts, {field: shown}, status_code=422)
+        return _model_page(request, access, name, texts, message=exc.message, status_code=422)
     except Conflict as exc:
-        return _model_page(request, True, name, texts, message=exc.message, status_code=409)
+        return _model_page(request, access, name, texts, message=exc.message, status_code=409)
     return RedirectResponse(f"/runs/{submission.run.id}", status_code=303)
 
 
 def _model_page(
     request: Request,
-    may_run: bool,
+    access: Access,
     name: str,
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
@@ -150,14 +150,14 @@ def _model_page(
             versions = catalog.versions(session, dataset, offset=0, limit=PINNABLE_VERSIONS)
             pinned = values.get(_INPUT_PREFIX + input_name, "")
             inputs.append(InputChoice(input_name, dataset, versions, pinned))
-        runs = queries.list_runs(session, model=name, statuses=[], before_id=None, limit=RECENT_RUNS)
+    runs = run_reads.recent_runs(platform, access, name, RECENT_RUNS, "viewing a model")
     context: dict[str, Any] = {
         "title": model.spec.title or model.name,
         "model": model,
         "fields": forms.fields_of(model.spec.params, values or None, errors),
         "inputs": inputs,
         "runs": runs,
-        "may_run": may_run,
+        "may_run": access.may(name, Level.RUN),
         "graph": structure_of(model.spec),
         "cache": values.get(_CACHE_FIELD, CacheMode.USE.value),
     }

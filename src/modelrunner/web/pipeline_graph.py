@@ -15,18 +15,16 @@ from typing import ClassVar
 
 from fastapi import APIRouter, Request, Response
 
-from modelrunner.auth.run_access import permitted_run
-from modelrunner.engine import pipelines
+from modelrunner.engine import run_reads
+from modelrunner.engine.pipelines import StepState
+from modelrunner.engine.run_reads import PipelineProgress
 from modelrunner.engine.states import ACTIVE_RUN_STATES, FINAL_RUN_STATES, RunStatus
 from modelrunner.errors import NotFound
-from modelrunner.platform import Platform
-from modelrunner.spec.access_spec import Level
 from modelrunner.spec.model_spec import ModelSpec
-from modelrunner.store import queries
-from modelrunner.store.row_ids import RowId
-from modelrunner.store.tables import RunKind, RunRow
+from modelrunner.store.queries import ChildRun
+from modelrunner.store.tables import RunRow
 from modelrunner.web.rendering import PageRoute, templates
-from modelrunner.web.session import PageAccess, platform_of
+from modelrunner.web.session import PageRunViewer, platform_of
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -104,25 +102,16 @@ class PipelineGraph:
         return hashlib.sha256(repr((self.final, self.boxes)).encode()).hexdigest()[:16]
 
 
-def graph_of(platform: Platform, run: RunRow) -> PipelineGraph | None:
-    """The graph of a pipeline run with each step's current state; None for any other run. The
-    model version's spec comes from the platform's catalog, as the API's run detail gets it. A
-    pipeline answered from the cache has no steps of its own: it shows those of the run that
-    computed its result (of the same model, so visible to whoever sees this one)."""
-    if run.kind != RunKind.PIPELINE:
+def graph_of(run: RunRow, pipeline: PipelineProgress | None) -> PipelineGraph | None:
+    """The graph of a pipeline run with each step's current state (``pipeline``, as the read-model
+    gives it); None for any other run."""
+    if pipeline is None:
         return None
-    with platform.database.read() as session:
-        computed = run
-        if run.cache_hit and run.source_run_id is not None:
-            computed = queries.get_run(session, run.source_run_id) or run
-        spec = platform.catalog.get(session, computed.model_name, computed.model_version).spec
-        states = pipelines.step_states(session, computed, spec)
-        children = queries.children_of(session, computed.id)
-    by_step: dict[str, list[queries.ChildRun]] = defaultdict(list)
-    for child in children:
+    by_step: dict[str, list[ChildRun]] = defaultdict(list)
+    for child in pipeline.children:
         by_step[child.step].append(child)
-    boxes = {state.name: _state_box(spec, state, by_step[state.name]) for state in states}
-    return _laid_out(spec, boxes, run.id, run.status in FINAL_RUN_STATES)
+    boxes = {state.name: _state_box(pipeline.spec, state, by_step[state.name]) for state in pipeline.states}
+    return _laid_out(pipeline.spec, boxes, run.id, run.status in FINAL_RUN_STATES)
 
 
 def structure_of(spec: ModelSpec) -> PipelineGraph | None:
@@ -135,14 +124,12 @@ def structure_of(spec: ModelSpec) -> PipelineGraph | None:
 
 
 @router.get("/runs/{run_id}/graph")
-def graph_fragment(run_id: RowId, request: Request, access: PageAccess, seen: str = "") -> Response:
+def graph_fragment(viewer: PageRunViewer, request: Request, seen: str = "") -> Response:
     """The graph of a pipeline run alone, for the run page to swap in. ``seen`` is the version
     the page shows: unchanged, the answer is an empty 204 and the page keeps what it has."""
-    platform = platform_of(request)
-    with platform.database.read() as session:
-        run = permitted_run(session, run_id, access, Level.VIEW, "viewing a run")
-    graph = graph_of(platform, run)
+    graph = graph_of(*run_reads.pipeline_progress(platform_of(request), viewer))
     if graph is None:
+        run_id = viewer.run_id
         raise NotFound(f"run {run_id} is not a pipeline run; it has no steps to draw", run=run_id)
     headers = {"Cache-Control": "no-store"}
     if seen == graph.version:
@@ -153,7 +140,7 @@ def graph_fragment(run_id: RowId, request: Request, access: PageAccess, seen: st
 # --- what each box says -------------------------------------------------------------------------
 
 
-def _state_box(spec: ModelSpec, state: pipelines.StepState, runs: list[queries.ChildRun]) -> StepBox:
+def _state_box(spec: ModelSpec, state: StepState, runs: list[ChildRun]) -> StepBox:
     fan_out = spec.steps[state.name].foreach is not None
     ended = [run for run in runs if run.status not in ACTIVE_RUN_STATES]
     failed = [run for run in ended if run.status != RunStatus.SUCCEEDED]

@@ -9,18 +9,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
-from modelrunner.auth.run_access import permitted_run
+from modelrunner.auth.run_access import RunPermission
+from modelrunner.engine import run_reads
 from modelrunner.engine.states import RunStatus
 from modelrunner.errors import InvalidInput, NotFound
 from modelrunner.platform import Platform
 from modelrunner.spec.access_spec import Level
-from modelrunner.store import queries
 from modelrunner.store.row_ids import RowId
 from modelrunner.store.tables import OutputRow, RunRow
 from modelrunner.web import output_preview
 from modelrunner.web.output_preview import ChartChoice, Table
 from modelrunner.web.rendering import PageRoute, render
-from modelrunner.web.session import PageAccess, platform_of
+from modelrunner.web.session import PageAccess, PageRunViewer, platform_of
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -43,10 +43,8 @@ class Chart:
     payload: dict[str, Any]
 
 
-def _viewed_run(platform: Platform, run_id: int, access: PageAccess) -> tuple[RunRow, list[OutputRow]]:
-    with platform.database.read() as session:
-        run = permitted_run(session, run_id, access, Level.VIEW, "viewing a run's results")
-        return run, queries.outputs_of(session, run_id)
+def _viewed_run(platform: Platform, viewer: RunPermission) -> tuple[RunRow, list[OutputRow]]:
+    return run_reads.run_outputs(platform, viewer, "viewing a run's results")
 
 
 def _output(run: RunRow, outputs: list[OutputRow], path: str) -> OutputRow:
@@ -64,10 +62,9 @@ def chart_of(key: str, path: str, sources: list[tuple[str, Table]], x: str | Non
 
 @router.get("/runs/{run_id}/results/{path:path}")
 def output_page(
-    run_id: RowId,
+    viewer: PageRunViewer,
     path: str,
     request: Request,
-    access: PageAccess,
     x: str | None = None,
     series: Series = [],  # noqa: B006 - FastAPI copies query defaults
     rows: Annotated[int, Query(ge=0)] = 0,
@@ -75,11 +72,11 @@ def output_page(
     """A CSV output as a line chart and a table (``rows``: where the table's page starts), or a
     JSON output pretty-printed. Other files: the download."""
     platform = platform_of(request)
-    run, outputs = _viewed_run(platform, run_id, access)
+    run, outputs = _viewed_run(platform, viewer)
     output = _output(run, outputs, path)
     kind = output_preview.kind_of(path)
     if kind is None:
-        return RedirectResponse(f"/runs/{run_id}/outputs/{path}", status_code=303)
+        return RedirectResponse(f"/runs/{run.id}/outputs/{path}", status_code=303)
     context: dict[str, Any] = {"title": f"{path} · run {run.id}", "run": run, "output": output, "kind": kind}
     if kind == "json":
         context["json"] = output_preview.read_json(platform.artifacts, output)
@@ -109,12 +106,10 @@ def compare_page(
 ) -> Response:
     """Two runs of ``name``: their parameters and data versions side by side (differences marked),
     each CSV output both runs have as one chart with both runs' lines, and JSON outputs side by side."""
-    access.require(name, Level.VIEW, "comparing runs")
     platform = platform_of(request)
-    with platform.database.read() as session:
-        choices = queries.list_runs(
-            session, model=name, statuses=[RunStatus.SUCCEEDED], before_id=None, limit=COMPARABLE_RUNS
-        )
+    choices = run_reads.recent_runs(
+        platform, access, name, COMPARABLE_RUNS, "comparing runs", statuses=[RunStatus.SUCCEEDED]
+    )
     context: dict[str, Any] = {
         "title": f"Compare runs of {name}",
         "model_name": name,
@@ -124,7 +119,7 @@ def compare_page(
     }
     if a is None or b is None:
         return render(request, "compare.html", **context)
-    runs = [_viewed_run(platform, run_id, access) for run_id in (a, b)]
+    runs = [_viewed_run(platform, RunPermission(run_id, access, Level.VIEW)) for run_id in (a, b)]
     for run, _ in runs:
         if run.model_name != name:
             raise InvalidInput(f"run {run.id} is a run of '{run.model_name}', not of '{name}'", run=run.id)

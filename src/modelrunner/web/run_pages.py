@@ -18,19 +18,18 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from modelrunner.auth.access import Access
-from modelrunner.auth.run_access import may_cancel, permitted_run, require_cancel
+from modelrunner.auth.run_access import RunPermission, may_cancel
+from modelrunner.engine import run_reads
+from modelrunner.engine.run_reads import RunBundle
 from modelrunner.engine.states import FINAL_RUN_STATES
-from modelrunner.errors import NotFound
 from modelrunner.platform import Platform
-from modelrunner.spec.access_spec import Level
-from modelrunner.store import queries
-from modelrunner.store.row_ids import Position, RowId
-from modelrunner.store.tables import AttemptRow, OutputRow, RunRow
+from modelrunner.store.row_ids import Position
+from modelrunner.store.tables import AttemptRow, OutputRow, RunKind, RunRow
 from modelrunner.web import output_preview
 from modelrunner.web.pipeline_graph import graph_of
 from modelrunner.web.rendering import PageRoute, render
 from modelrunner.web.result_pages import Chart, chart_of
-from modelrunner.web.session import PageAccess, checked_form, platform_of
+from modelrunner.web.session import PageRunCanceller, PageRunViewer, checked_form, platform_of
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -58,57 +57,43 @@ class RunView:
         return cls(run.status, percent, run.progress_message or "", states)
 
 
-def _run(platform: Platform, run_id: int, access: Access, level: Level, doing: str) -> RunRow:
-    with platform.database.read() as session:
-        return permitted_run(session, run_id, access, level, doing)
-
-
-def _logged_run(run: RunRow) -> int:
-    """A cache hit shows the log of the run that computed its result."""
-    return run.source_run_id if run.cache_hit and run.source_run_id is not None else run.id
-
-
 @router.get("/runs/{run_id}")
-def run_page(run_id: RowId, request: Request, access: PageAccess) -> Response:
+def run_page(viewer: PageRunViewer, request: Request) -> Response:
     platform = platform_of(request)
-    run = _run(platform, run_id, access, Level.VIEW, "viewing a run")
-    with platform.database.read() as session:
-        users = queries.submitter_names(session, [run])
-    logged = _logged_run(run)
-    tail = platform.logs.read(logged, max(0, platform.logs.size(logged) - LOG_TAIL), LOG_TAIL)
-    details = _details(platform, run, access)
+    bundle = run_reads.run_detail(platform, viewer)
+    run = bundle.run
+    tail = run_reads.log_page(platform, run, None, LOG_TAIL)
+    pipeline = run_reads.pipeline_progress(platform, viewer)[1] if run.kind == RunKind.PIPELINE else None
     return render(
         request,
         "run.html",
         title=f"Run {run.id} of {run.model_name}",
-        view=RunView.of(run, details["attempts"]),
-        submitter=users.get(run.submitted_by) if run.submitted_by is not None else None,
+        view=RunView.of(run, bundle.attempts),
+        submitter=bundle.submitter,
         log=tail.data.decode("utf-8", "replace"),
         log_offset=tail.offset,
-        graph=graph_of(platform, run),
-        **details,
+        graph=graph_of(run, pipeline),
+        **_details(platform, bundle, viewer.access),
     )
 
 
 @router.get("/runs/{run_id}/details")
-def run_details(run_id: RowId, request: Request, access: PageAccess) -> Response:
+def run_details(viewer: PageRunViewer, request: Request) -> Response:
     """The part of the run page that changes with its state (attempts, outputs, results, Cancel),
     fetched again by the page whenever its event stream reports a change."""
     platform = platform_of(request)
-    run = _run(platform, run_id, access, Level.VIEW, "viewing a run")
-    return render(request, "run_details.html", **_details(platform, run, access))
+    bundle = run_reads.run_detail(platform, viewer)
+    return render(request, "run_details.html", **_details(platform, bundle, viewer.access))
 
 
-def _details(platform: Platform, run: RunRow, access: Access) -> dict[str, Any]:
-    with platform.database.read() as session:
-        attempts = queries.attempts_of(session, run.id)
-        outputs = queries.outputs_of(session, run.id)
+def _details(platform: Platform, bundle: RunBundle, access: Access) -> dict[str, Any]:
+    run, outputs = bundle.run, bundle.outputs
     final = run.status in FINAL_RUN_STATES
     viewable = {o.path for o in outputs if output_preview.kind_of(o.path)}
     return {
         "run": run,
         "final": final,
-        "attempts": attempts,
+        "attempts": bundle.attempts,
         "outputs": outputs,
         "viewable": viewable,
         "chart": _first_chart(platform, run, outputs),
@@ -128,9 +113,8 @@ def _first_chart(platform: Platform, run: RunRow, outputs: list[OutputRow]) -> C
 
 @router.get("/runs/{run_id}/stream")
 def run_stream(
-    run_id: RowId,
+    viewer: PageRunViewer,
     request: Request,
-    access: PageAccess,
     offset: Position = 0,
     last_event_id: Annotated[Position | None, Header()] = None,
 ) -> StreamingResponse:
@@ -140,19 +124,21 @@ def run_stream(
     A stream lasts at most ``STREAM_SECONDS``; the browser then connects again by itself with
     ``Last-Event-ID`` and goes on from there, asked again who it is and whether it may look."""
     platform = platform_of(request)
-    _run(platform, run_id, access, Level.VIEW, "following a run")
+    run_reads.checked_run(platform, viewer, "following a run")
     start = last_event_id if last_event_id is not None else offset
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    return StreamingResponse(_events(platform, run_id, max(0, start)), media_type="text/event-stream", headers=headers)
+    return StreamingResponse(_events(platform, viewer, max(0, start)), media_type="text/event-stream", headers=headers)
 
 
-async def _events(platform: Platform, run_id: int, offset: int) -> AsyncIterator[str]:
+async def _events(platform: Platform, viewer: RunPermission, offset: int) -> AsyncIterator[str]:
     last: RunView | None = None
     deadline = time.monotonic() + STREAM_SECONDS
     yield f"retry: {RECONNECT_MS}\n\n"
     while True:
-        run, attempts, log, offset, more = await run_in_threadpool(_look, platform, run_id, offset)
-        view = RunView.of(run, attempts)
+        progress = await run_in_threadpool(run_reads.run_progress, platform, viewer, offset, LOG_TAIL)
+        run, page = progress.run, progress.log
+        log, offset, more = page.data.decode("utf-8", "replace"), page.offset, page.offset < page.size
+        view = RunView.of(run, progress.attempts)
         if view != last or log:
             data = {"status": view.status, "progress": view.progress, "message": view.message, "log": log}
             data["attempts"] = view.attempts
@@ -167,39 +153,22 @@ async def _events(platform: Platform, run_id: int, offset: int) -> AsyncIterator
             await asyncio.sleep(STREAM_INTERVAL)
 
 
-def _look(platform: Platform, run_id: int, offset: int) -> tuple[RunRow, list[AttemptRow], str, int, bool]:
-    """The run, its attempts, the next part of its log, the offset after it, and whether more of
-    the log is there already."""
-    with platform.database.read() as session:
-        run = queries.get_run(session, run_id)
-        if run is None:  # deleted while followed
-            raise NotFound(f"unknown run {run_id}", run=run_id)
-        attempts = queries.attempts_of(session, run_id)
-    page = platform.logs.read(_logged_run(run), offset, LOG_TAIL)
-    return run, attempts, page.data.decode("utf-8", "replace"), page.offset, page.offset < page.size
-
-
 @router.post("/runs/{run_id}/cancel")
-async def cancel_run(run_id: RowId, request: Request, access: PageAccess) -> Response:
+async def cancel_run(canceller: PageRunCanceller, request: Request) -> Response:
     """The API's rule: ``run`` cancels one's own runs, ``admin`` anyone's."""
     await checked_form(request)
     platform = platform_of(request)
-    run = await run_in_threadpool(_run, platform, run_id, access, Level.VIEW, "cancelling a run")
-    require_cancel(access, run)
-    await run_in_threadpool(platform.cancel, run_id)
-    return RedirectResponse(f"/runs/{run_id}", status_code=303)
+    await run_in_threadpool(run_reads.run_to_cancel, platform, canceller)
+    await run_in_threadpool(platform.cancel, canceller.run_id)
+    return RedirectResponse(f"/runs/{canceller.run_id}", status_code=303)
 
 
 @router.get("/runs/{run_id}/outputs/{path:path}")
-def download_output(run_id: RowId, path: str, request: Request, access: PageAccess) -> StreamingResponse:
+def download_output(viewer: PageRunViewer, path: str, request: Request) -> StreamingResponse:
     """Always a download: text as text/plain, anything else as application/octet-stream, so an
     output (HTML a model wrote, say) never runs as a page of this site."""
     platform = platform_of(request)
-    _run(platform, run_id, access, Level.VIEW, "downloading a run's outputs")
-    with platform.database.read() as session:
-        found = next((o for o in queries.outputs_of(session, run_id) if o.path == path), None)
-    if found is None:
-        raise NotFound(f"run {run_id} has no output '{path}'", run=run_id, path=path)
+    found = run_reads.run_output(platform, viewer, path)
     guessed = mimetypes.guess_type(path)[0] or ""
     text = guessed.startswith("text/") or guessed in _TEXT_TYPES
     headers = {

@@ -25,9 +25,12 @@ from modelrunner.api.deps import access_of
 from modelrunner.auth import accounts, web_sessions
 from modelrunner.auth.access import Access
 from modelrunner.auth.principal import ANONYMOUS, Principal
+from modelrunner.auth.run_access import RunPermission
 from modelrunner.errors import Forbidden
 from modelrunner.platform import Platform
 from modelrunner.settings import Settings
+from modelrunner.spec.access_spec import Level
+from modelrunner.store.row_ids import RowId
 
 SESSION_COOKIE = "modelrunner_session"
 KEY_FILE = "session.key"
@@ -115,6 +118,21 @@ def page_access(request: Request) -> Access:
 
 
 PageAccess = Annotated[Access, Depends(page_access)]
+
+
+def _page_run_viewer(run_id: RowId, access: PageAccess) -> RunPermission:
+    return RunPermission(run_id, access, Level.VIEW)
+
+
+def _page_run_canceller(run_id: RowId, access: PageAccess) -> RunPermission:
+    return RunPermission(run_id, access, Level.RUN)
+
+
+PageRunViewer = Annotated[RunPermission, Depends(_page_run_viewer)]
+"""The run of the page's path, to be shown to a caller with ``view`` on its model (checked by the
+read, as the API's ``RunViewer``)."""
+PageRunCanceller = Annotated[RunPermission, Depends(_page_run_canceller)]
+"""The run of the page's path, to be cancelled: the API's ``RunCanceller``."""
 
 
 def sign_in(request: Request, name: str, password: str) -> Principal:
