@@ -41,7 +41,9 @@ def test_failing_model_is_retried_then_fails_with_its_error(client: TestClient) 
         "running",
         "failed",
     ]
-    retry = next(e["data"] for e in events(client, run["id"]) if e["data"].get("from") == "running")
+    retry = next(
+        e["data"] for e in events(client, run["id"]) if e["type"] == "run.status" and e["data"]["from"] == "running"
+    )
     assert retry["to"] == "queued"
     assert "retry 1 of 1" in retry["reason"]
     text = logs(client, run["id"])

@@ -6,15 +6,17 @@ backend's reports are."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 from modelrunner.artifacts.store import StoredFile
 from modelrunner.clock import utcnow
 from modelrunner.engine import attempts
+from modelrunner.engine.retry_policy import RetryPolicy
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.execution.job import Outcome
 from modelrunner.platform import Platform
-from modelrunner.spec.model_spec import Retries
 from modelrunner.store import queries
+from tests.integration.runs_api import write_model
 
 OUTPUT = StoredFile("params.json", 2, "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "file:///x")
 
@@ -27,27 +29,27 @@ def attempt_of(platform: Platform, run_id: int) -> int:
         return claimed.attempt_id
 
 
-def end(platform: Platform, attempt_id: int, outcome: Outcome, retries: Retries) -> None:
+def end(platform: Platform, attempt_id: int, outcome: Outcome) -> None:
+    """Record the ending as a server would that never saw the attempt: the retry budget is the
+    one recorded with the run's model version, looked up afresh."""
     with platform.database.write() as session:
-        attempts.finish(session, attempt_id, outcome, retries)
+        attempts.finish(session, attempt_id, outcome, RetryPolicy(platform.catalog))
 
 
-def queued_run(platform: Platform) -> int:
+def queued_run(platform: Platform, workspace: Path, retries: str = "{}") -> int:
+    """A queued run of a model with the budget ``retries`` (as written in model.yaml)."""
+    write_model(workspace, "budgeted", f"command: [python, -c, pass]\nretries: {retries}\n")
     platform.prepare_store()
-    return platform.submit("noop", {}).run.id
+    return platform.submit("budgeted", {}).run.id
 
 
-def test_a_run_preempted_twice_then_succeeding_has_three_attempts_and_its_outputs_once(platform: Platform) -> None:
-    run_id = queued_run(platform)
-    budget = Retries(failed=0, lost=2)  # no retry at all for a failure of the model
+def test_a_run_preempted_twice_then_succeeding_has_three_attempts_and_its_outputs_once(
+    platform: Platform, workspace: Path
+) -> None:
+    run_id = queued_run(platform, workspace, "{failed: 0, lost: 2}")  # no retry at all for a failure of the model
     for _ in range(2):
-        end(
-            platform,
-            attempt_of(platform, run_id),
-            Outcome(AttemptStatus.PREEMPTED, error="spot capacity reclaimed"),
-            budget,
-        )
-    end(platform, attempt_of(platform, run_id), Outcome(AttemptStatus.SUCCEEDED, exit_code=0, outputs=[OUTPUT]), budget)
+        end(platform, attempt_of(platform, run_id), Outcome(AttemptStatus.PREEMPTED, error="spot capacity reclaimed"))
+    end(platform, attempt_of(platform, run_id), Outcome(AttemptStatus.SUCCEEDED, exit_code=0, outputs=[OUTPUT]))
 
     with platform.database.read() as session:
         run = queries.get_run(session, run_id)
@@ -63,23 +65,23 @@ def test_a_run_preempted_twice_then_succeeding_has_three_attempts_and_its_output
     assert "retry 2 of 2 after a preemption" in reasons
 
 
-def test_preemptions_beyond_the_budget_fail_the_run_saying_why(platform: Platform) -> None:
-    run_id = queued_run(platform)
-    budget = Retries(failed=5, lost=1)
-    end(platform, attempt_of(platform, run_id), Outcome(AttemptStatus.PREEMPTED, error="spot interruption"), budget)
-    end(platform, attempt_of(platform, run_id), Outcome(AttemptStatus.LOST, error="worker gone"), budget)
+def test_preemptions_beyond_the_budget_fail_the_run_saying_why(platform: Platform, workspace: Path) -> None:
+    run_id = queued_run(platform, workspace, "{failed: 5, lost: 1}")
+    end(platform, attempt_of(platform, run_id), Outcome(AttemptStatus.PREEMPTED, error="spot interruption"))
+    end(platform, attempt_of(platform, run_id), Outcome(AttemptStatus.LOST, error="worker gone"))
     with platform.database.read() as session:
         run = queries.get_run(session, run_id)
     assert run is not None and run.status == "failed"
     assert run.error and "2 attempts were lost or preempted, no retries left" in run.error
 
 
-def test_a_model_failure_does_not_spend_the_preemption_budget_nor_the_reverse(platform: Platform) -> None:
-    run_id = queued_run(platform)
-    budget = Retries(failed=1, lost=1)
-    end(platform, attempt_of(platform, run_id), Outcome(AttemptStatus.FAILED, exit_code=1, error="exit 1"), budget)
-    end(platform, attempt_of(platform, run_id), Outcome(AttemptStatus.PREEMPTED, error="evicted"), budget)
-    end(platform, attempt_of(platform, run_id), Outcome(AttemptStatus.SUCCEEDED, exit_code=0, outputs=[OUTPUT]), budget)
+def test_a_model_failure_does_not_spend_the_preemption_budget_nor_the_reverse(
+    platform: Platform, workspace: Path
+) -> None:
+    run_id = queued_run(platform, workspace, "{failed: 1, lost: 1}")
+    end(platform, attempt_of(platform, run_id), Outcome(AttemptStatus.FAILED, exit_code=1, error="exit 1"))
+    end(platform, attempt_of(platform, run_id), Outcome(AttemptStatus.PREEMPTED, error="evicted"))
+    end(platform, attempt_of(platform, run_id), Outcome(AttemptStatus.SUCCEEDED, exit_code=0, outputs=[OUTPUT]))
     with platform.database.read() as session:
         run = queries.get_run(session, run_id)
         tried = queries.attempts_of(session, run_id)
@@ -88,13 +90,13 @@ def test_a_model_failure_does_not_spend_the_preemption_budget_nor_the_reverse(pl
 
 
 def test_a_preemption_reported_after_the_run_was_cancelled_ends_the_attempt_and_not_the_run_again(
-    platform: Platform,
+    platform: Platform, workspace: Path
 ) -> None:
-    run_id = queued_run(platform)
+    run_id = queued_run(platform, workspace)
     attempt_id = attempt_of(platform, run_id)
     with platform.database.write() as session:
         attempts.cancel(session, run_id)
-    end(platform, attempt_id, Outcome(AttemptStatus.PREEMPTED, error="spot interruption"), Retries())
+    end(platform, attempt_id, Outcome(AttemptStatus.PREEMPTED, error="spot interruption"))
     with platform.database.read() as session:
         run = queries.get_run(session, run_id)
         [attempt] = queries.attempts_of(session, run_id)

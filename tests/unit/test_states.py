@@ -1,4 +1,4 @@
-"""The table of allowed run transitions: no way out of a final state, no dead end before one."""
+"""The tables of allowed run and attempt transitions: no way out of a final state, no dead end before one."""
 
 from __future__ import annotations
 
@@ -8,10 +8,16 @@ from collections import deque
 import pytest
 
 from modelrunner.engine.states import (
+    ACTIVE_ATTEMPT_STATES,
     ACTIVE_RUN_STATES,
+    ALLOWED_ATTEMPT_TRANSITIONS,
     ALLOWED_TRANSITIONS,
+    FINAL_ATTEMPT_STATES,
     FINAL_RUN_STATES,
+    INITIAL_RUN_STATES,
+    AttemptStatus,
     RunStatus,
+    attempt_sources_of,
     sources_of,
 )
 
@@ -83,3 +89,34 @@ def test_a_queued_run_cannot_skip_starting() -> None:
 @pytest.mark.parametrize("target", list(RunStatus))
 def test_sources_of_agrees_with_the_table(target: RunStatus) -> None:
     assert sources_of(target) == {s for s, targets in ALLOWED_TRANSITIONS.items() if target in targets}
+
+
+def test_a_run_is_born_queued_running_or_succeeded() -> None:
+    assert {s.value for s in INITIAL_RUN_STATES} == {"queued", "running", "succeeded"}
+
+
+def test_every_attempt_state_has_a_row() -> None:
+    assert set(ALLOWED_ATTEMPT_TRANSITIONS) == set(AttemptStatus)
+    assert set(AttemptStatus) == ACTIVE_ATTEMPT_STATES | FINAL_ATTEMPT_STATES
+
+
+@pytest.mark.parametrize("state", sorted(FINAL_ATTEMPT_STATES))
+def test_an_ended_attempt_never_moves_again(state: AttemptStatus) -> None:
+    assert ALLOWED_ATTEMPT_TRANSITIONS[state] == frozenset()
+
+
+@pytest.mark.parametrize("state", sorted(ACTIVE_ATTEMPT_STATES))
+def test_an_active_attempt_can_end_in_every_way(state: AttemptStatus) -> None:
+    assert ALLOWED_ATTEMPT_TRANSITIONS[state] >= FINAL_ATTEMPT_STATES
+
+
+def test_an_attempt_runs_only_after_starting_and_never_starts_again() -> None:
+    assert attempt_sources_of(AttemptStatus.RUNNING) == (AttemptStatus.STARTING,)
+    assert attempt_sources_of(AttemptStatus.STARTING) == ()
+
+
+@pytest.mark.parametrize("target", list(AttemptStatus))
+def test_attempt_sources_of_agrees_with_the_table_running_first(target: AttemptStatus) -> None:
+    sources = attempt_sources_of(target)
+    assert set(sources) == {s for s, targets in ALLOWED_ATTEMPT_TRANSITIONS.items() if target in targets}
+    assert AttemptStatus.RUNNING not in sources[1:]

@@ -11,11 +11,11 @@ from sqlalchemy.orm import Session
 from modelrunner.auth import secrets
 from modelrunner.clock import utcnow
 from modelrunner.engine import run_events
+from modelrunner.engine.retry_policy import RetryPolicy
 from modelrunner.engine.states import FINAL_RUN_STATES, AttemptStatus, RunStatus
-from modelrunner.engine.transition import transition
+from modelrunner.engine.transition import create_attempt, transition, transition_attempt
 from modelrunner.errors import Conflict, InvalidTransition, NotFound
 from modelrunner.execution.job import Outcome
-from modelrunner.spec.model_spec import Retries
 from modelrunner.store import queries
 
 
@@ -44,26 +44,19 @@ def claim(session: Session, run_id: int, backend: str, runner_id: str, lease_unt
         return None
     number = queries.count_attempts(session, run_id) + 1
     minted = secrets.mint()
-    attempt_id = queries.add_attempt(
-        session,
-        {
-            "run_id": run_id,
-            "number": number,
-            "status": AttemptStatus.STARTING.value,
-            "backend": backend,
-            "runner_id": runner_id,
-            "lease_expires_at": lease_until,
-            "created_at": utcnow(),
-            "callback_token_hash": minted.digest,
-        },
-    )
+    values = {
+        "backend": backend,
+        "runner_id": runner_id,
+        "lease_expires_at": lease_until,
+        "callback_token_hash": minted.digest,
+    }
+    attempt_id = create_attempt(session, run_id, number, values, utcnow())
     return Claimed(attempt_id, number, secrets.compose(secrets.ATTEMPT_TOKEN, attempt_id, minted.secret))
 
 
 def mark_started(session: Session, attempt_id: int, handle: dict[str, Any], at: dt.datetime) -> None:
     """The attempt's process runs since ``at``: record how to reach it and move the run to running."""
-    values = {"status": AttemptStatus.RUNNING.value, "handle": handle, "started_at": at}
-    attempt = queries.set_attempt_if_active(session, attempt_id, values)
+    attempt = transition_attempt(session, attempt_id, AttemptStatus.RUNNING, handle=handle, started_at=at)
     if attempt is not None:
         _unless_ended(session, attempt.run_id, RunStatus.RUNNING, started_at=at)
 
@@ -77,19 +70,22 @@ def record_progress(session: Session, attempt_id: int, fraction: float, message:
         queries.add_event(session, run_id, "run.progress", {"fraction": fraction, "message": message}, utcnow())
 
 
-def finish(session: Session, attempt_id: int, outcome: Outcome, retries: Retries) -> None:
-    """Record how the attempt ended; the run succeeds, ends, or is queued for another attempt.
+def finish(session: Session, attempt_id: int, outcome: Outcome, policy: RetryPolicy) -> None:
+    """Record how the attempt ended; the run succeeds, ends, or is queued for another attempt
+    as ``policy`` decides.
 
     An attempt that already ended (e.g. declared lost while it was unreachable) changes nothing,
     so a result is never published twice.
     """
-    values = {
-        "status": outcome.status.value,
-        "exit_code": outcome.exit_code,
-        "error": outcome.error,
-        "finished_at": utcnow(),
-    }
-    attempt = queries.set_attempt_if_active(session, attempt_id, values)
+    attempt = transition_attempt(
+        session,
+        attempt_id,
+        outcome.status,
+        reason=outcome.error,
+        exit_code=outcome.exit_code,
+        error=outcome.error,
+        finished_at=utcnow(),
+    )
     if attempt is None:
         return
     run_id = attempt.run_id
@@ -103,59 +99,44 @@ def finish(session: Session, attempt_id: int, outcome: Outcome, retries: Retries
         return
     if outcome.status in _INTERRUPTED_TO_RUN:
         reason = outcome.error or f"attempt {attempt.number} {outcome.status.value}"
-        _retry_interrupted(session, run_id, _INTERRUPTED_TO_RUN[outcome.status], reason, retries)
+        _retry_interrupted(session, run_id, _INTERRUPTED_TO_RUN[outcome.status], reason, policy)
         return
-    failures = queries.count_attempts(session, run_id, [AttemptStatus.FAILED.value])
-    if failures <= retries.failed:
-        reason = f"attempt {attempt.number} failed ({outcome.error}); retry {failures} of {retries.failed}"
-        _unless_ended(session, run_id, RunStatus.QUEUED, reason=reason)
-    else:
-        _unless_ended(session, run_id, RunStatus.FAILED, reason=outcome.error)
+    decision = policy.after_failure(session, run_id, attempt.number, outcome.error)
+    _unless_ended(session, run_id, decision.to, reason=decision.reason)
 
 
-def lose(session: Session, attempt_id: int, reason: str, retries: Retries) -> bool:
-    """The attempt's runner is gone (lease expired, or its process died): retry within budget.
+def lose(session: Session, attempt_id: int, reason: str, policy: RetryPolicy) -> bool:
+    """The attempt's runner is gone (lease expired, or its process died): retry as ``policy``
+    decides.
 
     Returns False when the attempt had already ended.
     """
-    values = {"status": AttemptStatus.LOST.value, "error": reason, "finished_at": utcnow()}
-    attempt = queries.set_attempt_if_active(session, attempt_id, values)
+    attempt = transition_attempt(
+        session, attempt_id, AttemptStatus.LOST, reason=reason, error=reason, finished_at=utcnow()
+    )
     if attempt is None:
         return False
-    _retry_interrupted(session, attempt.run_id, RunStatus.LOST, reason, retries)
+    _retry_interrupted(session, attempt.run_id, RunStatus.LOST, reason, policy)
     return True
 
 
-def interrupted_attempts(session: Session, run_id: int) -> int:
-    """How many attempts of the run were lost or preempted: what ``retries.lost`` is spent on."""
-    return queries.count_attempts(session, run_id, list(_INTERRUPTED_TO_RUN))
-
-
-def _retry_interrupted(session: Session, run_id: int, status: RunStatus, reason: str, retries: Retries) -> None:
+def _retry_interrupted(session: Session, run_id: int, status: RunStatus, reason: str, policy: RetryPolicy) -> None:
     """The run's attempt was lost or preempted, through no fault of the model: the run passes
-    through ``status`` and is queued again within the ``retries.lost`` budget, which such
-    endings share and model failures do not spend."""
+    through ``status`` and is queued again within the budget such endings share and model
+    failures do not spend."""
     if not _unless_ended(session, run_id, status, reason=reason):
         return
-    interrupted = interrupted_attempts(session, run_id)
-    if interrupted <= retries.lost:
-        what = "a preemption" if status == RunStatus.PREEMPTED else "a lost attempt"
-        transition(session, run_id, RunStatus.QUEUED, reason=f"retry {interrupted} of {retries.lost} after {what}")
-    else:
-        transition(
-            session,
-            run_id,
-            RunStatus.FAILED,
-            reason=f"{reason}; {interrupted} attempts were lost or preempted, no retries left",
-        )
+    decision = policy.after_interruption(session, run_id, status, reason)
+    transition(session, run_id, decision.to, reason=decision.reason)
 
 
 def interrupt(session: Session, attempt_id: int, reason: str) -> None:
     """The attempt is given up through no fault of its model: its runner stops on purpose (a
     server shutting down), or its backend could not be reached to launch it. It ends as
     cancelled and the run is queued again without spending any retry budget."""
-    values = {"status": AttemptStatus.CANCELLED.value, "error": reason, "finished_at": utcnow()}
-    attempt = queries.set_attempt_if_active(session, attempt_id, values)
+    attempt = transition_attempt(
+        session, attempt_id, AttemptStatus.CANCELLED, reason=reason, error=reason, finished_at=utcnow()
+    )
     if attempt is not None:
         _unless_ended(session, attempt.run_id, RunStatus.QUEUED, reason=reason)
 

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from modelrunner.engine.states import RunStatus
+from modelrunner.engine.transition import create_run
 from modelrunner.store import queries
 from modelrunner.store.tables import RunRow
 
@@ -34,13 +35,6 @@ def record_hit(session: Session, source: RunRow, now: dt.datetime, **values: Any
         item=source.item,
         **values,
     )
-    queries.add_run(session, hit)
+    create_run(session, hit, cache_hit=True, source_run_id=source.id)
     queries.copy_outputs(session, source.id, hit.id)
-    queries.add_event(
-        session,
-        hit.id,
-        "run.status",
-        {"from": None, "to": RunStatus.SUCCEEDED.value, "cache_hit": True, "source_run_id": source.id},
-        now,
-    )
     return hit

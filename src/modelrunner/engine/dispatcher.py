@@ -19,14 +19,14 @@ from sqlalchemy.orm import Session
 
 from modelrunner.backends.base import Backend, BackendUnavailable, Finished, Handle, Progressed, Report, Started
 from modelrunner.clock import utcnow
-from modelrunner.engine import attempts
+from modelrunner.engine import attempts, retry_policy
 from modelrunner.engine.catalog import VersionCatalog
+from modelrunner.engine.retry_policy import RetryPolicy
 from modelrunner.engine.runner_identity import is_dead_runner, this_runner_id
 from modelrunner.engine.states import FINAL_RUN_STATES, AttemptStatus, RunStatus
 from modelrunner.engine.transition import transition
 from modelrunner.errors import ModelrunnerError, NotFound, SpecError
 from modelrunner.execution.job import AttemptJob, JobInput, Outcome, UpstreamFile
-from modelrunner.spec.model_spec import Retries
 from modelrunner.store import queries
 from modelrunner.store.database import Database
 from modelrunner.store.tables import AttemptRow
@@ -51,7 +51,6 @@ class _Outage:
 class _InFlight:
     run_id: int
     handle: Handle
-    retries: Retries
     timeout: float | None
     started: float | None = None  # monotonic, once the process runs
     stopping: bool = False
@@ -82,6 +81,7 @@ class Dispatcher:
         called after attempts' endings are committed (pipelines advance on it)."""
         self._database = database
         self._catalog = catalog
+        self._retry_policy = RetryPolicy(catalog)
         self._backend = backend
         self.backend_name = backend_name
         self._lease = lease_seconds
@@ -243,13 +243,13 @@ class Dispatcher:
                 inputs=tuple(JobInput(name, i["dataset"], i["version"]) for name, i in sorted(run.inputs.items())),
                 upstream=tuple(UpstreamFile(**f) for f in (run.plan or {}).get("upstream", [])),
                 item=json.dumps(run.item) if run.item_key is not None else None,
-                last_attempt=attempts.interrupted_attempts(session, run.id) >= part.retries.lost,
+                last_attempt=retry_policy.last_attempt(session, run.id, part.retries),
                 callback_url=f"{self._callback_url}/api/v1/attempts/{attempt.attempt_id}",
                 callback_token=attempt.callback_token,
                 passed_variables=tuple(self._model_environment()),
             )
             handle = _handle_of(self.runner_id, attempt.attempt_id, run.id, attempt.number)
-            jobs.append((job, _InFlight(run.id, handle, part.retries, part.resources.timeout)))
+            jobs.append((job, _InFlight(run.id, handle, part.resources.timeout)))
             free -= run.slots
         if len(queued) == len(jobs) and free <= 0:
             self._maybe_queued = True  # there may be more behind what fitted
@@ -268,7 +268,7 @@ class Dispatcher:
                 log.exception("backend %s could not launch attempt %s", self.backend_name, job.attempt_id)
                 self._inflight.pop(job.attempt_id, None)
                 with self._database.write() as session:
-                    attempts.finish(session, job.attempt_id, _launch_failure(exc), flight.retries)
+                    attempts.finish(session, job.attempt_id, _launch_failure(exc), self._retry_policy)
 
     def _backend_unreachable(self, problem: str, unlaunched: list[AttemptJob]) -> None:
         """Queue the runs of ``unlaunched`` again, spending no retry, and launch nothing until the
@@ -334,8 +334,7 @@ class Dispatcher:
         elif isinstance(report, Progressed):
             attempts.record_progress(session, report.attempt_id, report.fraction, report.message)
         elif isinstance(report, Finished):
-            retries = flight.retries if flight is not None else Retries()
-            attempts.finish(session, report.attempt_id, report.outcome, retries)
+            attempts.finish(session, report.attempt_id, report.outcome, self._retry_policy)
 
     # --- timeouts, cancellations, leases --------------------------------------------------------
 
@@ -382,10 +381,7 @@ class Dispatcher:
         handle = attempt.handle or _handle_of(attempt.runner_id, attempt.id, attempt.run_id, attempt.number)
         self._backend.cancel(handle, AttemptStatus.LOST)
         with self._database.write() as session:
-            run = queries.get_run(session, attempt.run_id)
-            spec = self._catalog.get(session, run.model_name, run.model_version).spec if run else None
-            retries = spec.part(run.step).retries if spec is not None and run is not None else Retries()
-            if attempts.lose(session, attempt.id, reason, retries):
+            if attempts.lose(session, attempt.id, reason, self._retry_policy):
                 log.warning("run %s: %s", attempt.run_id, reason)
         self.wake()
 

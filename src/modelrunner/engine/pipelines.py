@@ -18,7 +18,7 @@ from modelrunner.engine.cache_hit import record_hit
 from modelrunner.engine.cache_key import cache_key
 from modelrunner.engine.input_versions import Inputs
 from modelrunner.engine.states import ACTIVE_RUN_STATES, RunStatus
-from modelrunner.engine.transition import transition
+from modelrunner.engine.transition import create_run, transition
 from modelrunner.errors import InvalidInput
 from modelrunner.spec.model_spec import ModelSpec, StepSpec
 from modelrunner.store import data_queries, queries
@@ -238,8 +238,7 @@ def _start_step(
             backend_rule=pipeline.backend_rule,
             created_at=now,
         )
-        queries.add_run(session, run)
-        queries.add_event(session, run.id, "run.status", {"from": None, "to": run.status}, now)
+        create_run(session, run)
         created.append(queries.ChildRun.of(run))
     return created
 

@@ -21,6 +21,7 @@ from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.engine.pipelines import PipelinePlan
 from modelrunner.engine.routing import Route, choose_backend
 from modelrunner.engine.states import RunStatus
+from modelrunner.engine.transition import create_run
 from modelrunner.errors import Conflict, InvalidInput, NotFound
 from modelrunner.spec.model_spec import ModelSpec
 from modelrunner.spec.model_version import snapshot
@@ -233,14 +234,13 @@ class Submitter:
         )
         try:
             with session.begin_nested():
-                queries.add_run(session, run)
+                create_run(session, run)
         except IntegrityError:
             # A concurrent submit (PostgreSQL) queued the same key first: join it.
             active = queries.active_run_for_key(session, prepared.key)
             if active is None:
                 raise
             return Submission(active, SubmitOutcome.JOINED)
-        queries.add_event(session, run.id, "run.status", {"from": None, "to": run.status}, now)
         if pipeline:
             pipelines.advance(session, run.id, prepared.resourced)
         return Submission(run, SubmitOutcome.CREATED)

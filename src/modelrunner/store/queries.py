@@ -89,12 +89,13 @@ def _run_update(columns: frozenset[str]) -> Update:
 
 
 def _attempt_update(columns: frozenset[str]) -> ReturningUpdate[Any]:
+    """The compare-and-set update of these attempt columns (one statement per set, built once)."""
     statement = _attempt_updates.get(columns)
     if statement is None:
         assignments = {name: bindparam(f"v_{name}", type_=_attempts.c[name].type) for name in columns}
         statement = _attempt_updates[columns] = (
             update(_attempts)
-            .where(_attempts.c.id == bindparam("attempt_id"), _attempts.c.status.in_(_ACTIVE_ATTEMPTS))
+            .where(_attempts.c.id == bindparam("attempt_id"), _attempts.c.status == bindparam("from_status"))
             .values(**assignments)
             .returning(_attempts.c.run_id, _attempts.c.number)
         )
@@ -218,7 +219,7 @@ def active_attempt_counts_by_backend(session: Session) -> dict[str, int]:
     """Backend name -> how many of its attempts are starting or running."""
     statement = (
         select(_attempts.c.backend, func.count())
-        .where(_attempts.c.status.in_([s.value for s in ACTIVE_ATTEMPT_STATES]))
+        .where(_attempts.c.status.in_(_ACTIVE_ATTEMPTS))
         .group_by(_attempts.c.backend)
     )
     return {backend: int(count) for backend, count in session.execute(statement)}
@@ -307,6 +308,23 @@ def run_identity(session: Session, run_id: int) -> RunIdentity | None:
     return RunIdentity(*row) if row else None
 
 
+@dataclass(frozen=True)
+class RunVersion:
+    """The model version a run computes, and its step: what decides its retry budget."""
+
+    model_name: str
+    model_version: str
+    step: str | None
+
+
+_RUN_VERSION = select(_runs.c.model_name, _runs.c.model_version, _runs.c.step).where(_runs.c.id == bindparam("run_id"))
+
+
+def run_version(session: Session, run_id: int) -> RunVersion | None:
+    row = session.execute(_RUN_VERSION, {"run_id": run_id}).first()
+    return RunVersion(*row) if row else None
+
+
 def run_statuses(session: Session, run_ids: Iterable[int]) -> dict[int, str]:
     ids = list(run_ids)
     if not ids:
@@ -359,15 +377,16 @@ def count_attempts(session: Session, run_id: int, statuses: Collection[str] | No
 
 
 @dataclass(frozen=True)
-class EndedAttempt:
+class ChangedAttempt:
     run_id: int
     number: int
 
 
-def set_attempt_if_active(session: Session, attempt_id: int, values: dict[str, Any]) -> EndedAttempt | None:
-    """Change an attempt that is still starting or running; None if it already ended."""
-    row = session.execute(_attempt_update(frozenset(values)), {"attempt_id": attempt_id, **_values(values)}).first()
-    return EndedAttempt(row.run_id, row.number) if row else None
+def set_attempt_if(session: Session, attempt_id: int, status: str, values: dict[str, Any]) -> ChangedAttempt | None:
+    """Compare-and-set: change the attempt only if its status is ``status``; None otherwise."""
+    parameters = {"attempt_id": attempt_id, "from_status": status, **_values(values)}
+    row = session.execute(_attempt_update(frozenset(values)), parameters).first()
+    return ChangedAttempt(row.run_id, row.number) if row else None
 
 
 def unsucceeded_attempt_numbers(session: Session, run_ids: Collection[int]) -> dict[int, list[int]]:
@@ -401,7 +420,7 @@ def renew_leases(session: Session, runner_id: str, attempt_ids: Collection[int],
             .where(
                 AttemptRow.runner_id == runner_id,
                 AttemptRow.id.in_(list(attempt_ids)),
-                AttemptRow.status.in_([s.value for s in ACTIVE_ATTEMPT_STATES]),
+                AttemptRow.status.in_(_ACTIVE_ATTEMPTS),
             )
             .values(lease_expires_at=expires_at)
         )
@@ -409,7 +428,7 @@ def renew_leases(session: Session, runner_id: str, attempt_ids: Collection[int],
 
 def active_attempts(session: Session, backend: str | None = None) -> list[AttemptRow]:
     """The attempts still starting or running (on ``backend``, by name, when given)."""
-    statement = select(AttemptRow).where(AttemptRow.status.in_([s.value for s in ACTIVE_ATTEMPT_STATES]))
+    statement = select(AttemptRow).where(AttemptRow.status.in_(_ACTIVE_ATTEMPTS))
     if backend is not None:
         statement = statement.where(AttemptRow.backend == backend)
     return list(session.scalars(statement))
@@ -418,7 +437,7 @@ def active_attempts(session: Session, backend: str | None = None) -> list[Attemp
 def expired_attempts(session: Session, now: dt.datetime, backend: str | None = None) -> list[AttemptRow]:
     """The active attempts whose lease ran out before ``now`` (on ``backend`` when given)."""
     statement = select(AttemptRow).where(
-        AttemptRow.status.in_([s.value for s in ACTIVE_ATTEMPT_STATES]),
+        AttemptRow.status.in_(_ACTIVE_ATTEMPTS),
         AttemptRow.lease_expires_at < now,
     )
     if backend is not None:
