@@ -7,18 +7,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import replace
 from functools import partial
-from typing import TYPE_CHECKING, Any, assert_never
+from typing import Any
 
 from modelrunner.artifacts.logs import LogStore
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.auth import accounts
 from modelrunner.auth.principal import Principal
 from modelrunner.auth.secret_keys import SecretKeys
-from modelrunner.backends.base import RemoteServices
-from modelrunner.backends.local import LocalBackend, LocalConfig
-from modelrunner.backends.worker_pool import WorkerPool
+from modelrunner.backends import registry as backend_registry
+from modelrunner.backends.base import Backend, RemoteServices
+from modelrunner.backends.registry import BackendContext
 from modelrunner.data.cache import DataCache
 from modelrunner.data.poller import DataPoller
 from modelrunner.data.source import Source
@@ -35,36 +34,16 @@ from modelrunner.engine.scheduler import Scheduler
 from modelrunner.engine.submit import Submission, SubmitOutcome, Submitter
 from modelrunner.engine.triggers import Triggers
 from modelrunner.errors import SpecError
-from modelrunner.execution.confinement import model_user
 from modelrunner.metrics import Metrics
 from modelrunner.notify import webhook_secrets
 from modelrunner.notify.notifier import Notifier
 from modelrunner.settings import Settings
-from modelrunner.spec.azure_batch_spec import AzureBatchBackendSpec
-from modelrunner.spec.backend_spec import (
-    DEFAULT_BACKEND,
-    AwsBatchBackendSpec,
-    AwsEcsBackendSpec,
-    BackendSpec,
-    DaskBackendSpec,
-    LocalBackendSpec,
-    SlurmBackendSpec,
-    WorkerBackendSpec,
-)
-from modelrunner.spec.kubernetes_spec import KubernetesBackendSpec
+from modelrunner.spec.backend_spec import DEFAULT_BACKEND, BackendSpec, LocalBackendSpec
 from modelrunner.spec.param_limits import ParamLimits, check_param_sizes
 from modelrunner.spec.workspace import Workspace
 from modelrunner.store import migrate, queries
 from modelrunner.store.database import Database
 from modelrunner.store.tables import DatasetSyncRow, RunKind
-
-if TYPE_CHECKING:
-    from modelrunner.backends.aws_batch import AwsBatchBackend
-    from modelrunner.backends.aws_ecs import AwsEcsBackend
-    from modelrunner.backends.azure_batch import AzureBatchBackend
-    from modelrunner.backends.dask import DaskBackend
-    from modelrunner.backends.kubernetes import KubernetesBackend
-    from modelrunner.backends.slurm import SlurmBackend
 
 log = logging.getLogger("modelrunner.platform")
 
@@ -249,66 +228,18 @@ class Platform:
         except SpecError:
             return []  # said already, by _declared_backends
 
-    def _build_backend(
-        self, name: str, spec: BackendSpec
-    ) -> (
-        LocalBackend
-        | DaskBackend
-        | WorkerPool
-        | AwsEcsBackend
-        | AwsBatchBackend
-        | AzureBatchBackend
-        | KubernetesBackend
-        | SlurmBackend
-    ):
-        """The backend ``name`` as ``spec`` configures it: the one place a backend ``type`` is
-        turned into a backend (a new type adds its case here)."""
-        services = RemoteServices(self.artifacts, self.logs, self.settings.grace_seconds, partial(self._wake, name))
-        # Imported in their case: their libraries are optional extras (each says so if missing).
-        match spec:
-            case DaskBackendSpec():
-                from modelrunner.backends.dask import DaskBackend
-
-                return DaskBackend(name, spec, services)
-            case AwsEcsBackendSpec():
-                from modelrunner.backends.aws_ecs import AwsEcsBackend
-
-                return AwsEcsBackend(name, spec, services)
-            case AwsBatchBackendSpec():
-                from modelrunner.backends.aws_batch import AwsBatchBackend
-
-                return AwsBatchBackend(name, spec, services)
-            case AzureBatchBackendSpec():
-                from modelrunner.backends.azure_batch import AzureBatchBackend
-
-                return AzureBatchBackend(name, spec, services)
-            case KubernetesBackendSpec():
-                from modelrunner.backends.kubernetes import KubernetesBackend
-
-                return KubernetesBackend(name, spec, services)
-            case SlurmBackendSpec():
-                from modelrunner.backends.slurm import SlurmBackend
-
-                return SlurmBackend(name, spec, services, state_dir=self.settings.state_dir)
-            case WorkerBackendSpec():
-                # A worker asking for work: take queued runs for it now, not at the next poll.
-                waking = replace(services, wake=lambda: self.dispatcher.wake(queued=True, backend=name))
-                return WorkerPool(name, spec, waking)
-            case LocalBackendSpec():
-                return LocalBackend(
-                    LocalConfig(
-                        spec.slots or self.settings.local_slots,
-                        self.settings.grace_seconds,
-                        self.settings.state_dir,
-                        user=model_user(spec.run_as, spec.allow_root),
-                    ),
-                    self.artifacts,
-                    self.logs,
-                    wake=partial(self._wake, name),
-                    data=self.data_cache,
-                )
-            case _:
-                assert_never(spec)
+    def _build_backend(self, name: str, spec: BackendSpec) -> Backend:
+        context = BackendContext(
+            services=RemoteServices(self.artifacts, self.logs, self.settings.grace_seconds, partial(self._wake, name)),
+            wake_for_work=lambda: self.dispatcher.wake(queued=True, backend=name),
+            artifacts=self.artifacts,
+            logs=self.logs,
+            data_cache=self.data_cache,
+            state_dir=self.settings.state_dir,
+            local_slots=self.settings.local_slots,
+            grace_seconds=self.settings.grace_seconds,
+        )
+        return backend_registry.build(name, spec, context)
 
     def _report_unserved_queue(self) -> None:
         """Say so when runs wait for backends this server does not run: nothing here claims them."""

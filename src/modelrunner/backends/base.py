@@ -88,3 +88,7 @@ class Backend(Protocol):
         Must also work on a handle from a process that no longer exists, so that work orphaned
         by a crash is stopped before its run is retried.
         """
+
+    def close(self) -> None:
+        """The server stops: stop launching and let go of what the backend holds (for the local
+        backend, wait for its stopped attempts to record how they ended)."""
