@@ -48,3 +48,13 @@ class InvalidTransition(Conflict):
 
 class StoreError(ModelrunnerError):
     """The database failed in a way no caller can fix by changing its request."""
+
+
+class AlreadyExists(Conflict):
+    """A row whose unique key is taken: another process (or server) stored the same thing first.
+    The store raises it for every unique-constraint violation, on SQLite and PostgreSQL alike."""
+
+
+class ChangedMeanwhile(Conflict):
+    """A compare-and-set found its row no longer as it was read: another process (or server)
+    changed it first. The caller's transaction is rolled back; reading again shows where it is."""

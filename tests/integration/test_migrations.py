@@ -9,8 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select
-from sqlalchemy.exc import IntegrityError
 
+from modelrunner.errors import AlreadyExists
 from modelrunner.store import migrate, queries
 from modelrunner.store.database import Database
 from modelrunner.store.tables import Base, RunRow
@@ -84,5 +84,5 @@ def test_at_most_one_unfinished_run_per_cache_key_after_migration(database: Data
         queries.add_run(session, run("same"))
 
     # ...but only one of them may be unfinished.
-    with pytest.raises(IntegrityError), database.write() as session:
+    with pytest.raises(AlreadyExists), database.write() as session:
         queries.add_run(session, run("same", "running"))

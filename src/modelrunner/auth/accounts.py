@@ -10,13 +10,12 @@ import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modelrunner.auth import secrets, web_sessions
 from modelrunner.auth.principal import Principal
 from modelrunner.clock import utcnow
-from modelrunner.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from modelrunner.errors import AlreadyExists, Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from modelrunner.spec.names import check_name
 from modelrunner.store import account_queries
 from modelrunner.store.tables import ApiTokenRow, GroupMemberRow, GroupRow, UserRow
@@ -105,7 +104,7 @@ def add_user(
     try:
         with session.begin_nested():
             account_queries.add(session, row)
-    except IntegrityError as exc:  # another process added it between the check and the insert
+    except AlreadyExists as exc:  # another process added it between the check and the insert
         raise Conflict(f"a user called '{name}' exists already", user=name) from exc
     return row
 
@@ -188,7 +187,7 @@ def add_group(session: Session, name: str) -> GroupRow:
     try:
         with session.begin_nested():
             account_queries.add(session, row)
-    except IntegrityError as exc:
+    except AlreadyExists as exc:
         raise Conflict(f"a group called '{name}' exists already", group=name) from exc
     return row
 
@@ -217,7 +216,7 @@ def add_member(session: Session, group_name: str, user_name: str) -> bool:
     try:
         with session.begin_nested():
             account_queries.add(session, GroupMemberRow(group_id=found_group.id, user_id=found_user.id))
-    except IntegrityError:
+    except AlreadyExists:
         return False
     return True
 
@@ -285,6 +284,11 @@ def list_tokens(session: Session, user_name: str | None = None) -> list[TokenOve
 def authenticate(session: Session, token: str) -> Principal:
     """The user a bearer token belongs to. Unauthenticated for an unknown, expired or revoked
     token or a disabled user; Forbidden for an attempt's callback token (it reports progress only)."""
+    return authenticate_until(session, token)[0]
+
+
+def authenticate_until(session: Session, token: str) -> tuple[Principal, dt.datetime | None]:
+    """As ``authenticate``, with the moment the token expires (None: never)."""
     presented = secrets.parse(token)
     if presented is not None and presented.kind == secrets.ATTEMPT_TOKEN:
         raise Forbidden("an attempt's callback token can report that attempt's progress and nothing else")
@@ -300,7 +304,7 @@ def authenticate(session: Session, token: str) -> Principal:
     if owner is None or owner.disabled:
         shown = owner.name if owner else row.user_id
         raise Unauthenticated(f"user '{shown}' is disabled (a site admin can run `modelrunner users enable {shown}`)")
-    return principal_of(session, owner)
+    return principal_of(session, owner), row.expires_at
 
 
 def sign_in(session: Session, name: str, password: str) -> Principal:

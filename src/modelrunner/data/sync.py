@@ -1,7 +1,7 @@
 """Syncing a dataset: asking its source for new versions and recording them, all or nothing.
 
-A sync is a row that moves queued -> running -> succeeded | failed, every change through
-``_move``. Requests for a dataset that is already syncing join the sync in progress.
+A sync is a row that moves queued -> running -> succeeded | failed (``SYNC_TRANSITIONS``), every
+change through ``_move``. Requests for a dataset that is already syncing join the sync in progress.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.clock import utcnow
 from modelrunner.data.cache import DataCache, snapshot_prefix
 from modelrunner.data.source import FoundVersion, KnownVersion, Source
-from modelrunner.data.sync_status import SyncStatus
+from modelrunner.data.sync_status import SYNC_TRANSITIONS, SyncStatus
 from modelrunner.engine.runner_identity import is_dead_runner
-from modelrunner.errors import Conflict, ModelrunnerError, NotFound
+from modelrunner.engine.state_machine import change_status
+from modelrunner.errors import AlreadyExists, Conflict, ModelrunnerError, NotFound
 from modelrunner.spec.workspace import Workspace
 from modelrunner.store import data_queries, queries
 from modelrunner.store.database import Database
@@ -32,11 +32,6 @@ from modelrunner.store.tables import DatasetSyncRow, DatasetVersionRow
 log = logging.getLogger("modelrunner.data")
 
 VERSION_ADDED = "dataset.version_added"
-_ALLOWED_FROM = {
-    SyncStatus.RUNNING: {SyncStatus.QUEUED},
-    SyncStatus.SUCCEEDED: {SyncStatus.RUNNING},
-    SyncStatus.FAILED: {SyncStatus.QUEUED, SyncStatus.RUNNING},
-}
 _PROGRESS_EVERY = 0.5  # seconds between progress writes: a long walk must not flood the store
 
 
@@ -75,7 +70,7 @@ class DatasetSyncs:
             try:
                 with session.begin_nested():
                     data_queries.add_sync(session, row)
-            except IntegrityError:
+            except AlreadyExists:
                 active = data_queries.active_sync(session, dataset)  # a concurrent request (PostgreSQL)
                 if active is None:
                     raise
@@ -198,9 +193,13 @@ class DatasetSyncs:
 
 
 def _move(session: Session, sync_id: int, to: SyncStatus, **values: Any) -> bool:
-    """The one way a sync changes state: compare-and-set from the states ``to`` allows."""
-    allowed = [s.value for s in _ALLOWED_FROM[to]]
-    return data_queries.set_sync_if(session, sync_id, allowed, {"status": to.value, **values})
+    """The one way a sync changes state: compare-and-set from the states the table lets reach
+    ``to``; False if the sync is elsewhere (another process moved it)."""
+    return change_status(
+        SYNC_TRANSITIONS,
+        to,
+        lambda sources: data_queries.set_sync_if(session, sync_id, sources, {"status": to.value, **values}),
+    )
 
 
 def _record(session: Session, sync: DatasetSyncRow, found: list[FoundVersion], snapshots: dict[str, str]) -> None:

@@ -1,9 +1,10 @@
-"""The states of a dataset sync: queued -> running -> succeeded | failed (queued -> failed when
-the server that owned it stopped)."""
+"""The states of a dataset sync and the table of their allowed changes."""
 
 from __future__ import annotations
 
 from enum import StrEnum
+
+from modelrunner.engine.state_machine import TransitionTable
 
 
 class SyncStatus(StrEnum):
@@ -14,3 +15,14 @@ class SyncStatus(StrEnum):
 
 
 ACTIVE_SYNC_STATES = frozenset({SyncStatus.QUEUED, SyncStatus.RUNNING})
+
+# A sync is born queued; queued -> failed when the server that owned it stopped before it began.
+SYNC_TRANSITIONS = TransitionTable(
+    "sync",
+    {
+        SyncStatus.QUEUED: {SyncStatus.RUNNING, SyncStatus.FAILED},
+        SyncStatus.RUNNING: {SyncStatus.SUCCEEDED, SyncStatus.FAILED},
+        SyncStatus.SUCCEEDED: set(),
+        SyncStatus.FAILED: set(),
+    },
+)

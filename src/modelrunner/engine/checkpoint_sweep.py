@@ -22,14 +22,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from contextlib import suppress
 from itertools import takewhile
 from pathlib import Path
-
-from sqlalchemy.exc import IntegrityError
 
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.clock import utcnow
 from modelrunner.engine.states import FINAL_RUN_STATES
+from modelrunner.errors import AlreadyExists, ChangedMeanwhile
 from modelrunner.execution import checkpoints
 from modelrunner.store import automation_queries, queries
 from modelrunner.store.database import Database
@@ -82,9 +82,9 @@ class CheckpointSweep:
             except Exception as exc:  # the store cannot be reached: the cursor stays, the next sweep retries
                 log.warning("the checkpoints of run %s could not be removed: %s", run_id, exc)
                 return 0
-        with self._database.write() as session:
-            # Lost to another server: it removed the same checkpoints; the next sweep goes on from its cursor.
-            automation_queries.move_cursor_if(session, CURSOR, from_id=position, to_id=settled[-1].id, at=utcnow())
+        # Lost to another server: it removed the same checkpoints; the next sweep goes on from its cursor.
+        with suppress(ChangedMeanwhile), self._database.write() as session:
+            automation_queries.move_cursor(session, CURSOR, from_id=position, to_id=settled[-1].id, at=utcnow())
         return 0
 
     def _start(self) -> int:
@@ -94,6 +94,6 @@ class CheckpointSweep:
                 automation_queries.add_trigger_cursor(
                     session, TriggerCursorRow(name=CURSOR, last_event_id=0, updated_at=utcnow())
                 )
-        except IntegrityError:
+        except AlreadyExists:
             pass  # another server placed it first, also at 0
         return 0

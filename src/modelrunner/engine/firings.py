@@ -1,5 +1,8 @@
 """A firing: one decision of a schedule or a trigger to create runs, recorded together with the
-runs it created, so that a firing and its runs exist together or not at all."""
+runs it created, so that a firing and its runs exist together or not at all.
+
+A firing is born in any of its statuses; only a waiting one changes later (``FIRING_TRANSITIONS``),
+through ``_move``."""
 
 from __future__ import annotations
 
@@ -8,13 +11,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modelrunner.clock import utcnow
+from modelrunner.engine.state_machine import TransitionTable, change_status
 from modelrunner.engine.states import FINAL_RUN_STATES
 from modelrunner.engine.submit import PreparedRun, SubmitOutcome, Submitter
-from modelrunner.errors import ModelrunnerError
+from modelrunner.errors import AlreadyExists, ModelrunnerError
 from modelrunner.store import automation_queries, queries
 from modelrunner.store.tables import FiringRow
 
@@ -28,6 +31,17 @@ class FiringStatus(StrEnum):
     SKIPPED = "skipped"  # deliberately nothing: `detail` says why
     WAITING = "waiting"  # a schedule with `overlap: queue`: submits once the previous runs end
     FAILED = "failed"  # the runs could not be submitted: `detail` is the error
+
+
+FIRING_TRANSITIONS = TransitionTable(
+    "firing",
+    {
+        FiringStatus.WAITING: {FiringStatus.SUBMITTED, FiringStatus.FAILED, FiringStatus.SKIPPED},
+        FiringStatus.SUBMITTED: set(),
+        FiringStatus.SKIPPED: set(),
+        FiringStatus.FAILED: set(),
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -95,7 +109,7 @@ def record(
                 updated_at=now,
             )
             automation_queries.add_firing(session, firing)
-    except IntegrityError:
+    except AlreadyExists:
         return None  # UNIQUE(rule, cause): another server (or an earlier life of this one) fired
     return Recorded(firing, created)
 
@@ -103,16 +117,11 @@ def record(
 def submit_waiting(session: Session, submitter: Submitter, firing: FiringRow, planned: Plan) -> Recorded | None:
     """Submit a waiting firing's runs in the caller's write transaction; None if it no longer
     waits (another server submitted it)."""
-    now = utcnow()
-    # The update first: on PostgreSQL it locks the row, so a second server waits here and then
-    # finds the firing submitted.
-    if not automation_queries.set_firing_if(
-        session, firing.id, FiringStatus.WAITING.value, {"status": FiringStatus.SUBMITTED.value, "updated_at": now}
-    ):
+    # The lock first: a second server waits here and then finds the firing no longer waiting.
+    if not automation_queries.lock_firing_in(session, firing.id, FiringStatus.WAITING.value):
         return None
     status, detail, run_ids, created = _submit(session, submitter, planned)
-    values = {"status": status.value, "detail": detail, "run_ids": run_ids, "updated_at": now}
-    automation_queries.set_firing_if(session, firing.id, FiringStatus.SUBMITTED.value, values)
+    _move(session, firing.id, FiringStatus.WAITING, status, detail=detail, run_ids=run_ids)
     updated = automation_queries.get_firing(session, firing.id)
     assert updated is not None
     return Recorded(updated, created)
@@ -120,14 +129,25 @@ def submit_waiting(session: Session, submitter: Submitter, firing: FiringRow, pl
 
 def skip_waiting(session: Session, firing_id: int, detail: str) -> bool:
     """A waiting firing that will never submit (its schedule is gone or switched off)."""
-    values = {"status": FiringStatus.SKIPPED.value, "detail": detail, "updated_at": utcnow()}
-    return automation_queries.set_firing_if(session, firing_id, FiringStatus.WAITING.value, values)
+    return _move(session, firing_id, FiringStatus.WAITING, FiringStatus.SKIPPED, detail=detail)
 
 
 def unfinished_runs(session: Session, firing: FiringRow) -> list[int]:
     """The runs of ``firing`` still queued or going, sorted by id."""
     return sorted(
         run_id for run_id, status in queries.run_statuses(session, firing.run_ids).items() if status not in _FINAL
+    )
+
+
+def _move(session: Session, firing_id: int, source: FiringStatus, to: FiringStatus, **values: Any) -> bool:
+    """The one way a firing changes status: compare-and-set from ``source`` (InvalidTransition if
+    the table does not allow the move); False if the firing is no longer in ``source``."""
+    changes = {"status": to.value, "updated_at": utcnow(), **values}
+    return change_status(
+        FIRING_TRANSITIONS,
+        to,
+        lambda sources: automation_queries.set_firing_if(session, firing_id, sources, changes),
+        only_from={source},
     )
 
 

@@ -30,7 +30,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modelrunner.clock import utcnow
@@ -38,7 +37,7 @@ from modelrunner.engine import firings
 from modelrunner.engine.cron_ticks import CronTicks
 from modelrunner.engine.firings import FiringStatus, Plan
 from modelrunner.engine.submit import Submitter
-from modelrunner.errors import ModelrunnerError
+from modelrunner.errors import AlreadyExists, ChangedMeanwhile, ModelrunnerError
 from modelrunner.spec.automation_spec import Overlap
 from modelrunner.spec.workspace import Schedule, Workspace
 from modelrunner.store import automation_queries
@@ -53,10 +52,6 @@ _NEVER = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
 # signature, which starts it afresh from now instead of catching up on the ticks it was off for.
 _OFF = " off"
 _WAITING_BATCH = 100
-
-
-class _Lost(Exception):
-    """Another server moved the state first: roll this transaction back."""
 
 
 @dataclass(frozen=True)
@@ -190,7 +185,7 @@ class Scheduler:
         try:
             with self._database.write() as session:
                 automation_queries.add_schedule_state(session, row)
-        except IntegrityError:
+        except AlreadyExists:
             pass  # another server started it first, at the same tick
 
     def _fire_tick(self, schedule: Schedule, state: ScheduleStateRow, ticks: CronTicks, now: dt.datetime) -> int:
@@ -200,10 +195,9 @@ class Scheduler:
         values = {"next_fire_at": ticks.next_after(now) or _NEVER, "last_fired_at": tick_at, "updated_at": now}
         try:
             with self._database.write() as session:
-                if not automation_queries.move_schedule_if(
+                automation_queries.move_schedule(
                     session, schedule.name, next_fire_at=state.next_fire_at, signature=state.cron, values=values
-                ):
-                    raise _Lost
+                )
                 status, detail = self._overlap(session, schedule)
                 recorded = firings.record(
                     session,
@@ -214,8 +208,8 @@ class Scheduler:
                     status=status,
                     detail=detail,
                 )
-        except _Lost:
-            return 0
+        except ChangedMeanwhile:
+            return 0  # another server fired this tick first
         if recorded is not None and recorded.firing.status == FiringStatus.FAILED:
             log.warning("schedule %s could not submit: %s", schedule.name, recorded.firing.detail)
         return recorded.created if recorded else 0

@@ -29,16 +29,15 @@ import datetime as dt
 import logging
 import re
 from collections import Counter
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
-
-from sqlalchemy.exc import IntegrityError
 
 from modelrunner.clock import utcnow
 from modelrunner.engine import firings
 from modelrunner.engine.firings import FiringStatus, Plan
 from modelrunner.engine.submit import Submitter
-from modelrunner.errors import InvalidInput, ModelrunnerError
+from modelrunner.errors import AlreadyExists, ChangedMeanwhile, InvalidInput, ModelrunnerError
 from modelrunner.spec.automation_spec import TriggerEvent
 from modelrunner.spec.workspace import Trigger, Workspace
 from modelrunner.store import automation_queries
@@ -54,10 +53,6 @@ _BATCH = 500
 # writers one at a time, in id order: no wait there.
 _SETTLE_SECONDS = 2.0
 _EVENT_FIELD = re.compile(r"^\{event\.([^{}\s]+)\}$")
-
-
-class _Lost(Exception):
-    """Another server moved the cursor first: roll this transaction back."""
 
 
 @dataclass(frozen=True)
@@ -151,12 +146,11 @@ class Triggers:
             return 0
         position = cursor.last_event_id
         if not trigger.active:
-            with self._database.write() as session:
+            # Lost to another server: it follows the events as well.
+            with suppress(ChangedMeanwhile), self._database.write() as session:
                 newest = automation_queries.newest_event_id(session, kind)
                 if newest > position:
-                    automation_queries.move_cursor_if(
-                        session, trigger.name, from_id=position, to_id=newest, at=utcnow()
-                    )
+                    automation_queries.move_cursor(session, trigger.name, from_id=position, to_id=newest, at=utcnow())
             return 0
         created = 0
         while True:
@@ -178,10 +172,9 @@ class Triggers:
                 created += fired
                 position = passed = event.id
             if passed != position:
-                with self._database.write() as session:
-                    automation_queries.move_cursor_if(
-                        session, trigger.name, from_id=position, to_id=passed, at=utcnow()
-                    )
+                # Lost to another server: the next _fire from here finds the cursor elsewhere and stops.
+                with suppress(ChangedMeanwhile), self._database.write() as session:
+                    automation_queries.move_cursor(session, trigger.name, from_id=position, to_id=passed, at=utcnow())
                 position = passed
             if not more:
                 return created
@@ -193,7 +186,7 @@ class Triggers:
                 automation_queries.add_trigger_cursor(
                     session, TriggerCursorRow(name=name, last_event_id=newest, updated_at=utcnow())
                 )
-        except IntegrityError:
+        except AlreadyExists:
             pass  # another server saw it first
 
     def _fire(self, trigger: Trigger, event: EventRow, position: int) -> int | None:
@@ -213,14 +206,11 @@ class Triggers:
             planned = self._plan(trigger, event)
         try:
             with self._database.write() as session:
-                if not automation_queries.move_cursor_if(
-                    session, trigger.name, from_id=position, to_id=event.id, at=utcnow()
-                ):
-                    raise _Lost
+                automation_queries.move_cursor(session, trigger.name, from_id=position, to_id=event.id, at=utcnow())
                 recorded = firings.record(
                     session, self._submitter, rule, f"event:{event.id}", planned, status=status, detail=detail
                 )
-        except _Lost:
+        except ChangedMeanwhile:
             return None
         if recorded is not None and recorded.firing.status == FiringStatus.FAILED:
             log.warning("trigger %s could not submit for event %s: %s", trigger.name, event.id, recorded.firing.detail)

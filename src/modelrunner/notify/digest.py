@@ -21,12 +21,13 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modelrunner.clock import utcnow
 from modelrunner.engine.cron_ticks import CronTicks
+from modelrunner.errors import AlreadyExists, ChangedMeanwhile
 from modelrunner.notify import messages
+from modelrunner.notify.delivery_transition import move_deliveries
 from modelrunner.notify.states import Channel, DeliveryKind, DeliveryStatus
 from modelrunner.spec.notify_spec import DigestSpec
 from modelrunner.spec.workspace import Workspace
@@ -36,10 +37,6 @@ from modelrunner.store.tables import DeliveryRow, ScheduleStateRow
 
 STATE = "notify:digest"  # a colon: no schedule (named <model>/<schedule>) can take this name
 _NEVER = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
-
-
-class _Lost(Exception):
-    """Another server fired this tick first: roll this transaction back."""
 
 
 def digest_key(user_id: int, tick_at: dt.datetime) -> str:
@@ -78,13 +75,12 @@ class Digest:
         values = {"next_fire_at": ticks.next_after(now) or _NEVER, "last_fired_at": tick_at, "updated_at": now}
         try:
             with self._database.write() as session:
-                if not automation_queries.move_schedule_if(
+                automation_queries.move_schedule(
                     session, STATE, next_fire_at=state.next_fire_at, signature=state.cron, values=values
-                ):
-                    raise _Lost
+                )
                 return _compose(session, tick_at)
-        except _Lost:
-            return 0
+        except ChangedMeanwhile:
+            return 0  # another server fired this tick first
 
     def next_fire_at(self) -> dt.datetime | None:
         """When the next digest goes (None without a digest schedule, or before its first tick
@@ -103,7 +99,7 @@ class Digest:
         try:
             with self._database.write() as session:
                 automation_queries.add_schedule_state(session, row)
-        except IntegrityError:
+        except AlreadyExists:
             pass  # another server started it first
 
 
@@ -146,13 +142,13 @@ def _compose(session: Session, tick_at: dt.datetime) -> int:
             delivered_at=None,
         )
         notify_queries.add_deliveries(session, [mail])
-        notify_queries.mark_digested(
+        move_deliveries(
             session,
             [item.id for item in items],
-            held=DeliveryStatus.HELD.value,
-            digested=DeliveryStatus.DIGESTED.value,
+            DeliveryStatus.HELD,
+            DeliveryStatus.DIGESTED,
             digest_id=mail.id,
-            at=now,
+            updated_at=now,
         )
         created += 1
     return created

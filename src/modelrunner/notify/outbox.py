@@ -30,13 +30,13 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modelrunner.auth import accounts
 from modelrunner.auth.access import Access
 from modelrunner.clock import utcnow
 from modelrunner.engine.states import RunStatus
+from modelrunner.errors import AlreadyExists, ChangedMeanwhile
 from modelrunner.notify import messages
 from modelrunner.notify.states import NOTIFIED_RUN_STATES, Channel, DeliveryKind, DeliveryStatus, NotifyOn, wants
 from modelrunner.spec.access_spec import Level
@@ -54,10 +54,6 @@ _SETTLE_SECONDS = 2.0  # as triggers wait on PostgreSQL; SQLite commits in id or
 _CHANGE_LOOKBACK = 1000
 _LOOKBACK_BATCH = 100
 _NOTIFIED = {status.value for status in NOTIFIED_RUN_STATES}
-
-
-class _Lost(Exception):
-    """Another server moved the cursor first: roll this transaction back."""
 
 
 def delivery_key(subscription_id: int, event_id: int) -> str:
@@ -104,13 +100,10 @@ class Outbox:
             spec = self._workspace.spec()  # SpecError: the cursor waits until the file is fixed
             try:
                 with self._database.write() as session:
-                    if not automation_queries.move_cursor_if(
-                        session, CURSOR, from_id=position, to_id=ready[-1].id, at=utcnow()
-                    ):
-                        raise _Lost
+                    automation_queries.move_cursor(session, CURSOR, from_id=position, to_id=ready[-1].id, at=utcnow())
                     rows = self._deliveries(session, ready, spec)
                     notify_queries.add_deliveries(session, rows)
-            except _Lost:
+            except ChangedMeanwhile:
                 return created  # another server is ahead; the next tick reads again
             created += len(rows)
             position = ready[-1].id
@@ -127,7 +120,7 @@ class Outbox:
                 automation_queries.add_trigger_cursor(
                     session, TriggerCursorRow(name=CURSOR, last_event_id=newest, updated_at=utcnow())
                 )
-        except IntegrityError:
+        except AlreadyExists:
             pass  # another server started it first
 
     def _deliveries(self, session: Session, events: Sequence[EventRow], spec: WorkspaceSpec) -> list[DeliveryRow]:

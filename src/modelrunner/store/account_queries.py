@@ -36,7 +36,7 @@ def count_users(session: Session) -> int:
 
 
 def add(session: Session, row: UserRow | GroupRow | GroupMemberRow | ApiTokenRow) -> None:
-    """Insert ``row`` (it gets its id); IntegrityError if its name or membership exists already."""
+    """Insert ``row`` (it gets its id); AlreadyExists if its name or membership exists already."""
     session.add(row)
     session.flush()
 

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from modelrunner.errors import ChangedMeanwhile
 from modelrunner.store.tables import EventRow, FiringRow, ScheduleStateRow, TriggerCursorRow
 
 # --- schedule states ----------------------------------------------------------------------------
@@ -22,17 +23,17 @@ def schedule_states(session: Session) -> dict[str, ScheduleStateRow]:
 
 
 def add_schedule_state(session: Session, row: ScheduleStateRow) -> None:
-    """Insert the state of a schedule seen for the first time; IntegrityError if another server
+    """Insert the state of a schedule seen for the first time; AlreadyExists if another server
     inserted it first."""
     session.add(row)
     session.flush()
 
 
-def move_schedule_if(
+def move_schedule(
     session: Session, name: str, *, next_fire_at: dt.datetime, signature: str, values: dict[str, Any]
-) -> bool:
+) -> None:
     """Compare-and-set: change the state only while it still waits for ``next_fire_at`` under
-    ``signature``; False if another server (or an edit of the spec) moved it first."""
+    ``signature``; ChangedMeanwhile if another server (or an edit of the spec) moved it first."""
     statement = (
         update(ScheduleStateRow)
         .where(
@@ -42,7 +43,8 @@ def move_schedule_if(
         )
         .values(**values)
     )
-    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    if not session.execute(statement).rowcount:  # type: ignore[attr-defined]
+        raise ChangedMeanwhile(f"schedule {name} moved past {next_fire_at.isoformat()} meanwhile")
 
 
 def resign_schedule_if(session: Session, name: str, *, signature: str, values: dict[str, Any]) -> bool:
@@ -64,27 +66,29 @@ def trigger_cursors(session: Session) -> dict[str, TriggerCursorRow]:
 
 
 def add_trigger_cursor(session: Session, row: TriggerCursorRow) -> None:
-    """Insert the cursor of a trigger seen for the first time; IntegrityError if another server
+    """Insert the cursor of a trigger seen for the first time; AlreadyExists if another server
     inserted it first."""
     session.add(row)
     session.flush()
 
 
-def move_cursor_if(session: Session, name: str, *, from_id: int, to_id: int, at: dt.datetime) -> bool:
-    """Compare-and-set: move the cursor from ``from_id`` to ``to_id``; False if it is elsewhere."""
+def move_cursor(session: Session, name: str, *, from_id: int, to_id: int, at: dt.datetime) -> None:
+    """Compare-and-set: move the cursor from ``from_id`` to ``to_id``; ChangedMeanwhile if it is
+    elsewhere (another server moved it first)."""
     statement = (
         update(TriggerCursorRow)
         .where(TriggerCursorRow.name == name, TriggerCursorRow.last_event_id == from_id)
         .values(last_event_id=to_id, updated_at=at)
     )
-    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    if not session.execute(statement).rowcount:  # type: ignore[attr-defined]
+        raise ChangedMeanwhile(f"cursor {name} moved from event {from_id} meanwhile")
 
 
 # --- firings ------------------------------------------------------------------------------------
 
 
 def add_firing(session: Session, row: FiringRow) -> FiringRow:
-    """Insert the firing; IntegrityError if the rule already fired for this cause."""
+    """Insert the firing; AlreadyExists if the rule already fired for this cause."""
     session.add(row)
     session.flush()
     return row
@@ -94,9 +98,19 @@ def get_firing(session: Session, firing_id: int) -> FiringRow | None:
     return session.get(FiringRow, firing_id)
 
 
-def set_firing_if(session: Session, firing_id: int, status: str, values: dict[str, Any]) -> bool:
-    """Compare-and-set: change the firing only while its status is ``status``."""
-    statement = update(FiringRow).where(FiringRow.id == firing_id, FiringRow.status == status).values(**values)
+def lock_firing_in(session: Session, firing_id: int, status: str) -> bool:
+    """Lock the firing's row for this transaction if its status is ``status``; whether it is. On
+    PostgreSQL a second transaction waits here for the first to end, then sees the status that
+    one left (SQLite's BEGIN IMMEDIATE already serialises writers)."""
+    statement = select(FiringRow.id).where(FiringRow.id == firing_id, FiringRow.status == status).with_for_update()
+    return session.execute(statement).first() is not None
+
+
+def set_firing_if(session: Session, firing_id: int, statuses: Collection[str], values: dict[str, Any]) -> bool:
+    """Compare-and-set: change the firing only while its status is one of ``statuses``."""
+    statement = (
+        update(FiringRow).where(FiringRow.id == firing_id, FiringRow.status.in_(list(statuses))).values(**values)
+    )
     return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 

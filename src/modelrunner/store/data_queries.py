@@ -18,7 +18,7 @@ _ACTIVE_SYNCS = [s.value for s in ACTIVE_SYNC_STATES]
 
 
 def add_sync(session: Session, row: DatasetSyncRow) -> DatasetSyncRow:
-    """Insert the sync; raises IntegrityError if one of the dataset is already queued or running."""
+    """Insert the sync; AlreadyExists if one of the dataset is already queued or running."""
     session.add(row)
     session.flush()
     return row

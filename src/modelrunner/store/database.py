@@ -10,10 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from modelrunner.errors import InvalidInput, StoreError
+from modelrunner.errors import AlreadyExists, InvalidInput, StoreError
+
+# How each driver names a unique-constraint violation (a primary key is a unique key too).
+_SQLITE_UNIQUE = frozenset({"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"})
+_POSTGRES_UNIQUE = "23505"  # SQLSTATE unique_violation
 
 
 def normalise_url(url: str) -> str:
@@ -45,6 +50,8 @@ class Database:
             # No pre-ping (a round trip per transaction): a connection found dead raises once, and
             # SQLAlchemy then drops the whole pool, so the next transaction reconnects.
             self.read_engine = self.write_engine = create_engine(self.url, pool_size=10, max_overflow=20)
+        for engine in {self.read_engine, self.write_engine}:
+            event.listen(engine, "handle_error", _translate_unique_violation)
         self._writer: AbstractContextManager[object] = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
         self._read = sessionmaker(self.read_engine, expire_on_commit=False)
         self._write = sessionmaker(self.write_engine, expire_on_commit=False)
@@ -110,3 +117,16 @@ class Database:
             connection.exec_driver_sql(begin)
 
         return engine
+
+
+def _translate_unique_violation(context: ExceptionContext) -> None:
+    """Raise AlreadyExists in place of the driver's unique violation, wherever the statement ran:
+    a flush inside a caller's savepoint (which rolls back just that savepoint, as before), a Core
+    statement, or the commit at the end of a write block."""
+    error = context.original_exception
+    if (
+        getattr(error, "sqlite_errorname", None) in _SQLITE_UNIQUE
+        or getattr(error, "sqlstate", None) == _POSTGRES_UNIQUE
+    ):
+        first_line = str(error).strip().splitlines()[0]
+        raise AlreadyExists(f"it exists already ({first_line})") from error

@@ -5,7 +5,7 @@ compare-and-set, so two servers on one database never send the same delivery at 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
@@ -117,7 +117,7 @@ def replace_secret_if(session: Session, subscription_id: int, expected: str, sec
 
 
 def add_deliveries(session: Session, rows: list[DeliveryRow]) -> None:
-    """Insert the deliveries; IntegrityError if one's key exists already."""
+    """Insert the deliveries; AlreadyExists if one's key exists already."""
     session.add_all(rows)
     session.flush()
 
@@ -188,14 +188,21 @@ def held_deliveries(session: Session, status: str) -> list[DeliveryRow]:
     return list(session.scalars(statement))
 
 
-def mark_digested(
-    session: Session, delivery_ids: Collection[int], *, held: str, digested: str, digest_id: int, at: dt.datetime
+def set_deliveries_if(
+    session: Session,
+    delivery_ids: Collection[int],
+    statuses: Collection[str],
+    values: dict[str, Any],
+    *,
+    expected: Mapping[str, Any] | None = None,
 ) -> int:
-    """Move held items into a digest mail (only those still held); how many moved."""
+    """Compare-and-set: change those of the deliveries whose status is one of ``statuses`` and
+    whose other columns hold ``expected``; how many changed."""
+    conditions = [getattr(DeliveryRow, name) == value for name, value in (expected or {}).items()]
     statement = (
         update(DeliveryRow)
-        .where(DeliveryRow.id.in_(list(delivery_ids)), DeliveryRow.status == held)
-        .values(status=digested, digest_id=digest_id, updated_at=at)
+        .where(DeliveryRow.id.in_(list(delivery_ids)), DeliveryRow.status.in_(list(statuses)), *conditions)
+        .values(**values)
     )
     return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
