@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modelrunner.artifacts.store import ArtifactStore
@@ -22,7 +21,7 @@ from modelrunner.engine.pipelines import PipelinePlan
 from modelrunner.engine.routing import Route, choose_backend
 from modelrunner.engine.states import RunStatus
 from modelrunner.engine.transition import create_run
-from modelrunner.errors import Conflict, InvalidInput, NotFound
+from modelrunner.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from modelrunner.spec.model_spec import ModelSpec
 from modelrunner.spec.model_version import snapshot
 from modelrunner.spec.params import validate_params
@@ -235,7 +234,7 @@ class Submitter:
         try:
             with session.begin_nested():
                 create_run(session, run)
-        except IntegrityError:
+        except AlreadyExists:
             # A concurrent submit (PostgreSQL) queued the same key first: join it.
             active = queries.active_run_for_key(session, prepared.key)
             if active is None:
@@ -360,6 +359,6 @@ class Submitter:
                             created_at=utcnow(),
                         ),
                     )
-            except IntegrityError:
+            except AlreadyExists:
                 pass  # another submit recorded the same version first; the content is identical
         self._recorded_versions.add(identity)
