@@ -15,6 +15,7 @@ from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.auth import accounts
 from modelrunner.auth.principal import Principal
 from modelrunner.auth.secret_keys import SecretKeys
+from modelrunner.auth.verified_tokens import VerifiedTokens
 from modelrunner.backends import registry as backend_registry
 from modelrunner.backends.base import Backend, RemoteServices
 from modelrunner.backends.registry import BackendContext
@@ -57,6 +58,7 @@ class Platform:
         self.workspace = Workspace(settings.workspace)
         self.database = Database(settings.resolved_database_url)
         self.secret_keys = SecretKeys.of(settings)
+        self.verified_tokens = VerifiedTokens(self.database)
         self.artifacts = ArtifactStore(settings.resolved_artifacts_url)
         self.logs = LogStore(settings.state_dir / "logs")
         self.catalog = VersionCatalog(self.workspace.resource_classes)

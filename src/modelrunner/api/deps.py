@@ -13,7 +13,6 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from modelrunner.auth import accounts
 from modelrunner.auth.access import Access
 from modelrunner.auth.attempt_tokens import authenticate_attempt
 from modelrunner.auth.principal import ANONYMOUS, Principal
@@ -50,8 +49,7 @@ def _access(
 ) -> Access:
     principal = ANONYMOUS
     if credentials is not None:
-        with platform.database.read() as session:
-            principal = accounts.authenticate(session, credentials.credentials)
+        principal = platform.verified_tokens.principal(credentials.credentials)
     return access_of(platform, principal)
 
 

@@ -10,6 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from modelrunner.auth import secrets, web_sessions
@@ -24,6 +25,9 @@ FIRST_ADMIN = "admin"
 CREATE_TOKEN = "`modelrunner tokens create --user NAME` on the server's machine"
 _EMAIL_LENGTH = 254  # as the users table holds it
 _LABEL_LENGTH = 120  # as the api_tokens table holds it
+
+
+_generation = 0  # see tokens_generation
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,7 @@ def set_disabled(session: Session, name: str, disabled: bool) -> UserRow:
     their web UI sessions end (enabling them again does not bring those back)."""
     row = user(session, name)
     account_queries.set_disabled(session, row.id, disabled)
+    _tokens_change_meaning(session)
     if disabled:
         web_sessions.end_all(session, row.id)
     session.refresh(row)
@@ -218,11 +223,13 @@ def add_member(session: Session, group_name: str, user_name: str) -> bool:
             account_queries.add(session, GroupMemberRow(group_id=found_group.id, user_id=found_user.id))
     except AlreadyExists:
         return False
+    _tokens_change_meaning(session)
     return True
 
 
 def remove_member(session: Session, group_name: str, user_name: str) -> bool:
     """Take the user out of the group; False if they were not in it."""
+    _tokens_change_meaning(session)
     return account_queries.remove_member(session, group(session, group_name).id, user(session, user_name).id)
 
 
@@ -257,6 +264,7 @@ def revoke_token(session: Session, token_id: int) -> Revoked:
     if row is None:
         raise NotFound(f"unknown token {token_id} (`modelrunner tokens list` shows them)", token=token_id)
     now = account_queries.revoke_token_if_active(session, token_id, utcnow())
+    _tokens_change_meaning(session)
     session.refresh(row)
     return Revoked(row, _names(session, {row.user_id}).get(row.user_id, str(row.user_id)), now)
 
@@ -315,6 +323,22 @@ def sign_in(session: Session, name: str, password: str) -> Principal:
     if found is None or found.disabled or not matches:
         raise Unauthenticated("unknown user name or wrong password")
     return principal_of(session, found)
+
+
+def tokens_generation() -> int:
+    """Grows whenever a change committed by this process may change whom a token stands for
+    (a revocation, a user disabled, a group membership): verdicts of ``VerifiedTokens`` from an
+    earlier generation are not trusted."""
+    return _generation
+
+
+def _tokens_change_meaning(session: Session) -> None:
+    event.listen(session, "after_commit", _next_generation, once=True)
+
+
+def _next_generation(_session: Session) -> None:
+    global _generation
+    _generation += 1
 
 
 def principal_of(session: Session, row: UserRow) -> Principal:
