@@ -84,6 +84,19 @@ class Api:
             if cursor is None:
                 return items
 
+    def runs_among(self, ids: set[int]) -> list[dict[str, Any]]:
+        """The runs of ``ids``, read newest first until all were seen: ids from the latest
+        submissions cost a page or two however many older runs the store holds."""
+        found: list[dict[str, Any]] = []
+        cursor = None
+        while len(found) < len(ids):
+            page = self.runs(limit=500, **({"cursor": cursor} if cursor else {}))
+            found += [run for run in page["items"] if run["id"] in ids]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        return found
+
 
 def timed(call: Any, *args: Any) -> float:
     """Seconds one call takes."""

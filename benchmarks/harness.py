@@ -22,6 +22,10 @@ class Bench:
     command: list[str]
     quick: bool
     slots: int = os.cpu_count() or 1
+    throughput_runs: int = 300  # the throughput figure's no-op runs (--throughput-runs)
+    concurrency_clients: int = 50
+    concurrency_seconds: float = 60
+    redis_url: str = "redis://127.0.0.1:6379/11"  # the Celery baseline's broker and results; flushed
 
     @contextmanager
     def server(self, label: str, **settings: str) -> Iterator[tuple[Server, str]]:
@@ -29,23 +33,29 @@ class Bench:
 
         ``settings`` are extra ``MODELRUNNER_*`` values (lower-case names, as in Settings).
         """
-        with self.stores.fresh(label) as database_url:
-            server = Server(
-                self.command,
-                {
-                    "workspace": str(WORKSPACE),
-                    "data_dir": str(self.scratch / label / "state"),
-                    "database_url": database_url,
-                    "local_slots": str(self.slots),
-                    **settings,
-                },
-                self.scratch / label / "server.log",
-            )
-            server.start()
-            try:
-                yield server, database_url
-            except BaseException:
-                print(f"-- the end of {label}'s server log:\n{server.log_tail()}", file=sys.stderr)
-                raise
-            finally:
-                server.stop()
+        with self.stores.fresh(label) as database_url, self.server_on(label, database_url, **settings) as server:
+            yield server, database_url
+
+    @contextmanager
+    def server_on(self, label: str, database_url: str, **settings: str) -> Iterator[Server]:
+        """A started server on an existing database, with the data folder of ``label`` (the one a
+        server of the same label used before on that database, so its model snapshots are found)."""
+        server = Server(
+            self.command,
+            {
+                "workspace": str(WORKSPACE),
+                "data_dir": str(self.scratch / label / "state"),
+                "database_url": database_url,
+                "local_slots": str(self.slots),
+                **settings,
+            },
+            self.scratch / label / "server.log",
+        )
+        server.start()
+        try:
+            yield server
+        except BaseException:
+            print(f"-- the end of {label}'s server log:\n{server.log_tail()}", file=sys.stderr)
+            raise
+        finally:
+            server.stop()

@@ -42,7 +42,7 @@ def measure_submit_to_start(bench: Bench) -> list[Figure]:
     value = median(delays)
     return [
         Figure(
-            name=f"submit-to-start (median of {SEQUENTIAL_RUNS})",
+            name=f"submit-to-start, idle server (median of {SEQUENTIAL_RUNS})",
             measured=f"{ms(value)} (p90 {ms(percentile(delays, 0.9))})",
             baseline=f"{ms(median(health))} GET /healthz",
             compared=ms(value),

@@ -19,11 +19,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the figure modules beside this file, however it is started
 
 import backends  # noqa: E402
+import concurrency  # noqa: E402
 import datasets  # noqa: E402
 import latency  # noqa: E402
 import listing  # noqa: E402
 import memory  # noqa: E402
 import pipelines  # noqa: E402
+import scale  # noqa: E402
 import throughput  # noqa: E402
 from harness import Bench  # noqa: E402
 from report import Figure, markdown, text_table, write  # noqa: E402
@@ -35,6 +37,8 @@ import modelrunner  # noqa: E402
 FIGURES: dict[str, Callable[[Bench], list[Figure]]] = {
     "throughput": throughput.measure,
     "submit-to-start": latency.measure_submit_to_start,
+    "concurrency": concurrency.measure,
+    "scale": scale.measure,
     "cache-hit": latency.measure_cache_hit,
     "auth": latency.measure_auth,
     "list": listing.measure,
@@ -54,7 +58,9 @@ def main() -> None:
         "gets a new database bench_<random> on it, dropped afterwards. Default: SQLite in a temp folder",
     )
     parser.add_argument("--only", nargs="+", choices=list(FIGURES), metavar="NAME", help=f"of {', '.join(FIGURES)}")
-    parser.add_argument("--quick", action="store_true", help="memory after 200/2,000 runs instead of 1,000/10,000")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller sizes and fewer rounds (see benchmarks/README.md)"
+    )
     parser.add_argument(
         "--server",
         choices=["auto", "serve", "launcher"],
@@ -63,6 +69,19 @@ def main() -> None:
         "first when it exists (auto)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (server logs, SQLite files)")
+    parser.add_argument("--throughput-runs", type=int, metavar="N", help="no-op runs per throughput round (300)")
+    parser.add_argument("--concurrency-clients", type=int, metavar="N", help="clients of the concurrency figure (50)")
+    parser.add_argument(
+        "--concurrency-seconds",
+        type=float,
+        metavar="S",
+        help="how long the concurrency figure's clients submit (60; 10 with --quick)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/11",
+        help="the Redis database of the throughput figure's Celery baseline, flushed before and after (%(default)s)",
+    )
     args = parser.parse_args()
 
     names = args.only or list(FIGURES)
@@ -72,7 +91,20 @@ def main() -> None:
     load_before = os.getloadavg()
     scratch = Path(tempfile.mkdtemp(prefix="modelrunner-bench-"))
     stores = Stores(args.database_url, scratch)
-    bench = Bench(stores, scratch, command, args.quick)
+    given = {
+        "throughput_runs": args.throughput_runs,
+        "concurrency_clients": args.concurrency_clients,
+        "concurrency_seconds": args.concurrency_seconds,
+    }
+    sizes = {name: value for name, value in given.items() if value is not None}
+    bench = Bench(
+        stores,
+        scratch,
+        command,
+        args.quick,
+        redis_url=args.redis_url,
+        **{"concurrency_seconds": 10 if args.quick else 60, **sizes},
+    )
     print(f"modelrunner benchmarks on {stores.kind}; scratch folder {scratch}", flush=True)
 
     commit_before = _git_commit()
@@ -97,8 +129,11 @@ def main() -> None:
     # Every figure's server imports the source anew: a change during the run is worth knowing.
     commit = commit_before if commit_before == _git_commit() else f"{commit_before}, then {_git_commit()}"
     context = _context(stores.kind, command, args.quick, started, time.perf_counter() - clock, load_before, commit)
+    context.append(("sizes", _sizes(bench)))
     print(text_table(figures))
     suffix = "-quick" if args.quick else ""
+    if sizes:
+        suffix += "-custom"  # sizes given on the command line: never in place of a run at the usual ones
     if args.only:
         suffix += "-only-" + "-".join(names)
     path = HERE / "results" / f"{started:%Y-%m-%d}-{stores.kind}{suffix}.md"
@@ -132,6 +167,13 @@ def _context(
         ("load average (1/5/15 min)", load + " after"),
         ("mode", "quick" if quick else "full"),
     ]
+
+
+def _sizes(bench: Bench) -> str:
+    return (
+        f"throughput {bench.throughput_runs} runs; concurrency {bench.concurrency_clients} clients for "
+        f"{bench.concurrency_seconds:g} s"
+    )
 
 
 def _git_commit() -> str:
