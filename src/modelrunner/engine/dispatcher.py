@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from modelrunner.engine.states import FINAL_RUN_STATES, AttemptStatus, RunStatus
 from modelrunner.engine.transition import transition
 from modelrunner.errors import ModelrunnerError, NotFound, SpecError
 from modelrunner.execution.job import AttemptJob, JobInput, Outcome, UpstreamFile
+from modelrunner.service_loop import ServiceLoop
 from modelrunner.store import queries
 from modelrunner.store.database import Database
 from modelrunner.store.tables import AttemptRow
@@ -93,9 +93,7 @@ class Dispatcher:
         self.runner_id = this_runner_id()
         self._inflight: dict[int, _InFlight] = {}
         self._pending: list[Report] = []  # polled, not yet committed: kept until the store has them
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = ServiceLoop(f"dispatcher-{backend_name}", self._tick, interval=poll_seconds, log=log)
         self._next_heartbeat = 0.0
         self._next_reap = 0.0
         self._next_poll = 0.0
@@ -107,16 +105,12 @@ class Dispatcher:
     def start(self) -> None:
         """Recover attempts left by a dead predecessor on this host, then start the loop."""
         self._recover_dead_runners()
-        self._thread = threading.Thread(target=self._loop, name=f"dispatcher-{self.backend_name}", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
         """Stop dispatching. Attempts still running are queued again (no retry spent) and their
         processes stopped, keeping their checkpoints; the backend's ``close`` waits for them."""
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._loop.stop()
         try:
             self._poll_reports()
             self._record_and_claim(claim=False)  # what already ended is recorded as it ended
@@ -136,23 +130,12 @@ class Dispatcher:
             self._maybe_queued = True
         if cancelled:
             self._maybe_cancelled = True
-        self._wake.set()
+        self._loop.wake()
 
     # --- the loop -------------------------------------------------------------------------------
 
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.wait(self._sleep_time())
-            self._wake.clear()
-            if self._stopping.is_set():
-                return
-            try:
-                self._tick()
-            except Exception:  # the loop must outlive any single failure; the next tick retries
-                log.exception("dispatcher tick failed")
-                time.sleep(min(self._poll, 1.0))
-
-    def _tick(self) -> None:
+    def _tick(self) -> float:
+        """One round; the seconds until the next is due unless woken."""
         now = time.monotonic()
         if now >= self._next_poll:
             self._maybe_queued = self._maybe_cancelled = True
@@ -170,6 +153,7 @@ class Dispatcher:
         if now >= self._next_reap:
             self._reap_expired()
             self._next_reap = now + self._lease / 3
+        return self._sleep_time()
 
     def _poll_reports(self) -> None:
         self._pending.extend(self._backend.poll([flight.handle for flight in self._inflight.values()]))
