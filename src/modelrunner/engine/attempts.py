@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from modelrunner.auth import secrets
 from modelrunner.clock import utcnow
-from modelrunner.engine import run_events
+from modelrunner.engine import retry_policy, run_events
 from modelrunner.engine.retry_policy import RetryPolicy
 from modelrunner.engine.states import FINAL_RUN_STATES, AttemptStatus, RunStatus
 from modelrunner.engine.transition import create_attempt, transition, transition_attempt
@@ -24,6 +24,7 @@ class Claimed:
     attempt_id: int
     number: int
     callback_token: str  # reports this attempt's progress; only its digest is stored
+    interrupted_before: int  # earlier attempts of the run that were lost or preempted
 
 
 _OUTCOME_TO_RUN = {
@@ -42,7 +43,8 @@ def claim(session: Session, run_id: int, backend: str, runner_id: str, lease_unt
             return None
     except InvalidTransition:
         return None
-    number = queries.count_attempts(session, run_id) + 1
+    earlier, interrupted = queries.tally_attempts(session, run_id, retry_policy.INTERRUPTED)
+    number = earlier + 1
     minted = secrets.mint()
     values = {
         "backend": backend,
@@ -51,7 +53,8 @@ def claim(session: Session, run_id: int, backend: str, runner_id: str, lease_unt
         "callback_token_hash": minted.digest,
     }
     attempt_id = create_attempt(session, run_id, number, values, utcnow())
-    return Claimed(attempt_id, number, secrets.compose(secrets.ATTEMPT_TOKEN, attempt_id, minted.secret))
+    token = secrets.compose(secrets.ATTEMPT_TOKEN, attempt_id, minted.secret)
+    return Claimed(attempt_id, number, token, interrupted)
 
 
 def mark_started(session: Session, attempt_id: int, handle: dict[str, Any], at: dt.datetime) -> None:

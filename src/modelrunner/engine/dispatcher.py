@@ -227,7 +227,7 @@ class Dispatcher:
                 inputs=tuple(JobInput(name, i["dataset"], i["version"]) for name, i in sorted(run.inputs.items())),
                 upstream=tuple(UpstreamFile(**f) for f in (run.plan or {}).get("upstream", [])),
                 item=json.dumps(run.item) if run.item_key is not None else None,
-                last_attempt=retry_policy.last_attempt(session, run.id, part.retries),
+                last_attempt=retry_policy.is_last_chance(attempt.interrupted_before, part.retries),
                 callback_url=f"{self._callback_url}/api/v1/attempts/{attempt.attempt_id}",
                 callback_token=attempt.callback_token,
                 passed_variables=tuple(self._model_environment()),

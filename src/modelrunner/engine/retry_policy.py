@@ -19,7 +19,8 @@ from modelrunner.errors import NotFound, SpecError
 from modelrunner.spec.model_spec import Retries
 from modelrunner.store import queries
 
-_INTERRUPTED = [AttemptStatus.LOST.value, AttemptStatus.PREEMPTED.value]
+# The attempt endings that ``retries.lost`` is spent on.
+INTERRUPTED = (AttemptStatus.LOST.value, AttemptStatus.PREEMPTED.value)
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,11 @@ def _cannot_run_again(reason: str | None, exc: NotFound | SpecError) -> Decision
 
 def interrupted_attempts(session: Session, run_id: int) -> int:
     """How many attempts of the run were lost or preempted: what ``retries.lost`` is spent on."""
-    return queries.count_attempts(session, run_id, _INTERRUPTED)
+    return queries.count_attempts(session, run_id, INTERRUPTED)
 
 
-def last_attempt(session: Session, run_id: int, retries: Retries) -> bool:
-    """Whether the run's next attempt is its last chance against interruptions: a loss or
-    preemption of it would fail the run (a backend may then choose capacity that is not
-    interrupted)."""
-    return interrupted_attempts(session, run_id) >= retries.lost
+def is_last_chance(interrupted_before: int, retries: Retries) -> bool:
+    """Whether an attempt after ``interrupted_before`` lost or preempted ones is the run's last
+    chance against interruptions: a loss or preemption of it would fail the run (a backend may
+    then choose capacity that is not interrupted)."""
+    return interrupted_before >= retries.lost

@@ -65,13 +65,22 @@ def transition(
     if reason is not None and to in (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CANCELLED):
         changes.setdefault("error", reason)
 
-    previous = queries.lock_run_status(session, run_id)
-    if previous is None:
-        raise NotFound(f"unknown run {run_id}", run=run_id)
-    if previous == to.value:
-        return False
-    if previous not in allowed or not queries.set_run_status_if(session, run_id, [s.value for s in allowed], changes):
-        raise InvalidTransition(f"run {run_id} is {previous}; it cannot become {to.value}", run=run_id, status=previous)
+    # Where only one state leads to ``to`` (queued -> starting -> running -> succeeded, the path
+    # of every run), the compare-and-set alone says where the run came from: no read first.
+    moved = len(allowed) == 1 and queries.set_run_status_if(session, run_id, [s.value for s in allowed], changes)
+    if moved:
+        previous: str | None = next(iter(allowed)).value
+    else:
+        previous = queries.lock_run_status(session, run_id)
+        if previous is None:
+            raise NotFound(f"unknown run {run_id}", run=run_id)
+        if previous == to.value:
+            return False
+        allowed_values = [s.value for s in allowed]
+        if previous not in allowed or not queries.set_run_status_if(session, run_id, allowed_values, changes):
+            raise InvalidTransition(
+                f"run {run_id} is {previous}; it cannot become {to.value}", run=run_id, status=previous
+            )
     data: dict[str, Any] = {"from": previous, "to": to.value}
     if reason:
         data["reason"] = reason

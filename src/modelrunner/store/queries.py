@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, Update, bindparam, func, insert, literal, select, update
+from sqlalchemy import Table, Update, bindparam, case, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
 
@@ -68,6 +68,9 @@ _INSERT_ATTEMPT = insert(_attempts).returning(_attempts.c.id)
 _ATTEMPT_STATUS = select(_attempts.c.run_id, _attempts.c.status).where(_attempts.c.id == bindparam("attempt_id"))
 _COUNT_ATTEMPTS = select(func.count()).select_from(_attempts).where(_attempts.c.run_id == bindparam("run_id"))
 _COUNT_ATTEMPTS_IN = _COUNT_ATTEMPTS.where(_attempts.c.status.in_(bindparam("statuses", expanding=True)))
+_TALLY_ATTEMPTS = select(
+    func.count(), func.coalesce(func.sum(case((_attempts.c.status.in_(bindparam("statuses", expanding=True)), 1))), 0)
+).where(_attempts.c.run_id == bindparam("run_id"))
 _INSERT_EVENT = insert(_events)
 _run_updates: dict[frozenset[str], Update] = {}
 _attempt_updates: dict[frozenset[str], ReturningUpdate[Any]] = {}
@@ -374,6 +377,12 @@ def count_attempts(session: Session, run_id: int, statuses: Collection[str] | No
     if statuses is None:
         return int(session.scalar(_COUNT_ATTEMPTS, {"run_id": run_id}) or 0)
     return int(session.scalar(_COUNT_ATTEMPTS_IN, {"run_id": run_id, "statuses": list(statuses)}) or 0)
+
+
+def tally_attempts(session: Session, run_id: int, statuses: Collection[str]) -> tuple[int, int]:
+    """How many attempts the run has had, and how many of them are in ``statuses``: one read."""
+    total, among = session.execute(_TALLY_ATTEMPTS, {"run_id": run_id, "statuses": list(statuses)}).one()
+    return int(total), int(among)
 
 
 @dataclass(frozen=True)
