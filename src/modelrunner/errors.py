@@ -43,7 +43,8 @@ class Conflict(ModelrunnerError):
 
 
 class InvalidTransition(Conflict):
-    """A run state change that the state machine does not allow from the current state."""
+    """A status change that the transition table of its kind of row (a run, an attempt, a delivery,
+    a sync, a firing) does not allow from the status the row is in."""
 
 
 class StoreError(ModelrunnerError):

@@ -3,7 +3,8 @@
 What callers can rely on:
 
 - a delivery is claimed by compare-and-set (its status and attempt count), which also sets a
-  lease (``next_attempt_at``) and the claimer's runner id: two servers never send it at once;
+  lease (``next_attempt_at``) and the claimer's runner id: two servers never send it at once.
+  Every change of its status is a move of ``delivery_transition.py``, checked against its table;
 - every attempt is recorded (start, duration, HTTP status or SMTP error) with the delivery's new
   status in one transaction. A failed attempt is retried after ``backoff_seconds``, doubling
   each time up to an hour (``notifications.webhooks`` / ``notifications.email``); after the last
@@ -37,6 +38,7 @@ from modelrunner.clock import utcnow
 from modelrunner.data.source import public_url
 from modelrunner.engine.runner_identity import is_dead_runner
 from modelrunner.notify import email, messages, webhooks
+from modelrunner.notify.delivery_transition import move_delivery
 from modelrunner.notify.sent import Sent, redacted
 from modelrunner.notify.states import Channel, DeliveryKind, DeliveryStatus
 from modelrunner.spec.notify_spec import EMAIL_ATTEMPTS, EMAIL_BACKOFF_SECONDS, EMAIL_TIMEOUT, NotificationsSpec
@@ -173,23 +175,36 @@ class Deliverer:
         return claims
 
     def _claim_one(self, row: DeliveryRow, retry: Retry, now: dt.datetime) -> _Claim | None:
-        expected = {"status": row.status, "attempts": row.attempts}
-        interrupted = row.status == DeliveryStatus.SENDING
+        source = DeliveryStatus(row.status)
+        # The attempt count tells this claim from a later one of the same delivery.
+        expected = {"attempts": row.attempts}
+        interrupted = source == DeliveryStatus.SENDING
         with self._database.write() as session:
             if interrupted and row.attempts >= retry.attempts:
                 error = _interrupted(row.claimed_by) + "; no attempts left"
-                failed = {"status": DeliveryStatus.FAILED.value, "next_attempt_at": None, "updated_at": now}
-                if notify_queries.set_delivery_if(session, row.id, expected, {**failed, "last_error": error}):
+                if move_delivery(
+                    session,
+                    row.id,
+                    source,
+                    DeliveryStatus.FAILED,
+                    expected=expected,
+                    next_attempt_at=None,
+                    last_error=error,
+                    updated_at=now,
+                ):
                     _record(session, row, row.attempts, row.updated_at, 0.0, Sent(False, None, error))
                 return None
-            values = {
-                "status": DeliveryStatus.SENDING.value,
-                "attempts": row.attempts + 1,
-                "claimed_by": self._runner_id,
-                "next_attempt_at": now + retry.lease,
-                "updated_at": now,
-            }
-            if not notify_queries.set_delivery_if(session, row.id, expected, values):
+            if not move_delivery(
+                session,
+                row.id,
+                source,
+                DeliveryStatus.SENDING,
+                expected=expected,
+                attempts=row.attempts + 1,
+                claimed_by=self._runner_id,
+                next_attempt_at=now + retry.lease,
+                updated_at=now,
+            ):
                 return None  # another server claimed it first
             if interrupted:
                 _record(
@@ -217,7 +232,7 @@ class Deliverer:
         if row is None:
             return
         if subscription is not None and subscription.removed_at is not None:
-            self._finish(row, claim, None, {"status": DeliveryStatus.CANCELLED.value, "next_attempt_at": None})
+            self._finish(row, claim, None, DeliveryStatus.CANCELLED, next_attempt_at=None)
             return
         retry = retry_of(spec, row.channel)
         started, clock = utcnow(), time.monotonic()
@@ -232,15 +247,14 @@ class Deliverer:
             sent = Sent(False, None, redacted(f"unexpected {type(exc).__name__}: {exc}", [secret]))
         duration = time.monotonic() - clock
         now = utcnow()
-        values: dict[str, object]
+        changes: dict[str, object]
         if sent.ok:
-            values = {"status": DeliveryStatus.DELIVERED.value, "next_attempt_at": None, "delivered_at": now}
+            to, changes = DeliveryStatus.DELIVERED, {"next_attempt_at": None, "delivered_at": now}
         elif claim.attempt >= retry.attempts:
-            values = {"status": DeliveryStatus.FAILED.value, "next_attempt_at": None}
+            to, changes = DeliveryStatus.FAILED, {"next_attempt_at": None}
         else:
-            values = {"status": DeliveryStatus.PENDING.value, "next_attempt_at": now + retry.delay(claim.attempt)}
-        values["last_error"] = sent.error
-        self._finish(row, claim, (started, duration, sent), values)
+            to, changes = DeliveryStatus.PENDING, {"next_attempt_at": now + retry.delay(claim.attempt)}
+        self._finish(row, claim, (started, duration, sent), to, last_error=sent.error, **changes)
         if not sent.ok:
             log.warning(
                 "delivery %s (%s to %s) attempt %s of %s failed: %s",
@@ -257,15 +271,25 @@ class Deliverer:
         row: DeliveryRow,
         claim: _Claim,
         attempt: tuple[dt.datetime, float, Sent] | None,
-        values: dict[str, object],
+        to: DeliveryStatus,
+        **values: object,
     ) -> None:
-        expected = {"status": DeliveryStatus.SENDING.value, "attempts": claim.attempt, "claimed_by": self._runner_id}
+        """Release this claim, moving the delivery to ``to``, unless another sender took it over."""
+        expected = {"attempts": claim.attempt, "claimed_by": self._runner_id}
         with self._database.write() as session:
             if attempt is not None:  # it happened, whoever holds the delivery now
                 started, duration, sent = attempt
                 _record(session, row, claim.attempt, started, duration, sent)
-            values = {**values, "claimed_by": None, "updated_at": utcnow()}
-            if not notify_queries.set_delivery_if(session, row.id, expected, values):
+            if not move_delivery(
+                session,
+                row.id,
+                DeliveryStatus.SENDING,
+                to,
+                expected=expected,
+                claimed_by=None,
+                updated_at=utcnow(),
+                **values,
+            ):
                 log.warning("delivery %s was taken over while attempt %s was sent", row.id, claim.attempt)
 
     def _deliver(self, spec: NotificationsSpec, row: DeliveryRow, secret: str | None) -> Sent:

@@ -32,6 +32,7 @@ from modelrunner.clock import utcnow
 from modelrunner.engine.states import FINAL_RUN_STATES
 from modelrunner.errors import Conflict, InvalidInput, NotFound
 from modelrunner.notify import webhooks
+from modelrunner.notify.delivery_transition import cancel_unsent
 from modelrunner.notify.states import Channel, DeliveryStatus, NotifyOn
 from modelrunner.spec.access_spec import Level
 from modelrunner.spec.workspace import Workspace
@@ -136,7 +137,7 @@ def remove(session: Session, access: Access, subscription_id: int) -> Subscripti
     row = _visible_subscription(session, access, subscription_id)
     now = utcnow()
     notify_queries.remove_subscription_if_active(session, row.id, now)
-    notify_queries.cancel_unsent(session, row.id, [DeliveryStatus.PENDING.value, DeliveryStatus.HELD.value], now)
+    cancel_unsent(session, row.id, now)
     session.refresh(row)
     user = account_queries.user_by_id(session, row.user_id)
     assert user is not None  # users are never deleted

@@ -1,6 +1,7 @@
 """The queries of notifications: subscriptions, the outbox of deliveries and their attempts.
-Callers pass the session (the transaction). Every change of a delivery's status is a
-compare-and-set, so two servers on one database never send the same delivery at once."""
+Callers pass the session (the transaction). A delivery's status changes only by
+``set_deliveries_if``, a compare-and-set (so two servers on one database never send the same
+delivery at once) that notify/delivery_transition.py calls after checking its table."""
 
 from __future__ import annotations
 
@@ -165,23 +166,6 @@ def deliveries_in(session: Session, status: str, limit: int) -> list[DeliveryRow
     return list(session.scalars(statement))
 
 
-def set_delivery_if(session: Session, delivery_id: int, expected: dict[str, Any], values: dict[str, Any]) -> bool:
-    """Compare-and-set: change the delivery only while its columns hold ``expected``."""
-    conditions = [getattr(DeliveryRow, name) == value for name, value in expected.items()]
-    statement = update(DeliveryRow).where(DeliveryRow.id == delivery_id, *conditions).values(**values)
-    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
-
-
-def cancel_unsent(session: Session, subscription_id: int, statuses: Collection[str], at: dt.datetime) -> int:
-    """Cancel the subscription's deliveries still in ``statuses``; how many."""
-    statement = (
-        update(DeliveryRow)
-        .where(DeliveryRow.subscription_id == subscription_id, DeliveryRow.status.in_(list(statuses)))
-        .values(status="cancelled", next_attempt_at=None, updated_at=at)
-    )
-    return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
-
-
 def held_deliveries(session: Session, status: str) -> list[DeliveryRow]:
     """Every delivery held for the next digest, oldest first."""
     statement = select(DeliveryRow).where(DeliveryRow.status == status).order_by(DeliveryRow.id)
@@ -190,20 +174,19 @@ def held_deliveries(session: Session, status: str) -> list[DeliveryRow]:
 
 def set_deliveries_if(
     session: Session,
-    delivery_ids: Collection[int],
     statuses: Collection[str],
-    values: dict[str, Any],
+    values: Mapping[str, Any],
     *,
+    ids: Collection[int] | None,
     expected: Mapping[str, Any] | None = None,
 ) -> int:
-    """Compare-and-set: change those of the deliveries whose status is one of ``statuses`` and
-    whose other columns hold ``expected``; how many changed."""
+    """Compare-and-set: change the deliveries (those of ``ids``; with None, every one) whose status
+    is one of ``statuses`` and whose other columns hold ``expected``; how many changed. Only
+    notify/delivery_transition.py calls it, once its table has allowed the move."""
     conditions = [getattr(DeliveryRow, name) == value for name, value in (expected or {}).items()]
-    statement = (
-        update(DeliveryRow)
-        .where(DeliveryRow.id.in_(list(delivery_ids)), DeliveryRow.status.in_(list(statuses)), *conditions)
-        .values(**values)
-    )
+    if ids is not None:
+        conditions.append(DeliveryRow.id.in_(list(ids)))
+    statement = update(DeliveryRow).where(DeliveryRow.status.in_(list(statuses)), *conditions).values(**values)
     return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 
