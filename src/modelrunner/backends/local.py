@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -70,7 +71,7 @@ class _Slots:
 
 
 class LocalBackend:
-    """Runs each attempt in a thread of this process that follows the model's supervisor.
+    """Runs each attempt in a (pooled) thread of this process that follows the model's supervisor.
 
     It takes up to twice as many attempts as it has slots: the extra ones prepare their scratch
     folders and start the moment a slot frees, so no slot idles while the dispatcher catches up.
@@ -98,6 +99,9 @@ class LocalBackend:
         self._reports: queue.SimpleQueue[Report] = queue.SimpleQueue()
         self._environment = dict(os.environ)  # read once: copying os.environ costs per attempt
         self._supervisors = SupervisorService()
+        # As many threads as attempts held at most (free_slots): no attempt waits for a thread,
+        # and none is started per attempt.
+        self._attempts = ThreadPoolExecutor(2 * config.slots, thread_name_prefix="attempt")
         if config.user is None and os.geteuid() == 0:
             log.warning(
                 "models run as root, as this server does: they can read its memory, environment and files; "
@@ -139,10 +143,7 @@ class LocalBackend:
         with self._lock:
             self._running[job.attempt_id] = process
             self._taken += slots
-        thread = threading.Thread(
-            target=self._execute, args=(process, slots), name=f"attempt-{job.attempt_id}", daemon=True
-        )
-        thread.start()
+        self._attempts.submit(self._execute, process, slots)
         return {"host": HOST, "attempt_id": job.attempt_id, "run_id": job.run_id, "attempt": job.attempt_number}
 
     def poll(self, handles: Sequence[Handle]) -> list[Report]:
@@ -170,6 +171,7 @@ class LocalBackend:
                 if not self._running:
                     break
             time.sleep(0.05)
+        self._attempts.shutdown(wait=False)
         self._supervisors.close()
 
     def _execute(self, process: AttemptProcess, slots: int) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
 import sys
@@ -21,6 +20,7 @@ from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.confinement import ModelUser, give_to, model_environment
 from modelrunner.execution.job import AttemptJob, Outcome, stopped
 from modelrunner.execution.output_files import refuse_irregular
+from modelrunner.execution.output_follower import OnProgress, output_follower
 from modelrunner.execution.supervision import SupervisorService
 from modelrunner.spec.model_spec import PYTHON_PROGRAMS
 from modelrunner.spec.model_version import copy_model
@@ -28,10 +28,7 @@ from modelrunner.spec.model_version import copy_model
 # How long after the grace period a supervisor that has not ended is killed with the model.
 _SUPERVISOR_MARGIN = 5.0
 
-PROGRESS = re.compile(rb"^::progress::\s+([-+0-9.eE]+)\s*(.*?)\s*$")
-
 OnStarted = Callable[[int], None]
-OnProgress = Callable[[float, str], None]
 UploadOutputs = Callable[[Path], list[StoredFile]]
 AcquireSlot = Callable[[], bool]
 # The local folder holding a data version's files: (dataset, version) -> folder.
@@ -154,9 +151,7 @@ class AttemptProcess:
                 self._start_error = f"cannot start the attempt's supervisor: {exc.strerror or exc}"
                 log.write(f"modelrunner: {self._start_error}\n".encode())
                 return None
-            output = os.fdopen(output_read, "rb")
-            reader = threading.Thread(target=_follow, args=(output, log, on_progress), daemon=True)
-            reader.start()
+            output_done = output_follower().follow(output_read, log, on_progress)
             with os.fdopen(control_read, "rb") as control:
                 kind, said = _report(control)
                 if kind == "supervisor":
@@ -179,8 +174,7 @@ class AttemptProcess:
             if self._model_pid is not None and not ended:
                 # A supervisor killed by force may leave the model's group: nothing may hold the log pipe.
                 _signal_group(self._model_pid, signal.SIGKILL)
-            reader.join()
-            output.close()
+            output_done.wait()
         if self._model_pid is None:
             return None
         return int(said) if ended else -signal.SIGKILL
@@ -279,19 +273,6 @@ class AttemptProcess:
             _signal_process(supervisor, signal.SIGKILL)
         if model is not None:
             _signal_group(model, signal.SIGKILL)
-
-
-def _follow(stream: IO[bytes], log: IO[bytes], on_progress: OnProgress) -> None:
-    for line in stream:
-        log.write(line)
-        log.flush()
-        match = PROGRESS.match(line)
-        if match:
-            try:
-                fraction = min(max(float(match.group(1)), 0.0), 1.0)
-            except ValueError:
-                continue
-            on_progress(fraction, match.group(2).decode("utf-8", "replace"))
 
 
 def _report(control: IO[bytes]) -> tuple[str, str]:
