@@ -4,11 +4,15 @@ Claiming needs a user's token (a site admin, or a member of the group ``workers`
 about a claimed attempt takes that attempt's callback token, which the claim hands out and the
 engine spends when the attempt ends: a worker can act only on attempts it holds, and a worker
 that comes back after its attempt was declared lost is refused (401) and changes nothing.
+
+The claim and each heartbeat renew the attempt's stored lease, the one the dispatcher reaps by:
+a worker's attempt lives as long as its worker is heard from, whichever server it talks to.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import tempfile
 from pathlib import Path
@@ -30,6 +34,8 @@ from modelrunner.api.workers_schemas import (
 )
 from modelrunner.artifacts.store import StoredFile
 from modelrunner.backends.worker_pool import WorkerPool
+from modelrunner.clock import utcnow
+from modelrunner.engine import attempts
 from modelrunner.errors import Conflict, NotFound
 from modelrunner.execution.job import Outcome
 from modelrunner.platform import Platform
@@ -69,6 +75,14 @@ def _attempt_pool(attempt: AuthenticatedAttempt, platform: PlatformDep) -> tuple
 AttemptPool = Annotated[tuple[int, WorkerPool], Depends(_attempt_pool)]
 
 
+def _renew_lease(platform: Platform, pool: WorkerPool, attempt_id: int) -> None:
+    """The worker holding the attempt was heard from: its stored lease runs on from now."""
+    seconds = pool.runner_lease_seconds(attempt_id)
+    if seconds is not None:  # not held any more: nothing to keep
+        with platform.database.write() as session:
+            attempts.renew_lease(session, attempt_id, utcnow() + dt.timedelta(seconds=seconds))
+
+
 def _served_pool(pool: str, platform: PlatformDep, access: AccessDep) -> WorkerPool:
     """The pool, once the caller may serve it (checked before the body)."""
     access.require_pool_worker(pool)
@@ -96,6 +110,7 @@ async def claim(
         left = deadline - asyncio.get_running_loop().time()
         claimed = await run_in_threadpool(served.claim, body.worker, max(0.0, min(left, _SLICE_SECONDS)))
         if claimed is not None:
+            await run_in_threadpool(_renew_lease, platform, served, claimed.attempt_id)
             job = json.loads(claimed.job_json)
             return ClaimedAttempt(
                 attempt_id=claimed.attempt_id,
@@ -114,11 +129,13 @@ async def claim(
     summary="Keep a claimed attempt (its callback token only)",
     responses=_ATTEMPT_TOKEN_ONLY,
 )
-def heartbeat(attempt: AttemptPool, body: HeartbeatRequest) -> HeartbeatAnswer:
-    """The worker still runs the attempt (with `pid` once the model's process runs). The answer
-    says whether to go on, or to stop the model (cancelled, timed out)."""
+def heartbeat(attempt: AttemptPool, body: HeartbeatRequest, platform: PlatformDep) -> HeartbeatAnswer:
+    """The worker still runs the attempt (with `pid` once the model's process runs): its lease
+    runs `lease_seconds` from now. The answer says whether to go on, or to stop the model
+    (cancelled, timed out)."""
     attempt_id, pool = attempt
     said = pool.heartbeat(attempt_id, pid=body.pid, host=body.host)
+    _renew_lease(platform, pool, attempt_id)
     if said.stop is None:
         return HeartbeatAnswer(action="continue")
     return HeartbeatAnswer(action="stop", reason=said.stop, message=said.message)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from modelrunner.artifacts.logs import LogStore
 from modelrunner.artifacts.store import ArtifactStore
@@ -92,3 +92,19 @@ class Backend(Protocol):
     def close(self) -> None:
         """The server stops: stop launching and let go of what the backend holds (for the local
         backend, wait for its stopped attempts to record how they ended)."""
+
+
+@runtime_checkable
+class RunnerLeases(Protocol):
+    """What a backend adds to its contract when the runners it hands attempts to renew their
+    stored leases themselves (the worker pool: each heartbeat of a worker renews its attempt's
+    lease through the API). The dispatcher renews the leases of the other attempts it holds.
+
+    When a runner lets the lease run out, the dispatcher calls ``cancel(handle, LOST)``: the
+    backend forgets the attempt, so that its runner's later calls are refused, and reports how it
+    ended (lost; or cancelled or timed out when the runner had been told to stop)."""
+
+    def runner_lease_seconds(self, attempt_id: int) -> float | None:
+        """None while no runner holds the attempt (the dispatcher keeps its lease); else how long
+        a sign of life from its runner keeps it, the grace period included once the runner has
+        been told to stop the model."""

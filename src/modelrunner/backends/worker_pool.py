@@ -9,9 +9,14 @@ How the engine's words map to the pool:
 - started: the worker's first heartbeat after the model's process started (with its pid);
 - finished: the worker reports the outcome, after uploading the outputs through the server (a
   worker needs nothing but the server's URL and a token);
-- lost: no heartbeat for ``lease_seconds``; the worker's later calls are refused (its attempt's
-  callback token is spent once the engine records the loss, and this pool no longer knows it);
-- cancel: the next heartbeat answers "stop"; a job not handed out yet is dropped.
+- leases: the attempt's stored lease, which the worker's claim and heartbeats renew through the
+  API (``runner_lease_seconds`` says for how long); while a job waits here, the dispatcher
+  renews it;
+- lost: no heartbeat for ``lease_seconds``: the dispatcher finds the stored lease run out and
+  cancels the attempt as lost; the worker's later calls are refused (its attempt's callback
+  token is spent once the engine records the loss, and this pool no longer knows it);
+- cancel: the next heartbeat answers "stop", and the worker has the grace period on top of its
+  lease to stop the model and say so; a job not handed out yet is dropped.
 
 Everything here is in memory: a restarted server has forgotten its handouts, the dispatcher's
 recovery declares their attempts lost, and a worker still running one is told to stop (its token
@@ -30,7 +35,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from modelrunner.artifacts.keys import clean_key
-from modelrunner.backends.base import Finished, Handle, RemoteServices, Report, Started
+from modelrunner.backends.base import Finished, Handle, RemoteServices, Report, RunnerLeases, Started
 from modelrunner.clock import utcnow
 from modelrunner.data.cache import snapshot_prefix
 from modelrunner.engine.states import AttemptStatus
@@ -67,12 +72,11 @@ class _Handout:
     job: AttemptJob
     worker: str
     handle: Handle
-    last_heard: float  # monotonic
     started: bool = False
     stop_reason: AttemptStatus | None = None
 
 
-class WorkerPool:
+class WorkerPool(RunnerLeases):
     """The backend of one pool; see the module's docstring. Thread-safe: the dispatcher calls the
     backend contract while the HTTP routes call ``claim``, ``heartbeat``, ``finish`` and the
     file operations."""
@@ -133,19 +137,8 @@ class WorkerPool:
         return handle
 
     def poll(self, handles: Sequence[Handle]) -> list[Report]:
-        # Every attempt of the pool is followed here; ``handles`` need no lookup.
-        now = time.monotonic()
+        # Every attempt of the pool reports here; ``handles`` need no lookup.
         with self._changed:
-            expired = [h for h in self._handed.values() if now - h.last_heard > self._config.lease_seconds]
-            for handout in expired:
-                del self._handed[handout.job.attempt_id]
-                if handout.stop_reason is not None:
-                    outcome = stopped(handout.stop_reason)
-                else:
-                    silent = f"no heartbeat from worker {handout.worker} for {self._config.lease_seconds:g}s"
-                    log.warning("attempt %s lost: %s", handout.job.attempt_id, silent)
-                    outcome = Outcome(AttemptStatus.LOST, error=f"its worker was lost: {silent}")
-                self._reports.append(Finished(handout.job.attempt_id, outcome))
             reports, self._reports = self._reports, []
         return reports
 
@@ -158,12 +151,23 @@ class WorkerPool:
                     self._reports.append(Finished(attempt_id, stopped(reason)))
                     break
             handout = self._handed.get(attempt_id)
-            if handout is not None and handout.stop_reason is None:
+            if handout is not None and reason == AttemptStatus.LOST:
+                # Its stored lease ran out: the worker went silent. Forgotten here, the attempt's
+                # later calls are refused.
+                del self._handed[attempt_id]
+                self._reports.append(Finished(attempt_id, self._silent_outcome(handout)))
+            elif handout is not None and handout.stop_reason is None:
                 handout.stop_reason = reason
-                # The worker has the lease and the grace period to stop the model and say so.
-                handout.last_heard = time.monotonic() + self._grace
         # Unknown here (a restarted server's orphan): the worker's next heartbeat is refused.
         self._wake()
+
+    def runner_lease_seconds(self, attempt_id: int) -> float | None:
+        with self._changed:
+            handout = self._handed.get(attempt_id)
+            if handout is None:
+                return None
+            # A worker told to stop has the grace period too, to stop the model and say so.
+            return self._config.lease_seconds + (self._grace if handout.stop_reason is not None else 0.0)
 
     def close(self) -> None:
         """Answer the workers waiting for work; handouts end with the server (they are lost)."""
@@ -199,7 +203,7 @@ class WorkerPool:
                     "run_id": job.run_id,
                     "attempt": job.attempt_number,
                 }
-                self._handed[job.attempt_id] = _Handout(job, worker, handle, time.monotonic())
+                self._handed[job.attempt_id] = _Handout(job, worker, handle)
                 self._last_seen = time.monotonic()
         finally:
             with self._changed:
@@ -215,7 +219,6 @@ class WorkerPool:
             handout = self._handed.get(attempt_id)
             if handout is None:
                 return Instruction(AttemptStatus.LOST, f"this server no longer runs attempt {attempt_id}")
-            handout.last_heard = max(handout.last_heard, time.monotonic())
             self._last_seen = time.monotonic()
             if pid is not None and not handout.started:
                 handout.started = True
@@ -262,7 +265,6 @@ class WorkerPool:
             handout = self._handed.get(attempt_id)
             if handout is None:
                 raise Conflict(f"attempt {attempt_id} is not running on pool '{self.name}'", attempt=attempt_id)
-            handout.last_heard = max(handout.last_heard, time.monotonic())  # an upload is a sign of life
             return handout.job
 
     def require_readable(self, attempt_id: int, key: str) -> None:
@@ -288,6 +290,13 @@ class WorkerPool:
         clean_key(key)
         if not key.startswith(f"{attempt_prefix(job)}/"):
             raise Forbidden(f"attempt {attempt_id} may only store files under {attempt_prefix(job)}/")
+
+    def _silent_outcome(self, handout: _Handout) -> Outcome:
+        if handout.stop_reason is not None:
+            return stopped(handout.stop_reason)  # it was being stopped: it ends as it was stopped
+        silent = f"no heartbeat from worker {handout.worker} for {self._config.lease_seconds:g}s"
+        log.warning("attempt %s lost: %s", handout.job.attempt_id, silent)
+        return Outcome(AttemptStatus.LOST, error=f"its worker was lost: {silent}")
 
     def _copy_log(self, job: AttemptJob) -> None:
         uri = self._artifacts.uri(log_key(job.run_id, job.attempt_number))

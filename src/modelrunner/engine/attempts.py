@@ -108,6 +108,12 @@ def finish(session: Session, attempt_id: int, outcome: Outcome, policy: RetryPol
     _unless_ended(session, run_id, decision.to, reason=decision.reason)
 
 
+def renew_lease(session: Session, attempt_id: int, until: dt.datetime) -> None:
+    """The attempt's runner lives: its lease runs until ``until``. An attempt that ended has no
+    lease to renew, so a late heartbeat changes nothing."""
+    queries.renew_lease(session, attempt_id, until)
+
+
 def lose(session: Session, attempt_id: int, reason: str, policy: RetryPolicy) -> bool:
     """The attempt's runner is gone (lease expired, or its process died): retry as ``policy``
     decides.

@@ -1,5 +1,6 @@
 """The dispatcher: the one loop that claims queued runs for a backend, records what attempts
-report, renews their leases, enforces timeouts and cancellations, and reaps lost attempts.
+report, renews their leases (unless the runner holding one renews it: see RunnerLeases), enforces
+timeouts and cancellations, and reaps lost attempts.
 
 A server runs one dispatcher per backend it runs (``Dispatchers``); each claims only the runs
 routed to its backend's name, and reaps only that backend's attempts, since only that backend
@@ -16,7 +17,16 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from modelrunner.backends.base import Backend, BackendUnavailable, Finished, Handle, Progressed, Report, Started
+from modelrunner.backends.base import (
+    Backend,
+    BackendUnavailable,
+    Finished,
+    Handle,
+    Progressed,
+    Report,
+    RunnerLeases,
+    Started,
+)
 from modelrunner.clock import utcnow
 from modelrunner.engine import attempts, retry_policy
 from modelrunner.engine.catalog import VersionCatalog
@@ -327,32 +337,56 @@ class Dispatcher:
             return
         with self._database.read() as session:
             statuses = queries.run_statuses(session, {f.run_id for f in self._inflight.values()})
-        for flight in self._inflight.values():
+        for attempt_id, flight in self._inflight.items():
             if not flight.stopping and statuses.get(flight.run_id) in FINAL_RUN_STATES:
-                flight.stopping = True
-                self._backend.cancel(flight.handle, AttemptStatus.CANCELLED)
+                self._stop(attempt_id, flight, AttemptStatus.CANCELLED)
 
     def _stop_overdue(self) -> None:
         now = time.monotonic()
-        for flight in self._inflight.values():
+        for attempt_id, flight in self._inflight.items():
             if flight.stopping or flight.timeout is None or flight.started is None:
                 continue
             if now - flight.started >= flight.timeout:
-                flight.stopping = True
-                self._backend.cancel(flight.handle, AttemptStatus.TIMED_OUT)
+                self._stop(attempt_id, flight, AttemptStatus.TIMED_OUT)
+
+    def _stop(self, attempt_id: int, flight: _InFlight, reason: AttemptStatus) -> None:
+        flight.stopping = True
+        self._backend.cancel(flight.handle, reason)
+        seconds = self._runner_lease_seconds(attempt_id)
+        if seconds is not None:
+            # Its runner now has the grace period on top of its lease to stop the model and say so.
+            with self._database.write() as session:
+                attempts.renew_lease(session, attempt_id, utcnow() + dt.timedelta(seconds=seconds))
+
+    def _runner_lease_seconds(self, attempt_id: int) -> float | None:
+        """None when this dispatcher keeps the attempt's lease; else the seconds a sign of life
+        from the runner holding it keeps it (see RunnerLeases)."""
+        if isinstance(self._backend, RunnerLeases):
+            return self._backend.runner_lease_seconds(attempt_id)
+        return None
 
     def _heartbeat(self) -> None:
-        if self._inflight:
+        # An attempt a runner holds lives by that runner's heartbeats alone: its lease must run
+        # out when the runner goes silent, however alive this process is.
+        kept_here = [a for a in self._inflight if self._runner_lease_seconds(a) is None]
+        if kept_here:
             with self._database.write() as session:
-                queries.renew_leases(session, self.runner_id, list(self._inflight), self._lease_until())
+                queries.renew_leases(session, self.runner_id, kept_here, self._lease_until())
 
     def _reap_expired(self) -> None:
+        now = utcnow()
+        held_by_runners = {a: f for a, f in self._inflight.items() if self._runner_lease_seconds(a) is not None}
         with self._database.read() as session:
-            expired = [
-                a for a in queries.expired_attempts(session, utcnow(), self.backend_name) if a.id not in self._inflight
-            ]
+            expired = queries.expired_attempts(session, now, self.backend_name)
+            lapsed = queries.lapsed_attempts(session, held_by_runners, now) if held_by_runners else []
         for attempt in expired:
-            self._reap(attempt, f"attempt {attempt.number} lost: its lease expired without a heartbeat")
+            if attempt.id not in self._inflight:
+                self._reap(attempt, f"attempt {attempt.number} lost: its lease expired without a heartbeat")
+        for attempt_id in lapsed:
+            # Its runner went silent (another server may have found so first and recorded the
+            # loss). The backend forgets the attempt and reports how it ended, which is recorded
+            # as any report is (a loss recorded already stands), and the attempt leaves _inflight.
+            self._backend.cancel(held_by_runners[attempt_id].handle, AttemptStatus.LOST)
 
     def _recover_dead_runners(self) -> None:
         with self._database.read() as session:

@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, Update, bindparam, case, func, insert, literal, select, update
+from sqlalchemy import Table, Update, bindparam, case, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
 
@@ -422,6 +422,19 @@ def attempt_status(session: Session, attempt_id: int) -> tuple[int, str] | None:
     return (row.run_id, row.status) if row else None
 
 
+# Built once: every heartbeat of every worker runs it.
+_RENEW_LEASE = (
+    update(_attempts)
+    .where(_attempts.c.id == bindparam("attempt_id"), _attempts.c.status.in_(_ACTIVE_ATTEMPTS))
+    .values(lease_expires_at=bindparam("expires_at", type_=_attempts.c.lease_expires_at.type))
+)
+
+
+def renew_lease(session: Session, attempt_id: int, expires_at: dt.datetime) -> None:
+    """Move the attempt's lease to ``expires_at``, unless the attempt has ended."""
+    session.execute(_RENEW_LEASE, {"attempt_id": attempt_id, "expires_at": expires_at})
+
+
 def renew_leases(session: Session, runner_id: str, attempt_ids: Collection[int], expires_at: dt.datetime) -> None:
     if attempt_ids:
         session.execute(
@@ -452,6 +465,20 @@ def expired_attempts(session: Session, now: dt.datetime, backend: str | None = N
     if backend is not None:
         statement = statement.where(AttemptRow.backend == backend)
     return list(session.scalars(statement))
+
+
+_LAPSED_ATTEMPTS = select(_attempts.c.id).where(
+    _attempts.c.id.in_(bindparam("attempt_ids", expanding=True)),
+    or_(
+        _attempts.c.status.not_in(_ACTIVE_ATTEMPTS),
+        _attempts.c.lease_expires_at < bindparam("now", type_=_attempts.c.lease_expires_at.type),
+    ),
+)
+
+
+def lapsed_attempts(session: Session, attempt_ids: Collection[int], now: dt.datetime) -> list[int]:
+    """Those of ``attempt_ids`` that ended, or whose lease ran out before ``now``."""
+    return list(session.scalars(_LAPSED_ATTEMPTS, {"attempt_ids": list(attempt_ids), "now": now}))
 
 
 # --- outputs ------------------------------------------------------------------------------------
