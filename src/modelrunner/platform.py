@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -32,7 +32,7 @@ from modelrunner.engine.catalog import VersionCatalog
 from modelrunner.engine.checkpoint_sweep import CheckpointSweep
 from modelrunner.engine.dispatcher import Dispatcher, Dispatchers
 from modelrunner.engine.scheduler import Scheduler
-from modelrunner.engine.submit import Submission, SubmitOutcome, Submitter
+from modelrunner.engine.submit import RunRequest, Submission, SubmitOutcome, Submitter
 from modelrunner.engine.triggers import Triggers
 from modelrunner.errors import SpecError
 from modelrunner.metrics import Metrics
@@ -167,6 +167,23 @@ class Platform:
         submission = self.submitter.submit(model, params, cache, max_age, inputs, submitter=submitter, backend=backend)
         self._queued(submission)
         return submission
+
+    def submit_many(
+        self, model: str, requests: Sequence[RunRequest], *, submitter: Principal | None = None
+    ) -> list[Submission]:
+        """Submit a batch of runs of ``submitter``'s, all or none; see Submitter.submit_many
+        (BatchRefused lists parameters over the server's size limits too). The dispatcher of
+        each backend given new runs is woken once, however many."""
+        settings = self.settings
+        limits = ParamLimits(settings.max_params, settings.max_param_string_length, settings.max_param_list_length)
+        submissions = self.submitter.submit_many(
+            model, requests, submitter=submitter, check_params=lambda params: check_param_sizes(params, limits)
+        )
+        # One new run of each backend (and kind: a pipeline wakes the automation too) wakes for all.
+        created = {(s.run.backend, s.run.kind): s for s in submissions if s.outcome == SubmitOutcome.CREATED}
+        for submission in created.values():
+            self._queued(submission)
+        return submissions
 
     def rerun(
         self,

@@ -107,6 +107,9 @@ class Settings(BaseSettings):
         default=65536, ge=1, description="Longest string, in characters, anywhere in a run's parameters"
     )
     max_param_list_length: int = Field(default=10000, ge=1, description="Longest list anywhere in a run's parameters")
+    max_batch_runs: int = Field(
+        default=1000, ge=1, description="Most runs one batch submit (POST /api/v1/models/{name}/runs/batch) may ask for"
+    )
     list_params_bytes: int = Field(
         default=2048,
         ge=64,

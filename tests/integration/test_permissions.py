@@ -60,6 +60,7 @@ ROUTES: dict[tuple[str, str], dict[str, set[int]]] = {
     ("get", "/api/v1/models"): listing(),
     ("get", "/api/v1/models/{name}"): expect(OK, least="viewer"),
     ("post", "/api/v1/models/{name}/runs"): expect({201}, least="runner"),
+    ("post", "/api/v1/models/{name}/runs/batch"): expect({201}, least="runner"),
     ("get", "/api/v1/models/{name}/results"): expect(OK, least="viewer"),
     ("get", "/api/v1/runs"): listing(),
     ("get", "/api/v1/runs/{run_id}"): expect(OK, least="viewer"),
@@ -308,6 +309,8 @@ def _call(client: TestClient, method: str, path: str, token: str | None, world: 
     kwargs: dict[str, Any] = {"headers": _headers(token)}
     if path == "/api/v1/models/{name}/runs":
         kwargs["json"] = {"params": {"n": 100 + number}}  # a new run for each caller
+    if path == "/api/v1/models/{name}/runs/batch":
+        kwargs["json"] = {"runs": [{"params": {"n": 200 + number}}, {"params": {"n": 300 + number}}]}
     if path == "/api/v1/models/{name}/results":
         kwargs["params"] = {"n": 0}
     if path == "/api/v1/subscriptions" and method == "post":

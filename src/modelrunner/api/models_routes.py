@@ -5,19 +5,33 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
+from fastapi.exceptions import RequestValidationError
 
 from modelrunner.api.deps import AccessDep, PlatformDep
-from modelrunner.api.schemas import ModelDetail, ModelSummary, RunDetail, SubmitRequest, SubmitResponse
+from modelrunner.api.errors import status_of
+from modelrunner.api.schemas import (
+    BatchSubmitRequest,
+    BatchSubmitResponse,
+    ModelDetail,
+    ModelSummary,
+    RunDetail,
+    SubmitRequest,
+    SubmitResponse,
+)
+from modelrunner.auth.access import Access
 from modelrunner.auth.run_access import RunPermission
 from modelrunner.engine import run_reads
 from modelrunner.engine.run_reads import RunBundle
-from modelrunner.engine.submit import SubmitOutcome
+from modelrunner.engine.submit import BatchRefused, Refusal, RunRequest, Submission, SubmitOutcome
 from modelrunner.errors import InvalidInput, NotFound
+from modelrunner.platform import Platform
 from modelrunner.spec.access_spec import Level
 from modelrunner.spec.duration import HINT, parse_duration
 from modelrunner.spec.params import parse_cli_value
 
 _INPUT_PREFIX = "input."
+# A refused batch item's ``type``; "invalid_params" as a single submit's 422 says it.
+_REFUSAL_TYPES = {403: "forbidden", 404: "not_found", 409: "conflict", 422: "invalid_params"}
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -61,28 +75,98 @@ def submit_run(
     caller's runs; a joined run stays on its backend."""
     access.require(name, Level.RUN, "submitting runs")
     request = request or SubmitRequest()
-    principal = access.principal
     submission = platform.submit(
         name,
         request.params,
         request.cache,
         request.max_age,
         request.inputs,
-        submitter=principal,
+        submitter=access.principal,
         backend=request.backend,
     )
+    body = _answer(platform, access, submission)
+    # Serialised here: returning the model would make FastAPI validate it a second time.
+    status = 200 if submission.outcome == SubmitOutcome.CACHE_HIT else 201
+    return Response(body.model_dump_json(), status_code=status, media_type="application/json")
+
+
+@router.post(
+    "/{name}/runs/batch",
+    response_model=BatchSubmitResponse,
+    status_code=201,
+    summary="Submit many runs at once",
+    responses={
+        200: {"description": "Every run was answered from the cache", "model": BatchSubmitResponse},
+        201: {"description": "At least one run was queued, or joined an identical run in flight"},
+        401: {"description": "No valid token, and anonymous callers may not run the model"},
+        403: {"description": "The caller lacks `run` on the model; nothing was submitted"},
+        404: {"description": "Unknown model"},
+        413: {"description": "The body is larger than the server's max_body_bytes"},
+        422: {
+            "description": "Nothing was submitted: more runs than the server's max_batch_runs (`type` too_long, "
+            "`ctx` names the setting and its value), or some runs cannot be submitted; `detail` lists every "
+            "one, `loc` [body, runs, INDEX, field...], with the `status` a single submit would have answered "
+            "(403 a backend the caller may not choose, 409 cache=only with nothing cached: listed once no item "
+            "has another problem, 422 invalid input)"
+        },
+    },
+)
+def submit_runs(name: str, platform: PlatformDep, access: AccessDep, request: BatchSubmitRequest) -> Response:
+    """Submit runs of one model together, all or none: each item is the body of a single submit
+    and is answered as that would answer it, in order. Every item is checked before anything is
+    recorded; if any cannot be submitted, the batch is refused (422) naming each by its index, so
+    a script never half-submits. An item identical to an earlier one of the batch joins its run.
+    Needs `run` on the model."""
+    access.require(name, Level.RUN, "submitting runs")
+    limit = platform.settings.max_batch_runs
+    if len(request.runs) > limit:
+        message = (
+            f"a batch holds at most {limit} runs (max_batch_runs, MODELRUNNER_MAX_BATCH_RUNS); "
+            f"this one has {len(request.runs)}: split it"
+        )
+        ctx = {"max_length": limit, "setting": "max_batch_runs"}
+        raise RequestValidationError([{"type": "too_long", "loc": ("body", "runs"), "msg": message, "ctx": ctx}])
+    requests = [RunRequest(r.params, r.cache, r.max_age, r.inputs, r.backend) for r in request.runs]
+    try:
+        submissions = platform.submit_many(name, requests, submitter=access.principal)
+    except BatchRefused as exc:
+        raise RequestValidationError([_refusal_entry(refusal) for refusal in exc.refusals]) from exc
+    joined: dict[int, SubmitResponse] = {}  # many items may join one run: read it once
+    answers = []
+    for submission in submissions:
+        if submission.outcome == SubmitOutcome.JOINED:
+            if submission.run.id not in joined:
+                joined[submission.run.id] = _answer(platform, access, submission)
+            answers.append(joined[submission.run.id])
+        else:
+            answers.append(_answer(platform, access, submission))
+    body = BatchSubmitResponse(runs=answers)
+    status = 200 if all(s.outcome == SubmitOutcome.CACHE_HIT for s in submissions) else 201
+    return Response(body.model_dump_json(), status_code=status, media_type="application/json")
+
+
+def _answer(platform: Platform, access: Access, submission: Submission) -> SubmitResponse:
+    """A submission as the API answers it."""
     run = submission.run
     if submission.outcome == SubmitOutcome.JOINED:
         # Someone else's run, already going: as it is now. The caller may run the model, so view it.
         bundle = run_reads.run_detail(platform, RunPermission(run.id, access, Level.VIEW))
     else:
+        principal = access.principal
         submitter = principal.name if principal.user_id is not None else None
         bundle = RunBundle(run, [], submission.outputs, submitter, None)
     detail = RunDetail.of_bundle(bundle).model_dump()
-    body = SubmitResponse(**detail, submission=submission.outcome)
-    # Serialised here: returning the model would make FastAPI validate it a second time.
-    status = 200 if submission.outcome == SubmitOutcome.CACHE_HIT else 201
-    return Response(body.model_dump_json(), status_code=status, media_type="application/json")
+    return SubmitResponse(**detail, submission=submission.outcome)
+
+
+def _refusal_entry(refusal: Refusal) -> dict[str, Any]:
+    """A refused item of a batch in the shape of a validation error, with the status a single
+    submit would have answered it with."""
+    error = refusal.error
+    field = error.details.get("field")
+    loc = ("body", "runs", refusal.index, *(str(field).split(".") if field else ()))
+    status = status_of(error)
+    return {"type": _REFUSAL_TYPES.get(status, "refused"), "loc": loc, "msg": error.message, "status": status}
 
 
 @router.get(

@@ -253,6 +253,21 @@ class SubmitResponse(RunDetail):
     submission: SubmitOutcome = Field(description="created, joined (an identical run in flight) or cache_hit")
 
 
+class BatchSubmitRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    runs: list[SubmitRequest] = Field(
+        description="The runs to submit, each as the body of a single submit; at most the server's "
+        "max_batch_runs (1000 unless configured)"
+    )
+
+
+class BatchSubmitResponse(BaseModel):
+    runs: list[SubmitResponse] = Field(
+        description="Each run as a single submit answers it, in the order asked: created, joined or cache_hit"
+    )
+
+
 class RunPage(BaseModel):
     items: list[RunSummary]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null on the last page")

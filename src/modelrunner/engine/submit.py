@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -20,8 +20,8 @@ from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.engine.pipelines import PipelinePlan
 from modelrunner.engine.routing import Route, choose_backend
 from modelrunner.engine.states import RunStatus
-from modelrunner.engine.transition import create_run
-from modelrunner.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from modelrunner.engine.transition import create_run, create_runs
+from modelrunner.errors import AlreadyExists, Conflict, Forbidden, InvalidInput, ModelrunnerError, NotFound
 from modelrunner.spec.model_spec import ModelSpec
 from modelrunner.spec.model_version import snapshot
 from modelrunner.spec.params import validate_params
@@ -63,6 +63,44 @@ class PreparedRun:
     route: Route  # the backend a new run goes to, and the rule that chose it
     submitted_by: int | None  # the user asking; None for a schedule, a trigger
     resourced: ModelSpec  # the model's spec with its resource classes filled in
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One run of a batch: what ``Submitter.submit`` takes besides the model and the submitter."""
+
+    params: Any
+    cache: CacheMode = CacheMode.USE
+    max_age: float | None = None
+    inputs: Mapping[str, str] | None = None
+    backend: str | None = None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why the request at ``index`` of a batch cannot be submitted."""
+
+    index: int
+    error: ModelrunnerError
+
+
+class BatchRefused(InvalidInput):
+    """Requests of a batch that cannot be submitted, so none was; ``refusals`` names each by its
+    index, in order."""
+
+    def __init__(self, refusals: list[Refusal]) -> None:
+        first = refusals[0]
+        super().__init__(
+            f"{len(refusals)} run(s) of the batch cannot be submitted, so none was; "
+            f"the first, runs.{first.index}: {first.error.message}",
+            field=f"runs.{first.index}",
+        )
+        self.refusals = refusals
+
+
+# What one request of a batch may be refused for; anything else (a broken modelrunner.yaml, an
+# unavailable store) is the batch's, not an item's, and propagates.
+_ITEM_ERRORS = (InvalidInput, Forbidden, Conflict, NotFound)
 
 
 class Submitter:
@@ -176,46 +214,146 @@ class Submitter:
             resourced,
         )
 
+    def submit_many(
+        self,
+        model_name: str,
+        requests: Sequence[RunRequest],
+        *,
+        submitter: Principal | None = None,
+        check_params: Callable[[Any], None] | None = None,
+    ) -> list[Submission]:
+        """``submit`` for each request, all or none: each request's submission, in order.
+
+        Every request is checked first (``check_params`` too, on its parameters); when any fails,
+        BatchRefused lists every failing one by index and nothing is written. Then the runs are
+        recorded in one write transaction, the new ones inserted together; a request identical to
+        an earlier one of the batch joins that run. ``cache=only`` requests with nothing cached
+        are found while recording, where the store decides, so BatchRefused lists them only once
+        every request passed the other checks. Raises NotFound (model) and SpecError (a broken
+        model.yaml or modelrunner.yaml) for the whole batch."""
+        self._workspace.model(model_name)  # an unknown or broken model is the batch's error, not each item's
+        prepared: list[PreparedRun] = []
+        refusals: list[Refusal] = []
+        for index, request in enumerate(requests):
+            try:
+                if check_params is not None:
+                    check_params(request.params)
+                prepared.append(
+                    self.prepare(
+                        model_name,
+                        request.params,
+                        request.cache,
+                        request.max_age,
+                        request.inputs,
+                        submitter=submitter,
+                        backend=request.backend,
+                    )
+                )
+            except _ITEM_ERRORS as exc:
+                refusals.append(Refusal(index, exc))
+        if refusals:
+            raise BatchRefused(refusals)
+        with self._database.write() as session:
+            return self.record_many(session, prepared)
+
     def record(self, session: Session, prepared: PreparedRun) -> Submission:
         """Answer from the cache, join an identical run in flight, or queue a new run (a pipeline
         starts its first steps), in the caller's write transaction."""
-        model, now = prepared.model, utcnow()
-        if prepared.cache != CacheMode.REFRESH and not (prepared.pipeline and prepared.pipeline.refresh):
-            for choice in prepared.acceptable:
-                choice_key = cache_key(
-                    model.name,
-                    model.version,
-                    prepared.params,
-                    input_versions=input_versions.versions_of(choice),
-                    skipped_steps=prepared.pipeline.skip if prepared.pipeline else None,
-                )
-                cached = queries.latest_computed_success(session, choice_key, prepared.fresh_after)
-                if cached is not None:
-                    # Computed nowhere new: the hit shows where its result was computed.
-                    hit = record_hit(
-                        session,
-                        cached,
-                        now,
-                        origin=prepared.origin,
-                        submitted_by=prepared.submitted_by,
-                        backend=cached.backend,
-                        backend_rule=cached.backend_rule,
-                    )
-                    return Submission(hit, SubmitOutcome.CACHE_HIT, queries.outputs_of(session, hit.id))
-        if prepared.cache == CacheMode.ONLY:
-            raise Conflict(
-                f"no cached result of '{model.name}' for these parameters"
-                + (f" newer than {prepared.max_age:g} s" if prepared.max_age is not None else ""),
-                cache_key=prepared.key,
-            )
+        now = utcnow()
+        hit = self._cache_hit(session, prepared, now)
+        if hit is not None:
+            return hit
+        self._refuse_uncached(prepared)
         active = queries.active_run_for_key(session, prepared.key)
         if active is not None:
             return Submission(active, SubmitOutcome.JOINED)
+        return self._create(session, prepared, self._new_run(prepared, now))
+
+    def record_many(self, session: Session, prepared: Sequence[PreparedRun]) -> list[Submission]:
+        """``record`` for each request, in order, in the caller's write transaction, with the new
+        runs inserted together. A request identical to an earlier one of the batch joins its
+        run. BatchRefused (nothing is recorded: the caller's transaction must roll back) lists
+        the ``cache=only`` requests with nothing cached."""
+        now = utcnow()
+        answers: dict[int, Submission] = {}
+        pending: list[tuple[int, PreparedRun, RunRow]] = []  # new runs not inserted yet
+        new_by_key: dict[str, int] = {}  # cache key -> index of the request whose new run it is
+        joiners: list[tuple[int, int]] = []  # (index, index of the new run of the batch it joins)
+        refusals: list[Refusal] = []
+        for index, request in enumerate(prepared):
+            hit = self._cache_hit(session, request, now)
+            if hit is not None:
+                # Inserted now, after the new runs asked for before it: ids follow the batch's order.
+                answers.update(self._create_all(session, pending))
+                pending.clear()
+                answers[index] = hit
+                continue
+            try:
+                self._refuse_uncached(request)
+            except Conflict as exc:
+                refusals.append(Refusal(index, exc))
+                continue
+            if request.key in new_by_key:
+                joiners.append((index, new_by_key[request.key]))
+                continue
+            active = queries.active_run_for_key(session, request.key)
+            if active is not None:
+                answers[index] = Submission(active, SubmitOutcome.JOINED)
+                continue
+            new_by_key[request.key] = index
+            pending.append((index, request, self._new_run(request, now)))
+        if refusals:
+            raise BatchRefused(refusals)
+        answers.update(self._create_all(session, pending))
+        for index, first in joiners:
+            answers[index] = Submission(answers[first].run, SubmitOutcome.JOINED)
+        return [answers[index] for index in range(len(prepared))]
+
+    def _cache_hit(self, session: Session, prepared: PreparedRun, now: dt.datetime) -> Submission | None:
+        """The request answered by a cached result (recorded as a cache hit), if one is acceptable."""
+        if prepared.cache == CacheMode.REFRESH or (prepared.pipeline and prepared.pipeline.refresh):
+            return None
+        model = prepared.model
+        for choice in prepared.acceptable:
+            choice_key = cache_key(
+                model.name,
+                model.version,
+                prepared.params,
+                input_versions=input_versions.versions_of(choice),
+                skipped_steps=prepared.pipeline.skip if prepared.pipeline else None,
+            )
+            cached = queries.latest_computed_success(session, choice_key, prepared.fresh_after)
+            if cached is not None:
+                # Computed nowhere new: the hit shows where its result was computed.
+                hit = record_hit(
+                    session,
+                    cached,
+                    now,
+                    origin=prepared.origin,
+                    submitted_by=prepared.submitted_by,
+                    backend=cached.backend,
+                    backend_rule=cached.backend_rule,
+                )
+                return Submission(hit, SubmitOutcome.CACHE_HIT, queries.outputs_of(session, hit.id))
+        return None
+
+    @staticmethod
+    def _refuse_uncached(prepared: PreparedRun) -> None:
+        """Conflict for ``cache=only``, once no cached result answered the request."""
+        if prepared.cache == CacheMode.ONLY:
+            raise Conflict(
+                f"no cached result of '{prepared.model.name}' for these parameters"
+                + (f" newer than {prepared.max_age:g} s" if prepared.max_age is not None else ""),
+                cache_key=prepared.key,
+            )
+
+    @staticmethod
+    def _new_run(prepared: PreparedRun, now: dt.datetime) -> RunRow:
         pipeline = prepared.pipeline
-        run = RunRow(
+        return RunRow(
             kind=RunKind.PIPELINE if pipeline else RunKind.RUN,
-            model_name=model.name,
-            model_version=model.version,
+            model_name=prepared.model.name,
+            model_version=prepared.model.version,
             params=prepared.params,
             inputs={name: version.as_json() for name, version in prepared.chosen.items()},
             cache_key=prepared.key,
@@ -231,6 +369,9 @@ class Submitter:
             created_at=now,
             started_at=now if pipeline else None,
         )
+
+    def _create(self, session: Session, prepared: PreparedRun, run: RunRow) -> Submission:
+        """Insert a new run, or join the identical run a concurrent submit inserted first."""
         try:
             with session.begin_nested():
                 create_run(session, run)
@@ -240,9 +381,27 @@ class Submitter:
             if active is None:
                 raise
             return Submission(active, SubmitOutcome.JOINED)
-        if pipeline:
+        if prepared.pipeline:
             pipelines.advance(session, run.id, prepared.resourced)
         return Submission(run, SubmitOutcome.CREATED)
+
+    def _create_all(
+        self, session: Session, pending: Sequence[tuple[int, PreparedRun, RunRow]]
+    ) -> dict[int, Submission]:
+        """Insert new runs together; their submissions by request index."""
+        if not pending:
+            return {}
+        try:
+            with session.begin_nested():
+                create_runs(session, [run for _, _, run in pending])
+        except AlreadyExists:
+            # A concurrent submit (PostgreSQL) queued one of these keys first: one by one, so
+            # that each of those joins the run that won.
+            return {index: self._create(session, prepared, run) for index, prepared, run in pending}
+        for _, prepared, run in pending:
+            if prepared.pipeline:
+                pipelines.advance(session, run.id, prepared.resourced)
+        return {index: Submission(run, SubmitOutcome.CREATED) for index, _, run in pending}
 
     def rerun(
         self,

@@ -4,6 +4,7 @@ which each of its state changes passes, every one leaving an event in the run's 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -35,6 +36,27 @@ def create_run(session: Session, run: RunRow, **event_data: Any) -> RunRow:
     queries.add_run(session, run)
     queries.add_event(session, run.id, RUN_STATUS, {"from": None, "to": run.status, **event_data}, run.created_at)
     return run
+
+
+def create_runs(session: Session, runs: Sequence[RunRow]) -> None:
+    """``create_run`` for runs born together (a batch submit), in the caller's transaction: each
+    run gets its id, in order, and their first ``run.status`` events go in one statement. Nothing
+    is inserted when one of them cannot be born."""
+    for run in runs:
+        if run.status not in INITIAL_RUN_STATES:
+            raise InvalidTransition(f"a run cannot be born {run.status}", status=run.status)
+    for run in runs:
+        queries.add_run(session, run)  # one statement a run: each returns the id its event needs
+    first_events = [
+        {
+            "run_id": run.id,
+            "type": RUN_STATUS,
+            "data": {"from": None, "to": run.status},
+            "created_at": run.created_at,
+        }
+        for run in runs
+    ]
+    queries.add_events(session, first_events)
 
 
 def transition(
