@@ -24,11 +24,13 @@ _LOCATION_PARTS = {"body", "query", "path", "header"}
 
 
 class ApiError(ModelrunnerError):
-    """The server answered with an error; ``message`` is what to show."""
+    """The server answered with an error; ``message`` is what to show, ``detail`` the answer's
+    ``detail`` as sent (a string, or FastAPI's list of located errors), for callers that act on it."""
 
-    def __init__(self, message: str, status_code: int) -> None:
+    def __init__(self, message: str, status_code: int, detail: Any = None) -> None:
         super().__init__(message, status_code=status_code)
         self.status_code = status_code
+        self.detail = detail
 
 
 class ServerUnreachable(ModelrunnerError):
@@ -104,6 +106,13 @@ class Client:
             body["backend"] = backend
         result: dict[str, Any] = self._json("POST", f"/models/{model}/runs", json=body)
         return result
+
+    def submit_batch(self, model: str, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Submit runs together, each a single submit's body; each one's answer, in order. The
+        server takes all or none: ApiError 422 lists the refused ones by index."""
+        result: dict[str, Any] = self._json("POST", f"/models/{model}/runs/batch", json={"runs": runs})
+        answers: list[dict[str, Any]] = result["runs"]
+        return answers
 
     # --- datasets -----------------------------------------------------------------------------
 
@@ -246,7 +255,8 @@ class Client:
     def _error(self, response: httpx.Response) -> ApiError:
         """The server's message; for a 401, also what to do about the token. A 403's message
         already names the permission that is missing."""
-        message = _error_message(response)
+        detail = _detail_of(response)
+        message = _error_message(response, detail)
         if response.status_code == 401:
             if self._signed_in:
                 message += (
@@ -254,7 +264,7 @@ class Client:
                 )
             else:
                 message += f"\nset {TOKEN_VARIABLE} to an API token ({_CREATE_TOKEN})"
-        return ApiError(message, response.status_code)
+        return ApiError(message, response.status_code, detail)
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
@@ -301,12 +311,16 @@ class Client:
         return result
 
 
-def _error_message(response: httpx.Response) -> str:
-    """The user-facing message of an error response (FastAPI's ``detail``, string or list)."""
+def _detail_of(response: httpx.Response) -> Any:
+    """FastAPI's ``detail`` of an error response (string or list); None when it has none."""
     try:
-        detail = response.json().get("detail")
+        return response.json().get("detail")
     except (ValueError, AttributeError):
-        detail = None
+        return None
+
+
+def _error_message(response: httpx.Response, detail: Any) -> str:
+    """The user-facing message of an error response from its ``detail``."""
     if isinstance(detail, list) and detail:
         return "\n".join(_validation_line(item) for item in detail)
     if isinstance(detail, str) and detail:
