@@ -63,9 +63,10 @@ def _read_key(path: Path) -> str:
 
 
 class SessionCookies:
-    """Starlette's SessionMiddleware with the cookie marked Secure on requests that came over
-    HTTPS (the scheme uvicorn saw, a trusted proxy's X-Forwarded-Proto included), or on every
-    request when ``session_cookie_secure`` is set. It lives as long as a session may."""
+    """Starlette's SessionMiddleware, for the pages (not the API), with the cookie marked Secure
+    on requests that came over HTTPS (the scheme uvicorn saw, a trusted proxy's X-Forwarded-Proto
+    included), or on every request when ``session_cookie_secure`` is set. It lives as long as a
+    session may."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         common = {
@@ -74,10 +75,15 @@ class SessionCookies:
             "max_age": int(settings.session_max_age_seconds),
             "same_site": "lax",
         }
+        self._app = app
         self._secure = SessionMiddleware(app, https_only=True, **common)  # type: ignore[arg-type]
         self._any = self._secure if settings.session_cookie_secure else SessionMiddleware(app, **common)  # type: ignore[arg-type]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("path", "").startswith("/api/"):
+            # The API reads bearer tokens only: no cookie to parse, sign or set on its requests.
+            await self._app(scope, receive, send)
+            return
         secure = scope.get("scheme") in ("https", "wss")
         await (self._secure if secure else self._any)(scope, receive, send)
 
