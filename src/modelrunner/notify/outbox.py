@@ -129,8 +129,8 @@ class Outbox:
             for event in events
             if event.run_id is not None and event.data.get("to") in _NOTIFIED and not event.data.get("cache_hit")
         ]
-        if not ended:
-            return []
+        if not ended or not notify_queries.any_active_subscription(session):
+            return []  # nobody to notify: the runs need not be read
         runs = notify_queries.runs_by_id(session, {event.run_id for event in ended if event.run_id is not None})
         models = {run.model_name for run in runs.values() if run.parent_id is None}
         subscriptions = notify_queries.subscriptions_for(session, models, list(runs))
