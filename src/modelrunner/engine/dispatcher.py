@@ -180,7 +180,8 @@ class Dispatcher:
             claimed = []
             if claim and self._maybe_queued and self._backend.free_slots() > 0:
                 self._maybe_queued = False
-                claimed = self._claim(session)
+                with queries.events_together(session):
+                    claimed = self._claim(session)
         self._pending = []
         if finished:
             self._on_runs_changed()
@@ -305,14 +306,14 @@ class Dispatcher:
     def _record_reports(self, session: Session, reports: list[Report]) -> list[int]:
         """Record what the backend reported; the ids of attempts that finished."""
         try:
-            with session.begin_nested():
+            with session.begin_nested(), queries.events_together(session):
                 for report in reports:
                     self._record(session, report)
         except ModelrunnerError:
             # One report cannot be recorded: record them one by one so that the others are.
             for report in reports:
                 try:
-                    with session.begin_nested():
+                    with session.begin_nested(), queries.events_together(session):
                         self._record(session, report)
                 except ModelrunnerError as exc:
                     log.warning("attempt %s: report not recorded: %s", report.attempt_id, exc.message)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -512,8 +513,33 @@ def outputs_of(session: Session, run_id: int) -> list[OutputRow]:
 # --- events -------------------------------------------------------------------------------------
 
 
+_HELD_EVENTS = "modelrunner.held_events"  # the session.info key of events_together's list
+
+
 def add_event(session: Session, run_id: int | None, type_: str, data: dict[str, Any], at: dt.datetime) -> None:
-    session.execute(_INSERT_EVENT, {"run_id": run_id, "type": type_, "data": data, "created_at": at})
+    event = {"run_id": run_id, "type": type_, "data": data, "created_at": at}
+    held = session.info.get(_HELD_EVENTS)
+    if held is not None:
+        held.append(event)
+    else:
+        session.execute(_INSERT_EVENT, event)
+
+
+@contextmanager
+def events_together(session: Session) -> Iterator[None]:
+    """Events added in the block are inserted together, in one statement, when it ends (in their
+    order); a block that raises drops them with the changes they describe. For blocks that write
+    many events and read none back (the dispatcher's records and claims)."""
+    if _HELD_EVENTS in session.info:
+        yield  # an enclosing block inserts them
+        return
+    held: list[dict[str, Any]] = []
+    session.info[_HELD_EVENTS] = held
+    try:
+        yield
+    finally:
+        del session.info[_HELD_EVENTS]
+    add_events(session, held)
 
 
 def add_events(session: Session, events: list[dict[str, Any]]) -> None:
