@@ -162,7 +162,7 @@ class Dispatcher:
             self._next_heartbeat = now + self._lease / 3
         if now >= self._next_reap:
             self._reap_expired()
-            self._next_reap = now + self._lease / 3
+            self._next_reap = now + self._shortest_lease() / 3
         return self._sleep_time()
 
     def _poll_reports(self) -> None:
@@ -365,6 +365,12 @@ class Dispatcher:
         if isinstance(self._backend, RunnerLeases):
             return self._backend.runner_lease_seconds(attempt_id)
         return None
+
+    def _shortest_lease(self) -> float:
+        """The shortest lease an attempt held here lives by: a runner that goes silent is found
+        within a third of it."""
+        runners = (self._runner_lease_seconds(attempt_id) for attempt_id in self._inflight)
+        return min([self._lease, *(seconds for seconds in runners if seconds is not None)])
 
     def _heartbeat(self) -> None:
         # An attempt a runner holds lives by that runner's heartbeats alone: its lease must run
