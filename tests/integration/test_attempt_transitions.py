@@ -133,3 +133,20 @@ def test_an_attempt_of_a_dead_server_is_lost_on_the_models_budget(platform: Plat
     assert attempt.status == "lost"
     assert run is not None and run.status == "failed"
     assert run.error and "1 attempts were lost or preempted, no retries left" in run.error
+
+
+def test_progress_from_an_attempt_still_starting_for_the_engine_is_kept(platform: Platform, workspace: Path) -> None:
+    # A remote model's first reports can reach the server before its backend says it started.
+    run_id = queued_run(platform, workspace, "{}")
+    attempt_id = claimed_attempt(platform, run_id)
+    with platform.database.write() as session:
+        attempts.record_progress(session, attempt_id, 0.3, "step 3 of 10")
+    with platform.database.read() as session:
+        run = queries.get_run(session, run_id)
+        progress = [e.data for e in queries.events_of(session, run_id, 0, 100) if e.type == "run.progress"]
+    assert run is not None and (run.status, run.progress_fraction, run.progress_message) == (
+        "starting",
+        0.3,
+        "step 3 of 10",
+    )
+    assert progress == [{"fraction": 0.3, "message": "step 3 of 10"}]

@@ -12,7 +12,7 @@ from modelrunner.auth import secrets
 from modelrunner.clock import utcnow
 from modelrunner.engine import retry_policy, run_events
 from modelrunner.engine.retry_policy import RetryPolicy
-from modelrunner.engine.states import FINAL_RUN_STATES, AttemptStatus, RunStatus
+from modelrunner.engine.states import ACTIVE_ATTEMPT_STATES, FINAL_RUN_STATES, AttemptStatus, RunStatus
 from modelrunner.engine.transition import create_attempt, transition, transition_attempt
 from modelrunner.errors import Conflict, InvalidTransition, NotFound
 from modelrunner.execution.job import Outcome
@@ -65,8 +65,11 @@ def mark_started(session: Session, attempt_id: int, handle: dict[str, Any], at: 
 
 
 def record_progress(session: Session, attempt_id: int, fraction: float, message: str) -> None:
+    """The attempt's model says how far it got. Also while the attempt is still starting for the
+    engine: a remote model's first reports can come before its backend says it started, and a
+    short run would otherwise lose them all."""
     found = queries.attempt_status(session, attempt_id)
-    if found is None or found[1] != AttemptStatus.RUNNING.value:
+    if found is None or AttemptStatus(found[1]) not in ACTIVE_ATTEMPT_STATES:
         return
     run_id = found[0]
     if queries.set_run_progress(session, run_id, fraction, message or None):

@@ -62,7 +62,7 @@ _QUEUED_RUNS = (
 )
 _SET_RUN_PROGRESS = (
     update(_runs)
-    .where(_runs.c.id == bindparam("run_id"), _runs.c.status == RunStatus.RUNNING.value)
+    .where(_runs.c.id == bindparam("run_id"), _runs.c.status.in_([RunStatus.STARTING.value, RunStatus.RUNNING.value]))
     .values(progress_fraction=bindparam("fraction"), progress_message=bindparam("message"))
 )
 _INSERT_ATTEMPT = insert(_attempts).returning(_attempts.c.id)
