@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 import modelrunner
+from modelrunner.api import API_PREFIX
 from modelrunner.api.accounts_routes import router as accounts_router
 from modelrunner.api.attempts_routes import append_log
 from modelrunner.api.attempts_routes import router as attempts_router
@@ -79,7 +80,7 @@ def create_app(platform: Platform) -> FastAPI:
     )
     app.state.platform = platform
     install_error_handlers(app)
-    api = APIRouter(prefix="/api/v1")
+    api = APIRouter(prefix=API_PREFIX)
     api.include_router(models_router)
     api.include_router(runs_router)
     api.include_router(datasets_router)

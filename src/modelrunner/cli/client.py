@@ -13,10 +13,11 @@ from urllib.parse import quote
 
 import httpx
 
+from modelrunner.api import API_PREFIX
 from modelrunner.errors import ModelrunnerError
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
-API = "/api/v1"
+API = API_PREFIX
 TOKEN_VARIABLE = "MODELRUNNER_TOKEN"
 _CREATE_TOKEN = "create one on the server's machine with `modelrunner tokens create --user NAME`"
 # Paths of the request location FastAPI puts first; users know fields, not request parts.

@@ -21,6 +21,7 @@ from starlette.datastructures import FormData
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from modelrunner.api import API_PREFIX
 from modelrunner.api.deps import access_of
 from modelrunner.auth import accounts, web_sessions
 from modelrunner.auth.access import Access
@@ -80,7 +81,7 @@ class SessionCookies:
         self._any = self._secure if settings.session_cookie_secure else SessionMiddleware(app, **common)  # type: ignore[arg-type]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("path", "").startswith("/api/"):
+        if scope.get("path", "").startswith(API_PREFIX):
             # The API reads bearer tokens only: no cookie to parse, sign or set on its requests.
             await self._app(scope, receive, send)
             return
