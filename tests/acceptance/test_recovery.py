@@ -54,7 +54,7 @@ def test_sigkill_and_restart_finishes_every_run(server: Server, tmp_path: Path) 
         again = http.get(f"/api/v1/runs/{finished['id']}").json()
         listed = http.get("/api/v1/runs", params={"limit": 100}).json()["items"]
 
-    assert [r["status"] for r in runs] == ["succeeded"] * len(runs)
+    assert [r["status"] for r in runs] == ["succeeded"] * len(runs), [(r["error"], r["attempts"]) for r in runs]
     assert all(r["status"] in FINAL for r in listed) and len(listed) == 1 + len(runs)
     forker_run = runs[0]
     assert [a["status"] for a in forker_run["attempts"]] == ["lost", "succeeded"]
