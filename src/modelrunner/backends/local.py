@@ -8,7 +8,6 @@ import logging
 import os
 import queue
 import shutil
-import socket
 import sys
 import threading
 import time
@@ -26,6 +25,7 @@ from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.backends.base import Finished, Handle, Progressed, Report, Started
 from modelrunner.clock import utcnow
 from modelrunner.data.cache import DataCache
+from modelrunner.engine.runner_identity import HOST
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.execution import checkpoints
 from modelrunner.execution.confinement import DEFAULT_MODEL_USER, ModelUser, can_run, confine_state_folder
@@ -35,8 +35,6 @@ from modelrunner.execution.supervision import SupervisorService
 from modelrunner.spec.model_version import unpack
 
 log = logging.getLogger(__name__)
-
-HOST = socket.gethostname()
 
 
 @dataclass(frozen=True)
@@ -130,7 +128,7 @@ class LocalBackend:
         process = AttemptProcess(
             job,
             model_folder=self._model_folder(job.snapshot_uri),
-            scratch=self._config.state_dir / "scratch" / f"{job.run_id}-{job.attempt_number}",
+            scratch=self._scratch(job.run_id, job.attempt_number),
             checkpoint=checkpoints.local_folder(self._config.state_dir, job.run_id),
             log_path=self._logs.path(job.run_id, job.attempt_number),
             grace_seconds=self._config.grace_seconds,
@@ -211,16 +209,23 @@ class LocalBackend:
                 shutil.rmtree(unpacking, ignore_errors=True)  # another attempt unpacked it first
         return folder
 
-    def _stop_orphan(self, handle: Handle) -> None:
-        """Stop the process groups a crashed server left for this attempt, if any still run.
+    def _scratch(self, run_id: object, number: object) -> Path:
+        return self._config.state_dir / "scratch" / f"{run_id}-{number}"
 
-        A handle with a pid names the group, even once its leader (the model's command) has
-        exited and left children running in it; one without (the server died between launching
-        the command and recording it) is matched by the run and attempt in the model's environment.
+    def _stop_orphan(self, handle: Handle) -> None:
+        """Stop what a crashed server of this installation left running for this attempt, if anything.
+
+        The attempt's processes are those whose environment names its scratch folder, which is this
+        installation's alone (run ids and attempt numbers repeat between installations on one
+        machine), and, while the model's command still runs, every process of its group.
         """
-        groups = _group_of(handle) if "pid" in handle else {lead.pid for lead in _by_environment(handle)}
-        started = float(handle.get("created", 0)) - 0.01
-        group = [p for p in psutil.process_iter() if _pgid(p.pid) in groups and _created(p) >= started]
+        outputs = str(self._scratch(handle.get("run_id"), handle.get("attempt")) / "outputs")
+        leader = _verified(handle) if "pid" in handle else None
+        group = [
+            process
+            for process in psutil.process_iter()
+            if (leader is not None and _pgid(process.pid) == leader.pid) or _names_folder(process, outputs)
+        ]
         for member in group:
             _quietly(member.terminate)
         _, alive = psutil.wait_procs(group, timeout=self._config.grace_seconds)
@@ -253,36 +258,11 @@ def _verified(handle: Handle) -> psutil.Process | None:
         return None
 
 
-def _group_of(handle: Handle) -> set[int]:
-    """The process group the handle's pid leads: none if the pid now names another process; the
-    pid still if its process has exited (Linux reuses no pid that still names a process group)."""
-    pid = int(handle["pid"])
-    if psutil.pid_exists(pid) and _verified(handle) is None:
-        return set()
-    return {pid}
-
-
-def _created(process: psutil.Process) -> float:
+def _names_folder(process: psutil.Process, outputs: str) -> bool:
     try:
-        return process.create_time()
-    except psutil.NoSuchProcess:
-        return float("inf")  # gone already: waiting for it costs nothing
-
-
-def _by_environment(handle: Handle) -> list[psutil.Process]:
-    wanted = {
-        "MODELRUNNER_RUN_ID": str(handle.get("run_id")),
-        "MODELRUNNER_ATTEMPT": str(handle.get("attempt")),
-    }
-    found = []
-    for process in psutil.process_iter():
-        try:
-            environment = process.environ()
-        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
-            continue
-        if all(environment.get(k) == v for k, v in wanted.items()) and _pgid(process.pid) == process.pid:
-            found.append(process)
-    return found
+        return process.environ().get("MODELRUNNER_OUTPUTS") == outputs
+    except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
 
 
 def _pgid(pid: int) -> int | None:
