@@ -5,6 +5,7 @@ platform with its HTTP client, and a real ``modelrunner serve`` subprocess."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -125,9 +126,18 @@ def wait_for_run(get: Callable[[str], Any], run_id: int, timeout: float = 30) ->
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nothing listens on (at the time of the call) on 127.0.0.1, below the range the
+    kernel gives outgoing connections: a server restarted on its port, or a daemon given it in
+    its configuration, must not find a parallel test's connection holding it."""
+    lowest_outgoing = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    while True:
+        port = random.randrange(10000, lowest_outgoing)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 class Server:

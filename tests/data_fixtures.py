@@ -28,7 +28,6 @@ import datetime as dt
 import functools
 import hashlib
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -44,14 +43,6 @@ import pytest
 
 # Commits get these times, one minute apart, so tests can assert on commit times.
 GIT_EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on (at the time of the call) on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class GitRepo:

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
+
 DAEMONS = ("munged", "slurmctld", "slurmd")
 PARTITION = "debug"
 LOCK_FILE = Path(tempfile.gettempdir()) / "modelrunner-test-slurm.lock"
@@ -76,8 +78,8 @@ class SlurmCluster:
                 [
                     "ClusterName=modelrunner-test",
                     f"SlurmctldHost={self.node}(127.0.0.1)",
-                    f"SlurmctldPort={_free_port()}",
-                    f"SlurmdPort={_free_port()}",
+                    f"SlurmctldPort={free_port()}",
+                    f"SlurmdPort={free_port()}",
                     "AuthType=auth/munge",
                     "CredType=cred/munge",
                     f"AuthInfo=socket={self.munge_socket}",
@@ -260,12 +262,6 @@ def _wait(check: object, timeout: float, what: str, cluster: SlurmCluster) -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"Slurm test cluster: {what}: not after {timeout}s\n{cluster.log_tail()}")
         time.sleep(0.2)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _memory_mb() -> int:

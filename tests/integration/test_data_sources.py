@@ -21,7 +21,8 @@ from modelrunner.data.source import FileEntry, FoundVersion, KnownVersion, Sourc
 from modelrunner.data.sources import open_source
 from modelrunner.spec.dataset_spec import FilesDataset, GitDataset, HttpDataset
 from tests import data_fixtures
-from tests.data_fixtures import GIT_EPOCH, S3, GitRepo, HttpServer, free_port
+from tests.conftest import free_port
+from tests.data_fixtures import GIT_EPOCH, S3, GitRepo, HttpServer
 
 # The shared fixtures this module uses; pytest finds them by these names.
 git_repo = data_fixtures.git_repo
