@@ -40,6 +40,16 @@ def pytest_report_header() -> str:
     return f"modelrunner store: {'PostgreSQL ' + POSTGRES_URL if POSTGRES_URL else 'SQLite'}"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On PostgreSQL, leave out what never touches the store: the SQLite run has shown it."""
+    if not POSTGRES_URL:
+        return
+    left_out = [item for item in items if item.get_closest_marker("store_free")]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not item.get_closest_marker("store_free")]
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """What the processes the tests start inherit must not depend on how pytest was started."""
     # The CLIs write to pipes and must show what a script would capture, at the CLI's own width

@@ -10,12 +10,15 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 
 from modelrunner.artifacts.logs import LogStore
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.backends.local import LocalBackend, LocalConfig
 from modelrunner.engine.runner_identity import HOST
 from modelrunner.engine.states import AttemptStatus
+
+pytestmark = pytest.mark.store_free
 
 
 def _backend(state_dir: Path) -> LocalBackend:
