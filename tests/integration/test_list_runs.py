@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from modelrunner.platform import Platform
 from tests.conftest import wait_for_run
+from tests.identities import add_user, bearer, token_for
 from tests.integration.runs_api import submit
 
 
@@ -65,6 +67,47 @@ def test_filters(client: TestClient, history: dict[str, list[int]]) -> None:
     ]
     assert ids(listed(client, model="noop", status="failed")) == []
     assert ids(listed(client, model="no_output", status=["failed", "succeeded"])) == history["failed"]
+
+
+def test_filters_by_parameter_value_of_its_json_type(client: TestClient, platform: Platform) -> None:
+    """A value that reads as a number matches the number (2 and 2.0 alike), text matches text."""
+    numbers = {n: submit(client, "noop", {"n": n})["id"] for n in (1, 2)}
+    labelled = submit(client, "noop", {"n": 3, "label": "north"})["id"]
+    digits = submit(client, "noop", {"n": 4, "label": "2"})["id"]
+    true_text = submit(client, "sleeper", {"seconds": 0, "tag": "true"})["id"]
+    stubborn = submit(client, "sleeper", {"seconds": 0.5, "ignore_sigterm": True})["id"]
+    for run_id in [*numbers.values(), labelled, digits, true_text, stubborn]:
+        wait_for_run(client.get, run_id)
+
+    assert ids(listed(client, param="n=2")) == [numbers[2]]
+    assert ids(listed(client, param="n=2.0")) == [numbers[2]]
+    assert ids(listed(client, param="label=north")) == [labelled]
+    assert ids(listed(client, param="label=2")) == []  # 2 is a number; the label is the text "2"
+    assert ids(listed(client, param='label="2"')) == [digits]
+    assert ids(listed(client, param="seconds=0.5")) == [stubborn]
+    assert ids(listed(client, param="ignore_sigterm=true")) == [stubborn]
+    assert ids(listed(client, param="tag=true")) == []  # true is the boolean, not the text
+    assert ids(listed(client, param='tag="true"')) == [true_text]
+    assert ids(listed(client, param=["n=3", "label=north"])) == [labelled]
+    assert ids(listed(client, param=["n=1", "label=north"])) == []
+    assert ids(listed(client, param="no such=1")) == []
+    assert ids(listed(client, param="n=2", model="sleeper")) == []
+
+
+def test_filters_by_submitter_and_backend(client: TestClient, platform: Platform) -> None:
+    add_user(platform.database, "sam", groups=[], admin=True)
+    sams = TestClient(client.app, headers=bearer(token_for(platform.database, "sam")))
+    mine = submit(client, "noop", {"n": 1})["id"]
+    theirs = submit(sams, "noop", {"n": 2})["id"]
+    for run_id in (mine, theirs):
+        wait_for_run(client.get, run_id)
+
+    assert ids(listed(client, submitter="sam")) == [theirs]
+    assert ids(listed(client, submitter="admin")) == [mine]
+    assert ids(listed(client, submitter="nobody")) == []
+    assert ids(listed(client, backend="local")) == [theirs, mine]
+    assert ids(listed(client, backend="elsewhere")) == []
+    assert [i["submitted_by"] for i in listed(client, submitter="sam", backend="local")["items"]] == ["sam"]
 
 
 def test_repeated_status_matches_any(client: TestClient, history: dict[str, list[int]]) -> None:
@@ -126,6 +169,8 @@ def test_bad_filters(client: TestClient, subtests: pytest.Subtests) -> None:
         ({"limit": 0}, ["query", "limit"]),
         ({"limit": 501}, ["query", "limit"]),
         ({"limit": "many"}, ["query", "limit"]),
+        ({"param": "north"}, ["query", "param"]),
+        ({"param": "=north"}, ["query", "param"]),
     ]
     for params, loc in cases:
         with subtests.test(params=params):

@@ -41,11 +41,30 @@ def list_runs(
         RowId | None, Query(description="The step runs of this pipeline run; without it, runs that are not steps")
     ] = None,
     status: Annotated[list[RunStatus] | None, Query(description="Repeat to match any of several")] = None,
+    submitter: Annotated[str | None, Query(description="The runs this user submitted (a user name)")] = None,
+    backend: Annotated[str | None, Query(description="The runs routed to this backend")] = None,
+    param: Annotated[
+        list[str] | None,
+        Query(
+            description="`name=value`: the runs whose parameter has this value; repeat for several. A value that "
+            'reads as a JSON number, `true`, `false` or a "quoted text" is matched as that (`r0=2` matches 2.0, '
+            "not the text 2); any other value as text (`region=north`)"
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
 ) -> RunPage:
     """The runs of the models the caller may view."""
-    which = RunFilter(model, None, parent, [s.value for s in status or []], _decode(cursor))
+    which = RunFilter(
+        model,
+        None,
+        parent,
+        [s.value for s in status or []],
+        _decode(cursor),
+        submitter=submitter,
+        backend=backend,
+        params=run_reads.param_filters(param or []),
+    )
     listing = run_reads.list_runs(platform, access, which, limit)
     params_bytes = platform.settings.list_params_bytes
     return RunPage(

@@ -9,7 +9,9 @@ caller's ``Access`` and hold only runs of models the caller may view.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import json
+import math
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -20,11 +22,12 @@ from modelrunner.auth.access import Access
 from modelrunner.auth.run_access import RunPermission, permitted_run, require_cancel
 from modelrunner.engine import pipelines
 from modelrunner.engine.pipelines import StepState
-from modelrunner.errors import NotFound
+from modelrunner.errors import InvalidInput, NotFound
 from modelrunner.spec.access_spec import Level
 from modelrunner.spec.model_spec import ModelSpec
 from modelrunner.store import queries, run_reads_queries
-from modelrunner.store.run_reads_queries import ListedRun, RunFilter, RunHeadline
+from modelrunner.store.row_ids import INT64_MAX
+from modelrunner.store.run_reads_queries import ListedRun, ParamValue, RunFilter, RunHeadline, RunLine
 from modelrunner.store.tables import AttemptRow, EventRow, OutputRow, RunKind, RunRow
 
 if TYPE_CHECKING:
@@ -130,14 +133,44 @@ def list_runs(platform: Platform, access: Access, which: RunFilter, limit: int) 
     return RunListing(shown, submitters, len(runs) > limit)
 
 
+def param_filters(texts: Iterable[str]) -> dict[str, ParamValue]:
+    """``name=value`` texts as a filter of runs by their parameters (``RunFilter.params``). A value
+    that reads as a JSON number, ``true`` or ``false``, or a "quoted text", is that; any other
+    value is the text as given (``region=north``). InvalidInput for a text without a name."""
+    found: dict[str, ParamValue] = {}
+    for text in texts:
+        name, equals, value = text.partition("=")
+        if not equals or not name.strip():
+            raise InvalidInput(
+                f"param: '{text}' is not name=value (e.g. region=north or r0=2.5)", field="param", location="query"
+            )
+        found[name.strip()] = _param_value(value.strip())
+    return found
+
+
+def _param_value(text: str) -> ParamValue:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(value, bool | str):
+        return value
+    # What a stored parameter can hold: a finite number (JSON has no NaN), an integer of 64 bits.
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    if isinstance(value, int) and abs(value) <= INT64_MAX:
+        return value
+    return text
+
+
 def recent_runs(
     platform: Platform, access: Access, model: str, limit: int, doing: str, statuses: Collection[str] = ()
-) -> list[RunHeadline]:
+) -> list[RunLine]:
     """At most ``limit`` runs of ``model`` that are not pipeline steps, newest first, as a page
     lists them; the caller must be able to view the model."""
     access.require(model, Level.VIEW, doing)
     with platform.database.read() as session:
-        return run_reads_queries.run_headlines(session, RunFilter(model=model, statuses=statuses), limit)
+        return run_reads_queries.run_lines(session, RunFilter(model=model, statuses=statuses), limit)
 
 
 def latest_runs(platform: Platform, access: Access, models: list[str]) -> dict[str, RunHeadline]:

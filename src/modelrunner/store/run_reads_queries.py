@@ -4,11 +4,13 @@ shows: lists of runs without the columns no list shows, and one output by its pa
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
-from dataclasses import dataclass
+import json
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, func, select
+from sqlalchemy import ColumnElement, Select, Table, cast, exists, func, literal, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from modelrunner.store.tables import OutputRow, RunRow, UserRow
@@ -16,18 +18,28 @@ from modelrunner.store.tables import OutputRow, RunRow, UserRow
 _runs: Table = RunRow.__table__  # type: ignore[assignment]
 
 
+ParamValue = str | int | float | bool
+"""A single parameter value a list of runs can be filtered by (never a list or an object)."""
+
+
 @dataclass(frozen=True)
 class RunFilter:
     """Which runs a list holds, newest first: the step runs of ``parent_id``, or without it the
-    runs that are not steps of a pipeline; ``models`` None means every model's."""
+    runs that are not steps of a pipeline; ``models`` None means every model's. ``submitter`` is
+    a user's name; ``params`` holds parameter name -> the value it must have (of the same JSON
+    type: 2 matches 2.0, the text "2" does not)."""
 
     model: str | None = None
     models: Collection[str] | None = None
     parent_id: int | None = None
     statuses: Collection[str] = ()
     before_id: int | None = None
+    submitter: str | None = None
+    backend: str | None = None
+    params: Mapping[str, ParamValue] = field(default_factory=dict)
 
-    def where(self) -> list[ColumnElement[bool]]:
+    def where(self, dialect: str) -> list[ColumnElement[bool]]:
+        """The clauses of this filter in the SQL of ``dialect`` (``sqlite`` or ``postgresql``)."""
         clauses = [_runs.c.parent_id == self.parent_id if self.parent_id is not None else _runs.c.parent_id.is_(None)]
         if self.models is not None:
             clauses.append(_runs.c.model_name.in_(list(self.models)))
@@ -37,7 +49,29 @@ class RunFilter:
             clauses.append(_runs.c.status.in_(list(self.statuses)))
         if self.before_id is not None:
             clauses.append(_runs.c.id < self.before_id)
+        if self.submitter is not None:
+            clauses.append(_runs.c.submitted_by.in_(select(UserRow.id).where(UserRow.name == self.submitter)))
+        if self.backend is not None:
+            clauses.append(_runs.c.backend == self.backend)
+        clauses += [_param_is(dialect, name, value) for name, value in self.params.items()]
         return clauses
+
+
+def _param_is(dialect: str, name: str, value: ParamValue) -> ColumnElement[bool]:
+    """The run's parameter ``name`` is ``value``: equal, and of the same JSON type."""
+    if dialect == "postgresql":
+        # jsonb equality compares numbers as numbers and never mixes types; ``->`` takes the
+        # name as a bound value, whatever characters it holds.
+        return cast(_runs.c.params[name], JSONB) == cast(literal(json.dumps(value)), JSONB)
+    # SQLite: json_each names each member's JSON type, and its atom is the SQL value to compare.
+    member = func.json_each(_runs.c.params).table_valued("key", "type", "atom")
+    if isinstance(value, bool):
+        matches = [member.c.type == ("true" if value else "false")]
+    elif isinstance(value, str):
+        matches = [member.c.type == "text", member.c.atom == value]
+    else:
+        matches = [member.c.type.in_(["integer", "real"]), member.c.atom == value]
+    return exists().where(member.c.key == name, *matches)
 
 
 @dataclass(frozen=True)
@@ -75,7 +109,7 @@ _LISTED_COLUMNS = [_runs.c[name] for name in ListedRun.__dataclass_fields__]
 
 @dataclass(frozen=True)
 class RunHeadline:
-    """A run as a page's list of runs shows it (no parameters, no inputs)."""
+    """A run as a page names it: the models page's last run of each model."""
 
     id: int
     model_name: str
@@ -88,18 +122,29 @@ class RunHeadline:
 _HEADLINE_COLUMNS = [_runs.c[name] for name in RunHeadline.__dataclass_fields__]
 
 
-def _newest(columns: list[Any], which: RunFilter, limit: int) -> Select[Any]:
-    return select(*columns).where(*which.where()).order_by(_runs.c.id.desc()).limit(limit)
+@dataclass(frozen=True)
+class RunLine(RunHeadline):
+    """A run as a page's list of runs shows it: with its parameters, which tell runs apart."""
+
+    params: dict[str, Any]
+
+
+_LINE_COLUMNS = [_runs.c[name] for name in RunLine.__dataclass_fields__]
+
+
+def _newest(session: Session, columns: list[Any], which: RunFilter, limit: int) -> Select[Any]:
+    clauses = which.where(session.get_bind().dialect.name)
+    return select(*columns).where(*clauses).order_by(_runs.c.id.desc()).limit(limit)
 
 
 def listed_runs(session: Session, which: RunFilter, limit: int) -> list[ListedRun]:
     """At most ``limit`` runs, newest first."""
-    return [ListedRun(*row) for row in session.execute(_newest(_LISTED_COLUMNS, which, limit))]
+    return [ListedRun(*row) for row in session.execute(_newest(session, _LISTED_COLUMNS, which, limit))]
 
 
-def run_headlines(session: Session, which: RunFilter, limit: int) -> list[RunHeadline]:
+def run_lines(session: Session, which: RunFilter, limit: int) -> list[RunLine]:
     """At most ``limit`` runs, newest first."""
-    return [RunHeadline(*row) for row in session.execute(_newest(_HEADLINE_COLUMNS, which, limit))]
+    return [RunLine(*row) for row in session.execute(_newest(session, _LINE_COLUMNS, which, limit))]
 
 
 def latest_runs(session: Session, models: Collection[str]) -> dict[str, RunHeadline]:
