@@ -6,6 +6,8 @@ codes in one place (``api/errors.py``); the CLI prints the message without a tra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -22,8 +24,35 @@ class NotFound(ModelrunnerError):
     """An unknown model, run or output."""
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a request: ``field`` is its dotted path (``params.region.code``),
+    ``message`` says what is wrong without repeating the field."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
 class InvalidInput(ModelrunnerError):
-    """Parameters or a request body that break a schema; ``details['field']`` names the field."""
+    """Parameters or a request body that break a schema; ``details['field']`` names the (first)
+    field, ``problems`` lists every problem found, so a caller can fix them all at once."""
+
+    def __init__(self, message: str, *, problems: Sequence[Problem] = (), **details: Any) -> None:
+        super().__init__(message, **details)
+        if problems:
+            self.problems = list(problems)
+        else:
+            field = str(details.get("field", ""))
+            # Messages raised one at a time often start with their field already.
+            self.problems = [Problem(field, message.removeprefix(f"{field}: ") if field else message)]
+
+    @classmethod
+    def of(cls, problems: Sequence[Problem], **details: Any) -> InvalidInput:
+        """Every problem in one error: its message holds one problem a line."""
+        return cls("\n".join(str(p) for p in problems), problems=problems, field=problems[0].field, **details)
 
 
 class Unauthenticated(ModelrunnerError):

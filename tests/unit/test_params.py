@@ -7,8 +7,11 @@ from typing import Any
 
 import pytest
 
-from modelrunner.errors import InvalidInput
+from modelrunner.errors import InvalidInput, Problem
+from modelrunner.spec.param_limits import ParamLimits, check_param_sizes
 from modelrunner.spec.params import canonical_json, parse_cli_value, validate_params
+
+pytestmark = pytest.mark.store_free
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -105,6 +108,33 @@ def test_explicit_additional_properties_false_names_the_unknown_parameter() -> N
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "additionalProperties": False}
 
     assert failing_field(schema, {"n": 1, "m": 2}) == "params.m"
+
+
+def test_every_problem_is_listed_at_once_each_unknown_parameter_on_its_own() -> None:
+    with pytest.raises(InvalidInput) as raised:
+        validate_params(SCHEMA, {"n": -1, "tags": ["a", 2], "region": {"colour": "red"}, "nn": 3, "m": 4})
+
+    known = "its parameters: n, label, rate, region, tags"
+    assert raised.value.problems == [
+        Problem("params.m", f"is not a parameter of this model ({known})"),
+        Problem("params.n", "-1 is less than the minimum of 0"),
+        Problem("params.nn", f"is not a parameter of this model ({known})"),
+        Problem("params.rate", "is required"),
+        Problem("params.region.code", "is required"),
+        Problem("params.region.colour", "is not a field of params.region (its fields: code, weight)"),
+        Problem("params.tags.1", "2 is not of type 'string'"),
+    ]
+    assert raised.value.message.splitlines() == [str(problem) for problem in raised.value.problems]
+
+
+def test_every_value_over_a_size_limit_is_listed() -> None:
+    limits = ParamLimits(max_params=10, max_string_length=3, max_list_length=2)
+
+    with pytest.raises(InvalidInput) as raised:
+        check_param_sizes({"a": "long", "b": [1, 2, 3], "c": {"d": ["ok", "longer"]}, "ok": "abc"}, limits)
+
+    assert [problem.field for problem in raised.value.problems] == ["params.a", "params.b", "params.c.d.1"]
+    assert "max_param_list_length" in raised.value.problems[1].message
 
 
 def test_a_schema_may_allow_extra_parameters() -> None:

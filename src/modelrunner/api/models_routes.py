@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Request, Response
 from fastapi.exceptions import RequestValidationError
 
 from modelrunner.api.deps import AccessDep, PlatformDep
-from modelrunner.api.errors import status_of
+from modelrunner.api.errors import INVALID_RESPONSE, invalid_input_detail, status_of
 from modelrunner.api.schemas import (
     BatchSubmitRequest,
     BatchSubmitResponse,
@@ -62,7 +62,11 @@ def get_model(name: str, platform: PlatformDep, access: AccessDep) -> ModelDetai
         403: {"description": "The caller lacks `run` on the model, or may not choose the requested backend"},
         404: {"description": "Unknown model"},
         409: {"description": "cache=only and nothing is cached, or an input's dataset has no version yet"},
-        422: {"description": "Invalid parameters, max_age, input version or backend; the failing field is named"},
+        422: {
+            **INVALID_RESPONSE,
+            "description": "Invalid parameters, max_age, input version or backend: every problem with the "
+            "parameters at once, each naming its field (`params.<name>`); nothing was submitted",
+        },
     },
 )
 def submit_run(
@@ -103,11 +107,12 @@ def submit_run(
         404: {"description": "Unknown model"},
         413: {"description": "The body is larger than the server's max_body_bytes"},
         422: {
+            **INVALID_RESPONSE,
             "description": "Nothing was submitted: more runs than the server's max_batch_runs (`type` too_long, "
             "`ctx` names the setting and its value), or some runs cannot be submitted; `detail` lists every "
-            "one, `loc` [body, runs, INDEX, field...], with the `status` a single submit would have answered "
-            "(403 a backend the caller may not choose, 409 cache=only with nothing cached: listed once no item "
-            "has another problem, 422 invalid input)"
+            "problem of every one, `loc` [body, runs, INDEX, field...] (`errors`: field `runs.INDEX.field...`), "
+            "with the `status` a single submit would have answered (403 a backend the caller may not choose, "
+            "409 cache=only with nothing cached: listed once no item has another problem, 422 invalid input)",
         },
     },
 )
@@ -130,7 +135,9 @@ def submit_runs(name: str, platform: PlatformDep, access: AccessDep, request: Ba
     try:
         submissions = platform.submit_many(name, requests, submitter=access.principal)
     except BatchRefused as exc:
-        raise RequestValidationError([_refusal_entry(refusal) for refusal in exc.refusals]) from exc
+        raise RequestValidationError(
+            [entry for refusal in exc.refusals for entry in _refusal_entries(refusal)]
+        ) from exc
     joined: dict[int, SubmitResponse] = {}  # many items may join one run: read it once
     answers = []
     for submission in submissions:
@@ -159,14 +166,19 @@ def _answer(platform: Platform, access: Access, submission: Submission) -> Submi
     return SubmitResponse(**detail, submission=submission.outcome)
 
 
-def _refusal_entry(refusal: Refusal) -> dict[str, Any]:
-    """A refused item of a batch in the shape of a validation error, with the status a single
-    submit would have answered it with."""
+def _refusal_entries(refusal: Refusal) -> list[dict[str, Any]]:
+    """A refused item of a batch in the shape of validation errors, one for each of its problems,
+    with the status a single submit would have answered it with."""
     error = refusal.error
-    field = error.details.get("field")
-    loc = ("body", "runs", refusal.index, *(str(field).split(".") if field else ()))
     status = status_of(error)
-    return {"type": _REFUSAL_TYPES.get(status, "refused"), "loc": loc, "msg": error.message, "status": status}
+    kind = _REFUSAL_TYPES.get(status, "refused")
+    if isinstance(error, InvalidInput):
+        entries = invalid_input_detail(error, ("body", "runs", refusal.index))
+    else:
+        field = error.details.get("field")
+        loc = ("body", "runs", refusal.index, *(str(field).split(".") if field else ()))
+        entries = [{"loc": loc, "msg": error.message}]
+    return [{**entry, "type": kind, "status": status} for entry in entries]
 
 
 @router.get(
@@ -176,7 +188,10 @@ def _refusal_entry(refusal: Refusal) -> dict[str, Any]:
     responses={
         200: {"description": "The succeeded run that computed the result, with its outputs"},
         404: {"description": "Unknown model, or no result matches"},
-        422: {"description": "An unknown or invalid parameter, a bad max_age or input version; it is named"},
+        422: {
+            **INVALID_RESPONSE,
+            "description": "Unknown or invalid parameters (every one, each named), a bad max_age or input version",
+        },
     },
     openapi_extra={
         "parameters": [
@@ -231,7 +246,7 @@ def find_result(name: str, request: Request, platform: PlatformDep, access: Acce
     try:
         found = platform.submitter.find_cached(name, params, max_age, pins)
     except InvalidInput as exc:
-        raise InvalidInput(exc.message, **{**exc.details, "location": "query"}) from exc
+        raise InvalidInput(exc.message, problems=exc.problems, **{**exc.details, "location": "query"}) from exc
     if found is None:
         within = f" within max_age={max_age_text}" if max_age is not None else ""
         raise NotFound(f"no result of '{name}' for these parameters{within}", model=name)

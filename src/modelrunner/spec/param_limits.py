@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from modelrunner.errors import InvalidInput
+from modelrunner.errors import InvalidInput, Problem
 
 
 @dataclass(frozen=True)
@@ -20,9 +20,9 @@ class ParamLimits:
 
 
 def check_param_sizes(params: Any, limits: ParamLimits) -> None:
-    """Nothing when ``params`` is within ``limits``; else InvalidInput naming the first value over
-    one and the setting that sets it. Walks without recursion: a deeply nested value cannot
-    exhaust the stack."""
+    """Nothing when ``params`` is within ``limits``; else InvalidInput listing each value over one
+    and the setting that sets it. Walks without recursion: a deeply nested value cannot exhaust
+    the stack."""
     if not isinstance(params, dict):
         return  # validation says what is wrong with it
     if len(params) > limits.max_params:
@@ -32,26 +32,32 @@ def check_param_sizes(params: Any, limits: ParamLimits) -> None:
             field="params",
             limit="max_params",
         )
+    problems: list[Problem] = []
     pending: list[tuple[str, Any]] = [(f"params.{key}", value) for key, value in params.items()]
     pending += [("params", key) for key in params]
     while pending:
         where, value = pending.pop()
         if isinstance(value, str) and len(value) > limits.max_string_length:
-            raise InvalidInput(
-                f"{where}: a string of {len(value)} characters; this server takes at most "
-                f"{limits.max_string_length} (max_param_string_length, MODELRUNNER_MAX_PARAM_STRING_LENGTH)",
-                field=where,
-                limit="max_param_string_length",
+            problems.append(
+                Problem(
+                    where,
+                    f"a string of {len(value)} characters; this server takes at most {limits.max_string_length} "
+                    "(max_param_string_length, MODELRUNNER_MAX_PARAM_STRING_LENGTH)",
+                )
             )
         if isinstance(value, list):
             if len(value) > limits.max_list_length:
-                raise InvalidInput(
-                    f"{where}: a list of {len(value)} items; this server takes at most {limits.max_list_length} "
-                    "(max_param_list_length, MODELRUNNER_MAX_PARAM_LIST_LENGTH)",
-                    field=where,
-                    limit="max_param_list_length",
+                problems.append(
+                    Problem(
+                        where,
+                        f"a list of {len(value)} items; this server takes at most {limits.max_list_length} "
+                        "(max_param_list_length, MODELRUNNER_MAX_PARAM_LIST_LENGTH)",
+                    )
                 )
+                continue  # its items are not looked at: the list is refused whole
             pending += [(f"{where}.{index}", item) for index, item in enumerate(value)]
         elif isinstance(value, dict):
             pending += [(f"{where}.{key}", item) for key, item in value.items()]
             pending += [(where, key) for key in value]
+    if problems:
+        raise InvalidInput.of(sorted(problems, key=lambda p: p.field.split(".")))

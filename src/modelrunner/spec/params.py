@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 from jsonschema import validators
 
-from modelrunner.errors import InvalidInput
+from modelrunner.errors import InvalidInput, Problem
 
 
 def _fill_defaults(validator_class: Any) -> Any:
@@ -34,40 +34,51 @@ _OPEN_OBJECT_KEYWORDS = {"additionalProperties", "patternProperties", "unevaluat
 
 
 def validate_params(schema: dict[str, Any], params: Any) -> dict[str, Any]:
-    """Return ``params`` validated with defaults filled in, or raise InvalidInput naming the field.
+    """Return ``params`` validated with defaults filled in, or raise InvalidInput listing every
+    problem (``problems``), each naming its field (``params.<name>``), sorted by field.
 
-    A parameter the schema does not declare is rejected (a typo must not silently run with the
+    A parameter the schema does not declare is a problem (a typo must not silently run with the
     defaults) unless the schema says otherwise with ``additionalProperties`` or its relatives.
     """
+    filled, problems = check_params(schema, params)
+    if problems:
+        raise InvalidInput.of(problems)
+    return filled
+
+
+def check_params(schema: dict[str, Any], params: Any) -> tuple[dict[str, Any], list[Problem]]:
+    """``params`` with defaults filled in, and every problem with them (none: they are valid)."""
     if not isinstance(params, dict):
-        raise InvalidInput("params must be a JSON object", field="params")
+        return {}, [Problem("params", "must be a JSON object")]
     if not _OPEN_OBJECT_KEYWORDS & schema.keys():
         schema = {**schema, "additionalProperties": False}
     filled = copy.deepcopy(params)
-    errors = sorted(_Validator(schema).iter_errors(filled), key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
-        field = ".".join(str(p) for p in first.absolute_path)
-        if first.validator == "required":
-            # jsonschema reports a missing property at the parent; name the property itself.
-            missing = first.message.split("'")[1] if "'" in first.message else ""
-            field = ".".join(p for p in (field, missing) if p)
-        if first.validator == "additionalProperties" and isinstance(first.instance, dict):
-            # Reported at the parent object too; name the first property it does not declare.
-            declared = first.schema.get("properties", {})
-            patterns = list(first.schema.get("patternProperties", {}))
-            extra = next(
-                (
-                    str(key)
-                    for key in first.instance
-                    if key not in declared and not any(re.search(p, str(key)) for p in patterns)
-                ),
-                "",
-            )
-            field = ".".join(p for p in (field, extra) if p)
-        where = f"params.{field}" if field else "params"
-        raise InvalidInput(f"{where}: {first.message}", field=where)
-    return filled
+    errors = sorted(_Validator(schema).iter_errors(filled), key=lambda e: [str(p) for p in e.absolute_path])
+    problems = [problem for error in errors for problem in _problems_of(error)]
+    return filled, sorted(problems, key=lambda p: p.field.split("."))
+
+
+def _problems_of(error: jsonschema.ValidationError) -> list[Problem]:
+    where = ["params", *(str(p) for p in error.absolute_path)]
+    if error.validator == "required":
+        # jsonschema reports a missing property at the parent; name the property itself.
+        missing = error.message.split("'")[1] if "'" in error.message else ""
+        return [Problem(".".join([*where, missing] if missing else where), "is required")]
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        # Reported once at the parent for all of them; name each property it does not declare.
+        declared = error.schema.get("properties", {})
+        patterns = list(error.schema.get("patternProperties", {}))
+        known = ", ".join(str(name) for name in declared) or "none"
+        if len(where) == 1:
+            what = f"is not a parameter of this model (its parameters: {known})"
+        else:
+            what = f"is not a field of {'.'.join(where)} (its fields: {known})"
+        return [
+            Problem(".".join([*where, str(key)]), what)
+            for key in error.instance
+            if key not in declared and not any(re.search(p, str(key)) for p in patterns)
+        ]
+    return [Problem(".".join(where), error.message)]
 
 
 def parse_cli_value(schema: dict[str, Any], name: str, text: str) -> Any:

@@ -7,9 +7,12 @@ validates again with the model's schema (``spec/params.py``), which has the last
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from modelrunner.errors import Problem
+from modelrunner.spec.params import check_params
 
 _SIMPLE = {"string", "number", "integer", "boolean"}
 
@@ -70,7 +73,28 @@ def params_of(schema: Mapping[str, Any], form: Mapping[str, str]) -> tuple[dict[
             params[name] = _parse(prop, kind, text)
         except ValueError as exc:
             errors[name] = str(exc)
+    if errors:
+        # The form goes back for a fix: say at once what the schema finds wrong with the rest too.
+        _, problems = check_params(dict(schema), params)
+        by_field, _ = errors_by_field(schema, problems)
+        errors = {**{name: text for name, text in by_field.items() if name not in errors}, **errors}
     return params, errors
+
+
+def errors_by_field(schema: Mapping[str, Any], problems: Sequence[Problem]) -> tuple[dict[str, str], list[str]]:
+    """The messages to show next to each field of the form (a problem deep in a field's value is
+    its field's), and those of no field, as lines to show above the form."""
+    fields = schema.get("properties", {})
+    by_field: dict[str, list[str]] = {}
+    others: list[str] = []
+    for problem in problems:
+        path = problem.field.removeprefix("params.").split(".") if problem.field.startswith("params.") else []
+        if path and path[0] in fields:
+            inner = ".".join(path[1:])
+            by_field.setdefault(path[0], []).append(f"{inner}: {problem.message}" if inner else problem.message)
+        else:
+            others.append(str(problem))
+    return {name: "; ".join(messages) for name, messages in by_field.items()}, others
 
 
 def _field(name: str, prop: Mapping[str, Any], required: bool, values: Mapping[str, str] | None, error: str) -> Field:

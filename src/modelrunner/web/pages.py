@@ -120,12 +120,8 @@ async def submit_run(name: str, request: Request, access: PageAccess) -> Respons
     try:
         submission = platform.submit(name, params, CacheMode(cache), inputs=pins, submitter=access.principal)
     except InvalidInput as exc:
-        field = str(exc.details.get("field", "")).removeprefix("params.").split(".")[0]
-        if field in schema.get("properties", {}):
-            # Next to its field, the message needs no "params.<name>: " in front.
-            shown = exc.message.removeprefix(f"params.{field}: ")
-            return _model_page(request, access, name, texts, {field: shown}, status_code=422)
-        return _model_page(request, access, name, texts, message=exc.message, status_code=422)
+        by_field, others = forms.errors_by_field(schema, exc.problems)
+        return _model_page(request, access, name, texts, by_field, message="; ".join(others), status_code=422)
     except Conflict as exc:
         return _model_page(request, access, name, texts, message=exc.message, status_code=409)
     return RedirectResponse(f"/runs/{submission.run.id}", status_code=303)
