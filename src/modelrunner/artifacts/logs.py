@@ -7,6 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def logs_folder(state_dir: Path) -> Path:
+    """Where a server with this state folder keeps its run logs (outside the artifact store)."""
+    return state_dir / "logs"
+
+
 class LogStore:
     """``<root>/<run id>/<attempt number>.log``; readers page through all attempts by offset."""
 

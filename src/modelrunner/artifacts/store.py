@@ -47,6 +47,11 @@ class ArtifactStore:
         if self._local:
             Path(self.root).mkdir(parents=True, exist_ok=True)
 
+    @property
+    def is_local(self) -> bool:
+        """Whether the store is a folder of this machine (``root``), not an object store."""
+        return self._local
+
     def uri(self, key: str) -> str:
         return f"{self.url}/{clean_key(key)}"
 
@@ -65,6 +70,15 @@ class ArtifactStore:
             os.replace(partial, path)
         else:
             self.fs.pipe_file(path, data)  # an object store publishes an object whole
+        return self.uri(key)
+
+    def put_stream(self, key: str, source: IO[bytes]) -> str:
+        """Store what ``source`` reads at ``key``, in chunks (a restore's files, of any size)."""
+        path = self._path(key)
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with self.fs.open(path, "wb") as target:
+            while chunk := source.read(_CHUNK):
+                target.write(chunk)
         return self.uri(key)
 
     def get_bytes(self, uri: str) -> bytes:
