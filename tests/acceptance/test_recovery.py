@@ -91,7 +91,9 @@ checkpoint = pathlib.Path(os.environ["MODELRUNNER_CHECKPOINT"]) / "step"
 first = int(checkpoint.read_text()) if checkpoint.exists() else 0
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 for step in range(first, 40):
-    checkpoint.write_text(str(step))
+    written = checkpoint.with_name("step.new")
+    written.write_text(str(step))
+    os.replace(written, checkpoint)  # whole, as a model must: a stop may come mid-write
     time.sleep(0.1)
 (pathlib.Path(os.environ["MODELRUNNER_OUTPUTS"]) / "steps.json").write_text(json.dumps({"first": first}))
 """
