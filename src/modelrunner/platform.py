@@ -77,7 +77,7 @@ class Platform:
                     lease_seconds=settings.lease_seconds,
                     poll_seconds=settings.poll_seconds,
                     callback_url=settings.resolved_public_url,
-                    on_attempt_finished=self.metrics.observe_attempt,
+                    metrics=self.metrics,
                     on_runs_changed=self._runs_changed,
                     model_environment=self._model_environment,
                 )
@@ -93,6 +93,7 @@ class Platform:
             self._source_of,
             staging=settings.state_dir / "data" / "staging",
             runner_id=self.dispatcher.runner_id,
+            on_failed=self.metrics.sync_failed,
         )
         self.poller = DataPoller(self.database, self.workspace, self.syncs, tick_seconds=settings.poll_seconds)
         self.scheduler = Scheduler(self.database, self.workspace, self.submitter, automatic=self.profile.automatic)

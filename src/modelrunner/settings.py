@@ -12,6 +12,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from modelrunner.errors import ModelrunnerError
+from modelrunner.process_log import LogFormat, LogLevel
 from modelrunner.spec.automation_spec import ProfileSpec
 from modelrunner.spec.workspace import Workspace
 
@@ -83,6 +84,10 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(default=1.0, gt=0, description="Fallback wake-up of the dispatcher")
     profile: str | None = Field(
         default=None, description="A profile of modelrunner.yaml (storage, slots, publish steps, automatic runs)"
+    )
+    log_level: LogLevel = Field(default=LogLevel.INFO, description="The least severe lines the server logs")
+    log_format: LogFormat = Field(
+        default=LogFormat.TEXT, description="text: lines for people; json: one JSON object a line, for log systems"
     )
 
     # Everything a caller sends has a size limit (a request over one is refused with 413 or 422

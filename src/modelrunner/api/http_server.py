@@ -30,8 +30,14 @@ class _Server(uvicorn.Server):
 
 
 def serve_http(platform: Platform, host: str, port: int) -> None:
-    """Serve the platform's app until SIGINT or SIGTERM."""
+    """Serve the platform's app until SIGINT or SIGTERM. uvicorn's lines, its access log among
+    them, go wherever the process's log is configured (see process_log)."""
     config = uvicorn.Config(
-        create_app(platform), host=host, port=port, log_level="info", timeout_graceful_shutdown=_GRACE_SECONDS
+        create_app(platform),
+        host=host,
+        port=port,
+        log_config=None,  # uvicorn's own handlers and levels would bypass the process's
+        log_level=None,
+        timeout_graceful_shutdown=_GRACE_SECONDS,
     )
     _Server(config, platform).run()

@@ -184,6 +184,12 @@ def ensure_first_admin(session: Session) -> bool:
     return True
 
 
+def lacks_password(session: Session, name: str) -> bool:
+    """Whether user ``name`` exists, is enabled and has no password to sign in to the web UI with."""
+    user = account_queries.user_by_name(session, name)
+    return user is not None and not user.disabled and user.password_hash is None
+
+
 def add_group(session: Session, name: str) -> GroupRow:
     _check_name(name, "group name")
     if account_queries.group_by_name(session, name) is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import logging
 import os
@@ -141,7 +142,8 @@ class LocalBackend:
         with self._lock:
             self._running[job.attempt_id] = process
             self._taken += slots
-        self._attempts.submit(self._execute, process, slots)
+        # The attempt's thread logs as its submitter does: naming the run and the attempt.
+        self._attempts.submit(contextvars.copy_context().run, self._execute, process, slots)
         return {"host": HOST, "attempt_id": job.attempt_id, "run_id": job.run_id, "attempt": job.attempt_number}
 
     def poll(self, handles: Sequence[Handle]) -> list[Report]:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from modelrunner.cli.client import DEFAULT_SERVER
+from modelrunner.process_log import LogFormat, LogLevel
 
 Server = Annotated[
     str,
@@ -78,5 +79,28 @@ Profile = Annotated[
         envvar="MODELRUNNER_PROFILE",
         help="A profile of modelrunner.yaml, e.g. test or production: storage, slots, whether publish steps "
         "and schedules run. Flags and MODELRUNNER_* variables still win.",
+    ),
+]
+
+# The log of a long-running process (serve, worker); None means "as Settings decides".
+LogLevelOption = Annotated[
+    LogLevel | None,
+    typer.Option(
+        "--log-level",
+        envvar="MODELRUNNER_LOG_LEVEL",
+        case_sensitive=False,
+        help="The least severe lines to log (on stderr). [default: info]",
+        show_default=False,
+    ),
+]
+LogFormatOption = Annotated[
+    LogFormat | None,
+    typer.Option(
+        "--log-format",
+        envvar="MODELRUNNER_LOG_FORMAT",
+        case_sensitive=False,
+        help="text: lines for people; json: one JSON object a line (time, level, logger, message, and the run, "
+        "attempt, model and backend of a line about a run), for a log system. [default: text]",
+        show_default=False,
     ),
 ]

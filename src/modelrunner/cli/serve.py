@@ -46,11 +46,14 @@ def serve(
     ] = None,
     data_dir: options.DataDir = None,
     profile: options.Profile = None,
+    log_level: options.LogLevelOption = None,
+    log_format: options.LogFormatOption = None,
 ) -> None:
-    """Run the platform: the HTTP API, the dispatcher and the local backend, in one process.
+    """Run the platform: the HTTP API, the web UI, the dispatcher and the local backend, in one process.
 
     Database migrations are applied at start. Stop it with Ctrl-C; runs in flight are picked up
-    again when it restarts.
+    again when it restarts. What it does is logged on stderr (text, or JSON lines with
+    --log-format json), requests included.
     """
     settings = build_settings(
         workspace=workspace,
@@ -61,6 +64,8 @@ def serve(
         artifacts_url=artifacts_url,
         data_dir=data_dir,
         profile=profile,
+        log_level=log_level,
+        log_format=log_format,
     )
     if not settings.workspace.is_dir():
         raise ModelrunnerError(
@@ -72,60 +77,69 @@ def serve(
     from modelrunner.auth.accounts import FIRST_ADMIN
     from modelrunner.execution.confinement import protect_runner
     from modelrunner.platform import Platform
+    from modelrunner.process_log import configure
 
+    configure(settings.log_level, settings.log_format)
     protect_runner()
     _check_port_free(settings.host, settings.port)
     given = settings
     platform = Platform(settings)
     settings = platform.settings  # with the profile's values
     platform.database.ping()  # an unreachable database is a message here, not a startup traceback
-    created_first_admin = _prepare_store(platform)
+    created_first_admin, admin_needs_password = _prepare_store(platform)
     shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    output.stdout().print(
+    address = settings.resolved_public_url  # 0.0.0.0 is no address a browser can open
+    lines = [
         f"modelrunner listening on http://{shown_host}:{settings.port} "
         f"(workspace {settings.workspace.resolve()}, database {masked_url(settings.resolved_database_url)}, "
         f"artifacts {settings.resolved_artifacts_url}"
         + (f", profile {settings.profile}" if settings.profile else "")
         + ")",
-        markup=False,
-        soft_wrap=True,
-    )
+        f"  web UI:   {address}/",
+        f"  API docs: {address}/docs",
+    ]
     if created_first_admin:
-        command = _token_command(given, FIRST_ADMIN)
-        output.stdout().print(
-            f"created the first site admin '{FIRST_ADMIN}'. Create its token with: {command}",
-            markup=False,
-            soft_wrap=True,
-        )
+        command = _store_command(given, ["tokens", "create", "--user", FIRST_ADMIN])
+        lines.append(f"created the first site admin '{FIRST_ADMIN}'. Create its token with: {command}")
+    if admin_needs_password:
+        command = _store_command(given, ["users", "set-password", FIRST_ADMIN])
+        lines.append(f"'{FIRST_ADMIN}' has no password for the web UI yet; give it one with: {command}")
+    for line in lines:
+        output.stdout().print(line, markup=False, soft_wrap=True)
     serve_http(platform, settings.host, settings.port)
 
 
-def _prepare_store(platform: Platform) -> bool:
-    """Migrate the store and create the first site admin (see Platform.prepare_store), with
-    database failures as a message naming the database."""
+def _prepare_store(platform: Platform) -> tuple[bool, bool]:
+    """Migrate the store and create the first site admin (see Platform.prepare_store); whether it
+    was created now, and whether it has no password to sign in to the web UI with. Database
+    failures become a message naming the database."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from modelrunner.auth.accounts import FIRST_ADMIN, lacks_password
+
     try:
-        return platform.prepare_store()
+        created = platform.prepare_store()
+        with platform.database.read() as session:
+            return created, lacks_password(session, FIRST_ADMIN)
     except SQLAlchemyError as exc:
         shown = masked_url(platform.settings.resolved_database_url)
         raise ModelrunnerError(f"cannot prepare the database {shown}: {getattr(exc, 'orig', None) or exc}") from exc
 
 
-def _token_command(given: Settings, admin: str) -> str:
-    """``modelrunner tokens create`` for the first admin, with the flags that find this server's
-    store from any folder (never a secret: a database password shows as ***)."""
-    words = ["modelrunner", "tokens", "create", "--user", admin, "--workspace", str(given.workspace.resolve())]
+def _store_command(given: Settings, command: list[str]) -> str:
+    """``modelrunner COMMAND...`` with the flags that find this server's store from any folder
+    (never a secret: a database password shows as ***)."""
+    words = ["modelrunner", *command, "--workspace", str(given.workspace.resolve())]
     if given.profile:
         words += ["--profile", given.profile]
     if given.database_url:
         words += ["--database-url", masked_url(given.database_url)]
     elif given.data_dir:
         words += ["--data-dir", str(given.state_dir)]
-    command = shlex.join(words)
-    if "***" in command:
-        command += " (with the database password in place of ***)"
-    return command
+    line = shlex.join(words)
+    if "***" in line:
+        line += " (with the database password in place of ***)"
+    return line
 
 
 def _check_port_free(host: str, port: int) -> None:

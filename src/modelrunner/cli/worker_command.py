@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import signal
-import sys
 import tempfile
 from pathlib import Path
 from types import FrameType
@@ -12,8 +10,9 @@ from typing import Annotated
 
 import typer
 
-from modelrunner.cli.options import DEFAULT, Server
+from modelrunner.cli.options import DEFAULT, LogFormatOption, LogLevelOption, Server
 from modelrunner.errors import ModelrunnerError
+from modelrunner.process_log import LogFormat, LogLevel, configure
 
 
 def worker(
@@ -53,6 +52,8 @@ def worker(
             show_default=False,
         ),
     ] = None,
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Run attempts of a worker pool: claim them from the server over HTTP, run each under the
     model contract, and send back heartbeats, logs, progress, outputs and the outcome.
@@ -68,8 +69,7 @@ def worker(
 
     if not token.strip():
         raise ModelrunnerError("a worker needs a token: pass --token or set MODELRUNNER_TOKEN")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s modelrunner worker: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure(log_level or LogLevel.INFO, log_format or LogFormat.TEXT)
     protect_runner()
     user = model_user(run_as, allow_root=True)
     if user is not None:

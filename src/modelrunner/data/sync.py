@@ -47,7 +47,9 @@ class DatasetSyncs:
         source_of: Callable[[str], Source],
         staging: Path,
         runner_id: str,
+        on_failed: Callable[[str], None] = lambda dataset: None,
     ) -> None:
+        """``on_failed`` is told the dataset of each sync that fails here."""
         self._database = database
         self._workspace = workspace
         self._artifacts = artifacts
@@ -55,6 +57,7 @@ class DatasetSyncs:
         self._source_of = source_of
         self._staging = staging
         self._runner_id = runner_id
+        self._on_failed = on_failed
 
     def request(self, dataset: str, *, walk_all: bool = False, reason: str = "request") -> tuple[DatasetSyncRow, bool]:
         """Queue a sync of ``dataset``; if one is queued or running already, that one (and False).
@@ -133,10 +136,13 @@ class DatasetSyncs:
             log.info("dataset %s: %s", row.dataset, _summary(found))
         except Exception as exc:
             message = exc.message if isinstance(exc, ModelrunnerError) else f"{type(exc).__name__}: {exc}"
-            if not isinstance(exc, ModelrunnerError):
+            if isinstance(exc, ModelrunnerError):
+                log.warning("dataset %s: sync %s failed: %s", row.dataset, sync_id, message)
+            else:
                 log.exception("dataset %s: sync %s failed", row.dataset, sync_id)
             with self._database.write() as session:
                 _move(session, sync_id, SyncStatus.FAILED, error=message, finished_at=utcnow())
+            self._on_failed(row.dataset)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return self.get(sync_id)

@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -36,12 +37,21 @@ from modelrunner.engine.states import FINAL_RUN_STATES, AttemptStatus, RunStatus
 from modelrunner.engine.transition import transition
 from modelrunner.errors import ModelrunnerError, NotFound, SpecError
 from modelrunner.execution.job import AttemptJob, JobInput, Outcome, UpstreamFile
+from modelrunner.metrics import LAUNCH_ERROR, LAUNCH_UNREACHABLE, Metrics
+from modelrunner.process_log import about_attempt
 from modelrunner.service_loop import ServiceLoop
 from modelrunner.store import queries
 from modelrunner.store.database import Database
 from modelrunner.store.tables import AttemptRow
 
 log = logging.getLogger("modelrunner.dispatcher")
+
+# How loudly an attempt's ending is logged: an operator looks for the failures.
+_LEVELS = {
+    AttemptStatus.FAILED: logging.WARNING,
+    AttemptStatus.TIMED_OUT: logging.WARNING,
+    AttemptStatus.LOST: logging.WARNING,
+}
 
 _FIRST_RECHECK_SECONDS = 2.0  # after a submit found the backend unreachable; doubled up to the last
 _LAST_RECHECK_SECONDS = 60.0
@@ -60,6 +70,7 @@ class _Outage:
 @dataclass
 class _InFlight:
     run_id: int
+    model: str
     handle: Handle
     timeout: float | None
     started: float | None = None  # monotonic, once the process runs
@@ -80,14 +91,14 @@ class Dispatcher:
         lease_seconds: float,
         poll_seconds: float,
         callback_url: str,
-        on_attempt_finished: Callable[[float], None] = lambda seconds: None,
+        metrics: Metrics,
         on_runs_changed: Callable[[], None] = lambda: None,
         model_environment: Callable[[], Sequence[str]] = tuple,
     ) -> None:
         """``backend_name`` is the name runs are routed to (``backends:`` in modelrunner.yaml);
         ``callback_url`` is the server's URL as attempts reach it (their progress callbacks);
         ``model_environment`` gives the variables of a runner's environment that models see too;
-        ``on_attempt_finished`` gets each finished attempt's run time; ``on_runs_changed`` is
+        ``metrics`` counts the attempts' endings and launch failures; ``on_runs_changed`` is
         called after attempts' endings are committed (pipelines advance on it)."""
         self._database = database
         self._catalog = catalog
@@ -97,13 +108,14 @@ class Dispatcher:
         self._lease = lease_seconds
         self._poll = poll_seconds
         self._callback_url = callback_url.rstrip("/")
-        self._on_attempt_finished = on_attempt_finished
+        self._metrics = metrics
         self._on_runs_changed = on_runs_changed
         self._model_environment = model_environment
+        metrics.add_backend(backend_name)
         self.runner_id = this_runner_id()
         self._inflight: dict[int, _InFlight] = {}
         self._pending: list[Report] = []  # polled, not yet committed: kept until the store has them
-        self._loop = ServiceLoop(f"dispatcher-{backend_name}", self._tick, interval=poll_seconds, log=log)
+        self._loop = ServiceLoop(f"dispatcher-{backend_name}", self._logged_tick, interval=poll_seconds, log=log)
         self._next_heartbeat = 0.0
         self._next_reap = 0.0
         self._next_poll = 0.0
@@ -114,24 +126,31 @@ class Dispatcher:
 
     def start(self) -> None:
         """Recover attempts left by a dead predecessor on this host, then start the loop."""
-        self._recover_dead_runners()
+        with about_attempt(backend=self.backend_name):
+            self._recover_dead_runners()
         self._loop.start()
 
     def stop(self) -> None:
         """Stop dispatching. Attempts still running are queued again (no retry spent) and their
         processes stopped, keeping their checkpoints; the backend's ``close`` waits for them."""
         self._loop.stop()
+        with about_attempt(backend=self.backend_name):
+            self._stop_attempts()
+
+    def _stop_attempts(self) -> None:
         try:
             self._poll_reports()
             self._record_and_claim(claim=False)  # what already ended is recorded as it ended
         except Exception:
             log.exception("could not record the last attempt reports")
         for attempt_id, flight in list(self._inflight.items()):
-            with self._database.write() as session:
-                attempts.interrupt(session, attempt_id, "the server shut down while it ran")
-            # Stopped the way a preemption stops it: the model gets SIGTERM and the grace period
-            # to write its checkpoint, which the run's next attempt starts from.
-            self._backend.cancel(flight.handle, AttemptStatus.PREEMPTED)
+            with self._about(attempt_id):
+                with self._database.write() as session:
+                    attempts.interrupt(session, attempt_id, "the server shut down while it ran")
+                log.info("attempt %s stopped: the server shuts down; its run waits in the queue", attempt_id)
+                # Stopped the way a preemption stops it: the model gets SIGTERM and the grace period
+                # to write its checkpoint, which the run's next attempt starts from.
+                self._backend.cancel(flight.handle, AttemptStatus.PREEMPTED)
 
     def wake(self, *, queued: bool = False, cancelled: bool = False) -> None:
         """Act now: on attempt reports; with ``queued`` a run was queued, with ``cancelled`` one
@@ -142,7 +161,18 @@ class Dispatcher:
             self._maybe_cancelled = True
         self._loop.wake()
 
+    def _about(self, attempt_id: int) -> AbstractContextManager[None]:
+        """Lines logged in the block name the attempt, with its run and model while it runs here."""
+        flight = self._inflight.get(attempt_id)
+        if flight is None:
+            return about_attempt(attempt_id=attempt_id)
+        return about_attempt(run_id=flight.run_id, attempt_id=attempt_id, model=flight.model)
+
     # --- the loop -------------------------------------------------------------------------------
+
+    def _logged_tick(self) -> float:
+        with about_attempt(backend=self.backend_name):
+            return self._tick()
 
     def _tick(self) -> float:
         """One round; the seconds until the next is due unless woken."""
@@ -173,8 +203,9 @@ class Dispatcher:
         Reports leave ``_pending`` only once committed, so a failed transaction loses none."""
         # Outside the transaction: during an outage this asks the backend's engine (seconds).
         claim = claim and self._backend_answers()
+        reports = self._pending
         with self._database.write() as session:
-            finished = self._record_reports(session, self._pending)
+            finished = self._record_reports(session, reports)
             if finished:
                 self._maybe_queued = True  # slots were freed, or a failed attempt was queued again
             claimed = []
@@ -185,12 +216,31 @@ class Dispatcher:
         self._pending = []
         if finished:
             self._on_runs_changed()
-        now = time.monotonic()
-        for attempt_id in finished:
-            flight = self._inflight.pop(attempt_id, None)
-            if flight is not None and flight.started is not None:
-                self._on_attempt_finished(now - flight.started)
+        self._recorded(reports)
         self._launch(claimed)
+
+    def _recorded(self, reports: list[Report]) -> None:
+        """Log and count what the reports just committed say."""
+        now = time.monotonic()
+        for report in reports:
+            with self._about(report.attempt_id):
+                if isinstance(report, Started):
+                    log.info("attempt %s started", report.attempt_id)
+                elif isinstance(report, Progressed):
+                    log.debug("attempt %s progress %s %s", report.attempt_id, report.fraction, report.message or "")
+                elif isinstance(report, Finished):
+                    outcome = report.outcome
+                    error = f": {outcome.error}" if outcome.error else ""
+                    log.log(
+                        _LEVELS.get(outcome.status, logging.INFO),
+                        "attempt %s %s%s",
+                        report.attempt_id,
+                        outcome.status.value,
+                        error,
+                    )
+                    flight = self._inflight.pop(report.attempt_id, None)
+                    seconds = now - flight.started if flight is not None and flight.started is not None else None
+                    self._metrics.attempt_ended(self.backend_name, outcome.status, seconds)
 
     def _sleep_time(self) -> float:
         now = time.monotonic()
@@ -218,6 +268,8 @@ class Dispatcher:
                 # A damaged store (submit records the version first), or a resource class removed
                 # from modelrunner.yaml since: one bad run must not stop the queue behind it.
                 transition(session, run.id, RunStatus.FAILED, reason=f"cannot run: {exc.message}")
+                with about_attempt(run_id=run.id, model=run.model_name):
+                    log.warning("run %s failed before any attempt: %s", run.id, exc.message)
                 continue
             attempt = attempts.claim(session, run.id, self.backend_name, self.runner_id, self._lease_until())
             if attempt is None:
@@ -244,7 +296,7 @@ class Dispatcher:
                 passed_variables=tuple(self._model_environment()),
             )
             handle = _handle_of(self.runner_id, attempt.attempt_id, run.id, attempt.number)
-            jobs.append((job, _InFlight(run.id, handle, part.resources.timeout)))
+            jobs.append((job, _InFlight(run.id, run.model_name, handle, part.resources.timeout)))
             free -= run.slots
         if len(queued) == len(jobs) and free <= 0:
             self._maybe_queued = True  # there may be more behind what fitted
@@ -253,17 +305,32 @@ class Dispatcher:
     def _launch(self, jobs: list[tuple[AttemptJob, _InFlight]]) -> None:
         for index, (job, flight) in enumerate(jobs):
             self._inflight[job.attempt_id] = flight
-            try:
-                flight.handle = self._backend.submit(job)
-            except BackendUnavailable as exc:
-                self._inflight.pop(job.attempt_id, None)
-                self._backend_unreachable(exc.message, [j for j, _ in jobs[index:]])
+            # The backend's own lines about the attempt, in this thread or in one it hands the
+            # context to, name it too.
+            with self._about(job.attempt_id):
+                unreachable = self._launch_one(job, flight)
+            if unreachable is not None:
+                self._backend_unreachable(unreachable, [j for j, _ in jobs[index:]])
                 return
-            except Exception as exc:
-                log.exception("backend %s could not launch attempt %s", self.backend_name, job.attempt_id)
-                self._inflight.pop(job.attempt_id, None)
-                with self._database.write() as session:
-                    attempts.finish(session, job.attempt_id, _launch_failure(exc), self._retry_policy)
+
+    def _launch_one(self, job: AttemptJob, flight: _InFlight) -> str | None:
+        """Submit one attempt; the problem if the backend cannot be reached (nothing is launched)."""
+        try:
+            flight.handle = self._backend.submit(job)
+        except BackendUnavailable as exc:
+            self._inflight.pop(job.attempt_id, None)
+            self._metrics.launch_failed(self.backend_name, LAUNCH_UNREACHABLE)
+            return exc.message
+        except Exception as exc:
+            log.exception("backend %s could not launch attempt %s", self.backend_name, job.attempt_id)
+            self._inflight.pop(job.attempt_id, None)
+            with self._database.write() as session:
+                attempts.finish(session, job.attempt_id, _launch_failure(exc), self._retry_policy)
+            self._metrics.launch_failed(self.backend_name, LAUNCH_ERROR)
+            self._metrics.attempt_ended(self.backend_name, AttemptStatus.FAILED, None)
+            return None
+        log.info("attempt %s of run %s launched", job.attempt_id, job.run_id)
+        return None
 
     def _backend_unreachable(self, problem: str, unlaunched: list[AttemptJob]) -> None:
         """Queue the runs of ``unlaunched`` again, spending no retry, and launch nothing until the
@@ -316,7 +383,8 @@ class Dispatcher:
                     with session.begin_nested(), queries.events_together(session):
                         self._record(session, report)
                 except ModelrunnerError as exc:
-                    log.warning("attempt %s: report not recorded: %s", report.attempt_id, exc.message)
+                    with self._about(report.attempt_id):
+                        log.warning("attempt %s: report not recorded: %s", report.attempt_id, exc.message)
         return [report.attempt_id for report in reports if isinstance(report, Finished)]
 
     def _record(self, session: Session, report: Report) -> None:
@@ -351,6 +419,11 @@ class Dispatcher:
                 self._stop(attempt_id, flight, AttemptStatus.TIMED_OUT)
 
     def _stop(self, attempt_id: int, flight: _InFlight, reason: AttemptStatus) -> None:
+        with self._about(attempt_id):
+            log.info("attempt %s: stopping its model (%s)", attempt_id, reason.value)
+            self._stop_attempt(attempt_id, flight, reason)
+
+    def _stop_attempt(self, attempt_id: int, flight: _InFlight, reason: AttemptStatus) -> None:
         flight.stopping = True
         self._backend.cancel(flight.handle, reason)
         seconds = self._runner_lease_seconds(attempt_id)
@@ -404,10 +477,13 @@ class Dispatcher:
     def _reap(self, attempt: AttemptRow, reason: str) -> None:
         # Stop whatever may still run for it first, so a retry never runs beside its predecessor.
         handle = attempt.handle or _handle_of(attempt.runner_id, attempt.id, attempt.run_id, attempt.number)
-        self._backend.cancel(handle, AttemptStatus.LOST)
-        with self._database.write() as session:
-            if attempts.lose(session, attempt.id, reason, self._retry_policy):
+        with about_attempt(run_id=attempt.run_id, attempt_id=attempt.id):
+            self._backend.cancel(handle, AttemptStatus.LOST)
+            with self._database.write() as session:
+                lost = attempts.lose(session, attempt.id, reason, self._retry_policy)
+            if lost:
                 log.warning("run %s: %s", attempt.run_id, reason)
+                self._metrics.attempt_ended(self.backend_name, AttemptStatus.LOST, None)
         self.wake()
 
 

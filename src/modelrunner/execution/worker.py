@@ -9,6 +9,8 @@ lost and runs elsewhere), and the worker stops the model and drops its result.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import json
 import logging
@@ -31,6 +33,7 @@ from modelrunner.execution.job import Outcome
 from modelrunner.execution.remote import RemoteAttempt, RemoteJob, outcome_to_dict, parse_job
 from modelrunner.execution.server_link import AttemptChannel, AttemptGone, Refused, ServerArtifacts, detail_of
 from modelrunner.execution.supervision import SupervisorService
+from modelrunner.process_log import about_attempt
 
 log = logging.getLogger("modelrunner.worker")
 
@@ -207,8 +210,17 @@ class _AttemptRun:
         self._thread = threading.Thread(target=self._follow, name=f"attempt-{self.attempt_id}", daemon=True)
 
     def start(self) -> None:
-        log.info("attempt %s (run %s, model %s): claimed", self.attempt_id, self.job.run_id, self.job.model_name)
+        with self._about():
+            log.info("attempt %s (run %s, model %s): claimed", self.attempt_id, self.job.run_id, self.job.model_name)
         self._thread.start()
+
+    def _about(self) -> contextlib.AbstractContextManager[None]:
+        return about_attempt(
+            run_id=self.job.run_id,
+            attempt_id=self.attempt_id,
+            model=self.job.model_name,
+            backend=self._worker.config.pool,
+        )
 
     def stop(self, reason: AttemptStatus) -> None:
         self._attempt.stop(reason)
@@ -217,6 +229,10 @@ class _AttemptRun:
         self._thread.join()
 
     def _follow(self) -> None:
+        with self._about():
+            self._follow_model()
+
+    def _follow_model(self) -> None:
         outcomes: list[Outcome] = []
 
         def run_model() -> None:
@@ -225,7 +241,9 @@ class _AttemptRun:
             finally:
                 self._wake.set()  # report the ending now, not at the next heartbeat
 
-        runner = threading.Thread(target=run_model, name=f"model-{self.attempt_id}", daemon=True)
+        runner = threading.Thread(
+            target=contextvars.copy_context().run, args=(run_model,), name=f"model-{self.attempt_id}", daemon=True
+        )
         runner.start()
         try:
             unreachable = False

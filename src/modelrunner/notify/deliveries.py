@@ -41,6 +41,7 @@ from modelrunner.notify import email, messages, webhooks
 from modelrunner.notify.delivery_transition import move_delivery
 from modelrunner.notify.sent import Sent, redacted
 from modelrunner.notify.states import Channel, DeliveryKind, DeliveryStatus
+from modelrunner.process_log import about_attempt
 from modelrunner.spec.notify_spec import EMAIL_ATTEMPTS, EMAIL_BACKOFF_SECONDS, EMAIL_TIMEOUT, NotificationsSpec
 from modelrunner.spec.workspace import Workspace
 from modelrunner.store import notify_queries
@@ -256,15 +257,16 @@ class Deliverer:
             to, changes = DeliveryStatus.PENDING, {"next_attempt_at": now + retry.delay(claim.attempt)}
         self._finish(row, claim, (started, duration, sent), to, last_error=sent.error, **changes)
         if not sent.ok:
-            log.warning(
-                "delivery %s (%s to %s) attempt %s of %s failed: %s",
-                row.id,
-                row.channel,
-                _shown_target(row),
-                claim.attempt,
-                retry.attempts,
-                sent.error,
-            )
+            with about_attempt(run_id=row.run_id):  # a digest is about no one run: None
+                log.warning(
+                    "delivery %s (%s to %s) attempt %s of %s failed: %s",
+                    row.id,
+                    row.channel,
+                    _shown_target(row),
+                    claim.attempt,
+                    retry.attempts,
+                    sent.error,
+                )
 
     def _finish(
         self,

@@ -9,7 +9,7 @@ import datetime as dt
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from modelrunner.engine.states import RunStatus
@@ -188,6 +188,17 @@ def set_deliveries_if(
         conditions.append(DeliveryRow.id.in_(list(ids)))
     statement = update(DeliveryRow).where(DeliveryRow.status.in_(list(statuses)), *conditions).values(**values)
     return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
+def count_unsent(session: Session, statuses: Collection[str]) -> dict[str, int]:
+    """Channel -> how many deliveries are in one of ``statuses``. Reads only those (the status
+    index), however many were sent before."""
+    statement = (
+        select(DeliveryRow.channel, func.count())
+        .where(DeliveryRow.status.in_(list(statuses)))
+        .group_by(DeliveryRow.channel)
+    )
+    return {channel: int(count) for channel, count in session.execute(statement)}
 
 
 def digest_items(session: Session, digest_id: int) -> list[DeliveryRow]:

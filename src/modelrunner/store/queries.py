@@ -219,6 +219,17 @@ def queued_counts_by_backend(session: Session) -> dict[str, int]:
     return {backend: int(count) for backend, count in session.execute(statement)}
 
 
+def oldest_queued_by_backend(session: Session) -> dict[str, dt.datetime]:
+    """Backend name -> when the oldest run waiting in its queue was submitted. Reads only the
+    queued runs (the status index), however long the history."""
+    statement = (
+        select(_runs.c.backend, func.min(_runs.c.created_at))
+        .where(_runs.c.status == RunStatus.QUEUED.value)
+        .group_by(_runs.c.backend)
+    )
+    return {backend: created for backend, created in session.execute(statement)}
+
+
 def active_attempt_counts_by_backend(session: Session) -> dict[str, int]:
     """Backend name -> how many of its attempts are starting or running."""
     statement = (
