@@ -295,12 +295,12 @@ def test_a_running_pipeline_refreshes_its_graph_until_it_ends(client: TestClient
 def test_the_graph_needs_view_access_to_the_pipeline(client: TestClient, pages: TestClient, platform: Platform) -> None:
     pipeline_id = wait_for_run(client.get, submit(client, "regional", {"regions": ["x"]})["id"])["id"]
 
-    olga = signed_in(pages, "olga")  # may view noop only
+    olga = signed_in(pages, "olga")  # may view noop only: the pipeline run is unknown to her
     refused = olga.get(f"/runs/{pipeline_id}/graph")
-    assert refused.status_code == 403
-    assert "needs &#39;view&#39; on model &#39;regional&#39;" in refused.text
+    assert refused.status_code == 404
+    assert f"unknown run {pipeline_id}" in refused.text and "regional" not in refused.text
     assert "pg-step" not in refused.text
-    assert olga.get(f"/runs/{pipeline_id}").status_code == 403
+    assert olga.get(f"/runs/{pipeline_id}").status_code == 404
     anonymous = TestClient(client.app, follow_redirects=False)
     assert anonymous.get(f"/runs/{pipeline_id}/graph").status_code == 303  # to sign in
     assert olga.get("/runs/999999/graph").status_code == 404

@@ -36,6 +36,7 @@ from modelrunner.web.pages import router as pages_router
 from modelrunner.web.pipeline_graph import router as pipeline_graph_router
 from modelrunner.web.rendering import STATIC
 from modelrunner.web.result_pages import router as result_pages_router
+from modelrunner.web.run_lists import router as run_lists_router
 from modelrunner.web.run_pages import router as run_pages_router
 from modelrunner.web.session import SessionCookies
 
@@ -96,6 +97,7 @@ def create_app(platform: Platform) -> FastAPI:
     # The web UI: pages signed in by a session cookie (the API itself only reads bearer tokens).
     app.add_middleware(SessionCookies, settings=platform.settings)
     app.include_router(pages_router)
+    app.include_router(run_lists_router)
     app.include_router(run_pages_router)
     app.include_router(pipeline_graph_router)
     app.include_router(result_pages_router)

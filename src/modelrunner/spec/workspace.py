@@ -220,7 +220,7 @@ class Workspace:
                     problems=[str(p) for p in entry.problems],
                 )
             return entry.model
-        raise NotFound(f"unknown model '{name}'", model=name)
+        raise unknown_model(name)
 
     def problems(self) -> list[SpecProblem]:
         """Every problem in the workspace file and the model specs, including programs that cannot
@@ -410,7 +410,7 @@ class Workspace:
         """The dataset called ``name``; NotFound if the workspace declares none."""
         found = self.spec().datasets.get(name)
         if found is None:
-            raise NotFound(f"unknown dataset '{name}' (datasets are declared in {WORKSPACE_FILE})", dataset=name)
+            raise unknown_dataset(name)
         return found
 
     def _workspace_problems(self) -> list[SpecProblem]:
@@ -486,3 +486,15 @@ def create_workspace(destination: Path) -> list[Path]:
         raise SpecError(f"{destination} is not empty; choose a new folder", problems=[])
     shutil.copytree(TEMPLATE, destination, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
     return sorted(p.relative_to(destination) for p in destination.rglob("*") if p.is_file())
+
+
+def unknown_model(name: str) -> NotFound:
+    """The error for a model the workspace does not have; the pages give it for a model the
+    caller may not view too, so that they never tell whether it exists."""
+    return NotFound(f"unknown model '{name}'", model=name)
+
+
+def unknown_dataset(name: str) -> NotFound:
+    """The error for a dataset the workspace does not declare (and, on the pages, for one the
+    caller may not see)."""
+    return NotFound(f"unknown dataset '{name}' (datasets are declared in {WORKSPACE_FILE})", dataset=name)

@@ -11,9 +11,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from modelrunner.api.schemas import DatasetDetail, DatasetSummaryOut, DatasetVersionOut
-from modelrunner.auth.dataset_access import dataset_readers, require_dataset, sees_dataset
+from modelrunner.auth.dataset_access import dataset_readers, sees_dataset
 from modelrunner.data import catalog
-from modelrunner.spec.access_spec import Level
+from modelrunner.platform import Platform
+from modelrunner.spec.workspace import unknown_dataset
 from modelrunner.store.row_ids import Position
 from modelrunner.web.rendering import PageRoute, render
 from modelrunner.web.session import PageAccess, platform_of
@@ -36,11 +37,19 @@ def datasets_page(request: Request, access: PageAccess) -> Response:
     return render(request, "datasets.html", title="Datasets", datasets=shown)
 
 
+def readers_of(platform: Platform, dataset: str) -> list[str]:
+    return dataset_readers(platform.workspace).get(dataset, [])
+
+
 @router.get("/datasets/{name}")
 def dataset_page(name: str, request: Request, access: PageAccess, offset: Position = 0) -> Response:
     """The dataset with a page of its versions, newest data first (``offset`` skips the newest)."""
     platform = platform_of(request)
-    require_dataset(platform.workspace, access, name, Level.VIEW, "viewing a dataset")
+    # A dataset the caller may not see is answered exactly as an unknown one: the page never
+    # tells whether it exists, nor which models read it.
+    if name not in platform.workspace.datasets() or not sees_dataset(access, readers_of(platform, name)):
+        access.require_signed_in("viewing a dataset")
+        raise unknown_dataset(name)
     offset = max(0, offset)
     with platform.database.read() as session:
         detail = DatasetDetail.of(catalog.dataset_summary(session, platform.workspace, name))
@@ -60,5 +69,5 @@ def dataset_page(name: str, request: Request, access: PageAccess, offset: Positi
         previous_offset=max(0, offset - VERSIONS_PER_PAGE) if offset else None,
         next_offset=offset + VERSIONS_PER_PAGE if len(versions) > VERSIONS_PER_PAGE else None,
         # Only the readers the caller may view: the others are not theirs to know of.
-        readers=access.visible(dataset_readers(platform.workspace).get(name, [])),
+        readers=access.visible(readers_of(platform, name)),
     )

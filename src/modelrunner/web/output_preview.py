@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelrunner.artifacts.store import ArtifactStore
@@ -15,6 +15,10 @@ from modelrunner.store.tables import OutputRow
 
 PREVIEW_BYTES = 4 * 1024 * 1024
 CHART_ROWS = 10_000  # a line chart of more points than this says nothing more, and slows the page
+# A series whose largest value is this many times below the chart's largest is drawn on the right
+# axis unless the reader chose otherwise: on a shared axis it would be a flat line (20 °C beside
+# 5,000 kW).
+RIGHT_AXIS_RATIO = 20
 _DELIMITERS = {".csv": ",", ".tsv": "\t"}
 _JSON = (".json", ".geojson")
 
@@ -61,6 +65,27 @@ class Table:
 class ChartChoice:
     x: str
     series: list[str]
+    right: list[str] = field(default_factory=list)  # series drawn against a second y axis, on the right
+
+
+def with_right_axis(choice: ChartChoice, tables: list[Table], right: list[str] | None) -> ChartChoice:
+    """``choice`` with the series on the right axis: those of ``right`` (the reader's choice) that
+    are drawn, or with no choice made, those far smaller than the largest (``RIGHT_AXIS_RATIO``)."""
+    if right is not None:
+        return replace(choice, right=[s for s in choice.series if s in right])
+    sizes = {s: max((_largest(table, s) for table in tables), default=0.0) for s in choice.series}
+    largest = max(sizes.values(), default=0.0)
+    small = [s for s in choice.series if sizes[s] * RIGHT_AXIS_RATIO < largest]
+    return replace(choice, right=small)
+
+
+def _largest(table: Table, column: str) -> float:
+    """The largest absolute value of ``column`` within what a chart draws (0 without one)."""
+    if column not in table.numeric:
+        return 0.0
+    index = table.columns.index(column)
+    numbers = (_number(row[index]) for row in table.rows[:CHART_ROWS] if index < len(row))
+    return max((abs(n) for n in numbers if n is not None), default=0.0)
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ from modelrunner.spec.access_spec import Level
 from modelrunner.spec.workspace import Model
 from modelrunner.store.run_reads_queries import RunHeadline
 from modelrunner.store.tables import DatasetVersionRow
-from modelrunner.web import forms
+from modelrunner.web import forms, run_lists
 from modelrunner.web.pipeline_graph import structure_of
 from modelrunner.web.rendering import PageRoute, flash, render
-from modelrunner.web.session import PageAccess, checked_form, platform_of, sign_in, sign_out
+from modelrunner.web.session import PageAccess, checked_form, platform_of, sign_in, sign_out, viewed_model
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -99,16 +99,16 @@ def models_page(request: Request, access: PageAccess) -> Response:
 
 @router.get("/models/{name}")
 def model_page(name: str, request: Request, access: PageAccess) -> Response:
-    access.require(name, Level.VIEW, "viewing a model")
+    viewed_model(platform_of(request), access, name)
     return _model_page(request, access, name)
 
 
 @router.post("/models/{name}/runs")
 async def submit_run(name: str, request: Request, access: PageAccess) -> Response:
     form = await checked_form(request)
-    access.require(name, Level.RUN, "submitting runs")
     platform = platform_of(request)
-    schema = platform.workspace.model(name).spec.params
+    schema = viewed_model(platform, access, name).spec.params
+    access.require(name, Level.RUN, "submitting runs")
     texts = {key: str(value) for key, value in form.items() if isinstance(value, str)}
     params, errors = forms.params_of(schema, texts)
     pins = {key.removeprefix(_INPUT_PREFIX): v for key, v in texts.items() if key.startswith(_INPUT_PREFIX) and v}
@@ -153,6 +153,7 @@ def _model_page(
         "fields": forms.fields_of(model.spec.params, values or None, errors),
         "inputs": inputs,
         "runs": runs,
+        "shown_params": run_lists.telling_params(runs),
         "may_run": access.may(name, Level.RUN),
         "graph": structure_of(model.spec),
         "cache": values.get(_CACHE_FIELD, CacheMode.USE.value),

@@ -20,7 +20,8 @@ from modelrunner.store.tables import OutputRow, RunRow
 from modelrunner.web import output_preview
 from modelrunner.web.output_preview import ChartChoice, Table
 from modelrunner.web.rendering import PageRoute, render
-from modelrunner.web.session import PageAccess, PageRunViewer, platform_of
+from modelrunner.web.run_lists import telling_params
+from modelrunner.web.session import PageAccess, PageRunViewer, platform_of, viewed_model
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -54,10 +55,25 @@ def _output(run: RunRow, outputs: list[OutputRow], path: str) -> OutputRow:
     return found
 
 
-def chart_of(key: str, path: str, sources: list[tuple[str, Table]], x: str | None, series: list[str]) -> Chart:
-    """A chart over ``sources`` (label, table); its columns are those of the first source."""
+def chart_of(
+    key: str,
+    path: str,
+    sources: list[tuple[str, Table]],
+    x: str | None,
+    series: list[str],
+    right: list[str] | None = None,
+) -> Chart:
+    """A chart over ``sources`` (label, table); its columns are those of the first source.
+    ``right``: the series the reader put on the right axis (None: not chosen yet)."""
     first = sources[0][1]
-    return Chart(key, path, first.columns, first.numeric, first.chart(x, series), output_preview.chart_payload(sources))
+    choice = output_preview.with_right_axis(first.chart(x, series), [table for _, table in sources], right)
+    return Chart(key, path, first.columns, first.numeric, choice, output_preview.chart_payload(sources))
+
+
+def _right_axis(right: list[str], axes: str) -> list[str] | None:
+    """The reader's choice of right-axis series; the chart's form always sends ``axes``, so
+    without it nobody chose yet (and the chart puts series far smaller than the rest there)."""
+    return right if axes else None
 
 
 @router.get("/runs/{run_id}/results/{path:path}")
@@ -67,6 +83,8 @@ def output_page(
     request: Request,
     x: str | None = None,
     series: Series = [],  # noqa: B006 - FastAPI copies query defaults
+    right: Series = [],  # noqa: B006
+    axes: str = "",
     rows: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
     """A CSV output as a line chart and a table (``rows``: where the table's page starts), or a
@@ -85,7 +103,8 @@ def output_page(
     if request.headers.get("HX-Request") and rows:
         # "More rows": the next rows for the table body, and the button moved on (out of band).
         return render(request, "table_rows.html", **context, **_table_page(table, rows))
-    chart = chart_of("output", path, [(f"run {run.id}", table)], x, series) if table.numeric else None
+    sources = [(f"run {run.id}", table)]
+    chart = chart_of("output", path, sources, x, series, _right_axis(right, axes)) if table.numeric else None
     return render(request, "output.html", **context, chart=chart, **_table_page(table, rows))
 
 
@@ -103,10 +122,13 @@ def compare_page(
     b: RowId | None = None,
     x: str | None = None,
     series: Series = [],  # noqa: B006 - FastAPI copies query defaults
+    right: Series = [],  # noqa: B006
+    axes: str = "",
 ) -> Response:
     """Two runs of ``name``: their parameters and data versions side by side (differences marked),
     each CSV output both runs have as one chart with both runs' lines, and JSON outputs side by side."""
     platform = platform_of(request)
+    viewed_model(platform, access, name)
     choices = run_reads.recent_runs(
         platform, access, name, COMPARABLE_RUNS, "comparing runs", statuses=[RunStatus.SUCCEEDED]
     )
@@ -114,12 +136,13 @@ def compare_page(
         "title": f"Compare runs of {name}",
         "model_name": name,
         "choices": choices,
+        "shown_params": telling_params(choices),
         "a": a,
         "b": b,
     }
     if a is None or b is None:
         return render(request, "compare.html", **context)
-    runs = [_viewed_run(platform, RunPermission(run_id, access, Level.VIEW)) for run_id in (a, b)]
+    runs = [_viewed_run(platform, RunPermission(run_id, access, Level.VIEW, conceal=True)) for run_id in (a, b)]
     for run, _ in runs:
         if run.model_name != name:
             raise InvalidInput(f"run {run.id} is a run of '{run.model_name}', not of '{name}'", run=run.id)
@@ -135,7 +158,7 @@ def compare_page(
                 for run, outputs in ((run_a, by_path_a), (run_b, by_path_b))
             ]
             if tables[0][1].numeric:
-                charts.append(chart_of(f"compare-{index}", path, tables, x, series))
+                charts.append(chart_of(f"compare-{index}", path, tables, x, series, _right_axis(right, axes)))
         elif kind == "json":
             pair = (
                 output_preview.read_json(platform.artifacts, by_path_a[path]),

@@ -31,6 +31,7 @@ from modelrunner.errors import Forbidden
 from modelrunner.platform import Platform
 from modelrunner.settings import Settings
 from modelrunner.spec.access_spec import Level
+from modelrunner.spec.workspace import Model, unknown_model
 from modelrunner.store.row_ids import RowId
 
 SESSION_COOKIE = "modelrunner_session"
@@ -128,18 +129,29 @@ PageAccess = Annotated[Access, Depends(page_access)]
 
 
 def _page_run_viewer(run_id: RowId, access: PageAccess) -> RunPermission:
-    return RunPermission(run_id, access, Level.VIEW)
+    return RunPermission(run_id, access, Level.VIEW, conceal=True)
 
 
 def _page_run_canceller(run_id: RowId, access: PageAccess) -> RunPermission:
-    return RunPermission(run_id, access, Level.RUN)
+    return RunPermission(run_id, access, Level.RUN, conceal=True)
 
 
 PageRunViewer = Annotated[RunPermission, Depends(_page_run_viewer)]
 """The run of the page's path, to be shown to a caller with ``view`` on its model (checked by the
-read, as the API's ``RunViewer``)."""
+read, as the API's ``RunViewer``); a run the caller may not view is an unknown run here."""
 PageRunCanceller = Annotated[RunPermission, Depends(_page_run_canceller)]
-"""The run of the page's path, to be cancelled: the API's ``RunCanceller``."""
+"""The run of the page's path, to be cancelled: the API's ``RunCanceller`` (403 to a viewer who
+may not cancel it; an unknown run to one who may not view it)."""
+
+
+def viewed_model(platform: Platform, access: Access, name: str) -> Model:
+    """The model ``name``, for a page shown to a caller who may view it. A model the caller may
+    not view is answered exactly as an unknown one (404, the same page), so that no page tells
+    whether it exists; an anonymous caller is asked to sign in for either."""
+    if not access.may(name, Level.VIEW):
+        access.require_signed_in("viewing a model")
+        raise unknown_model(name)
+    return platform.workspace.model(name)
 
 
 def sign_in(request: Request, name: str, password: str) -> Principal:

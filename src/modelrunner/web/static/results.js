@@ -1,19 +1,28 @@
 // Draws each <figure class="chart"> with Chart.js from the JSON next to it, and redraws it when
 // its x column or series change (the page's address follows, so a chart can be shared as a link).
-// Several sources (two runs compared) share colours per series and differ by line style.
+// Several sources (two runs compared) share colours per series and differ by line style. Series
+// ticked under "Right axis" are drawn against a second y axis (Chart.js's own multi-axis support),
+// so that 20 °C beside 5,000 kW is not a flat line.
 (function () {
   "use strict";
   var COLOURS = ["#0b5cad", "#b3261e", "#1a7f37", "#8250df", "#bc4c00", "#0a7f86", "#6e7781", "#cf222e"];
 
-  // The x column is no series of its own: its box is switched off while it is the x axis.
+  // The x column is no series of its own: its boxes are switched off while it is the x axis.
   function choice(form) {
     var x = form.querySelector("select[name=x]").value;
-    var series = [];
-    form.querySelectorAll("input[name=series]").forEach(function (box) {
-      box.disabled = box.value === x;
-      if (box.checked && !box.disabled) series.push(box.value);
-    });
-    return { x: x, series: series };
+    function ticked(name) {
+      var names = [];
+      form.querySelectorAll("input[name=" + name + "]").forEach(function (box) {
+        box.disabled = box.value === x;
+        if (box.checked && !box.disabled) names.push(box.value);
+      });
+      return names;
+    }
+    var series = ticked("series");
+    var right = ticked("right").filter(function (name) { return series.indexOf(name) >= 0; });
+    // A second axis only when both sides have a series: all on one side is one axis.
+    if (right.length === series.length) right = [];
+    return { x: x, series: series, right: right };
   }
 
   function config(payload, chosen) {
@@ -41,6 +50,7 @@
         }
         datasets.push({
           label: payload.sources.length > 1 ? source.label + ": " + name : name,
+          yAxisID: chosen.right.indexOf(name) >= 0 ? "y2" : "y",
           data: points,
           borderColor: COLOURS[seriesIndex % COLOURS.length],
           backgroundColor: COLOURS[seriesIndex % COLOURS.length],
@@ -51,6 +61,8 @@
         });
       });
     });
+    var twoAxes = chosen.right.length > 0;
+    var left = chosen.series.filter(function (name) { return chosen.right.indexOf(name) < 0; });
     return {
       type: "line",
       data: numericX ? { datasets: datasets } : { labels: labels, datasets: datasets },
@@ -58,7 +70,16 @@
         animation: false,
         maintainAspectRatio: false,
         interaction: { mode: "nearest", axis: "x", intersect: false },
-        scales: { x: { type: numericX ? "linear" : "category", title: { display: true, text: chosen.x } } },
+        scales: {
+          x: { type: numericX ? "linear" : "category", title: { display: true, text: chosen.x } },
+          y: { position: "left", title: { display: twoAxes, text: left.join(", ") } },
+          y2: {
+            position: "right",
+            display: twoAxes,
+            title: { display: twoAxes, text: chosen.right.join(", ") },
+            grid: { drawOnChartArea: false }, // one grid, the left axis's
+          },
+        },
       },
     };
   }
