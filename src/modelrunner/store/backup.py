@@ -134,7 +134,7 @@ def backup(database: Database, logs_dir: Path, artifacts_url: str, archive: Path
         compressed = archive.name.endswith((".gz", ".tgz"))
         with tarfile.open(partial, "w:gz") if compressed else tarfile.open(partial, "w") as tar:
             _add_bytes(tar, MANIFEST, manifest.to_json())
-            tar.add(dump, _SQLITE_MEMBER if database.is_sqlite else _POSTGRES_MEMBER)
+            tar.add(dump, _SQLITE_MEMBER if database.is_sqlite else _POSTGRES_MEMBER, filter=_private)
             progress.stage("run logs and artifacts", manifest.file_bytes)
             for prefix, files in ((_LOGS, logs), (_ARTIFACTS, stored)):
                 for path, relative, _ in files:
@@ -312,11 +312,16 @@ def _add_file(tar: tarfile.TarFile, path: Path, name: str, progress: Progress) -
     except FileNotFoundError:  # removed since it was listed: nothing the database names
         return
     with handle:
-        info = tar.gettarinfo(arcname=name, fileobj=handle)
-        info.mode = 0o600
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        tar.addfile(info, _Counted(handle, progress))
+        tar.addfile(_private(tar.gettarinfo(arcname=name, fileobj=handle)), _Counted(handle, progress))
+
+
+def _private(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """An entry readable by its owner only, owned by no one in particular: outputs and logs are
+    the users' data, and the archive may be unpacked on another machine."""
+    info.mode = 0o600
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
 
 
 class _Counted:
