@@ -129,10 +129,10 @@ def test_sync_list_show_run_on_pinned_versions_and_delete(server: Server, git_re
 
     versions = ok("data", "versions", "cases", env=env)
     assert versions.index(second[:12]) < versions.index(first[:12])  # newest first
-    assert "three rows" in versions and "2.0 KiB" in versions
+    assert "three rows" in versions and "2.1 kB" in versions  # 2,060 bytes
 
     shown = ok("data", "show", "cases", second[:8], env=env)
-    assert second in shown and "data/more.txt" in shown and "2.0 KiB" in shown and "discovered" in shown
+    assert second in shown and "data/more.txt" in shown and "2.0 kB" in shown and "discovered" in shown
 
     # A run on the newest data, and one pinned to the first version by a prefix of its sha.
     newest = ok("run", "counter", "--wait", env=env)
@@ -212,4 +212,4 @@ def test_a_long_sync_shows_progress_and_a_second_request_joins_it(server: Server
     version = api(server, "/datasets/feed")["newest"]["version"]
     assert f"1 new version, newest {version[:12]}" in stdout
     shown = ok("data", "show", "feed", version, env=env)
-    assert "feed.csv" in shown and "2.0 MiB" in shown
+    assert "feed.csv" in shown and "2.1 MB" in shown

@@ -1,5 +1,6 @@
 """Every problem with a run's parameters is reported at once: in one 422 of the API (single and
-batch submits, result look-ups) and next to each field of the web form, with nothing submitted."""
+batch submits, result look-ups) and next to each field of the web form, with nothing submitted.
+And the pages show durations and sizes as people write them."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from fastapi.testclient import TestClient
 
 from modelrunner.api.app import create_app
 from modelrunner.platform import Platform
-from tests.identities import add_user
+from tests.conftest import wait_for_run
+from tests.identities import add_user, bearer, token_for
 from tests.integration.runs_api import stored_counts
 from tests.integration.test_web_pages import PASSWORD, SHAPES, csrf_of, signed_in
 
@@ -96,11 +98,15 @@ def test_the_openapi_document_describes_the_422_body(client: TestClient) -> None
 
 @pytest.fixture
 def workspace(workspace: Path) -> Path:
-    """The test workspace with a model whose schema has a field of every kind, runnable by group runners."""
+    """The test workspace with a model whose schema has a field of every kind, runnable by group
+    runners, and a dataset."""
     config = workspace / "modelrunner.yaml"
     spec = yaml.safe_load(config.read_text())
     access = {"groups": {"runners": [{"models": ["shapes"], "allow": "run"}]}}
-    config.write_text(yaml.safe_dump({**spec, "access": access}))
+    # A dataset polled daily (86,400 seconds), for the pages that show its interval.
+    (workspace / "feed").mkdir()
+    datasets = {"feed": {"source": "files", "url": "feed", "poll": "1d"}}
+    config.write_text(yaml.safe_dump({**spec, "access": access, "datasets": datasets}))
     (workspace / "shapes").mkdir()
     (workspace / "shapes" / "model.yaml").write_text(yaml.safe_dump(SHAPES))
     (workspace / "shapes" / "noop.py").write_text((workspace / "noop" / "noop.py").read_text())
@@ -112,6 +118,7 @@ def runner(platform: Platform) -> Iterator[TestClient]:
     """A browser signed in as a user who may run ``shapes``."""
     with TestClient(create_app(platform), follow_redirects=False) as client:
         add_user(platform.database, "rune", groups=["runners"], password=PASSWORD)
+        add_user(platform.database, "ada", admin=True, password=PASSWORD)
         yield signed_in(client, "rune")
 
 
@@ -145,3 +152,17 @@ def test_a_field_that_is_not_of_its_type_does_not_hide_the_others(runner: TestCl
     assert field_error(page.text, "days") == "0 is less than the minimum of 1"  # found by the schema
     assert 'value="abc"' in page.text and 'value="1, x"' in page.text
     assert stored_counts(platform) == (0, 0)
+
+
+def test_pages_show_durations_and_sizes_as_people_write_them(runner: TestClient, platform: Platform) -> None:
+    token = csrf_of(runner.get("/models/shapes").text)
+    run_page = runner.post("/models/shapes/runs", data={"csrf": token, "r0": "3"}).headers["location"]
+    api = bearer(token_for(platform.database, "rune"))
+    wait_for_run(lambda path: runner.get(path, headers=api), int(run_page.rsplit("/", 1)[1]))
+
+    details = runner.get(f"{run_page}/details").text
+
+    assert re.search(r"<td>\d\d:\d\d:\d\d \(\d+(\.\d)?s\)</td>", details), details  # the attempt's duration
+    assert re.search(r"params\.json</a></td><td>\d+ B</td>", details), details
+    admin = signed_in(TestClient(runner.app, follow_redirects=False), "ada")
+    assert "<dd>every 1d, and on request</dd>" in admin.get("/datasets/feed").text

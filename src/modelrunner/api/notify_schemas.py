@@ -81,7 +81,7 @@ class SubscriptionCreated(SubscriptionOut):
 class DeliveryAttemptOut(BaseModel):
     number: int
     started_at: dt.datetime
-    duration_seconds: float
+    duration_seconds: float = Field(description="Seconds the attempt took")
     ok: bool
     http_status: int | None = Field(description="The webhook receiver's answer")
     error: str | None = Field(description="What went wrong (SMTP or HTTP), with no secret in it")

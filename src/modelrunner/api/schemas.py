@@ -48,7 +48,10 @@ class ModelSummary(BaseModel):
 
 class ModelDetail(ModelSummary):
     params: dict[str, Any] = Field(description="JSON Schema of the parameters")
-    resources: dict[str, Any]
+    resources: dict[str, Any] = Field(
+        description="cpu, memory (as written, e.g. 8Gi), gpus, timeout (seconds), class: with the values of "
+        "the resource class filled in"
+    )
     retries: dict[str, int]
     outputs: list[dict[str, str]]
     inputs: dict[str, str] = Field(
@@ -114,7 +117,7 @@ class SubmitRequest(BaseModel):
 
 
 class Progress(BaseModel):
-    fraction: float | None
+    fraction: float | None = Field(description="From 0 to 1")
     message: str | None
 
 
@@ -135,7 +138,7 @@ class AttemptOut(BaseModel):
 
 class OutputOut(BaseModel):
     path: str
-    size: int
+    size: int = Field(description="Bytes")
     sha256: str
     url: str = Field(description="API path that downloads the file")
 
@@ -353,7 +356,7 @@ class DatasetVersionOut(BaseModel):
 
 class DataFileOut(BaseModel):
     path: str
-    size: int
+    size: int = Field(description="Bytes")
 
 
 class DatasetVersionDetail(DatasetVersionOut):

@@ -20,8 +20,8 @@ class ClaimedAttempt(BaseModel):
     attempt_id: int
     job: dict[str, Any] = Field(description="The job description, as `modelrunner exec --job` reads it")
     callback_token: str = Field(description="The attempt's own token: every later call about it carries it")
-    heartbeat_seconds: float = Field(description="How often to send a heartbeat")
-    lease_seconds: float = Field(description="Without a heartbeat for this long, the attempt is lost")
+    heartbeat_seconds: float = Field(description="Seconds between heartbeats")
+    lease_seconds: float = Field(description="Seconds without a heartbeat after which the attempt is lost")
 
 
 class HeartbeatRequest(BaseModel):
@@ -42,7 +42,7 @@ class StoredKeys(BaseModel):
 
 
 class StoredUpload(BaseModel):
-    size: int
+    size: int = Field(description="Bytes")
     sha256: str
     uri: str
 
@@ -51,7 +51,7 @@ class OutputFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: str
-    size: int = Field(ge=0, le=INT64_MAX)
+    size: int = Field(ge=0, le=INT64_MAX, description="Bytes")
     sha256: str
     uri: str
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
+from modelrunner import units
 from modelrunner.cli import options, output
 from modelrunner.cli.client import Client
 from modelrunner.cli.progress_view import follow
@@ -37,7 +38,7 @@ def list_datasets(json_output: options.Json = False, server: options.Server = op
             dataset["source"],
             str(dataset["version_count"]),
             f"{newest['version'][:SHORT]} {output.when(newest['time'])}" if newest else "",
-            every(dataset.get("poll")),
+            units.duration(dataset.get("poll")) or "on request",
             _sync_cell(dataset.get("last_sync")),
         )
     output.stdout().print(table)
@@ -217,13 +218,3 @@ def _sync_cell(last: dict[str, Any] | None) -> Text:
     if moment:
         cell.append(f" {output.when(moment)}")
     return cell
-
-
-def every(seconds: float | None) -> str:
-    """A poll interval as written in modelrunner.yaml: ``90s``, ``30m``, ``2h``, ``1d``; ``on request`` if none."""
-    if seconds is None:
-        return "on request"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"

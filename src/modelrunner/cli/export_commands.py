@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from modelrunner import units
 from modelrunner.cli import options, output
 from modelrunner.cli.client import Client
 
@@ -111,10 +112,10 @@ def runtimes(
             output.cell(row["model"]),
             output.cell(_source(row)),
             str(row["runs"]),
-            _seconds(row["current_runtime_s"]),
-            _seconds(row["previous_runtime_s"]),
+            units.duration(row["current_runtime_s"]),
+            units.duration(row["previous_runtime_s"]),
             f"{row['change'] - 1:+.0%}" if row["change"] is not None else "",
-            _seconds(row["mean_runtime_s"]),
+            units.duration(row["mean_runtime_s"]),
         )
     output.stdout().print(table)
     if not rows:
@@ -167,7 +168,3 @@ def _source(row: dict[str, Any]) -> str:
     if row["trigger"] is not None:
         return f"trigger {row['trigger']}"
     return "on demand"
-
-
-def _seconds(value: float | None) -> str:
-    return output.seconds(value) if value is not None else ""

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from modelrunner import units
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.cli import output
 from modelrunner.cli.configuration import build_settings
@@ -173,7 +174,7 @@ def _print_outcome(model: Model, outcome: Outcome, destination: Path, took: floa
     console = output.stdout()
     line = output.status(outcome.status.value)
     line = output.cell(f"{model.name} (local, version {model.version}) ").append_text(line)
-    line.append(f" in {output.seconds(took)}")
+    line.append(f" in {units.duration(took)}")
     if outcome.error:
         line.append(f": {outcome.error}")
     console.print(line)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from modelrunner import units
 from modelrunner.cli import options, output
 from modelrunner.cli.client import Client
 
@@ -50,7 +51,11 @@ def show(
     for text in (model.get("title"), model.get("description")):
         if text:
             console.print(output.cell(text.strip()))
-    resources = ", ".join(f"{k} {v}" for k, v in model.get("resources", {}).items() if v is not None)
+    resources = ", ".join(
+        f"{k} {units.duration(v) if k == 'timeout' else v}"
+        for k, v in model.get("resources", {}).items()
+        if v is not None
+    )
     console.print(output.cell(f"resources: {resources}"))
     retries = model.get("retries", {})
     failed, lost = retries.get("failed", 0), retries.get("lost", 0)

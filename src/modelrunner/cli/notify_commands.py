@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
+from modelrunner import units
 from modelrunner.cli import options, output
 from modelrunner.cli.client import Client
 from modelrunner.errors import ModelrunnerError
@@ -199,7 +200,7 @@ def show(
         table.add_row(
             str(attempt["number"]),
             output.when(attempt["started_at"]),
-            output.seconds(attempt["duration_seconds"]),
+            units.duration(attempt["duration_seconds"]),
             Text(outcome, style="green" if attempt["ok"] else "red"),
             output.cell(attempt.get("error") or ""),
         )

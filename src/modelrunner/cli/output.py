@@ -1,4 +1,5 @@
-"""How the command line shows things: the two consoles, tables, sizes, times and JSON."""
+"""How the command line shows things: the two consoles, tables, sizes, times and JSON (sizes and
+durations in the format of ``modelrunner.units``, as the web pages show them)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from modelrunner import units
+from modelrunner.units import size as size  # the CLI shows sizes as the web pages do
 
 # When output goes to a file or a pipe, Rich would wrap at 80 columns and cut sha256 digests.
 _PIPED_WIDTH = 200
@@ -63,16 +67,6 @@ def cell(value: object) -> Text:
     return Text("" if value is None else str(value))
 
 
-def size(n_bytes: int) -> str:
-    """``532 B``, ``1.4 KiB``, ``12.0 MiB``."""
-    value = float(n_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
 def parse_time(value: str | None) -> dt.datetime | None:
     """An API timestamp as an aware datetime (the store may give naive UTC times)."""
     if not value:
@@ -88,23 +82,12 @@ def when(value: str | None) -> str:
 
 
 def duration(start: str | None, end: str | None) -> str:
-    """Time from ``start`` to ``end`` (or to now while still running), e.g. ``2.4s``, ``3m05s``."""
+    """Time from ``start`` to ``end`` (or to now while still running), e.g. ``2.4s``, ``3m 5s``."""
     started = parse_time(start)
     if started is None:
         return ""
     finished = parse_time(end) or dt.datetime.now(dt.UTC)
-    return seconds((finished - started).total_seconds())
-
-
-def seconds(total: float) -> str:
-    total = max(total, 0.0)
-    if total < 60:
-        return f"{total:.1f}s"
-    minutes, secs = divmod(int(total), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    return units.duration(finished - started)
 
 
 def percent(fraction: float | None) -> str:

@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
+from modelrunner import units
 from modelrunner.api.errors import status_of
 from modelrunner.errors import ModelrunnerError, Unauthenticated
 from modelrunner.web.session import csrf_token, page_principal
@@ -23,6 +24,9 @@ from modelrunner.web.session import csrf_token, page_principal
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 templates = Jinja2Templates(directory=HERE / "templates")
+# Durations and sizes as the command line shows them: `{{ run_seconds | duration }}`, `{{ n_bytes | size }}`.
+templates.env.filters["duration"] = units.duration
+templates.env.filters["size"] = units.size
 
 # Pages load nothing from elsewhere and run no inline script; frames of them are refused.
 _HEADERS = {

@@ -1,15 +1,17 @@
-"""``modelrunner run`` with bad parameters: every problem on its own line, naming its parameter,
-with no traceback, from the server and with ``--local`` alike."""
+"""What the command line shows a person: with bad parameters, every problem on its own line naming
+its parameter (from the server and with ``--local`` alike, with no traceback); durations and sizes
+as people write them, not raw seconds and bytes."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from tests.acceptance.test_cli import cli, nowhere
-from tests.conftest import Server
+from tests.acceptance.test_cli import cli, nowhere, ok, wait_until
+from tests.conftest import FINAL, Server
 
 # noop declares n (integer) and label (string).
 BAD = ("-p", "n=three", "-p", "colour=red", "-p", "size=2")
@@ -50,3 +52,14 @@ def test_a_batch_file_names_each_line_with_all_its_problems(server: Server, tmp_
         f"error: {lines} line 3: params.nn: is not a parameter of this model (its parameters: n, label)",
         f"error: {lines} line 4: params.label: 3 is not of type 'string'",
     ]
+
+
+def test_timeouts_durations_and_sizes_are_shown_as_people_write_them(server: Server) -> None:
+    assert "resources: timeout 2m" in ok("models", "show", "forker", env=server.env)  # 120 seconds
+    run = json.loads(ok("run", "noop", "-p", "n=12345", "--json", env=server.env))
+    wait_until(server, run["id"], FINAL)
+
+    shown = ok("runs", "show", str(run["id"]), env=server.env)
+
+    assert re.search(r"duration\W+\d+(\.\d)?s\s", shown), shown
+    assert re.search(r"params\.json\W+31 B\s", shown), shown  # {"n": 12345, "label": ""}
