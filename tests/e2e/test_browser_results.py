@@ -71,8 +71,8 @@ def test_the_projection_is_drawn_and_redrawn_as_the_reader_chooses(web_server: S
 
     element(browser, "a.view-output[href$='projection.csv']").click()
     wait_for(browser, lambda d: chart_state(d, "#chart-output"), 15, "the output page's chart")
-    element(browser, "#chart-output input[value=susceptible]").click()  # off
-    element(browser, "#chart-output input[value=exposed]").click()  # off
+    element(browser, "#chart-output input[name=series][value=susceptible]").click()  # off
+    element(browser, "#chart-output input[name=series][value=exposed]").click()  # off
     state = chart_state(browser, "#chart-output")
     assert state and [label for label, _, _ in state["lines"]] == ["infectious", "recovered", "new_infections"]
     from selenium.webdriver.support.ui import Select
