@@ -94,7 +94,7 @@ def test_json_lines_name_each_attempts_run_model_and_backend_and_hold_no_secret(
             assert (ended(http, succeeded), ended(http, failed)) == ("succeeded", "failed")
             assert http.get("/api/v1/runs", params={"token": QUERY_SECRET}).status_code == 200
             deadline = time.monotonic() + 30
-            while "delivery" not in log.read_text() and time.monotonic() < deadline:
+            while '"message": "delivery ' not in log.read_text() and time.monotonic() < deadline:
                 time.sleep(0.2)
         assert not signs_in(server.url, PASSWORD)  # no password yet: refused
     finally:
