@@ -171,6 +171,8 @@ def test_bad_filters(client: TestClient, subtests: pytest.Subtests) -> None:
         ({"limit": "many"}, ["query", "limit"]),
         ({"param": "north"}, ["query", "param"]),
         ({"param": "=north"}, ["query", "param"]),
+        ({"param": 'label="\\u0000"'}, ["query", "param"]),
+        ({"param": 'label="\\ud800"'}, ["query", "param"]),
     ]
     for params, loc in cases:
         with subtests.test(params=params):

@@ -153,7 +153,11 @@ def _param_value(text: str) -> ParamValue:
         value = json.loads(text)
     except ValueError:
         return text
-    if isinstance(value, bool | str):
+    if isinstance(value, str):
+        if not _storable(value):
+            raise InvalidInput(f"param: {text} holds a character no parameter can", field="param", location="query")
+        return value
+    if isinstance(value, bool):
         return value
     # What a stored parameter can hold: a finite number (JSON has no NaN), an integer of 64 bits.
     if isinstance(value, float) and math.isfinite(value):
@@ -161,6 +165,16 @@ def _param_value(text: str) -> ParamValue:
     if isinstance(value, int) and abs(value) <= INT64_MAX:
         return value
     return text
+
+
+def _storable(text: str) -> bool:
+    """Whether a store takes ``text`` in a query: no U+0000 (PostgreSQL refuses it) and no lone
+    surrogate (a JSON escape can make one; it is no UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
 
 
 def recent_runs(
