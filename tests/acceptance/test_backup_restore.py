@@ -16,6 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from modelrunner.store import backup, migrate
 from modelrunner.store.database import Database, normalise_url
 from tests.conftest import POSTGRES_URL, Server, wait_for_run
 from tests.identities import add_user
@@ -185,3 +186,35 @@ def test_restore_refuses_what_is_not_a_backup(tmp_path: Path) -> None:
     assert "Traceback" not in refused.stderr + unreadable.stderr
     assert not (tmp_path / "state" / "modelrunner.db").exists()
     assert not (tmp_path / "state" / "logs").exists()
+
+
+class NoProgress:
+    def stage(self, description: str, total: int | None) -> None:
+        pass
+
+    def advance(self, n_bytes: int) -> None:
+        pass
+
+
+def test_a_backup_without_its_artifact_store_restores_only_onto_that_store(
+    database_url: str, other_database_url: str, tmp_path: Path
+) -> None:
+    """An artifact store that is not a local folder is not copied: the outputs the database names
+    are only there, so a restore that would look for them elsewhere is refused."""
+    elsewhere = f"memory://modelrunner-{uuid.uuid4().hex}"
+    source = Database(database_url)
+    migrate.upgrade(source)
+    manifest = backup.backup(source, tmp_path / "logs", elsewhere, tmp_path / "store.tar", NoProgress())
+    source.dispose()
+    target = Database(other_database_url)
+
+    with pytest.raises(backup.BackupError, match=f"the outputs of this backup are in the artifact store {elsewhere}"):
+        backup.restore(
+            target, tmp_path / "restored-logs", str(tmp_path / "artifacts"), tmp_path / "store.tar", NoProgress()
+        )
+    assert migrate.current_revision(target) is None  # refused before anything was written
+    restored = backup.restore(target, tmp_path / "restored-logs", elsewhere, tmp_path / "store.tar", NoProgress())
+    target.dispose()
+
+    assert not manifest.artifacts_included and manifest.artifacts_url == elsewhere
+    assert restored.counts["runs"] == 0 and restored.manifest.revision == manifest.revision

@@ -139,10 +139,9 @@ def restore(
         restored = store_backup.restore(
             database, logs_folder(settings.state_dir), settings.resolved_artifacts_url, archive, progress, force=force
         )
-    counts = ", ".join(f"{count} {table.replace('_', ' ')}" for table, count in restored.counts.items())
     output.stdout().print(
         f"restored {archive} (made {restored.manifest.created_at}, revision {restored.manifest.revision}) into "
-        f"{masked_url(settings.resolved_database_url)}: {counts}",
+        f"{masked_url(settings.resolved_database_url)}: {store_backup.describe(restored.counts)}",
         markup=False,
         soft_wrap=True,
     )

@@ -47,8 +47,15 @@ _LOGS = "logs"
 _ARTIFACTS = "artifacts"
 # Columns that hold an artifact store URI: a restore into another store moves them to its URL.
 _URI_COLUMNS = (("model_versions", "snapshot_uri"), ("outputs", "uri"), ("dataset_versions", "snapshot_uri"))
-# What a refusal to overwrite a store counts, so the operator sees what would be lost.
-_COUNTED = ("runs", "model_versions", "outputs", "users", "dataset_versions")
+# What a restore counts (and a refusal to overwrite a store, so the operator sees what would be
+# lost): table -> what one row is called.
+_COUNTED = {
+    "runs": "run",
+    "model_versions": "model version",
+    "outputs": "output",
+    "users": "user",
+    "dataset_versions": "dataset version",
+}
 
 
 class BackupError(ModelrunnerError):
@@ -202,7 +209,7 @@ def _check_target(
         )
     if force:
         return
-    held = [f"{count} {table.replace('_', ' ')}" for table, count in _counts(database).items() if count]
+    held = [describe({table: count}) for table, count in _counts(database).items() if count]
     if _has_rows(database) and not held:
         held = ["rows"]
     if any(_files(logs_dir)):
@@ -396,6 +403,11 @@ def _counts(database: Database) -> dict[str, int]:
             for table in _COUNTED
             if table in present
         }
+
+
+def describe(counts: dict[str, int]) -> str:
+    """``3 runs, 1 user, ...`` for counts by table."""
+    return ", ".join(f"{count} {_COUNTED[table]}{'' if count == 1 else 's'}" for table, count in counts.items())
 
 
 def _empty_folder(folder: Path) -> None:
