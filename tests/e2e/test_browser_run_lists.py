@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from tests.conftest import Server
+from tests.e2e.conftest import PHONE
 from tests.e2e.test_browser import element, elements, shown, signed_in, submit_run, text_of, wait_for
 from tests.e2e.test_browser_results import scroll_to
 
@@ -147,6 +148,14 @@ def test_lists_and_pickers_tell_runs_apart_and_filter(web_server: Server, browse
     element(browser, "a#clear-filters").click()
     wait_for(browser, lambda d: urlsplit(d.current_url).query == "", 10, "the list without filters")
     assert {f"#{by_alice}", f"#{by_admin}"} <= set(params_cells(browser))
+
+    # On a phone the form stacks and only the table scrolls sideways, never the page.
+    browser.set_window_size(*PHONE)
+    browser.get(f"{web_server.url}/runs?model=loads")
+    element(browser, "table#runs")
+    scroll_width = browser.execute_script("return document.documentElement.scrollWidth")
+    assert scroll_width <= PHONE[0], f"the runs page is {scroll_width}px wide on a {PHONE[0]}px screen"
+    shown(browser, "runs-phone")
 
 
 def test_a_small_series_gets_the_second_axis_and_long_errors_wrap(web_server: Server, browser: WebDriver) -> None:
