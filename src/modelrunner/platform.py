@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from modelrunner.artifacts.logs import LogStore
+from modelrunner.artifacts.logs import LogStore, logs_folder
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.auth import accounts
 from modelrunner.auth.principal import Principal
@@ -60,7 +60,7 @@ class Platform:
         self.secret_keys = SecretKeys.of(settings)
         self.verified_tokens = VerifiedTokens(self.database)
         self.artifacts = ArtifactStore(settings.resolved_artifacts_url)
-        self.logs = LogStore(settings.state_dir / "logs")
+        self.logs = LogStore(logs_folder(settings.state_dir))
         self.catalog = VersionCatalog(self.workspace.resource_classes)
         self.metrics = Metrics(self.database)
         self.data_cache = DataCache(settings.state_dir / "data" / "versions", self.artifacts, self._source_of)
