@@ -27,6 +27,7 @@ RUNS_PER_PAGE = 50
 FIRST_PARAMS = 3  # shown when no parameter differs between the listed runs of a model
 MOST_PARAMS = 6  # differing parameters shown at most; the run's page has them all
 VALUE_CHARS = 32  # a longer value is cut, with an ellipsis
+_NONE = "—"  # a run without the parameter (the model's schema had none then)
 
 Texts = Annotated[list[str], Query()]
 
@@ -76,7 +77,7 @@ def telling_params(runs: Sequence[ListedParams]) -> dict[int, ShownParams]:
                 names, hidden = differing[:MOST_PARAMS], max(0, len(differing) - MOST_PARAMS)
             else:
                 names, hidden = list(run.params)[:FIRST_PARAMS], 0
-            params = [ShownParam(name, _short(run.params[name])) for name in names if name in run.params]
+            params = [ShownParam(name, _short(run.params[name]) if name in run.params else _NONE) for name in names]
             shown[run.id] = ShownParams(params, hidden)
     return shown
 
