@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import signal
 import subprocess
 import sys
@@ -159,10 +160,18 @@ def test_runs_succeed_on_several_workers_with_outputs_logs_and_progress(
     try:
         with database.read() as session:
             ran_on = {queries.attempts_of(session, run_id)[0].handle["worker"] for run_id in runs}
+            attempt_ids = {run_id: queries.attempts_of(session, run_id)[0].id for run_id in runs}
     finally:
         database.dispose()
     assert len(ran_on) >= 2, "the runs should be spread over the workers"
     assert {int(name.rsplit(":", 1)[1]) for name in ran_on} <= {p.pid for p in started}
+    # The workers' lines about an attempt name its run, model and pool, as the server's do.
+    logged = "".join(workers.log_of(process) for process in started) + server.log_path.read_text()
+    for run_id, attempt_id in attempt_ids.items():
+        about = rf"\[run {run_id}, attempt {attempt_id}, model sleeper, backend pool\]$"
+        assert re.search(rf"INFO modelrunner\.worker: attempt {attempt_id}: succeeded {about}", logged, re.M)
+        handed = rf"INFO modelrunner\.backends\.worker: attempt {attempt_id} of run {run_id} handed to worker"
+        assert re.search(rf"{handed} \S+ {about}", logged, re.M)
 
 
 def test_a_killed_worker_loses_its_attempt_and_another_worker_runs_it(

@@ -31,6 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -43,6 +44,7 @@ from modelrunner.errors import Conflict, Forbidden
 from modelrunner.execution import checkpoints
 from modelrunner.execution.job import AttemptJob, Outcome, stop_message, stopped
 from modelrunner.execution.remote import RemoteJob, log_key
+from modelrunner.process_log import about_attempt
 from modelrunner.spec.backend_spec import WorkerBackendSpec
 
 log = logging.getLogger("modelrunner.backends.worker")
@@ -208,7 +210,8 @@ class WorkerPool(RunnerLeases):
         finally:
             with self._changed:
                 self._claimers -= 1
-        log.info("attempt %s of run %s handed to worker %s", job.attempt_id, job.run_id, worker)
+        with _about(job, self.name):
+            log.info("attempt %s of run %s handed to worker %s", job.attempt_id, job.run_id, worker)
         remote = RemoteJob(job, self._artifacts.url, self._grace)
         return Claim(job.attempt_id, remote.to_json(), heartbeat_seconds=self._config.lease_seconds / 3)
 
@@ -295,7 +298,8 @@ class WorkerPool(RunnerLeases):
         if handout.stop_reason is not None:
             return stopped(handout.stop_reason)  # it was being stopped: it ends as it was stopped
         silent = f"no heartbeat from worker {handout.worker} for {self._config.lease_seconds:g}s"
-        log.warning("attempt %s lost: %s", handout.job.attempt_id, silent)
+        with _about(handout.job, self.name):
+            log.warning("attempt %s lost: %s", handout.job.attempt_id, silent)
         return Outcome(AttemptStatus.LOST, error=f"its worker was lost: {silent}")
 
     def _copy_log(self, job: AttemptJob) -> None:
@@ -324,3 +328,8 @@ class WorkerPool(RunnerLeases):
 def attempt_prefix(job: AttemptJob) -> str:
     """The attempt's own folder in the artifact store (outputs, log, outcome, checkpoint)."""
     return f"runs/{job.run_id}/attempts/{job.attempt_number}"
+
+
+def _about(job: AttemptJob, pool: str) -> AbstractContextManager[None]:
+    """Lines logged in the block name the attempt (this backend's lines come from request threads)."""
+    return about_attempt(run_id=job.run_id, attempt_id=job.attempt_id, model=job.model_name, backend=pool)
