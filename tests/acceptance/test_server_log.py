@@ -55,13 +55,8 @@ def ended(http: httpx.Client, run_id: int, timeout: float = 30) -> str:
 
 
 def json_lines(printed: str) -> list[dict[str, Any]]:
-    """Every log line, parsed; the banner (stdout, in the same file here) is the only other text."""
-    lines = []
-    for line in printed.splitlines():
-        if line.startswith(BANNER):
-            continue
-        lines.append(json.loads(line))  # a line that is no JSON fails the test here
-    return lines
+    """Every line the server printed, parsed: a line that is no JSON fails the test here."""
+    return [json.loads(line) for line in printed.splitlines()]
 
 
 def signs_in(url: str, password: str) -> bool:
@@ -102,6 +97,9 @@ def test_json_lines_name_each_attempts_run_model_and_backend_and_hold_no_secret(
 
     printed = log.read_text()
     lines = json_lines(printed)
+    banner = [line["message"] for line in lines if line["logger"] == "modelrunner.serve"]
+    assert banner[1:3] == [f"web UI:   {server.url}/", f"API docs: {server.url}/docs"]
+    assert banner[0].startswith(f"modelrunner listening on {server.url} ") and banner[-1].startswith("'admin' has no")
     for secret in (QUERY_SECRET, HOOK_SECRET, URL_KEY, PASSWORD, server.env["MODELRUNNER_TOKEN"]):
         assert secret not in printed
     [sent] = [line for line in lines if line["message"].startswith("delivery ") and line["level"] == "WARNING"][:1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import shlex
 import socket
 from typing import TYPE_CHECKING, Annotated
@@ -77,7 +78,7 @@ def serve(
     from modelrunner.auth.accounts import FIRST_ADMIN
     from modelrunner.execution.confinement import protect_runner
     from modelrunner.platform import Platform
-    from modelrunner.process_log import configure
+    from modelrunner.process_log import LogFormat, configure
 
     configure(settings.log_level, settings.log_format)
     protect_runner()
@@ -104,8 +105,13 @@ def serve(
     if admin_needs_password:
         command = _store_command(given, ["users", "set-password", FIRST_ADMIN])
         lines.append(f"'{FIRST_ADMIN}' has no password for the web UI yet; give it one with: {command}")
-    for line in lines:
-        output.stdout().print(line, markup=False, soft_wrap=True)
+    if settings.log_format == LogFormat.JSON:
+        # A log system reading the container's output takes every line as JSON: the banner too.
+        for line in lines:
+            logging.getLogger("modelrunner.serve").info(line.strip())
+    else:
+        for line in lines:
+            output.stdout().print(line, markup=False, soft_wrap=True)
     serve_http(platform, settings.host, settings.port)
 
 
