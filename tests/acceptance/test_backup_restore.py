@@ -188,6 +188,17 @@ def test_restore_refuses_what_is_not_a_backup(tmp_path: Path) -> None:
     assert not (tmp_path / "state" / "logs").exists()
 
 
+@pytest.mark.store_free
+def test_a_backup_is_never_written_into_what_it_backs_up(tmp_path: Path) -> None:
+    env = {"MODELRUNNER_DATA_DIR": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"}
+
+    refused = modelrunner(env, "db", "backup", str(tmp_path / "state" / "artifacts" / "backup.tar"))
+
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "would be inside" in refused.stderr and "write it elsewhere" in refused.stderr
+    assert not (tmp_path / "state" / "artifacts" / "backup.tar").exists()
+
+
 class NoProgress:
     def stage(self, description: str, total: int | None) -> None:
         pass

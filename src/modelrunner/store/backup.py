@@ -24,7 +24,7 @@ import subprocess
 import tarfile
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Protocol
@@ -114,9 +114,12 @@ class Restored:
 def backup(database: Database, logs_dir: Path, artifacts_url: str, archive: Path, progress: Progress) -> Manifest:
     """Write the store into ``archive`` (gzip-compressed when its name ends in .gz or .tgz),
     atomically: a failed backup leaves no archive behind. Safe while a server uses the store."""
-    revision = _revision(database)
     artifacts = ArtifactStore(artifacts_url)
     artifact_root = Path(artifacts.root) if artifacts.is_local else None
+    for folder in (logs_dir, artifact_root):
+        if folder is not None and archive.resolve().is_relative_to(folder.resolve()):
+            raise BackupError(f"the archive {archive} would be inside {folder}, which it backs up: write it elsewhere")
+    revision = _revision(database)
     archive.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=archive.parent, prefix=".modelrunner-backup-") as work:
         dump = Path(work) / "database"
@@ -234,7 +237,7 @@ def _revision(database: Database) -> str | None:
 def _dump(database: Database, destination: Path) -> None:
     if database.is_sqlite:
         # One step (pages=-1): a step-wise copy restarts whenever the server writes in between.
-        with _sqlite(database) as source, sqlite3.connect(destination) as target:
+        with _sqlite(database) as source, closing(sqlite3.connect(destination)) as target:
             source.backup(target, pages=-1)
         return
     _postgres_tool("pg_dump", database, ["--format=custom", "--no-owner", "--no-privileges", f"--file={destination}"])
@@ -243,7 +246,7 @@ def _dump(database: Database, destination: Path) -> None:
 def _load(database: Database, dump: Path) -> None:
     if database.is_sqlite:
         # The backup API replaces the whole target database in one transaction.
-        with sqlite3.connect(dump) as source, _sqlite(database) as target:
+        with closing(sqlite3.connect(dump)) as source, _sqlite(database) as target:
             if source.execute("PRAGMA quick_check").fetchone() != ("ok",):
                 raise BackupError("the database in the backup is damaged (SQLite's quick_check fails)")
             source.backup(target, pages=-1)
