@@ -4,6 +4,7 @@ byte), and runs the backed-up model versions again. On SQLite and PostgreSQL ali
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -20,6 +21,12 @@ from modelrunner.store import backup, migrate
 from modelrunner.store.database import Database, normalise_url
 from tests.conftest import POSTGRES_URL, Server, wait_for_run
 from tests.identities import add_user
+
+# A PostgreSQL store is backed up and restored with PostgreSQL's own tools.
+pytestmark = pytest.mark.skipif(
+    bool(POSTGRES_URL) and not (shutil.which("pg_dump") and shutil.which("pg_restore")),
+    reason="pg_dump and pg_restore are not installed (Debian: apt-get install postgresql-client)",
+)
 
 
 def modelrunner(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
@@ -27,6 +28,12 @@ FIXTURES = TESTS / "fixtures" / "upgrade"
 # What the earlier server's API showed of a run, besides its attempts, outputs and log.
 FIELDS = ("id", "model", "model_version", "status", "params", "inputs", "cache_hit", "source_run_id", "submitted_by")
 ARCHIVE = FIXTURES / f"store-1e4c549.{'postgresql' if POSTGRES_URL else 'sqlite'}.tar.gz"
+
+# A PostgreSQL store is backed up and restored with PostgreSQL's own tools.
+pytestmark = pytest.mark.skipif(
+    bool(POSTGRES_URL) and not (shutil.which("pg_dump") and shutil.which("pg_restore")),
+    reason="pg_dump and pg_restore are not installed (Debian: apt-get install postgresql-client)",
+)
 
 
 def modelrunner(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
