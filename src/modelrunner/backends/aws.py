@@ -6,21 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as AwsConnectionError
+
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.backends.base import BackendUnavailable
 from modelrunner.backends.exec_attempts import exec_environment
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.job import AttemptJob
-
-try:
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-    from botocore.exceptions import ConnectionError as AwsConnectionError
-except ImportError as exc:  # an optional extra: only a workspace that declares an AWS backend needs it
-    raise ModelrunnerError(
-        "the aws-ecs and aws-batch backends need boto3, which is not installed: pip install 'modelrunner[aws]'"
-    ) from exc
 
 AwsError = (BotoCoreError, ClientError)
 """What a call to AWS raises when it cannot be made or is refused."""

@@ -50,6 +50,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from azure.batch import BatchClient
+from azure.batch import models as batch
+from azure.core.credentials import AzureNamedKeyCredential
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.identity import DefaultAzureCredential
+
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.auth.secrets import named_secret
 from modelrunner.backends.base import BackendUnavailable, Handle, RemoteServices, Report
@@ -64,26 +78,6 @@ from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.job import AttemptJob, Outcome
 from modelrunner.spec.azure_batch_spec import AzureBatchBackendSpec, AzureBatchTarget
-
-try:
-    from azure.batch import BatchClient
-    from azure.batch import models as batch
-    from azure.core.credentials import AzureNamedKeyCredential
-    from azure.core.exceptions import (
-        AzureError,
-        ClientAuthenticationError,
-        HttpResponseError,
-        ResourceExistsError,
-        ResourceNotFoundError,
-        ServiceRequestError,
-        ServiceResponseError,
-    )
-    from azure.identity import DefaultAzureCredential
-except ImportError as exc:  # an optional extra: only a workspace that declares an Azure backend needs it
-    raise ModelrunnerError(
-        "the azure-batch backend needs azure-batch and azure-identity, which are not installed: "
-        "pip install 'modelrunner[azure]'"
-    ) from exc
 
 log = logging.getLogger("modelrunner.backends.azure_batch")
 

@@ -34,10 +34,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar
 
+import distributed
+
 from modelrunner.backends.base import BackendUnavailable, Finished, Handle, RemoteServices, Report, Started
 from modelrunner.clock import utcnow
 from modelrunner.engine.states import AttemptStatus
-from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.job import AttemptJob, Outcome, stopped
 from modelrunner.execution.remote import (
     RemoteAttempt,
@@ -48,13 +49,6 @@ from modelrunner.execution.remote import (
     parse_job,
 )
 from modelrunner.spec.backend_spec import DaskBackendSpec
-
-try:
-    import distributed
-except ImportError as exc:  # an optional extra: only a workspace that declares a dask backend needs it
-    raise ModelrunnerError(
-        "a backend of type dask needs dask.distributed, which is not installed: pip install 'modelrunner[dask]'"
-    ) from exc
 
 log = logging.getLogger("modelrunner.backends.dask")
 

@@ -11,19 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError
+
 from modelrunner.errors import ModelrunnerError
 from modelrunner.spec.kubernetes_spec import KubernetesBackendSpec
-
-try:
-    from kubernetes import client as k8s
-    from kubernetes import config as k8s_config
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError
-except ImportError as exc:  # an optional extra: only a workspace that declares a kubernetes backend needs it
-    raise ModelrunnerError(
-        "the kubernetes backend needs the kubernetes client, which is not installed: "
-        "pip install 'modelrunner[kubernetes]'"
-    ) from exc
 
 __all__ = ["ApiError", "ApiException", "KubernetesApi", "connect", "k8s", "problem"]
 

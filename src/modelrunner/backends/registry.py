@@ -2,7 +2,7 @@
 place a new type is registered (besides its module and its spec class).
 
 The modules of the remote backends are imported only when a backend of their type is declared:
-their libraries are optional extras, and each says which one is missing."""
+their libraries are optional extras, and a missing one is named (modelrunner/extras.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from modelrunner.artifacts.logs import LogStore
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.backends.base import Backend, RemoteServices
 from modelrunner.data.cache import DataCache
+from modelrunner.extras import missing_extra
 
 
 @dataclass(frozen=True)
@@ -101,5 +102,12 @@ BUILDERS: dict[str, Callable[[str, Any, BackendContext], Backend]] = {
 
 
 def build(name: str, spec: Any, context: BackendContext) -> Backend:
-    """The backend ``name`` as its ``spec`` configures it."""
-    return BUILDERS[spec.type](name, spec, context)
+    """The backend ``name`` as its ``spec`` configures it; MissingExtra when its type's library is
+    not installed."""
+    try:
+        return BUILDERS[spec.type](name, spec, context)
+    except ImportError as exc:
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        raise missing from exc

@@ -241,10 +241,12 @@ class Client:
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._request(method, f"{API}{path}", **kwargs)
+        if not _is_json(response):
+            raise self._not_the_api(response)
         try:
             return response.json()
         except ValueError as exc:
-            raise ApiError(f"the server at {self.server} sent a response that is not JSON", 0) from exc
+            raise self._not_the_api(response) from exc
 
     def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         with self._translated():
@@ -256,6 +258,8 @@ class Client:
     def _error(self, response: httpx.Response) -> ApiError:
         """The server's message; for a 401, also what to do about the token. A 403's message
         already names the permission that is missing."""
+        if not _is_json(response):
+            return self._not_the_api(response)
         detail = _detail_of(response)
         message = _error_message(response, detail)
         if response.status_code == 401:
@@ -266,6 +270,17 @@ class Client:
             else:
                 message += f"\nset {TOKEN_VARIABLE} to an API token ({_CREATE_TOKEN})"
         return ApiError(message, response.status_code, detail)
+
+    def _not_the_api(self, response: httpx.Response) -> ApiError:
+        """Another web server (a proxy's error page, a site) answered: say so in one line, never
+        its page."""
+        content_type = response.headers.get("content-type", "").partition(";")[0].strip() or "no content type"
+        return ApiError(
+            f"the server at {self.server} did not answer as the modelrunner API "
+            f"({response.status_code} {response.reason_phrase}, {content_type}); "
+            "is --server or MODELRUNNER_SERVER the address of `modelrunner serve`?",
+            response.status_code,
+        )
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
@@ -310,6 +325,12 @@ class Client:
     def delivery(self, delivery_id: int) -> dict[str, Any]:
         result: dict[str, Any] = self._json("GET", f"/deliveries/{delivery_id}")
         return result
+
+
+def _is_json(response: httpx.Response) -> bool:
+    """Whether the answer says it is JSON, as every answer of the API's JSON routes and errors does."""
+    content_type = str(response.headers.get("content-type", "")).partition(";")[0].strip().lower()
+    return content_type == "application/json" or content_type.endswith("+json")
 
 
 def _detail_of(response: httpx.Response) -> Any:

@@ -25,10 +25,12 @@ from modelrunner.cli.serve import serve
 from modelrunner.cli.worker_command import worker
 from modelrunner.cli.workspace_commands import check, init
 from modelrunner.errors import ModelrunnerError
+from modelrunner.extras import missing_extra
 
 
 class _CommandLine(typer.Typer):
-    """A Typer app that never shows a traceback: a domain error prints its message and exits 1."""
+    """A Typer app that never shows a traceback: a domain error prints its message and exits 1, as does
+    a library missing because its extra is not installed (naming the extra)."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -36,8 +38,12 @@ class _CommandLine(typer.Typer):
         except ModelrunnerError as exc:
             output.error(exc.message)
             sys.exit(1)
-        except Exception as exc:  # a bug in modelrunner: say so plainly rather than dump a traceback
-            output.error(f"unexpected {type(exc).__name__}: {exc} (this is a bug in modelrunner; please report it)")
+        except Exception as exc:  # a missing extra, or else a bug in modelrunner: say so plainly, no traceback
+            missing = missing_extra(exc)
+            if missing is not None:
+                output.error(missing.message)
+            else:
+                output.error(f"unexpected {type(exc).__name__}: {exc} (this is a bug in modelrunner; please report it)")
             sys.exit(1)
 
 

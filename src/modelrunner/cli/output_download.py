@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,11 @@ from modelrunner.errors import ModelrunnerError
 def download_outputs(client: Client, outputs: list[dict[str, Any]], folder: Path) -> list[Path]:
     """Save every output below ``folder`` (keeping its relative path); return the files written.
 
-    A file whose bytes do not match its sha256 is removed and raises ModelrunnerError.
+    A file whose bytes do not match its sha256 is removed and raises ModelrunnerError, as does a
+    folder that cannot be written (before anything is downloaded, where that can be seen at once).
     """
+    with _writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
     targets = [(item, _target(folder, item["path"])) for item in outputs]
     total = sum(int(item["size"]) for item in outputs)
     written: list[Path] = []
@@ -54,12 +58,22 @@ def _target(folder: Path, relative: str) -> Path:
     return target
 
 
+@contextmanager
+def _writing(place: Path) -> Iterator[None]:
+    """An OSError while writing ``place`` (unwritable, a file in the way, a full disk) as a message."""
+    try:
+        yield
+    except OSError as exc:
+        raise ModelrunnerError(f"cannot save outputs in {place}: {exc.strerror or exc}") from exc
+
+
 def _download_one(client: Client, item: dict[str, Any], target: Path, advance: Callable[[int], None]) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+    with _writing(target.parent):
+        target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
     digest = hashlib.sha256()
     try:
-        with client.download(item["url"]) as chunks, partial.open("wb") as handle:
+        with client.download(item["url"]) as chunks, _writing(target.parent), partial.open("wb") as handle:
             for chunk in chunks:
                 digest.update(chunk)
                 handle.write(chunk)
@@ -73,4 +87,5 @@ def _download_one(client: Client, item: dict[str, Any], target: Path, advance: C
             f"{item['path']}: the downloaded bytes have sha256 {digest.hexdigest()}, "
             f"not {item['sha256']} as listed; nothing was saved for it"
         )
-    partial.replace(target)
+    with _writing(target.parent):
+        partial.replace(target)

@@ -19,6 +19,7 @@ from fsspec.core import url_to_fs
 
 from modelrunner.clock import utcnow
 from modelrunner.data.source import FileEntry, FoundVersion, KnownVersion, OnProgress, SourceError, public_url
+from modelrunner.extras import missing_extra
 
 _CHUNK = 1 << 20
 _LOCAL_PROTOCOLS = {"file", "local"}
@@ -146,6 +147,9 @@ class FilesSource:
         except SourceError:
             raise
         except Exception as exc:  # drivers raise their own assorted types (botocore, aiohttp, OSError...)
+            missing = missing_extra(exc)
+            if missing is not None:
+                raise self._error(f"{action}: {missing.message}") from exc
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             for value in self.options.values():
                 if isinstance(value, str) and len(value) >= 4:
