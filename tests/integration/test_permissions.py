@@ -46,6 +46,12 @@ def expect(allowed: set[int], *, least: str) -> dict[str, set[int]]:
     return {caller: allowed if caller in granted else {DENIED[caller]} for caller in CALLERS}
 
 
+def on_a_run(allowed: set[int], *, least: str) -> dict[str, set[int]]:
+    """As ``expect``, but a caller who may not view the run's model finds no such run: run ids are
+    sequential, and walking them must not reveal which hidden models exist."""
+    return {**expect(allowed, least=least), "other": {404}}
+
+
 def listing() -> dict[str, set[int]]:
     """Lists answer everyone signed in (with what they may see); anonymous callers are asked to sign in."""
     return {caller: {401} if caller == "anonymous" else OK for caller in CALLERS}
@@ -63,14 +69,14 @@ ROUTES: dict[tuple[str, str], dict[str, set[int]]] = {
     ("post", "/api/v1/models/{name}/runs/batch"): expect({201}, least="runner"),
     ("get", "/api/v1/models/{name}/results"): expect(OK, least="viewer"),
     ("get", "/api/v1/runs"): listing(),
-    ("get", "/api/v1/runs/{run_id}"): expect(OK, least="viewer"),
-    ("post", "/api/v1/runs/{run_id}/rerun"): expect({200, 201}, least="runner"),
+    ("get", "/api/v1/runs/{run_id}"): on_a_run(OK, least="viewer"),
+    ("post", "/api/v1/runs/{run_id}/rerun"): on_a_run({200, 201}, least="runner"),
     # The run was submitted by someone else: cancelling it needs admin (409: it has ended).
-    ("post", "/api/v1/runs/{run_id}/cancel"): expect({409}, least="admin"),
-    ("get", "/api/v1/runs/{run_id}/logs"): expect(OK, least="viewer"),
-    ("get", "/api/v1/runs/{run_id}/events"): expect(OK, least="viewer"),
-    ("get", "/api/v1/runs/{run_id}/outputs"): expect(OK, least="viewer"),
-    ("get", "/api/v1/runs/{run_id}/outputs/{path}"): expect(OK, least="viewer"),
+    ("post", "/api/v1/runs/{run_id}/cancel"): on_a_run({409}, least="admin"),
+    ("get", "/api/v1/runs/{run_id}/logs"): on_a_run(OK, least="viewer"),
+    ("get", "/api/v1/runs/{run_id}/events"): on_a_run(OK, least="viewer"),
+    ("get", "/api/v1/runs/{run_id}/outputs"): on_a_run(OK, least="viewer"),
+    ("get", "/api/v1/runs/{run_id}/outputs/{path}"): on_a_run(OK, least="viewer"),
     ("get", "/api/v1/datasets"): listing(),
     ("get", "/api/v1/datasets/{name}"): expect(OK, least="viewer"),
     ("get", "/api/v1/datasets/{name}/versions"): expect(OK, least="viewer"),
@@ -241,8 +247,10 @@ def test_lists_show_only_what_the_caller_may_view(
     assert names("/api/v1/schedules", "other", "name") == set()
     assert names("/api/v1/export/status", "other", "model") <= {"sleeper"}
     denied = client.get(f"/api/v1/runs/{world.run_id}", headers=_headers(tokens["other"]))
-    assert denied.status_code == 403
-    assert "'view' on model 'counter'" in denied.json()["detail"]
+    unknown = client.get("/api/v1/runs/999999", headers=_headers(tokens["other"]))
+    assert denied.status_code == 404
+    assert denied.json() == {"detail": f"unknown run {world.run_id}"}  # as for a run that is not there
+    assert unknown.status_code == 404 and unknown.json() == {"detail": "unknown run 999999"}
     assert client.get(f"/api/v1/runs/{sleeper}", headers=_headers(tokens["other"])).status_code == 200
 
 

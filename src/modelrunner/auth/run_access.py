@@ -22,22 +22,16 @@ class RunPermission:
     run_id: int
     access: Access
     level: Level
-    # The pages answer a run of a model the caller may not view exactly as an unknown run (the
-    # API names the missing grant: 403).
-    conceal: bool = False
 
 
 def permitted_run(session: Session, permission: RunPermission, doing: str) -> RunRow:
-    """The run, once the caller is known to have the level on its model. A caller without any
-    grant learns nothing (401), not even whether the run exists. With ``conceal``, a run the
-    caller may not view is NotFound as an unknown one is, and an anonymous caller is asked to
-    sign in for either."""
+    """The run, once the caller is known to have the level on its model. A run of a model the
+    caller may not view is NotFound exactly as an unknown run is: run ids are sequential, and a
+    caller walking them must not learn which hidden models exist and run. An anonymous caller is
+    asked to sign in for either."""
     run = queries.get_run(session, permission.run_id)
-    if permission.conceal and (run is None or not permission.access.may(run.model_name, Level.VIEW)):
+    if run is None or not permission.access.may(run.model_name, Level.VIEW):
         permission.access.require_signed_in(doing)
-        raise NotFound(f"unknown run {permission.run_id}", run=permission.run_id)
-    if run is None:
-        permission.access.require_listing(doing)
         raise NotFound(f"unknown run {permission.run_id}", run=permission.run_id)
     permission.access.require(run.model_name, permission.level, doing)
     return run

@@ -142,7 +142,7 @@ def compare_page(
     }
     if a is None or b is None:
         return render(request, "compare.html", **context)
-    runs = [_viewed_run(platform, RunPermission(run_id, access, Level.VIEW, conceal=True)) for run_id in (a, b)]
+    runs = [_viewed_run(platform, RunPermission(run_id, access, Level.VIEW)) for run_id in (a, b)]
     for run, _ in runs:
         if run.model_name != name:
             raise InvalidInput(f"run {run.id} is a run of '{run.model_name}', not of '{name}'", run=run.id)

@@ -129,11 +129,11 @@ PageAccess = Annotated[Access, Depends(page_access)]
 
 
 def _page_run_viewer(run_id: RowId, access: PageAccess) -> RunPermission:
-    return RunPermission(run_id, access, Level.VIEW, conceal=True)
+    return RunPermission(run_id, access, Level.VIEW)
 
 
 def _page_run_canceller(run_id: RowId, access: PageAccess) -> RunPermission:
-    return RunPermission(run_id, access, Level.RUN, conceal=True)
+    return RunPermission(run_id, access, Level.RUN)
 
 
 PageRunViewer = Annotated[RunPermission, Depends(_page_run_viewer)]
