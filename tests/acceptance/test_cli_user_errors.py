@@ -1,6 +1,7 @@
 """Mistakes of a user's setup that the command line answers with one line saying what is wrong,
 never with a traceback, another site's page or "this is a bug": a server address that is some
-other web server, a download folder that cannot be written, a library whose extra is missing."""
+other web server, a download folder that cannot be written. (A library whose extra is missing:
+test_readme_install.py, in a venv without extras.)"""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import httpx
 import pytest
 
 from tests.acceptance.test_cli import cli, ok
-from tests.conftest import REPO, Server, free_port
+from tests.conftest import Server, free_port
 
 
 def user_env(**settings: str) -> dict[str, str]:
@@ -88,43 +89,3 @@ def test_downloading_into_a_folder_that_cannot_be_made_names_the_folder(server: 
     assert done.returncode == 1
     assert done.stderr.splitlines() == [f"error: cannot save outputs in {folder}: Not a directory"]
     assert (tmp_path / "report.txt").read_text(encoding="utf-8") == "notes\n"
-
-
-@pytest.mark.store_free
-@pytest.mark.parametrize(
-    ("module", "setting", "message"),
-    [
-        (
-            "psycopg",
-            "MODELRUNNER_DATABASE_URL=postgresql://modelrunner@127.0.0.1:1/nowhere",
-            "a PostgreSQL store needs psycopg, which is not installed: pip install 'modelrunner[postgres]'",
-        ),
-        (
-            "s3fs",
-            "MODELRUNNER_ARTIFACTS_URL=s3://results/modelrunner",
-            "an s3:// artifact store or dataset source needs s3fs, which is not installed: "
-            "pip install 'modelrunner[s3]'",
-        ),
-    ],
-)
-def test_serving_without_an_extra_names_the_extra(tmp_path: Path, module: str, setting: str, message: str) -> None:
-    """The installed library is hidden from the CLI's process as if it were not installed (the
-    README install test serves a venv without any extra for real)."""
-    name, _, value = setting.partition("=")
-    env = user_env(MODELRUNNER_DATA_DIR=str(tmp_path / "state"), MODELRUNNER_PORT=str(free_port()), **{name: value})
-    script = (
-        f"import sys; sys.modules[{module!r}] = None; sys.argv[0] = 'modelrunner'; "
-        "from modelrunner.cli.main import app; app()"
-    )
-    workspace = REPO / "examples" / "quickstart"
-    done = subprocess.run(
-        [sys.executable, "-c", script, "serve", "--workspace", str(workspace)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-    assert done.returncode == 1
-    assert done.stderr.splitlines()[-1] == f"error: {message}"
-    assert "Traceback" not in done.stderr and "bug" not in done.stderr
