@@ -52,7 +52,10 @@ DatabaseUrl = Annotated[
     str | None,
     typer.Option(
         envvar="MODELRUNNER_DATABASE_URL",
-        help="SQLAlchemy URL of the store, e.g. postgresql://user@host/db. [default: a SQLite file in the data folder]",
+        help=(
+            "SQLAlchemy URL of the store, e.g. postgresql://user@host/db (needs pip install "
+            "'modelrunner[postgres]'). [default: a SQLite file in the data folder]"
+        ),
     ),
 ]
 DataDir = Annotated[
