@@ -107,8 +107,8 @@ def wheels(clean_copy: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def pip_install(command: str, env: dict[str, str], cwd: Path, *extra_args: str) -> float:
-    """Run ``command`` (with ``extra_args``) as a shell would; its wall time in seconds."""
+def pip_install(command: str, env: dict[str, str], cwd: Path, *extra_args: str) -> None:
+    """Run ``command`` (with ``extra_args``) as a shell would, and print its wall time."""
     started = time.monotonic()
     done = subprocess.run(
         [*shlex.split(command), *extra_args], env=env, cwd=cwd, capture_output=True, text=True, timeout=1100
@@ -116,7 +116,6 @@ def pip_install(command: str, env: dict[str, str], cwd: Path, *extra_args: str) 
     seconds = time.monotonic() - started
     assert done.returncode == 0, f"`{command}` failed after {seconds:.0f} s:\n{done.stdout[-3000:]}\n{done.stderr}"
     print(f"`{command}`{' (dry run)' if '--dry-run' in extra_args else ''}: {seconds:.1f} s")
-    return seconds
 
 
 @pytest.fixture(scope="module")
