@@ -198,7 +198,9 @@ def test_a_backend_is_chosen_by_an_admin_of_the_model_or_a_group_routed_there_an
     unknown = post(client, "stamp", {}, params={"tag": "x"}, backend="gpu")
     assert unknown.status_code == 422
     assert unknown.json()["detail"][0]["loc"] == ["body", "backend"]
-    assert unknown.json()["detail"][0]["msg"] == "unknown backend 'gpu' (backends: narrow, spare, wide)"
+    assert unknown.json()["errors"] == [
+        {"field": "backend", "message": "unknown backend 'gpu' (backends: narrow, spare, wide)"}
+    ]
     assert stored_counts(platform) == before  # nothing written when refused
 
 
