@@ -50,6 +50,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [item for item in items if not item.get_closest_marker("store_free")]
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under ``MODELRUNNER_TEST_NO_SKIPS=1`` (``.ci/run``, which installs every tool a test
+    needs) a skipped test fails, with the reason it gave."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.skipped and os.environ.get("MODELRUNNER_TEST_NO_SKIPS") == "1" and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped where nothing may be (MODELRUNNER_TEST_NO_SKIPS=1): {report.longrepr}"
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """What the processes the tests start inherit must not depend on how pytest was started."""
     # The CLIs write to pipes and must show what a script would capture, at the CLI's own width

@@ -2,7 +2,7 @@
 munged, slurmctld and slurmd started for this module), with the platform in process behind a
 real HTTP server, since the jobs post their progress to it.
 
-Skipped when Slurm is not installed (failed instead under MODELRUNNER_TEST_REQUIRE_SLURM=1)."""
+Skipped when Slurm is not installed (failed instead under MODELRUNNER_TEST_NO_SKIPS=1)."""
 
 from __future__ import annotations
 
