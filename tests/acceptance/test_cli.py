@@ -93,6 +93,13 @@ def test_run_wait_then_cache_hit_and_inspecting_runs(server: Server, tmp_path: P
     listed = json.loads(ok("runs", "list", "--json", "--model", "noop", env=env))
     assert [run["id"] for run in listed] == [hit["id"] - n for n in range(4)]
     assert "noop" in ok("runs", "list", env=env)
+    other = json.loads(ok("run", "noop", "-p", "n=2", "--wait", "--json", env=env))
+    chosen = ["runs", "list", "--json", "--submitter", "admin", "--backend", "local"]
+    assert [run["id"] for run in json.loads(ok(*chosen, "--param", "n=2", env=env))] == [other["id"]]
+    assert json.loads(ok("runs", "list", "--json", "--param", "n=2", "--param", "label=007", env=env)) == []
+    assert json.loads(ok("runs", "list", "--json", "--submitter", "nobody", env=env)) == []
+    refused = cli("runs", "list", "--param", "n", env=env)
+    assert refused.returncode != 0 and "'n' is not name=value" in refused.stderr
     shown = ok("runs", "show", str(hit["source_run_id"]), env=env)
     assert "succeeded" in shown
     assert "params.json" in shown

@@ -176,15 +176,11 @@ class Client:
 
     # --- runs ---------------------------------------------------------------------------------
 
-    def runs(
-        self, model: str | None, statuses: list[str], limit: int, parent: int | None = None
-    ) -> list[dict[str, Any]]:
-        query: dict[str, Any] = {"limit": limit, "status": statuses}
-        if model:
-            query["model"] = model
-        if parent is not None:
-            query["parent"] = parent
-        page: dict[str, Any] = self._json("GET", "/runs", params=query)
+    def runs(self, limit: int, **filters: str | int | list[str] | None) -> list[dict[str, Any]]:
+        """At most ``limit`` runs, newest first, matching ``filters``: the query parameters of
+        ``GET /runs`` (model, status, parent, submitter, backend, param); None leaves one out."""
+        query: dict[str, Any] = {name: value for name, value in filters.items() if value is not None}
+        page: dict[str, Any] = self._json("GET", "/runs", params={**query, "limit": limit})
         items: list[dict[str, Any]] = page["items"]
         return items
 

@@ -56,12 +56,24 @@ def list_runs(
             help="The step runs of this pipeline run.",
         ),
     ] = None,
+    submitter: Annotated[str | None, typer.Option(help="Only runs this user submitted.")] = None,
+    backend: Annotated[str | None, typer.Option(help="Only runs routed to this backend.")] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=VALUE: only runs whose parameter has this value (r0=2 matches 2.0; "
+            'a number, true, false or "quoted text" is matched as that, anything else as text); repeat for several.'
+        ),
+    ] = None,
     json_output: options.Json = False,
     server: options.Server = options.DEFAULT,
 ) -> None:
     """List runs, newest first (the steps of a pipeline only with --pipeline)."""
+    statuses = [s.value for s in status or []]
     with Client(server) as client:
-        runs = client.runs(model, [s.value for s in status or []], limit, parent)
+        runs = client.runs(
+            limit, model=model, status=statuses, parent=parent, submitter=submitter, backend=backend, param=param
+        )
     if json_output:
         output.print_json(runs)
         return
