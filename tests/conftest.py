@@ -34,6 +34,11 @@ TESTS = Path(__file__).parent
 REPO = TESTS.parent
 POSTGRES_URL = os.environ.get("MODELRUNNER_TEST_DATABASE_URL")
 FINAL = {"succeeded", "failed", "timed_out", "cancelled"}
+# A PostgreSQL store is backed up and restored with PostgreSQL's own tools.
+NEEDS_PG_TOOLS = pytest.mark.skipif(
+    bool(POSTGRES_URL) and not (shutil.which("pg_dump") and shutil.which("pg_restore")),
+    reason="pg_dump and pg_restore are not installed (Debian: apt-get install postgresql-client)",
+)
 
 
 def pytest_report_header() -> str:

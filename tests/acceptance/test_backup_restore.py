@@ -4,9 +4,6 @@ byte), and runs the backed-up model versions again. On SQLite and PostgreSQL ali
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 import tarfile
 import uuid
 from collections.abc import Iterator
@@ -19,20 +16,11 @@ from sqlalchemy import create_engine, text
 
 from modelrunner.store import backup, migrate
 from modelrunner.store.database import Database, normalise_url
-from tests.conftest import POSTGRES_URL, Server, wait_for_run
+from tests.acceptance.test_cli import cli
+from tests.conftest import NEEDS_PG_TOOLS, POSTGRES_URL, Server, wait_for_run
 from tests.identities import add_user
 
-# A PostgreSQL store is backed up and restored with PostgreSQL's own tools.
-pytestmark = pytest.mark.skipif(
-    bool(POSTGRES_URL) and not (shutil.which("pg_dump") and shutil.which("pg_restore")),
-    reason="pg_dump and pg_restore are not installed (Debian: apt-get install postgresql-client)",
-)
-
-
-def modelrunner(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "modelrunner", *args], env=env, capture_output=True, text=True, timeout=120
-    )
+pytestmark = NEEDS_PG_TOOLS
 
 
 @pytest.fixture
@@ -87,7 +75,7 @@ def test_a_running_servers_backup_restores_into_a_new_store(
             wait_for_run(http.get, run["id"])
         # A run still going while the backup is taken: the backup must not wait for it or break it.
         going = http.post("/api/v1/models/sleeper/runs", json={"params": {"seconds": 3}}).json()
-        backed_up = modelrunner(server.env, "db", "backup", str(archive))
+        backed_up = cli("db", "backup", str(archive), env=server.env)
         assert backed_up.returncode == 0, backed_up.stderr
         assert wait_for_run(http.get, going["id"])["status"] == "succeeded"
         before = snapshot(http)
@@ -102,7 +90,7 @@ def test_a_running_servers_backup_restores_into_a_new_store(
     restored_env = dict(server.env)
     restored_env.pop("MODELRUNNER_TOKEN")
     restored_env.update(MODELRUNNER_DATA_DIR=str(tmp_path / "restored"), MODELRUNNER_DATABASE_URL=other_database_url)
-    restored = modelrunner(restored_env, "db", "restore", str(archive))
+    restored = cli("db", "restore", str(archive), env=restored_env)
     assert restored.returncode == 0, restored.stderr
     assert "4 runs" in restored.stdout
 
@@ -142,11 +130,11 @@ def test_restore_refuses_a_store_that_is_not_empty_and_changes_nothing(server: S
     with httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as http:
         first = http.post("/api/v1/models/noop/runs", json={"params": {"n": 1}}).json()
         wait_for_run(http.get, first["id"])
-        assert modelrunner(server.env, "db", "backup", str(archive)).returncode == 0
+        assert cli("db", "backup", str(archive), env=server.env).returncode == 0
         second = http.post("/api/v1/models/noop/runs", json={"params": {"n": 2}}).json()
         wait_for_run(http.get, second["id"])
 
-        refused = modelrunner(server.env, "db", "restore", str(archive))
+        refused = cli("db", "restore", str(archive), env=server.env)
         runs = http.get("/api/v1/runs").json()["items"]
 
     assert refused.returncode == 1
@@ -160,12 +148,12 @@ def test_restore_force_replaces_the_store(server: Server, tmp_path: Path) -> Non
     with httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as http:
         first = http.post("/api/v1/models/noop/runs", json={"params": {"n": 1}}).json()
         wait_for_run(http.get, first["id"])
-        assert modelrunner(server.env, "db", "backup", str(archive)).returncode == 0
+        assert cli("db", "backup", str(archive), env=server.env).returncode == 0
         later = http.post("/api/v1/models/noop/runs", json={"params": {"n": 2}}).json()
         wait_for_run(http.get, later["id"])
     server.stop()
 
-    forced = modelrunner(server.env, "db", "restore", "--force", str(archive))
+    forced = cli("db", "restore", "--force", str(archive), env=server.env)
     assert forced.returncode == 0, forced.stderr
     server.start()
     with httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as http:
@@ -183,10 +171,10 @@ def test_restore_refuses_what_is_not_a_backup(tmp_path: Path) -> None:
         tar.add(Path(__file__), "notes.py")
     env = {"MODELRUNNER_DATA_DIR": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"}
 
-    refused = modelrunner(env, "db", "restore", str(not_a_backup))
+    refused = cli("db", "restore", str(not_a_backup), env=env)
     garbage = tmp_path / "garbage.tar"
     garbage.write_bytes(b"no tar at all")
-    unreadable = modelrunner(env, "db", "restore", str(garbage))
+    unreadable = cli("db", "restore", str(garbage), env=env)
 
     assert refused.returncode == 1 and "is not a modelrunner backup" in refused.stderr
     assert unreadable.returncode == 1 and "cannot read the backup" in unreadable.stderr
@@ -199,7 +187,7 @@ def test_restore_refuses_what_is_not_a_backup(tmp_path: Path) -> None:
 def test_a_backup_is_never_written_into_what_it_backs_up(tmp_path: Path) -> None:
     env = {"MODELRUNNER_DATA_DIR": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"}
 
-    refused = modelrunner(env, "db", "backup", str(tmp_path / "state" / "artifacts" / "backup.tar"))
+    refused = cli("db", "backup", str(tmp_path / "state" / "artifacts" / "backup.tar"), env=env)
 
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "would be inside" in refused.stderr and "write it elsewhere" in refused.stderr

@@ -9,12 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
-import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
@@ -22,24 +19,15 @@ from modelrunner.auth.secret_keys import SecretKeys
 from modelrunner.settings import Settings
 from modelrunner.store import migrate
 from modelrunner.store.database import Database
-from tests.conftest import POSTGRES_URL, TESTS, Server, wait_for_run
+from tests.acceptance.test_cli import cli
+from tests.conftest import NEEDS_PG_TOOLS, POSTGRES_URL, TESTS, Server, wait_for_run
 
 FIXTURES = TESTS / "fixtures" / "upgrade"
 # What the earlier server's API showed of a run, besides its attempts, outputs and log.
 FIELDS = ("id", "model", "model_version", "status", "params", "inputs", "cache_hit", "source_run_id", "submitted_by")
 ARCHIVE = FIXTURES / f"store-1e4c549.{'postgresql' if POSTGRES_URL else 'sqlite'}.tar.gz"
 
-# A PostgreSQL store is backed up and restored with PostgreSQL's own tools.
-pytestmark = pytest.mark.skipif(
-    bool(POSTGRES_URL) and not (shutil.which("pg_dump") and shutil.which("pg_restore")),
-    reason="pg_dump and pg_restore are not installed (Debian: apt-get install postgresql-client)",
-)
-
-
-def modelrunner(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "modelrunner", *args], env=env, capture_output=True, text=True, timeout=120
-    )
+pytestmark = NEEDS_PG_TOOLS
 
 
 def test_a_store_of_an_earlier_release_upgrades_with_nothing_lost(server_env: dict[str, str], tmp_path: Path) -> None:
@@ -50,10 +38,10 @@ def test_a_store_of_an_earlier_release_upgrades_with_nothing_lost(server_env: di
     database = Database(env["MODELRUNNER_DATABASE_URL"])
     head = ScriptDirectory.from_config(migrate.alembic_config(database)).get_current_head()
 
-    restored = modelrunner(env, "db", "restore", str(ARCHIVE))
+    restored = cli("db", "restore", str(ARCHIVE), env=env)
     assert restored.returncode == 0, restored.stderr
     assert migrate.current_revision(database) == "0005"
-    upgraded = modelrunner(env, "db", "upgrade")
+    upgraded = cli("db", "upgrade", env=env)
     assert upgraded.returncode == 0, upgraded.stderr
     assert upgraded.stdout.strip().endswith(f"is at revision {head}")
 
