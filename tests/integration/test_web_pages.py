@@ -111,6 +111,8 @@ def test_sign_in_with_a_wrong_password_then_the_right_one_then_sign_out(app_clie
     wrong = app_client.post("/signin", data={"username": "rune", "password": "nope", "csrf": token, "next": "/"})
     assert wrong.status_code == 401
     assert re.search(r'id="message"[^>]*>unknown user name or wrong password<', wrong.text)
+    # A first user finds how a password is given, without a terminal's banner at hand.
+    assert "modelrunner users set-password NAME" in wrong.text
 
     right = app_client.post(
         "/signin", data={"username": "rune", "password": PASSWORD, "csrf": token, "next": "/models/noop"}
