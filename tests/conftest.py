@@ -79,11 +79,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
-    """A new, empty database for one test."""
+@contextmanager
+def empty_database(folder: Path) -> Iterator[str]:
+    """The URL of a new, empty database of the kind the suite runs on (SQLite in ``folder``),
+    dropped afterwards."""
     if not POSTGRES_URL:
-        yield f"sqlite:///{tmp_path / 'state' / 'modelrunner.db'}"
+        yield f"sqlite:///{folder / 'modelrunner.db'}"
         return
     admin = create_engine(normalise_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
     name = f"mr_test_{uuid.uuid4().hex[:12]}"
@@ -96,6 +97,13 @@ def database_url(tmp_path: Path) -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """A new, empty database for one test."""
+    with empty_database(tmp_path / "state") as url:
+        yield url
 
 
 @pytest.fixture

@@ -12,12 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 
 from modelrunner.store import backup, migrate
-from modelrunner.store.database import Database, normalise_url
+from modelrunner.store.database import Database
 from tests.acceptance.test_cli import cli
-from tests.conftest import NEEDS_PG_TOOLS, POSTGRES_URL, Server, wait_for_run
+from tests.conftest import NEEDS_PG_TOOLS, Server, empty_database, wait_for_run
 from tests.identities import add_user
 
 pytestmark = NEEDS_PG_TOOLS
@@ -26,19 +25,8 @@ pytestmark = NEEDS_PG_TOOLS
 @pytest.fixture
 def other_database_url(tmp_path: Path) -> Iterator[str]:
     """A second empty database, of the kind the suite runs on: the store restored into."""
-    if not POSTGRES_URL:
-        yield f"sqlite:///{tmp_path / 'restored' / 'modelrunner.db'}"
-        return
-    admin = create_engine(normalise_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
-    name = f"mr_restored_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{normalise_url(POSTGRES_URL).rpartition('/')[0]}/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with empty_database(tmp_path / "restored") as url:
+        yield url
 
 
 def snapshot(http: httpx.Client) -> dict[str, Any]:
