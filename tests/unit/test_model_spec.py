@@ -84,7 +84,7 @@ def test_missing_command(tmp_path: Path) -> None:
     spec, problems = load(tmp_path, "name: demo\ntitle: No command\n")
 
     assert spec is None
-    assert fields(problems) == {"command": "is required (or `steps`, for a pipeline)"}
+    assert fields(problems) == {"command": "is required (or `notebook`, `image`, or `steps` for a pipeline)"}
 
 
 @pytest.mark.parametrize("command", ["[]", '[""]', '["  ", "x"]'])

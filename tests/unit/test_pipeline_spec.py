@@ -35,8 +35,8 @@ def test_a_pipeline_loads_with_its_steps_in_order(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "field", "message"),
     [
-        ("command: [python, x.py]\nsteps:\n  a: {command: [x]}\n", "steps", "either a `command` or `steps`"),
-        ("steps: {}\n", "command", "is required (or `steps`, for a pipeline)"),
+        ("command: [python, x.py]\nsteps:\n  a: {command: [x]}\n", "steps", "either a `command`, `notebook` or `image`, or `steps`"),
+        ("steps: {}\n", "command", "is required (or `notebook`, `image`, or `steps` for a pipeline)"),
         (
             "steps:\n  a: {command: [x], needs: [b]}\n  b: {command: [x], needs: [a]}\n",
             "steps",

@@ -85,13 +85,17 @@ def _execute(
     model: Model, resources: Resources, params: dict[str, Any], destination: Path, grace: float
 ) -> tuple[Outcome, float]:
     """Run the attempt in a thread while this one shows progress and handles Ctrl-C and timeout."""
+    part = model.spec.part(None)
     job = AttemptJob(
         run_id=0,
         attempt_id=0,
         attempt_number=1,
         model_name=model.name,
         model_version=model.version,
-        command=list(model.spec.part(None).command),
+        command=list(part.command or ()),
+        notebook=part.notebook,
+        image=part.image,
+        environment=part.environment,
         params=params,
         snapshot_uri="",
         declared_outputs=tuple(o.path for o in model.spec.outputs),

@@ -37,9 +37,12 @@ class AttemptJob:
     attempt_number: int
     model_name: str
     model_version: str
-    command: list[str]
+    command: list[str]  # empty when the form (a notebook, an image) brings its own
     params: dict[str, Any]
     snapshot_uri: str
+    notebook: str | None = None  # the model form: see StepSpec
+    image: str | None = None
+    environment: str | None = None
     declared_outputs: tuple[str, ...] = ()
     slots: int = 1
     # As the model asks, its class filled in: a backend maps them to its own terms.

@@ -111,7 +111,12 @@ class StepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     description: str = ""
-    command: list[str] = Field(min_length=1)
+    command: list[str] | None = Field(default=None, min_length=1)
+    notebook: str | None = Field(default=None, description="A Jupyter notebook of the model folder, run as the model")
+    image: str | None = Field(default=None, description="A container image run as the model (`command` replaces CMD)")
+    environment: str | None = Field(
+        default=None, description="The file of the model folder its environment is built from (requirements.txt, ...)"
+    )
     resources: Resources = Resources()
     retries: Retries = Retries()
     outputs: list[OutputDecl] = Field(default_factory=list)
@@ -121,8 +126,18 @@ class StepSpec(BaseModel):
 
     @field_validator("command")
     @classmethod
-    def _non_empty_program(cls, value: list[str]) -> list[str]:
-        return _non_empty_program(value)
+    def _non_empty_program(cls, value: list[str] | None) -> list[str] | None:
+        return _non_empty_program(value) if value is not None else None
+
+    @field_validator("notebook", "environment")
+    @classmethod
+    def _in_model_folder(cls, value: str | None) -> str | None:
+        return _relative_file(value) if value is not None else None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> StepSpec:
+        _check_form(self.command, self.notebook, self.image)
+        return self
 
     @field_validator("retries", mode="before")
     @classmethod
@@ -148,6 +163,12 @@ class ModelSpec(BaseModel):
     title: str = ""
     description: str = ""
     command: list[str] | None = Field(default=None, min_length=1)
+    notebook: str | None = Field(default=None, description="A Jupyter notebook of the model folder, run as the model")
+    image: str | None = Field(default=None, description="A container image run as the model (`command` replaces CMD)")
+    environment: str | None = Field(
+        default=None,
+        description="The file of the model folder its environment is built from (steps may name their own)",
+    )
     steps: dict[str, StepSpec] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
     resources: Resources = Resources()
@@ -187,6 +208,11 @@ class ModelSpec(BaseModel):
     def _non_empty_program(cls, value: list[str] | None) -> list[str] | None:
         return _non_empty_program(value) if value is not None else None
 
+    @field_validator("notebook", "environment")
+    @classmethod
+    def _in_model_folder(cls, value: str | None) -> str | None:
+        return _relative_file(value) if value is not None else None
+
     @field_validator("retries", mode="before")
     @classmethod
     def _retries_shorthand(cls, value: Any) -> Any:
@@ -206,10 +232,13 @@ class ModelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _command_or_steps(self) -> ModelSpec:
-        if self.command is None and not self.steps:
-            raise ValueError("command: is required (or `steps`, for a pipeline)")
-        if self.command is not None and self.steps:
-            raise ValueError("steps: a model has either a `command` or `steps` (a pipeline), not both")
+        runs_itself = self.command is not None or self.notebook is not None or self.image is not None
+        if not runs_itself and not self.steps:
+            raise ValueError("command: is required (or `notebook`, `image`, or `steps` for a pipeline)")
+        if runs_itself and self.steps:
+            raise ValueError("steps: a model has either a `command`, `notebook` or `image`, or `steps`, not both")
+        if runs_itself:
+            _check_form(self.command, self.notebook, self.image)
         if self.steps and self.outputs:
             raise ValueError("outputs: a pipeline declares its outputs per step")
         return self
@@ -256,14 +285,25 @@ class ModelSpec(BaseModel):
 
     def part(self, step: str | None) -> StepSpec:
         """What one run executes: a step of the pipeline, or the model's own command."""
-        if step is not None:
-            return self.steps[step]
-        return self._whole
+        if step is None:
+            return self._whole
+        chosen = self.steps[step]
+        if chosen.environment is None and self.environment is not None:
+            return chosen.model_copy(update={"environment": self.environment})
+        return chosen
 
     @functools.cached_property
     def _whole(self) -> StepSpec:
-        assert self.command is not None, "a pipeline runs its steps, never itself"
-        return StepSpec(command=self.command, resources=self.resources, retries=self.retries, outputs=self.outputs)
+        assert not self.steps, "a pipeline runs its steps, never itself"
+        return StepSpec(
+            command=self.command,
+            notebook=self.notebook,
+            image=self.image,
+            environment=self.environment,
+            resources=self.resources,
+            retries=self.retries,
+            outputs=self.outputs,
+        )
 
     def step_order(self) -> list[str]:
         """Step names, each after the steps it needs (ties in the order written)."""
@@ -277,16 +317,33 @@ class ModelSpec(BaseModel):
         return order
 
     def programs(self) -> list[tuple[str, list[str]]]:
-        """(field, command) of every command this model starts."""
-        if self.command is not None:
-            return [("command", self.command)]
-        return [(f"steps.{name}.command", step.command) for name, step in self.steps.items()]
+        """(field, command) of every command this model starts in its own folder (a command
+        given to an image runs inside the image, so it is not one of them)."""
+        parts = [(f"steps.{name}.command", step) for name, step in self.steps.items()]
+        if not self.steps:
+            parts = [("command", self.part(None))]
+        return [(field, part.command) for field, part in parts if part.command is not None and part.image is None]
 
 
 def _non_empty_program(value: list[str]) -> list[str]:
     if not value[0].strip():
         raise ValueError("the first argument (the program) is empty")
     return value
+
+
+def _relative_file(value: str) -> str:
+    if value.startswith("/") or ".." in Path(value).parts or not value.strip():
+        raise ValueError("must be a relative path inside the model folder")
+    return value
+
+
+def _check_form(command: list[str] | None, notebook: str | None, image: str | None) -> None:
+    """A model (or step) is started in one form: a command, a notebook, or an image (whose own
+    command ``command`` may replace)."""
+    if notebook is not None and (command is not None or image is not None):
+        raise ValueError("notebook: a notebook is run by itself; leave out `command` and `image`")
+    if command is None and notebook is None and image is None:
+        raise ValueError("command: is required (or `notebook` or `image`)")
 
 
 def _retries_of(value: Any) -> Any:
