@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import sys
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,11 +17,11 @@ from modelrunner.artifacts.store import StoredFile
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.confinement import ModelUser, give_to, model_environment
+from modelrunner.execution.forms import launch_command
 from modelrunner.execution.job import AttemptJob, Outcome, stopped
 from modelrunner.execution.output_files import refuse_irregular
 from modelrunner.execution.output_follower import OnProgress, output_follower
 from modelrunner.execution.supervision import SupervisorService
-from modelrunner.spec.model_spec import PYTHON_PROGRAMS
 from modelrunner.spec.model_version import copy_model
 
 # How long after the grace period a supervisor that has not ended is killed with the model.
@@ -35,12 +34,6 @@ AcquireSlot = Callable[[], bool]
 DataFolder = Callable[[str, str], Path]
 # Copies a stored file (an upstream step's output) to a local path: (uri, destination).
 FetchFile = Callable[[str, Path], None]
-
-
-def resolve_command(command: list[str]) -> list[str]:
-    """``python`` means the interpreter modelrunner runs under, so models see its packages."""
-    program = sys.executable if command[0] in PYTHON_PROGRAMS else command[0]
-    return [program, *command[1:]]
 
 
 class AttemptProcess:
@@ -142,7 +135,12 @@ class AttemptProcess:
         with self._log_path.open("ab") as log:
             if self.stop_requested:
                 return None
-            command = resolve_command(self.job.command)
+            try:
+                command = launch_command(self.job)
+            except ModelrunnerError as exc:
+                self._start_error = exc.message
+                log.write(f"modelrunner: {self._start_error}\n".encode())
+                return None
             try:
                 output_read, control_read = self._supervisors.launch(
                     command, env, str(model_dir), self._grace, self._user
