@@ -9,7 +9,7 @@ import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jsonschema
@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from modelrunner.errors import SpecError
 from modelrunner.spec.automation_spec import ScheduleSpec, TriggerSpec
 from modelrunner.spec.duration import parse_duration
+from modelrunner.spec.environment_spec import environment_problem
+from modelrunner.spec.model_version import left_out
 from modelrunner.spec.names import check_name, check_names
 
 MODEL_FILE = "model.yaml"
@@ -430,11 +432,21 @@ def message_of(error: Any) -> str:
 
 def program_problems(spec: ModelSpec, folder: Path, shown_as: str) -> list[SpecProblem]:
     """A problem for each program that cannot be started: ``python``/``python3`` always can; a
-    path with a ``/`` must exist (relative to the model folder) and be executable; a bare name
-    must be found on PATH (the model's own folder is not searched, as when the model runs)."""
+    path with a ``/`` must exist (relative to the model folder), be executable and be part of
+    the model (not in a folder the copy leaves out); a bare name must be found on PATH (the
+    model's own folder is not searched, as when the model runs). And one for each environment
+    that cannot be built here (see ``environment_problem``)."""
     problems = []
     for field, command in spec.programs():
         message = _program_problem(command[0], folder)
+        if message:
+            problems.append(SpecProblem(shown_as, field, message))
+    named = {"environment": spec.environment} if spec.environment is not None else {}
+    named.update(
+        {f"steps.{name}.environment": step.environment for name, step in spec.steps.items() if step.environment}
+    )
+    for field, environment_file in named.items():
+        message = environment_problem(environment_file, folder)
         if message:
             problems.append(SpecProblem(shown_as, field, message))
     return problems
@@ -449,6 +461,13 @@ def _program_problem(program: str, folder: Path) -> str | None:
             return f"the program {program!r} does not exist in the model folder"
         if not os.access(path, os.X_OK):
             return f"the program {program!r} is not executable (chmod +x it)"
+        reason = left_out(folder, PurePosixPath(program))
+        if reason is not None:
+            # A model's own .venv, say, is not copied: the attempt could not start it.
+            return (
+                f"the program {program!r} is not part of the model: {reason}; "
+                "use `environment: requirements.txt` (or pyproject.toml, ...) for its packages"
+            )
         return None
     if shutil.which(program):
         return None
