@@ -101,6 +101,7 @@ def _execute(
         declared_outputs=tuple(o.path for o in model.spec.outputs),
         slots=resources.slots,
         resources=resources,
+        progress_bars=model.spec.progress.bars,
     )
     store = ArtifactStore(str(destination.parent))
     results: list[Outcome] = []

@@ -297,6 +297,7 @@ class Dispatcher:
                 callback_url=f"{self._callback_url}/api/v1/attempts/{attempt.attempt_id}",
                 callback_token=attempt.callback_token,
                 passed_variables=tuple(self._model_environment()),
+                progress_bars=version.spec.progress.bars,
             )
             handle = _handle_of(self.runner_id, attempt.attempt_id, run.id, attempt.number)
             jobs.append((job, _InFlight(run.id, run.model_name, handle, part.resources.timeout)))

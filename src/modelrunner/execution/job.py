@@ -58,6 +58,7 @@ class AttemptJob:
     callback_token: str | None = field(default=None, repr=False)
     # Variables of the runner's environment the model sees too (``model_environment:``).
     passed_variables: tuple[str, ...] = ()
+    progress_bars: bool = True  # progress bars the model prints move its progress (``progress: {bars: ...}``)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """One thread of this process follows what every running attempt prints: a selector over all their
-output pipes copies each chunk into the attempt's log as it comes and picks out progress lines.
+output pipes copies each chunk into the attempt's log as it comes and picks out progress: the
+model's ``::progress::`` lines, else the progress bars it prints (tqdm's, see progress_bars.py).
+Lines a bar overwrites with ``\r`` reach the log as they end up (see carriage_returns.py).
 
 A thread per attempt did the same at the cost of a thread start per attempt and of one more
 thread waking for the interpreter lock at every line; here a burst of attempts adds none."""
@@ -15,9 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
+from modelrunner.execution.carriage_returns import OverwrittenLines
+from modelrunner.execution.progress_bars import BarReports, read_bar
+
 log = logging.getLogger(__name__)
 
 PROGRESS = re.compile(rb"^::progress::\s+([-+0-9.eE]+)\s*(.*?)\s*$")
+_LINE_ENDS = re.compile(rb"\r\n?|\n")  # a progress bar's updates end with \r
 
 OnProgress = Callable[[float, str], None]
 
@@ -29,9 +35,12 @@ _LONGEST_PROGRESS_LINE = 65536  # a longer line is logged whole but read as no p
 class _Followed:
     log: IO[bytes]
     on_progress: OnProgress
+    bars: BarReports | None  # None: the model's bars are not read as progress
     done: threading.Event = field(default_factory=threading.Event)
+    lines: OverwrittenLines = field(default_factory=OverwrittenLines)
     partial: bytes = b""  # the start of a line whose end has not come yet
     overlong: bool = False  # the line under way is too long to be progress: skip to its end
+    explicit: bool = False  # a ::progress:: line came: from now on, only they are progress
 
 
 class OutputFollower:
@@ -44,12 +53,13 @@ class OutputFollower:
         os.set_blocking(self._nudge_read, False)
         self._selector.register(self._nudge_read, selectors.EVENT_READ, None)
 
-    def follow(self, output_fd: int, log: IO[bytes], on_progress: OnProgress) -> threading.Event:
+    def follow(self, output_fd: int, log: IO[bytes], on_progress: OnProgress, *, bars: bool = True) -> threading.Event:
         """Copy what arrives on ``output_fd`` to ``log`` until the writers close it, calling
-        ``on_progress`` for each progress line; the event is set once all of it is in the log
-        (``output_fd`` is closed then)."""
+        ``on_progress`` for each progress line, and with ``bars`` for the progress bars printed
+        until the first progress line (at most once a second, and at each bar's end); the event is
+        set once all of it is in the log (``output_fd`` is closed then)."""
         os.set_blocking(output_fd, False)
-        followed = _Followed(log, on_progress)
+        followed = _Followed(log, on_progress, BarReports(on_progress) if bars else None)
         with self._lock:
             self._selector.register(output_fd, selectors.EVENT_READ, followed)
             if self._thread is None:
@@ -78,12 +88,17 @@ class OutputFollower:
         except OSError:
             chunk = b""  # an error on the pipe ends it as its close would
         if chunk:
-            followed.log.write(chunk)
-            followed.log.flush()
+            logged = followed.lines.feed(chunk)
+            if logged:
+                followed.log.write(logged)
+                followed.log.flush()
             self._progress(followed, chunk)
             return
+        followed.log.write(followed.lines.finish())
         if followed.partial and not followed.overlong:
-            _report_progress(followed.partial, followed.on_progress)
+            _read_progress(followed.partial, followed)
+        if followed.bars is not None and not followed.explicit:
+            followed.bars.flush()
         self._end(fd, followed)
 
     def _end(self, fd: int, followed: _Followed) -> None:
@@ -94,7 +109,7 @@ class OutputFollower:
 
     @staticmethod
     def _progress(followed: _Followed, chunk: bytes) -> None:
-        lines = (followed.partial + chunk).split(b"\n")
+        lines = _LINE_ENDS.split(followed.partial + chunk)
         followed.partial = lines.pop()
         if followed.overlong and lines:
             lines.pop(0)  # the end of the overlong line
@@ -102,17 +117,29 @@ class OutputFollower:
         if followed.overlong or len(followed.partial) > _LONGEST_PROGRESS_LINE:
             followed.partial, followed.overlong = b"", True
         for line in lines:
-            _report_progress(line, followed.on_progress)
+            _read_progress(line, followed)
+        if followed.partial and followed.bars is not None and not followed.explicit:
+            # tqdm writes "\r" and then the whole bar: the update under way is complete already.
+            reading = read_bar(followed.partial)
+            if reading is not None:
+                followed.bars.saw(*reading)
 
 
-def _report_progress(line: bytes, on_progress: OnProgress) -> None:
-    match = PROGRESS.match(line.rstrip(b"\r"))
+def _read_progress(line: bytes, followed: _Followed) -> None:
+    match = PROGRESS.match(line)
     if match:
         try:
             fraction = min(max(float(match.group(1)), 0.0), 1.0)
         except ValueError:
             return
-        on_progress(fraction, match.group(2).decode("utf-8", "replace"))
+        if not followed.explicit and followed.bars is not None:
+            followed.bars.drop()
+        followed.explicit = True
+        followed.on_progress(fraction, match.group(2).decode("utf-8", "replace"))
+    elif followed.bars is not None and not followed.explicit:
+        reading = read_bar(line)
+        if reading is not None:
+            followed.bars.saw(*reading)
 
 
 def _drain(fd: int) -> None:

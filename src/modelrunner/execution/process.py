@@ -149,7 +149,7 @@ class AttemptProcess:
                 self._start_error = f"cannot start the attempt's supervisor: {exc.strerror or exc}"
                 log.write(f"modelrunner: {self._start_error}\n".encode())
                 return None
-            output_done = output_follower().follow(output_read, log, on_progress)
+            output_done = output_follower().follow(output_read, log, on_progress, bars=self.job.progress_bars)
             with os.fdopen(control_read, "rb") as control:
                 kind, said = _report(control)
                 if kind == "supervisor":

@@ -73,6 +73,7 @@ def parse_job(text: str) -> RemoteJob:
         raw["inputs"] = tuple(JobInput(**entry) for entry in raw.get("inputs", ()))
         raw["upstream"] = tuple(UpstreamFile(**entry) for entry in raw.get("upstream", ()))
         raw["passed_variables"] = tuple(str(name) for name in raw.get("passed_variables", ()))
+        raw["progress_bars"] = bool(raw.get("progress_bars", True))
         raw["resources"] = Resources.model_validate(raw.get("resources", {}))
         job = AttemptJob(**raw)
     except KeyError as exc:

@@ -103,6 +103,15 @@ class OutputDecl(BaseModel):
         return value
 
 
+class ProgressSpec(BaseModel):
+    """How a model's progress is read from what it prints: ``::progress::`` lines always; with
+    ``bars`` (the default) also the progress bars it prints (tqdm's), until its first such line."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bars: bool = Field(default=True, description="false: progress bars the model prints do not move the run's progress")
+
+
 class StepSpec(BaseModel):
     """One step of a pipeline: its own command, resources and retries, run once its ``needs`` succeeded.
 
@@ -185,6 +194,7 @@ class ModelSpec(BaseModel):
     backend: str | None = Field(
         default=None, description="The backend of its runs unless the request or the submitter's group routes them"
     )
+    progress: ProgressSpec = ProgressSpec()
 
     @field_validator("name")
     @classmethod
