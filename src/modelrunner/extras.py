@@ -3,6 +3,8 @@ because its extra is not installed becomes a message that names the extra."""
 
 from __future__ import annotations
 
+import importlib.util
+
 from modelrunner.errors import ModelrunnerError
 
 # By the top-level module of an extra's library: the library as pip names it, what needs it, and
@@ -15,11 +17,25 @@ _NEEDED_BY: dict[str, tuple[str, str, str]] = {
     "azure": ("azure-batch and azure-identity", "the azure-batch backend", "azure"),
     "kubernetes": ("the kubernetes client", "the kubernetes backend", "kubernetes"),
     "distributed": ("dask.distributed", "a backend of type dask", "dask"),
+    "papermill": ("papermill", "a notebook model", "notebook"),
+    "nbformat": ("papermill", "a notebook model", "notebook"),
+    "nbclient": ("papermill", "a notebook model", "notebook"),
+    "nbconvert": ("nbconvert", "a notebook model", "notebook"),
+    "ipykernel": ("ipykernel", "a notebook model", "notebook"),
+    "jupyter_client": ("ipykernel", "a notebook model", "notebook"),
 }
 
 
 class MissingExtra(ModelrunnerError):
     """A library of an optional extra is not installed; the message says which extra to install."""
+
+
+def missing_module(module: str) -> MissingExtra | None:
+    """The error to show when ``module``, a library of an extra (a key of the table above), is
+    not installed; None when it is. Finds the module without importing it."""
+    if importlib.util.find_spec(module) is not None:
+        return None
+    return missing_extra(ModuleNotFoundError(name=module))
 
 
 def missing_extra(exc: BaseException) -> MissingExtra | None:

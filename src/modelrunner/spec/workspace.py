@@ -36,6 +36,7 @@ from modelrunner.spec.model_spec import (
 )
 from modelrunner.spec.model_version import content_hash, fingerprint
 from modelrunner.spec.names import RESERVED_VARIABLE_PREFIX, check_names
+from modelrunner.spec.notebook_check import notebook_problems
 from modelrunner.spec.notify_spec import NotificationsSpec
 
 WORKSPACE_FILE = "modelrunner.yaml"
@@ -223,7 +224,7 @@ class Workspace:
         raise unknown_model(name)
 
     def problems(self) -> list[SpecProblem]:
-        """Every problem in the workspace file and the model specs, including programs that cannot
+        """Every problem in the workspace file and the model specs, including programs and notebooks that cannot
         be found (empty when all is well)."""
         problems = self._workspace_problems()
         seen: dict[str, Path] = {}
@@ -232,6 +233,7 @@ class Workspace:
             problems.extend(entry.problems)
             if entry.model:
                 problems.extend(program_problems(entry.model.spec, folder, self._shown(folder / MODEL_FILE)))
+                problems.extend(notebook_problems(entry.model.spec, folder, self._shown(folder / MODEL_FILE)))
                 problems.extend(self._input_problems(entry.model, self._shown(folder / MODEL_FILE)))
                 if entry.model.name in seen:
                     problems.append(
