@@ -77,6 +77,9 @@ ROUTES: dict[tuple[str, str], dict[str, set[int]]] = {
     ("get", "/api/v1/runs/{run_id}/events"): on_a_run(OK, least="viewer"),
     ("get", "/api/v1/runs/{run_id}/outputs"): on_a_run(OK, least="viewer"),
     ("get", "/api/v1/runs/{run_id}/outputs/{path}"): on_a_run(OK, least="viewer"),
+    # A partial output of the run's attempt 1: it succeeded, so it kept none (an empty list, a 404).
+    ("get", "/api/v1/runs/{run_id}/attempts/{number}/outputs"): on_a_run(OK, least="viewer"),
+    ("get", "/api/v1/runs/{run_id}/attempts/{number}/outputs/{path}"): on_a_run({404}, least="viewer"),
     ("get", "/api/v1/datasets"): listing(),
     ("get", "/api/v1/datasets/{name}"): expect(OK, least="viewer"),
     ("get", "/api/v1/datasets/{name}/versions"): expect(OK, least="viewer"),
@@ -306,6 +309,7 @@ def _call(client: TestClient, method: str, path: str, token: str | None, world: 
         "version": world.version,
         "sync_id": str(world.sync_id),
         "attempt_id": str(world.attempt_id),
+        "number": "1",
         "subscription_id": str(world.subscription_id),
         "delivery_id": str(world.delivery_id),
         "pool": "pool",

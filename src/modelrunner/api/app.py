@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 import modelrunner
 from modelrunner.api import API_PREFIX
 from modelrunner.api.accounts_routes import router as accounts_router
+from modelrunner.api.attempt_outputs_routes import router as attempt_outputs_router
 from modelrunner.api.attempts_routes import append_log
 from modelrunner.api.attempts_routes import router as attempts_router
 from modelrunner.api.backends_routes import router as backends_router
@@ -32,6 +33,7 @@ from modelrunner.api.workers_routes import router as workers_router
 from modelrunner.platform import Platform
 from modelrunner.web.admin_pages import router as admin_pages_router
 from modelrunner.web.dataset_pages import router as dataset_pages_router
+from modelrunner.web.output_files import router as output_files_router
 from modelrunner.web.pages import router as pages_router
 from modelrunner.web.pipeline_graph import router as pipeline_graph_router
 from modelrunner.web.rendering import STATIC
@@ -84,6 +86,7 @@ def create_app(platform: Platform) -> FastAPI:
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(models_router)
     api.include_router(runs_router)
+    api.include_router(attempt_outputs_router)
     api.include_router(datasets_router)
     api.include_router(schedules_router)
     api.include_router(backends_router)
@@ -98,6 +101,7 @@ def create_app(platform: Platform) -> FastAPI:
     app.add_middleware(SessionCookies, settings=platform.settings)
     app.include_router(pages_router)
     app.include_router(run_lists_router)
+    app.include_router(output_files_router)
     app.include_router(run_pages_router)
     app.include_router(pipeline_graph_router)
     app.include_router(result_pages_router)

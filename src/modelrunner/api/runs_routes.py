@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Response
 from fastapi.responses import StreamingResponse
 
+from modelrunner.api import file_responses
 from modelrunner.api.deps import AccessDep, PlatformDep, RunCanceller, RunRunner, RunViewer
 from modelrunner.api.schemas import (
     EventOut,
@@ -171,16 +172,9 @@ def list_outputs(viewer: RunViewer, platform: PlatformDep) -> list[OutputOut]:
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
 def download_output(viewer: RunViewer, path: str, platform: PlatformDep) -> StreamingResponse:
+    """An attachment that never runs as a page of this site (api/file_responses.py)."""
     found = run_reads.run_output(platform, viewer, path)
-    stream = platform.artifacts.stream(found.uri)
-    headers = {"X-Sha256": found.sha256, "Content-Length": str(found.size)}
-    return StreamingResponse(stream, media_type=_media_type(path), headers=headers)
-
-
-def _media_type(path: str) -> str:
-    import mimetypes
-
-    return mimetypes.guess_type(path)[0] or "application/octet-stream"
+    return file_responses.download(platform.artifacts, found.uri, path, found.size, found.sha256)
 
 
 def _encode(run_id: int) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -22,7 +22,15 @@ from modelrunner.spec.duration import parse_duration
 from modelrunner.spec.model_spec import Resources
 from modelrunner.spec.workspace import Model
 from modelrunner.store.run_reads_queries import ListedRun
-from modelrunner.store.tables import AttemptRow, DatasetSyncRow, DatasetVersionRow, EventRow, OutputRow, RunRow
+from modelrunner.store.tables import (
+    AttemptRow,
+    DatasetSyncRow,
+    DatasetVersionRow,
+    EventRow,
+    OutputRow,
+    PartialOutputRow,
+    RunRow,
+)
 
 Duration = Annotated[
     float,
@@ -130,10 +138,16 @@ class AttemptOut(BaseModel):
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
+    partial_outputs: list[OutputOut] = Field(
+        default_factory=list,
+        description="What this attempt (failed, timed out, cancelled) had written: for debugging, never the result",
+    )
 
     @classmethod
-    def of(cls, row: AttemptRow) -> AttemptOut:
-        return cls.model_validate(row, from_attributes=True)
+    def of(cls, row: AttemptRow, partial: Sequence[PartialOutputRow] = ()) -> AttemptOut:
+        attempt = cls.model_validate(row, from_attributes=True)
+        attempt.partial_outputs = [OutputOut.of_partial(row.run_id, row.number, p) for p in partial]
+        return attempt
 
 
 class OutputOut(BaseModel):
@@ -147,6 +161,11 @@ class OutputOut(BaseModel):
         return cls(
             path=row.path, size=row.size, sha256=row.sha256, url=f"/api/v1/runs/{row.run_id}/outputs/{quote(row.path)}"
         )
+
+    @classmethod
+    def of_partial(cls, run_id: int, number: int, row: PartialOutputRow) -> OutputOut:
+        url = f"/api/v1/runs/{run_id}/attempts/{number}/outputs/{quote(row.path)}"
+        return cls(path=row.path, size=row.size, sha256=row.sha256, url=url)
 
 
 class InputVersionOut(BaseModel):
@@ -237,7 +256,7 @@ class RunDetail(RunSummary):
     def of_bundle(cls, bundle: RunBundle) -> RunDetail:
         return cls(
             **_run_fields(bundle.run, bundle.submitter),
-            attempts=[AttemptOut.of(a) for a in bundle.attempts],
+            attempts=[AttemptOut.of(a, bundle.partial_outputs.get(a.number, ())) for a in bundle.attempts],
             outputs=[OutputOut.of(o) for o in bundle.outputs],
             steps=[StepOut.of(state) for state in bundle.steps] if bundle.steps is not None else None,
         )

@@ -209,5 +209,7 @@ def finish(attempt: AttemptPool, body: FinishReport) -> Response:
     the attempt's token is spent."""
     attempt_id, pool = attempt
     outputs = [StoredFile(o.path, o.size, o.sha256, o.uri) for o in body.outputs]
-    pool.finish(attempt_id, Outcome(body.status, exit_code=body.exit_code, error=body.error, outputs=outputs))
+    partial = [StoredFile(o.path, o.size, o.sha256, o.uri) for o in body.partial_outputs]
+    outcome = Outcome(body.status, exit_code=body.exit_code, error=body.error, outputs=outputs, partial_outputs=partial)
+    pool.finish(attempt_id, outcome)
     return Response(status_code=204)

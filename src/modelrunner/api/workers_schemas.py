@@ -64,3 +64,5 @@ class FinishReport(BaseModel):
     exit_code: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
     error: str | None = Field(default=None, max_length=10_000)
     outputs: list[OutputFile] = Field(default_factory=list)
+    # What a failed, timed out or cancelled attempt had written (stored like outputs; never a result).
+    partial_outputs: list[OutputFile] = Field(default_factory=list)

@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, ClassVar
 
@@ -524,7 +524,7 @@ def _as_stopped(outcome: Outcome, reason: AttemptStatus | None) -> Outcome:
     """The task says "cancelled" for any stop; the engine asked for ``reason`` (a timeout, say)."""
     if reason is None or outcome.status not in (AttemptStatus.CANCELLED, AttemptStatus.LOST):
         return outcome
-    return stopped(reason, outcome.exit_code)
+    return replace(stopped(reason, outcome.exit_code), partial_outputs=outcome.partial_outputs)
 
 
 def _utc(timestamp: float) -> dt.datetime:

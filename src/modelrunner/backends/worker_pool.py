@@ -32,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from modelrunner.artifacts.keys import clean_key
@@ -246,7 +246,9 @@ class WorkerPool(RunnerLeases):
             self._check_outputs(handout, outcome)
             del self._handed[attempt_id]
             if handout.stop_reason is not None and outcome.status != AttemptStatus.SUCCEEDED:
-                outcome = stopped(handout.stop_reason, outcome.exit_code)
+                outcome = replace(
+                    stopped(handout.stop_reason, outcome.exit_code), partial_outputs=outcome.partial_outputs
+                )
             if not handout.started and outcome.exit_code is not None:
                 # The model ran but its start was never heard of: a run must be running to end.
                 self._reports.append(Started(attempt_id, handout.handle, utcnow()))
@@ -316,7 +318,7 @@ class WorkerPool(RunnerLeases):
     def _check_outputs(self, handout: _Handout, outcome: Outcome) -> None:
         """UnsafeKey or Forbidden if the worker names outputs outside its attempt's outputs folder."""
         folder = f"{attempt_prefix(handout.job)}/outputs"
-        for output in outcome.outputs:
+        for output in (*outcome.outputs, *outcome.partial_outputs):
             if output.uri != self._artifacts.uri(f"{folder}/{clean_key(output.path, 'output')}"):
                 raise Forbidden(f"output {output.path!r} is not stored in the attempt's outputs folder {folder}/")
 

@@ -211,6 +211,11 @@ class Client:
         result: list[dict[str, Any]] = self._json("GET", f"/runs/{run_id}/outputs")
         return result
 
+    def partial_outputs(self, run_id: int, attempt: int) -> list[dict[str, Any]]:
+        """What attempt ``attempt`` of the run had written before it failed, timed out or was cancelled."""
+        result: list[dict[str, Any]] = self._json("GET", f"/runs/{run_id}/attempts/{attempt}/outputs")
+        return result
+
     @contextmanager
     def download(self, url: str) -> Iterator[Iterator[bytes]]:
         """Stream the file at ``url`` (an API path such as an output's ``url``) in chunks."""

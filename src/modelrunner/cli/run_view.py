@@ -79,8 +79,8 @@ def _backend_of(run: dict[str, Any]) -> str | None:
     return f"{run['backend']} ({why})" if why else str(run["backend"])
 
 
-def outputs_table(outputs: list[dict[str, Any]]) -> Table:
-    table = output.table("path", "size", "sha256", title="outputs")
+def outputs_table(outputs: list[dict[str, Any]], title: str = "outputs") -> Table:
+    table = output.table("path", "size", "sha256", title=title)
     for item in outputs:
         table.add_row(output.cell(item["path"]), output.size(int(item["size"])), item["sha256"])
     return table

@@ -195,10 +195,33 @@ def outputs(
             help="Save every output file into this folder, checking each file's sha256.",
         ),
     ] = None,
+    partial: Annotated[
+        bool,
+        typer.Option(
+            "--partial",
+            envvar="MODELRUNNER_PARTIAL",
+            help="The partial outputs instead: what each attempt that failed, timed out or was cancelled had "
+            "written (never the run's result); --download saves them in attempt-N/ folders.",
+        ),
+    ] = False,
+    attempt: Annotated[
+        int | None,
+        typer.Option(
+            "--attempt",
+            envvar="MODELRUNNER_ATTEMPT_NUMBER",
+            min=1,
+            max=2**31 - 1,
+            help="The partial outputs of this attempt only (implies --partial).",
+        ),
+    ] = None,
     json_output: options.Json = False,
     server: options.Server = options.DEFAULT,
 ) -> None:
-    """List a run's output files (path, size, sha256), or download them with --download."""
+    """List a run's output files (path, size, sha256), or download them with --download;
+    --partial or --attempt N for what failed attempts had written."""
+    if partial or attempt is not None:
+        partial_outputs(run_id, attempt, download, json_output, server)
+        return
     with Client(server) as client:
         files = client.outputs(run_id)
         if download is not None and files:
@@ -213,6 +236,34 @@ def outputs(
         output.stdout().print(outputs_table(files))
     else:
         output.hint(f"run {run_id} has no outputs (a run has outputs once it has succeeded)")
+    if written:
+        output.stdout().print(
+            output.cell(f"saved {len(written)} file{'s' if len(written) != 1 else ''} in {download}, sha256 verified")
+        )
+
+
+def partial_outputs(run_id: int, attempt: int | None, download: Path | None, json_output: bool, server: str) -> None:
+    """``runs outputs --partial`` / ``--attempt N``: each attempt's partial outputs, listed or
+    downloaded (``<download>/attempt-N/<path>``)."""
+    with Client(server) as client:
+        if attempt is not None:
+            found = {attempt: client.partial_outputs(run_id, attempt)}
+        else:
+            found = {a["number"]: a.get("partial_outputs", []) for a in client.run(run_id)["attempts"]}
+        found = {number: files for number, files in found.items() if files}
+        written: list[Path] = []
+        if download is not None and found:
+            from modelrunner.cli.output_download import download_outputs
+
+            for number, files in found.items():
+                written += download_outputs(client, files, download / f"attempt-{number}")
+    if json_output:
+        output.print_json([{"attempt": number, **item} for number, files in found.items() for item in files])
+    elif not found:
+        which = f"attempt {attempt} of run {run_id}" if attempt is not None else f"run {run_id}"
+        output.hint(f"{which} has no partial outputs (an attempt keeps them when it fails, times out or is cancelled)")
+    for number, files in found.items() if not json_output else ():
+        output.stdout().print(outputs_table(files, title=f"partial outputs of attempt {number} (not the result)"))
     if written:
         output.stdout().print(
             output.cell(f"saved {len(written)} file{'s' if len(written) != 1 else ''} in {download}, sha256 verified")

@@ -16,7 +16,7 @@ from modelrunner.engine.states import ACTIVE_ATTEMPT_STATES, FINAL_RUN_STATES, A
 from modelrunner.engine.transition import create_attempt, transition, transition_attempt
 from modelrunner.errors import Conflict, InvalidTransition, NotFound
 from modelrunner.execution.job import Outcome
-from modelrunner.store import queries
+from modelrunner.store import partial_output_queries, queries
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,9 @@ def finish(session: Session, attempt_id: int, outcome: Outcome, policy: RetryPol
     if attempt is None:
         return
     run_id = attempt.run_id
+    if outcome.partial_outputs and outcome.status != AttemptStatus.SUCCEEDED:
+        # Recorded per attempt, never as the run's outputs: no result, cache hit or input comes of them.
+        partial_output_queries.add_partial_outputs(session, attempt_id, (f.as_row() for f in outcome.partial_outputs))
     if outcome.status == AttemptStatus.SUCCEEDED:
         if _unless_ended(session, run_id, RunStatus.SUCCEEDED, progress_fraction=1.0):
             queries.add_outputs(session, run_id, (stored.as_row() for stored in outcome.outputs))

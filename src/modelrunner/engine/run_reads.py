@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
@@ -25,10 +25,10 @@ from modelrunner.engine.pipelines import StepState
 from modelrunner.errors import InvalidInput, NotFound
 from modelrunner.spec.access_spec import Level
 from modelrunner.spec.model_spec import ModelSpec
-from modelrunner.store import queries, run_reads_queries
+from modelrunner.store import partial_output_queries, queries, run_reads_queries
 from modelrunner.store.row_ids import INT64_MAX
 from modelrunner.store.run_reads_queries import ListedRun, ParamValue, RunFilter, RunHeadline, RunLine
-from modelrunner.store.tables import AttemptRow, EventRow, OutputRow, RunKind, RunRow
+from modelrunner.store.tables import AttemptRow, EventRow, OutputRow, PartialOutputRow, RunKind, RunRow
 
 if TYPE_CHECKING:
     from modelrunner.platform import Platform
@@ -43,6 +43,8 @@ class RunBundle:
     outputs: list[OutputRow]
     submitter: str | None  # the name of the user who submitted it; None for a schedule's or a trigger's
     steps: list[StepState] | None  # for a pipeline run read with its steps: its steps, in order
+    # Attempt number -> what that attempt (failed, timed out, cancelled) left: never the result.
+    partial_outputs: dict[int, list[PartialOutputRow]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ def run_detail(platform: Platform, permission: RunPermission, *, with_steps: boo
             queries.outputs_of(session, run.id),
             _submitter(session, run),
             steps,
+            partial_output_queries.partial_outputs_of_run(session, run.id),
         )
 
 
@@ -238,6 +241,37 @@ def run_output(platform: Platform, permission: RunPermission, path: str) -> Outp
     if found is None:
         raise NotFound(f"run {run.id} has no output '{path}'", run=run.id, path=path)
     return found
+
+
+def attempt_partial_outputs(
+    platform: Platform, permission: RunPermission, number: int
+) -> tuple[RunRow, list[PartialOutputRow]]:
+    """The run and the partial outputs of its attempt ``number`` by path (NotFound when the run
+    has no such attempt)."""
+    with platform.database.read() as session:
+        run = permitted_run(session, permission, "listing an attempt's partial outputs")
+        attempt_id = _attempt_id(session, run, number)
+        return run, partial_output_queries.partial_outputs_of(session, attempt_id)
+
+
+def attempt_partial_output(platform: Platform, permission: RunPermission, number: int, path: str) -> PartialOutputRow:
+    """The partial output at ``path`` of the run's attempt ``number`` (NotFound when there is none)."""
+    with platform.database.read() as session:
+        run = permitted_run(session, permission, "downloading an attempt's partial outputs")
+        found = partial_output_queries.partial_output_at(session, _attempt_id(session, run, number), path)
+    if found is None:
+        raise NotFound(
+            f"attempt {number} of run {run.id} has no partial output '{path}'", run=run.id, attempt=number, path=path
+        )
+    return found
+
+
+def _attempt_id(session: Session, run: RunRow, number: int) -> int:
+    # Attempt numbers are 32-bit in the store: a larger one names no attempt (and must not reach it).
+    attempt_id = partial_output_queries.attempt_id_of(session, run.id, number) if 0 < number < 2**31 else None
+    if attempt_id is None:
+        raise NotFound(f"run {run.id} has no attempt {number}", run=run.id, attempt=number)
+    return attempt_id
 
 
 def pipeline_progress(platform: Platform, permission: RunPermission) -> tuple[RunRow, PipelineProgress | None]:

@@ -63,12 +63,16 @@ class AttemptJob:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How an attempt ended. ``outputs`` are stored already when ``status`` is succeeded."""
+    """How an attempt ended. ``outputs`` are stored already when ``status`` is succeeded.
+
+    ``partial_outputs``: what a failed, timed out or cancelled attempt had written to its outputs
+    folder, stored for debugging; never its run's result (no cache hit, no input downstream)."""
 
     status: AttemptStatus
     exit_code: int | None = None
     error: str | None = None
     outputs: list[StoredFile] = field(default_factory=list)
+    partial_outputs: list[StoredFile] = field(default_factory=list)
 
 
 _STOPPED_BECAUSE = {

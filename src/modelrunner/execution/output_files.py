@@ -1,14 +1,16 @@
 """What an attempt's outputs folder may hand over: regular files inside it, nothing else.
 
 The upload itself leaves everything else out (``ArtifactStore.put_folder``); this is where the
-attempt says so in its log and fails when a declared output is such a thing."""
+attempt says so in its log and fails when a declared output is such a thing, and where an attempt
+that did not succeed keeps what it wrote as its partial outputs."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from modelrunner.artifacts import regular_files
+from modelrunner.artifacts.store import StoredFile
 
 
 def refuse_irregular(outputs: Path, declared: Sequence[str], log_path: Path) -> str | None:
@@ -32,3 +34,28 @@ def refuse_irregular(outputs: Path, declared: Sequence[str], log_path: Path) -> 
     if not bad:
         return None
     return "declared outputs are not regular files inside the outputs folder: " + ", ".join(bad)
+
+
+def keep_partial(outputs: Path, upload: Callable[[Path], list[StoredFile]], log_path: Path) -> list[StoredFile]:
+    """Store what an attempt that did not succeed left in ``outputs`` as its partial outputs,
+    with the rules outputs follow (regular files inside the folder, uploaded the same way, so
+    the same size limits hold); the attempt's log says what was kept and what was not. Never
+    raises: an attempt's ending matters more than its partial outputs (none are kept then)."""
+    try:
+        if not outputs.is_dir() or not any(outputs.iterdir()):
+            return []
+        refused = regular_files.scan(outputs).refused
+        with log_path.open("ab") as log:
+            for entry in refused:
+                line = f"modelrunner: partial output {entry.relative} is not stored: it is {entry.reason}\n"
+                log.write(line.encode())
+        stored = upload(outputs)
+    except Exception as exc:  # a store that cannot take them (a file over a limit, no network)
+        with log_path.open("ab") as log:
+            log.write(f"modelrunner: the attempt's partial outputs could not be stored: {exc}\n".encode())
+        return []
+    if stored:
+        with log_path.open("ab") as log:
+            named = ", ".join(f.path for f in stored[:10]) + (", ..." if len(stored) > 10 else "")
+            log.write(f"modelrunner: kept {len(stored)} partial output(s) of this attempt: {named}\n".encode())
+    return stored

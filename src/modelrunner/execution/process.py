@@ -9,6 +9,7 @@ import shutil
 import signal
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
@@ -19,13 +20,18 @@ from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.confinement import ModelUser, give_to, model_environment
 from modelrunner.execution.forms import launch_command
 from modelrunner.execution.job import AttemptJob, Outcome, stopped
-from modelrunner.execution.output_files import refuse_irregular
+from modelrunner.execution.output_files import keep_partial, refuse_irregular
 from modelrunner.execution.output_follower import OnProgress, output_follower
 from modelrunner.execution.supervision import SupervisorService
 from modelrunner.spec.model_version import copy_model
 
 # How long after the grace period a supervisor that has not ended is killed with the model.
 _SUPERVISOR_MARGIN = 5.0
+# Endings whose outputs folder is kept as the attempt's partial outputs (for debugging). A
+# cancelled attempt too: whoever stops a run that looked stuck wants to see how far it got. Not
+# a preempted or lost one: its runner is being taken away (the checkpoint is what must be saved
+# in that time), and the run goes on in its next attempt.
+_KEEPS_PARTIAL_OUTPUTS = frozenset({AttemptStatus.FAILED, AttemptStatus.TIMED_OUT, AttemptStatus.CANCELLED})
 
 OnStarted = Callable[[int], None]
 UploadOutputs = Callable[[Path], list[StoredFile]]
@@ -233,6 +239,12 @@ class AttemptProcess:
         return stopped(reason) if reason is not None else None
 
     def _outcome(self, exit_code: int, outputs_dir: Path, upload: UploadOutputs) -> Outcome:
+        outcome = self._ending(exit_code, outputs_dir, upload)
+        if outcome.status in _KEEPS_PARTIAL_OUTPUTS:
+            return replace(outcome, partial_outputs=keep_partial(outputs_dir, upload, self._log_path))
+        return outcome
+
+    def _ending(self, exit_code: int, outputs_dir: Path, upload: UploadOutputs) -> Outcome:
         with self._lock:
             reason = self._stop_reason
         if reason is not None:

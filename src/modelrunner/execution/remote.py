@@ -92,6 +92,7 @@ def outcome_to_dict(outcome: Outcome) -> dict[str, Any]:
         "exit_code": outcome.exit_code,
         "error": outcome.error,
         "outputs": [stored.as_row() for stored in outcome.outputs],
+        "partial_outputs": [stored.as_row() for stored in outcome.partial_outputs],
     }
 
 
@@ -99,13 +100,15 @@ def outcome_from_dict(data: Mapping[str, Any]) -> Outcome:
     """ValueError (UnsafeKey) when an output's path could leave a folder: steps downstream find
     outputs at their paths."""
     outputs = [StoredFile(**row) for row in data.get("outputs", [])]
-    for output in outputs:
+    partial = [StoredFile(**row) for row in data.get("partial_outputs", [])]
+    for output in (*outputs, *partial):
         clean_key(output.path, "output")
     return Outcome(
         AttemptStatus(data["status"]),
         exit_code=data.get("exit_code"),
         error=data.get("error"),
         outputs=outputs,
+        partial_outputs=partial,
     )
 
 

@@ -46,7 +46,12 @@ _POSTGRES_MEMBER = "database.pgdump"
 _LOGS = "logs"
 _ARTIFACTS = "artifacts"
 # Columns that hold an artifact store URI: a restore into another store moves them to its URL.
-_URI_COLUMNS = (("model_versions", "snapshot_uri"), ("outputs", "uri"), ("dataset_versions", "snapshot_uri"))
+_URI_COLUMNS = (
+    ("model_versions", "snapshot_uri"),
+    ("outputs", "uri"),
+    ("partial_outputs", "uri"),
+    ("dataset_versions", "snapshot_uri"),
+)
 # What a restore counts (and a refusal to overwrite a store, so the operator sees what would be
 # lost): table -> what one row is called.
 _COUNTED = {
@@ -380,8 +385,11 @@ def _restore_file(
 
 def _move_uris(database: Database, old: str, new: str) -> None:
     """Point every stored URI under the artifact store ``old`` to the same key under ``new``."""
+    present = set(inspect(database.write_engine).get_table_names())  # a backup of an older schema lacks some
     with database.write() as session:
         for table, column in _URI_COLUMNS:
+            if table not in present:
+                continue
             session.execute(
                 text(
                     f"UPDATE {table} SET {column} = :new || substr({column}, :cut) "  # the names are ours

@@ -172,6 +172,20 @@ class OutputRow(Base):
     uri: Mapped[str] = mapped_column(Text)
 
 
+class PartialOutputRow(Base):
+    """A file a failed, timed out or cancelled attempt had written to its outputs folder, kept
+    for debugging. Never a run's result: the cache, upstream inputs and notifications read
+    ``outputs`` only."""
+
+    __tablename__ = "partial_outputs"
+
+    attempt_id: Mapped[int] = mapped_column(Id, ForeignKey("attempts.id"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    uri: Mapped[str] = mapped_column(Text)
+
+
 class EventRow(Base):
     __tablename__ = "events"
 

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import mimetypes
-import posixpath
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from modelrunner.api import file_responses
 from modelrunner.auth.access import Access
 from modelrunner.auth.run_access import RunPermission, may_cancel
 from modelrunner.engine import run_reads
@@ -37,7 +35,6 @@ LOG_TAIL = 64 * 1024  # bytes of the log a page shows, and at most in one event 
 STREAM_INTERVAL = 0.5  # seconds between two looks at the store
 STREAM_SECONDS = 300.0  # then the browser connects again: no connection is held for ever
 RECONNECT_MS = 1000
-_TEXT_TYPES = {"application/json", "application/xml", "application/x-yaml", "application/yaml"}
 
 
 @dataclass(frozen=True)
@@ -90,11 +87,16 @@ def _details(platform: Platform, bundle: RunBundle, access: Access) -> dict[str,
     run, outputs = bundle.run, bundle.outputs
     final = run.status in FINAL_RUN_STATES
     viewable = {o.path for o in outputs if output_preview.kind_of(o.path)}
+    partial = bundle.partial_outputs
+    html = {o.path for o in outputs if file_responses.is_html(o.path)}
+    html |= {f"{n}/{o.path}" for n, files in partial.items() for o in files if file_responses.is_html(o.path)}
     return {
         "run": run,
         "final": final,
         "attempts": bundle.attempts,
         "outputs": outputs,
+        "partial_outputs": partial,  # attempt number -> what it left (never the result)
+        "html": html,  # shown inline, in a sandboxed frame: output paths, "<attempt>/<path>" of partial ones
         "viewable": viewable,
         "chart": _first_chart(platform, run, outputs),
         "may_cancel": not final and may_cancel(access, run),
@@ -165,23 +167,7 @@ async def cancel_run(canceller: PageRunCanceller, request: Request) -> Response:
 
 @router.get("/runs/{run_id}/outputs/{path:path}")
 def download_output(viewer: PageRunViewer, path: str, request: Request) -> StreamingResponse:
-    """Always a download: text as text/plain, anything else as application/octet-stream, so an
-    output (HTML a model wrote, say) never runs as a page of this site."""
+    """Always a download that never runs as a page of this site (api/file_responses.py)."""
     platform = platform_of(request)
     found = run_reads.run_output(platform, viewer, path)
-    guessed = mimetypes.guess_type(path)[0] or ""
-    text = guessed.startswith("text/") or guessed in _TEXT_TYPES
-    headers = {
-        "Content-Disposition": _attachment(posixpath.basename(path)),
-        "Content-Length": str(found.size),
-        "X-Content-Type-Options": "nosniff",
-        "X-Sha256": found.sha256,
-    }
-    media_type = "text/plain; charset=utf-8" if text else "application/octet-stream"
-    return StreamingResponse(platform.artifacts.stream(found.uri), media_type=media_type, headers=headers)
-
-
-def _attachment(name: str) -> str:
-    """RFC 6266: an ASCII fallback name and the exact UTF-8 one."""
-    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name) or "output"
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+    return file_responses.download(platform.artifacts, found.uri, path, found.size, found.sha256)
