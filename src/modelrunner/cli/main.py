@@ -17,6 +17,7 @@ from modelrunner.cli.exec_command import exec_job
 from modelrunner.cli.export_commands import export_app
 from modelrunner.cli.models_commands import models_app
 from modelrunner.cli.notify_commands import deliveries_app, subscriptions_app
+from modelrunner.cli.r_helper_command import r_helper_app
 from modelrunner.cli.run_command import run
 from modelrunner.cli.runs_commands import runs_app
 from modelrunner.cli.schedules_commands import schedules_app, triggers_app
@@ -98,3 +99,4 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(subscriptions_app, name="subscriptions")
 app.add_typer(deliveries_app, name="deliveries")
+app.add_typer(r_helper_app, name="r-helper")

@@ -482,4 +482,6 @@ def _program_problem(program: str, folder: Path) -> str | None:
     if shutil.which(program):
         return None
     hint = f"; to run the file in the model folder, write './{program}'" if (folder / program).is_file() else ""
+    if program in ("Rscript", "R") and not hint:
+        hint = ": R is not installed here (Debian: apt-get install r-base-core r-cran-jsonlite)"
     return f"the program {program!r} is not found on PATH{hint}"
