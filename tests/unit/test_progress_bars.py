@@ -4,16 +4,20 @@ what the run's progress gets, how often, and what the log keeps of lines overwri
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 
 import pytest
 
 from modelrunner.execution.carriage_returns import OverwrittenLines
+from modelrunner.execution.job import AttemptJob
 from modelrunner.execution.output_follower import OutputFollower
 from modelrunner.execution.progress_bars import BarReports, read_bar
+from modelrunner.execution.remote import RemoteJob, parse_job
 
 pytestmark = pytest.mark.store_free
 
@@ -175,3 +179,21 @@ def test_a_line_overwritten_when_the_output_ends_keeps_what_it_shows() -> None:
     logged += lines.feed(b"    \r")  # tqdm(leave=False) blanks its bar at the end
     logged += lines.finish()
     assert logged == b"first"
+
+
+def test_the_switch_reaches_remote_runners_in_the_job_description() -> None:
+    job = AttemptJob(
+        run_id=1,
+        attempt_id=2,
+        attempt_number=1,
+        model_name="bars",
+        model_version="v1",
+        command=["python", "bars.py"],
+        params={},
+        snapshot_uri="file:///snapshots/v1.tar.gz",
+        progress_bars=False,
+    )
+    assert parse_job(RemoteJob(job, "file:///artifacts", 5.0).to_json()).job.progress_bars is False
+    described = json.loads(RemoteJob(replace(job, progress_bars=True), "file:///artifacts", 5.0).to_json())
+    del described["progress_bars"]  # from a server that predates the switch: bars are read
+    assert parse_job(json.dumps(described)).job.progress_bars is True
