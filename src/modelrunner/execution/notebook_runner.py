@@ -32,16 +32,15 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
+from modelrunner.execution.failure_note import FAILURE_NOTE, LONGEST_NOTE
+
 if TYPE_CHECKING:
     from jupyter_client.kernelspec import KernelSpec
 
-# Where the runner leaves one line saying why the notebook failed (the attempt's error says it).
-FAILURE_NOTE = "MODELRUNNER_FAILURE_NOTE"
 CONTRACT_PARAMETERS = ("modelrunner_inputs", "modelrunner_outputs", "modelrunner_checkpoint", "modelrunner_item")
 _PARAMETERS_TAG = "parameters"
 _INJECTED_TAG = "injected-parameters"
 _ERROR_MARKER_TAG = "papermill-error-cell-tag"
-_LONGEST_NOTE = 500
 
 
 class NotebookFailed(Exception):
@@ -307,7 +306,7 @@ def _contract(variable: str) -> str:
 
 
 def _fail(note: str) -> None:
-    note = note[:_LONGEST_NOTE]
+    note = note[:LONGEST_NOTE]
     print(f"modelrunner: {note}", file=sys.stderr, flush=True)
     where = os.environ.get(FAILURE_NOTE)
     if where:
