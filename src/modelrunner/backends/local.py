@@ -30,6 +30,7 @@ from modelrunner.engine.runner_identity import HOST
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.execution import checkpoints
 from modelrunner.execution.confinement import DEFAULT_MODEL_USER, ModelUser, can_run, confine_state_folder
+from modelrunner.execution.environments import ENVIRONMENTS_FOLDER, Environments
 from modelrunner.execution.job import AttemptJob, Outcome
 from modelrunner.execution.process import AttemptProcess
 from modelrunner.execution.supervision import SupervisorService
@@ -98,6 +99,7 @@ class LocalBackend:
         self._reports: queue.SimpleQueue[Report] = queue.SimpleQueue()
         self._environment = dict(os.environ)  # read once: copying os.environ costs per attempt
         self._supervisors = SupervisorService()
+        self._environments = Environments(config.state_dir / ENVIRONMENTS_FOLDER, config.user)
         # As many threads as attempts held at most (free_slots): no attempt waits for a thread,
         # and none is started per attempt.
         self._attempts = ThreadPoolExecutor(2 * config.slots, thread_name_prefix="attempt")
@@ -108,7 +110,7 @@ class LocalBackend:
                 DEFAULT_MODEL_USER,
             )
         if config.user is not None:
-            confine_state_folder(config.state_dir, config.user, ("scratch", "checkpoints"))
+            confine_state_folder(config.state_dir, config.user, ("scratch", "checkpoints", ENVIRONMENTS_FOLDER))
             if not can_run(config.user, sys.executable):
                 log.warning(
                     "models run as %r, who cannot run %s: a model whose command starts with `python` will fail; "
@@ -138,6 +140,7 @@ class LocalBackend:
             user=self._config.user,
             data_folder=self._data.folder if self._data is not None else None,
             fetch_file=self._artifacts.get_file,
+            environments=self._environments,
         )
         with self._lock:
             self._running[job.attempt_id] = process

@@ -27,6 +27,7 @@ from modelrunner.cli.progress_view import RunProgress
 from modelrunner.cli.run_view import outputs_table
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
+from modelrunner.execution.environments import ENVIRONMENTS_FOLDER, Environments
 from modelrunner.execution.job import AttemptJob, Outcome
 from modelrunner.execution.process import AttemptProcess
 from modelrunner.execution.supervision import SupervisorService
@@ -55,8 +56,9 @@ def run_locally(
     raw = combine(model.spec.params, read_params_file(params_file), assignments)
     params = validate_params(model.spec.params, raw)
     destination = _output_folder(output_dir, model_name)
-    grace = build_settings(workspace=workspace_dir).grace_seconds
-    outcome, took = _execute(model, resources, params, destination, grace)
+    settings = build_settings(workspace=workspace_dir)
+    environments = Environments(settings.state_dir / ENVIRONMENTS_FOLDER)
+    outcome, took = _execute(model, resources, params, destination, settings.grace_seconds, environments)
     if json_output:
         output.print_json(_summary(model, params, outcome, destination, took))
     else:
@@ -82,7 +84,12 @@ def _output_folder(chosen: Path | None, model_name: str) -> Path:
 
 
 def _execute(
-    model: Model, resources: Resources, params: dict[str, Any], destination: Path, grace: float
+    model: Model,
+    resources: Resources,
+    params: dict[str, Any],
+    destination: Path,
+    grace: float,
+    environments: Environments,
 ) -> tuple[Outcome, float]:
     """Run the attempt in a thread while this one shows progress and handles Ctrl-C and timeout."""
     part = model.spec.part(None)
@@ -116,6 +123,7 @@ def _execute(
             log_path=destination / LOG_NAME,
             grace_seconds=grace,
             supervisors=supervisors,
+            environments=environments,
         )
         with RunProgress(f"{model.name} (local)") as bar:
 

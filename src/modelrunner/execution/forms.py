@@ -9,19 +9,23 @@ from __future__ import annotations
 import sys
 
 from modelrunner.errors import ModelrunnerError
+from modelrunner.execution.environments import Environment
 from modelrunner.execution.job import AttemptJob
 from modelrunner.spec.model_spec import PYTHON_PROGRAMS
 
 
-def launch_command(job: AttemptJob) -> list[str]:
-    """The command that starts this attempt's model in its model folder."""
+def launch_command(job: AttemptJob, environment: Environment | None = None) -> list[str]:
+    """The command that starts this attempt's model in its model folder (in ``environment``,
+    the model's own, when it names one)."""
     if not job.command:
         form = "a notebook" if job.notebook is not None else "an image" if job.image is not None else "no command"
         raise ModelrunnerError(f"this backend cannot start a model given as {form}")
-    return resolve_command(job.command)
+    return resolve_command(job.command, environment)
 
 
-def resolve_command(command: list[str]) -> list[str]:
-    """``python`` means the interpreter modelrunner runs under, so models see its packages."""
-    program = sys.executable if command[0] in PYTHON_PROGRAMS else command[0]
+def resolve_command(command: list[str], environment: Environment | None = None) -> list[str]:
+    """``python`` means the interpreter of the model's environment when it has one (a Python
+    or conda environment), else the one modelrunner runs under, so models see its packages."""
+    python = environment.python if environment is not None else None
+    program = (python or sys.executable) if command[0] in PYTHON_PROGRAMS else command[0]
     return [program, *command[1:]]

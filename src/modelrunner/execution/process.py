@@ -18,7 +18,7 @@ from modelrunner.artifacts.store import StoredFile
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.confinement import ModelUser, give_to, model_environment
-from modelrunner.execution.failure_note import FAILURE_NOTE, NOTE_FILE, read_failure_note
+from modelrunner.execution.environments import Environment, Environments
 from modelrunner.execution.forms import launch_command
 from modelrunner.execution.job import AttemptJob, Outcome, stopped
 from modelrunner.execution.output_files import keep_partial, refuse_irregular
@@ -63,13 +63,15 @@ class AttemptProcess:
         user: ModelUser | None = None,
         data_folder: DataFolder | None = None,
         fetch_file: FetchFile | None = None,
+        environments: Environments | None = None,
     ) -> None:
         """``model_folder`` holds the model's files at the version to run (they are copied into
         the scratch folder); ``supervisors`` starts the command under a supervisor;
         ``environment`` is this runner's environment (os.environ by default), of which the model
         sees only the allow-listed variables and the job's ``passed_variables``; ``user`` is who the model
         runs as (this process's user when None); ``data_folder`` provides the files of the job's
-        inputs and ``fetch_file`` those of its upstream steps (needed when it has any)."""
+        inputs and ``fetch_file`` those of its upstream steps (needed when it has any);
+        ``environments`` builds the model's own environment (needed when the job names one)."""
         self.job = job
         self._model_folder = model_folder
         self._environment = environment
@@ -81,6 +83,7 @@ class AttemptProcess:
         self._grace = grace_seconds
         self._data_folder = data_folder
         self._fetch_file = fetch_file
+        self._environments = environments
         self._lock = threading.Lock()
         self._supervisor_pid: int | None = None  # while the supervisor runs
         self._model_pid: int | None = None
@@ -143,7 +146,7 @@ class AttemptProcess:
             if self.stop_requested:
                 return None
             try:
-                command = launch_command(self.job)
+                command = launch_command(self.job, self._built_environment(model_dir, env, log))
             except ModelrunnerError as exc:
                 self._start_error = exc.message
                 log.write(f"modelrunner: {self._start_error}\n".encode())
@@ -184,6 +187,20 @@ class AttemptProcess:
             return None
         return int(said) if ended else -signal.SIGKILL
 
+    def _built_environment(self, model_dir: Path, env: dict[str, str], log: IO[bytes]) -> Environment | None:
+        """The model's own environment, built now unless it was before (its log goes to ``log``),
+        with its variables put into ``env``; None when the model names none."""
+        if self.job.environment is None:
+            return None
+        if self._environments is None:
+            raise ModelrunnerError("this backend cannot build a model's environment")
+        runner = os.environ if self._environment is None else self._environment
+        built = self._environments.prepare(
+            model_dir, self.job.environment, runner, self.job.passed_variables, log, lambda: self.stop_requested
+        )
+        env.update(built.variables(env.get("PATH", os.defpath)))
+        return built
+
     def _prepare(self) -> tuple[Path, Path, dict[str, str]]:
         model_dir = self._scratch / "model"
         inputs_dir = self._scratch / "inputs"
@@ -218,7 +235,6 @@ class AttemptProcess:
             "MODELRUNNER_CHECKPOINT": str(self._checkpoint),
             "TMPDIR": str(temporary),  # removed with the scratch folder, and no other model's
             "PYTHONUNBUFFERED": "1",  # progress lines must arrive while the model runs
-            FAILURE_NOTE: str(self._scratch / NOTE_FILE),  # why it failed, in its own words
         }
         if self.job.item is not None:
             contract["MODELRUNNER_ITEM"] = self.job.item
@@ -253,8 +269,6 @@ class AttemptProcess:
             return stopped(reason, exit_code)
         if exit_code != 0:
             described = f"signal {-exit_code}" if exit_code < 0 else f"exit status {exit_code}"
-            note = read_failure_note(self._scratch / NOTE_FILE)
-            described += f": {note}" if note else ""
             return Outcome(AttemptStatus.FAILED, exit_code=exit_code, error=f"the model ended with {described}")
         refused = refuse_irregular(outputs_dir, self.job.declared_outputs, self._log_path)
         if refused is not None:

@@ -26,6 +26,7 @@ from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution import checkpoints
 from modelrunner.execution.confinement import ModelUser
+from modelrunner.execution.environments import Environments, machine_folder
 from modelrunner.execution.job import AttemptJob, JobInput, Outcome, UpstreamFile
 from modelrunner.execution.process import AttemptProcess
 from modelrunner.execution.supervision import SupervisorService
@@ -128,17 +129,20 @@ class RemoteAttempt:
         artifacts: ArtifactStore | None = None,
         user: ModelUser | None = None,
         supervisors: SupervisorService | None = None,
+        environments: Environments | None = None,
     ) -> None:
         """``workdir``: where the temporary folder is made (the system's temp folder by default);
         ``artifacts``: the store as this machine reaches it (``remote.artifacts_url`` by default;
         ``modelrunner worker`` reaches it through the server); ``user``: who the model runs as
         (this process's user when None); ``supervisors``: the runner's supervisor service (one
-        of its own for this attempt when None)."""
+        of its own for this attempt when None); ``environments``: where models' environments are
+        built and kept on this machine (see ``environments.machine_folder``, the default)."""
         self.remote = remote
         self._workdir = workdir
         self._artifacts = artifacts
         self._user = user
         self._supervisors = supervisors
+        self._environments = environments or Environments(machine_folder(), user)
         self._lock = threading.Lock()
         self._process: AttemptProcess | None = None
         self._stop_reason: AttemptStatus | None = None
@@ -203,6 +207,7 @@ class RemoteAttempt:
                 data_folder=_DataFromStore(artifacts, job.inputs, folder / "data"),
                 fetch_file=artifacts.get_file,
                 user=self._user,
+                environments=self._environments,
             )
             with self._lock:
                 self._process = process
