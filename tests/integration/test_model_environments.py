@@ -4,9 +4,20 @@ version, rebuilt for a changed requirements file; a build that fails fails the r
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 from fastapi.testclient import TestClient
 
+from modelrunner.artifacts.store import ArtifactStore
+from modelrunner.execution.job import AttemptJob
+from modelrunner.execution.remote import RemoteJob
 from modelrunner.settings import Settings
+from modelrunner.spec.model_version import snapshot
 from tests.conftest import wait_for_run
 from tests.integration.runs_api import logs, submit, write_model
 
@@ -79,3 +90,38 @@ def test_a_build_that_fails_fails_the_run_naming_the_file(client: TestClient, se
     text = logs(client, run["id"])
     assert "modelrunner: $ " in text and "modelrunner-no-such-package-xq7" in text
     assert list((settings.state_dir / "environments" / "builds").iterdir()) == []
+
+
+@pytest.mark.store_free
+def test_modelrunner_exec_builds_the_environment_on_its_own_machine(tmp_path: Path) -> None:
+    # What every remote backend (a worker, Dask, Slurm, Kubernetes, AWS, Azure) runs.
+    store = ArtifactStore(str(tmp_path / "artifacts"))
+    folder = tmp_path / "jokes"
+    folder.mkdir()
+    (folder / "requirements.txt").write_text("pyjokes==0.8.3\n")
+    (folder / "model.py").write_text(MODEL)
+    job = AttemptJob(
+        run_id=7,
+        attempt_id=70,
+        attempt_number=1,
+        model_name="jokes",
+        model_version="v1",
+        command=["python", "model.py"],
+        environment="requirements.txt",
+        params={},
+        snapshot_uri=store.put_bytes("models/jokes/v1.tar.gz", snapshot(folder)),
+        declared_outputs=("joke.txt",),
+    )
+    machine = tmp_path / "machine-environments"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELRUNNER_")}
+    env["MODELRUNNER_JOB"] = RemoteJob(job, store.url, grace_seconds=5).to_json()
+    env["MODELRUNNER_ENVIRONMENTS_DIR"] = str(machine)
+
+    for attempt in ("building the environment requirements.txt", "is built already"):
+        done = subprocess.run(
+            [sys.executable, "-m", "modelrunner", "exec"], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert json.loads(done.stdout)["status"] == "succeeded", done.stdout + done.stderr
+        said = store.get_bytes(store.uri("runs/7/attempts/1/attempt.log")).decode()
+        assert attempt in said
+        assert f"pyjokes 0.8.3 under {machine}" in said
