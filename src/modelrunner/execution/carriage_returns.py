@@ -33,6 +33,10 @@ class OverwrittenLines:
 
     def feed(self, chunk: bytes) -> bytes:
         """What of ``chunk`` the log gets now."""
+        if not self._overwriting and not self._carriage and b"\r" not in chunk:
+            # Most output: no \r anywhere, so all of it goes to the log as it is.
+            self._line_started = bool(chunk) and not chunk.endswith(b"\n")
+            return chunk
         if self._carriage:
             chunk, self._carriage = b"\r" + chunk, False
         if chunk.endswith(b"\r"):

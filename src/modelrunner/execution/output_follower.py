@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 PROGRESS = re.compile(rb"^::progress::\s+([-+0-9.eE]+)\s*(.*?)\s*$")
 _LINE_ENDS = re.compile(rb"\r\n?|\n")  # a progress bar's updates end with \r
+_BAR_MARKS = (b"%|", b" [")  # in every bar read_bar reads (tqdm's, Keras')
 
 OnProgress = Callable[[float, str], None]
 
@@ -109,8 +110,16 @@ class OutputFollower:
 
     @staticmethod
     def _progress(followed: _Followed, chunk: bytes) -> None:
-        lines = _LINE_ENDS.split(followed.partial + chunk)
-        followed.partial = lines.pop()
+        data = followed.partial + chunk
+        reading_bars = followed.bars is not None and not followed.explicit
+        if b"::progress::" in data or (reading_bars and any(mark in data for mark in _BAR_MARKS)):
+            lines = _LINE_ENDS.split(data) if b"\r" in data else data.split(b"\n")
+            followed.partial = lines.pop()
+        else:
+            # Most chunks hold no progress: only their unfinished line is kept, none is looked at.
+            last_end = max(data.rfind(b"\n"), data.rfind(b"\r"))
+            lines = [b""] if last_end >= 0 else []  # a line ended: an overlong one, perhaps
+            followed.partial = data[last_end + 1 :]
         if followed.overlong and lines:
             lines.pop(0)  # the end of the overlong line
             followed.overlong = False
@@ -118,10 +127,10 @@ class OutputFollower:
             followed.partial, followed.overlong = b"", True
         for line in lines:
             _read_progress(line, followed)
-        if followed.partial and followed.bars is not None and not followed.explicit:
+        if followed.partial and reading_bars and not followed.explicit:
             # tqdm writes "\r" and then the whole bar: the update under way is complete already.
             reading = read_bar(followed.partial)
-            if reading is not None:
+            if reading is not None and followed.bars is not None:
                 followed.bars.saw(*reading)
 
 

@@ -32,6 +32,8 @@ REPORT_SECONDS = 1.0
 def read_bar(text: bytes) -> tuple[float, str] | None:
     """The fraction done and a message (``"Fitting 45/100"``) of one progress bar as printed (one
     ``\\r``-separated update, without its line end), or None when ``text`` is no bar."""
+    if b"%|" not in text and b" [" not in text:
+        return None  # most lines: no bar, found without a regular expression
     found = _TQDM.match(text)
     if found is not None:
         fraction = _counted(found["n"], found["total"])
