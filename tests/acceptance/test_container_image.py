@@ -9,7 +9,6 @@ test prints what it measured (pytest -s shows it)."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import subprocess
@@ -22,23 +21,16 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import container_images
 from tests.conftest import FINAL, REPO, free_port
+from tests.container_images import BASE_IMAGE, NEEDS_PODMAN, PodmanBase, build
+from tests.container_images import run as _run
 
-BASE_IMAGE = "localhost/modelrunner-base:trixie"
 # Tags of the tests' own: an operator's `latest` images on the same machine stay as they are.
 IMAGE = "localhost/modelrunner:test"
 POSTGRES_IMAGE = "localhost/modelrunner-postgres:test"
 MODEL_USER = "modelrunner-models"
-
-# On these machines crun cannot start containers (cgroups in hybrid mode, no raising of
-# RLIMIT_NOFILE): runc with cgroupfs and no default ulimits can.
-CONTAINERS_CONF = """\
-[containers]
-default_ulimits = []
-[engine]
-cgroup_manager = "cgroupfs"
-runtime = "runc"
-"""
+podman_base = container_images.podman_base  # the session's fixture: the base image and podman's settings
 
 # A model that says who runs it and whether it can read the server's store and keys.
 WHOAMI = """\
@@ -78,10 +70,7 @@ pytestmark = [
     # Both tests share the images one fixture builds: on one xdist worker, it builds them once.
     pytest.mark.xdist_group("container_image"),
     pytest.mark.timeout(900),
-    pytest.mark.skipif(
-        not all(shutil.which(tool) for tool in ("podman", "runc", "debootstrap")) or os.geteuid() != 0,
-        reason="needs root and podman, runc and debootstrap (apt-get install podman runc debootstrap)",
-    ),
+    NEEDS_PODMAN,
 ]
 
 
@@ -93,52 +82,13 @@ class Images:
     base_seconds: float | None  # None: the base image was there already
 
 
-def _run(command: list[str], env: dict[str, str], timeout: float = 300, **kwargs: Any) -> str:
-    """Run ``command``; its stdout, or AssertionError with its output when it fails."""
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, **kwargs)
-    if done.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
-
-
-def _image_id(name: str, env: dict[str, str]) -> str | None:
-    found = subprocess.run(["podman", "image", "inspect", name, "--format", "{{.Id}}"], env=env, capture_output=True)
-    return found.stdout.decode().strip() if found.returncode == 0 else None
-
-
-def _build(containerfile: Path, context: Path, tag: str, env: dict[str, str]) -> float:
-    """Seconds to build ``tag``; the image it was before goes (its layers shared with the new one stay)."""
-    before = _image_id(tag, env)
-    started = time.monotonic()
-    _run(
-        [
-            "podman", "build", "--format", "docker", "--network", "host",
-            # pip inside the build trusts this machine's authorities (PIP_CERT in the Containerfile)
-            "-v", "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro",
-            "-f", str(containerfile), "-t", tag, str(context),
-        ],
-        env,
-        timeout=600,
-    )  # fmt: skip
-    seconds = time.monotonic() - started
-    if before is not None and before != _image_id(tag, env):
-        subprocess.run(["podman", "image", "rm", before], env=env, capture_output=True)
-    return seconds
-
-
 @pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
+def images(podman_base: PodmanBase, tmp_path_factory: pytest.TempPathFactory) -> Images:
     """The base image (made once per machine), then the platform's image from a wheel of this
     checkout and the PostgreSQL image, as the README tells an operator to build them."""
     folder = tmp_path_factory.mktemp("images")
-    conf = folder / "containers.conf"
-    conf.write_text(CONTAINERS_CONF)
-    env = {**os.environ, "CONTAINERS_CONF": str(conf)}
-    base_seconds = None
-    if subprocess.run(["podman", "image", "exists", BASE_IMAGE], env=env).returncode != 0:
-        started = time.monotonic()
-        _run([str(REPO / "deploy" / "base-image.sh"), BASE_IMAGE], env, timeout=600)
-        base_seconds = time.monotonic() - started
+    env = podman_base.env
+    base_seconds = podman_base.base_seconds
     # The build context an operator's checkout gives after `pip wheel --no-deps . -w dist/`
     # (.containerignore leaves out the rest), without writing into this checkout.
     context = folder / "context"
@@ -150,8 +100,8 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source)
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(source), "-w", str(context / "dist")], env)
-    platform_seconds = _build(REPO / "Containerfile", context, IMAGE, env)
-    postgres_seconds = _build(
+    platform_seconds = build(REPO / "Containerfile", context, IMAGE, env)
+    postgres_seconds = build(
         REPO / "deploy" / "postgres" / "Containerfile", REPO / "deploy" / "postgres", POSTGRES_IMAGE, env
     )
     return Images(env, platform_seconds, postgres_seconds, base_seconds)

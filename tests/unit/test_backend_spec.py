@@ -51,7 +51,7 @@ def test_check_names_a_wrong_value_and_an_unknown_type(tmp_path: Path) -> None:
         "modelrunner.yaml: backends.cluster.slots: Input should be greater than or equal to 1",
         "modelrunner.yaml: backends.cluster.resources: the amount of 'GPU' must be greater than 0",
         "modelrunner.yaml: backends.hpc: type 'slurn' is not one of "
-        "'local', 'dask', 'worker', 'aws-ecs', 'aws-batch', 'azure-batch', 'kubernetes', 'slurm'",
+        "'local', 'dask', 'worker', 'aws-ecs', 'aws-batch', 'azure-batch', 'kubernetes', 'slurm', 'container'",
     ]
 
 

@@ -103,7 +103,7 @@ class LocalBackend:
         # As many threads as attempts held at most (free_slots): no attempt waits for a thread,
         # and none is started per attempt.
         self._attempts = ThreadPoolExecutor(2 * config.slots, thread_name_prefix="attempt")
-        if config.user is None and os.geteuid() == 0:
+        if config.user is None and os.geteuid() == 0 and self.type == "local":
             log.warning(
                 "models run as root, as this server does: they can read its memory, environment and files; "
                 "name an unprivileged user in `run_as` of the local backend, or create the user %r",
@@ -128,7 +128,17 @@ class LocalBackend:
 
     def submit(self, job: AttemptJob) -> Handle:
         slots = min(job.slots, self._config.slots)  # a model asking for more than there is still runs
-        process = AttemptProcess(
+        process = self._new_process(job)
+        with self._lock:
+            self._running[job.attempt_id] = process
+            self._taken += slots
+        # The attempt's thread logs as its submitter does: naming the run and the attempt.
+        self._attempts.submit(contextvars.copy_context().run, self._execute, process, slots)
+        return {"host": HOST, "attempt_id": job.attempt_id, "run_id": job.run_id, "attempt": job.attempt_number}
+
+    def _new_process(self, job: AttemptJob) -> AttemptProcess:
+        """The attempt's process, not started (a container backend's starts the model's image)."""
+        return AttemptProcess(
             job,
             model_folder=self._model_folder(job.snapshot_uri),
             scratch=self._scratch(job.run_id, job.attempt_number),
@@ -142,12 +152,6 @@ class LocalBackend:
             fetch_file=self._artifacts.get_file,
             environments=self._environments,
         )
-        with self._lock:
-            self._running[job.attempt_id] = process
-            self._taken += slots
-        # The attempt's thread logs as its submitter does: naming the run and the attempt.
-        self._attempts.submit(contextvars.copy_context().run, self._execute, process, slots)
-        return {"host": HOST, "attempt_id": job.attempt_id, "run_id": job.run_id, "attempt": job.attempt_number}
 
     def poll(self, handles: Sequence[Handle]) -> list[Report]:
         # Every attempt of this backend reports through the queue; ``handles`` need no lookup.

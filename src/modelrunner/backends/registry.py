@@ -88,6 +88,16 @@ def _slurm(name: str, spec: Any, context: BackendContext) -> Backend:
     return SlurmBackend(name, spec, context.services, state_dir=context.state_dir)
 
 
+def _container(name: str, spec: Any, context: BackendContext) -> Backend:
+    from modelrunner.backends.container import ContainerBackend
+    from modelrunner.backends.local import LocalConfig
+
+    config = LocalConfig(spec.slots or context.local_slots, context.grace_seconds, context.state_dir)
+    return ContainerBackend(
+        name, spec, config, context.artifacts, context.logs, wake=context.services.wake, data=context.data_cache
+    )
+
+
 # Keyed by the ``type`` of the backend's spec (spec/backend_spec.py BackendSpec).
 BUILDERS: dict[str, Callable[[str, Any, BackendContext], Backend]] = {
     "local": _local,
@@ -98,6 +108,7 @@ BUILDERS: dict[str, Callable[[str, Any, BackendContext], Backend]] = {
     "azure-batch": _azure_batch,
     "kubernetes": _kubernetes,
     "slurm": _slurm,
+    "container": _container,
 }
 
 

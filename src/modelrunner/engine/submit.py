@@ -17,6 +17,7 @@ from modelrunner.engine import input_versions, pipelines
 from modelrunner.engine.cache_hit import record_hit
 from modelrunner.engine.cache_key import cache_key
 from modelrunner.engine.cache_mode import CacheMode
+from modelrunner.engine.image_versions import ImageVersions
 from modelrunner.engine.pipelines import PipelinePlan
 from modelrunner.engine.routing import Route, choose_backend
 from modelrunner.engine.states import RunStatus
@@ -115,6 +116,7 @@ class Submitter:
         self._artifacts = artifacts
         self._publish = publish
         self._recorded_versions: set[tuple[str, str]] = set()
+        self._images = ImageVersions(workspace)
 
     def submit(
         self,
@@ -176,7 +178,7 @@ class Submitter:
         backend: str | None = None,
     ) -> PreparedRun:
         """Everything ``submit`` checks, without writing a run: ``record`` writes it."""
-        model = self._workspace.model(model_name)
+        model = self._images.model(model_name)  # an image model's version covers its image's digest
         validated = validate_params(model.spec.params, params)
         route = choose_backend(self._workspace.spec(), model.spec, submitter, backend)
         resourced = model.spec.in_classes(self._workspace.resource_classes())
@@ -462,7 +464,7 @@ class Submitter:
         """The succeeded run that answers this request on the newest data, trying data versions
         from newest to oldest; writes nothing. With ``max_age``, only results computed on data (or,
         for a model without inputs, finished) no older than that count."""
-        model = self._workspace.model(model_name)
+        model = self._images.model(model_name)
         validated = validate_params(model.spec.params, params)
         now = utcnow()
         oldest = now - dt.timedelta(seconds=max_age) if max_age is not None else None

@@ -18,7 +18,12 @@ def launch_command(job: AttemptJob, environment: Environment | None = None) -> l
     """The command that starts this attempt's model in its model folder (in ``environment``,
     the model's own, when it names one)."""
     if not job.command:
-        form = "a notebook" if job.notebook is not None else "an image" if job.image is not None else "no command"
+        if job.image is not None:
+            raise ModelrunnerError(
+                f"this backend cannot start a model given as an image ({job.image}): image models run on a "
+                "`container` backend (`type: container` in modelrunner.yaml's backends)"
+            )
+        form = "a notebook" if job.notebook is not None else "no command"
         raise ModelrunnerError(f"this backend cannot start a model given as {form}")
     return resolve_command(job.command, environment)
 

@@ -146,7 +146,7 @@ class AttemptProcess:
             if self.stop_requested:
                 return None
             try:
-                command = launch_command(self.job, self._built_environment(model_dir, env, log))
+                command = self._command(model_dir, env, log)
             except ModelrunnerError as exc:
                 self._start_error = exc.message
                 log.write(f"modelrunner: {self._start_error}\n".encode())
@@ -186,6 +186,11 @@ class AttemptProcess:
         if self._model_pid is None:
             return None
         return int(said) if ended else -signal.SIGKILL
+
+    def _command(self, model_dir: Path, env: dict[str, str], log: IO[bytes]) -> list[str]:
+        """The command the supervisor starts, with ``env`` made its environment (an image model's
+        attempt starts the container engine instead: backends/container.py)."""
+        return launch_command(self.job, self._built_environment(model_dir, env, log))
 
     def _built_environment(self, model_dir: Path, env: dict[str, str], log: IO[bytes]) -> Environment | None:
         """The model's own environment, built now unless it was before (its log goes to ``log``),

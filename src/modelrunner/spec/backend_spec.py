@@ -32,6 +32,31 @@ class LocalBackendSpec(BaseModel):
     )
 
 
+class ContainerBackendSpec(BaseModel):
+    """``type: container``: image models (``image:`` in model.yaml) as containers on the server's
+    machine, run with podman or docker under the model contract (its folders mounted, its
+    variables naming them inside the container)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["container"]
+    engine: Literal["podman", "docker"] | None = Field(
+        default=None, description="The container engine; the first of podman and docker installed by default"
+    )
+    slots: int | None = Field(default=None, ge=1, description="CPU slots; the server's --slots by default")
+    network: str = Field(
+        default="none",
+        min_length=1,
+        description="The containers' network: `none` (no network, the default), `host`, or a network of the engine",
+    )
+    user: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]+(:[0-9]+)?$",
+        description="uid[:gid] models run as inside the container; by default the ids of `modelrunner-models` "
+        "where that user exists, else 65534 (nobody)",
+    )
+
+
 _SCHEDULER_ADDRESS = re.compile(r"^(tcp|tls|inproc|ws|wss|ucx)://\S+$")
 
 
@@ -219,13 +244,16 @@ BackendSpec = Annotated[
     | AwsBatchBackendSpec
     | AzureBatchBackendSpec
     | KubernetesBackendSpec
-    | SlurmBackendSpec,
+    | SlurmBackendSpec
+    | ContainerBackendSpec,
     Field(discriminator="type"),
     BeforeValidator(_local_unless_typed),
 ]
 """What ``backends.<name>`` in modelrunner.yaml declares; ``type`` chooses the kind."""
 
-BACKEND_TYPES = frozenset({"local", "dask", "worker", "aws-ecs", "aws-batch", "azure-batch", "kubernetes", "slurm"})
+BACKEND_TYPES = frozenset(
+    {"local", "dask", "worker", "aws-ecs", "aws-batch", "azure-batch", "kubernetes", "slurm", "container"}
+)
 
 
 class RoutingRule(BaseModel):

@@ -25,6 +25,7 @@ from modelrunner.spec.backend_spec import (
     RoutingRule,
 )
 from modelrunner.spec.dataset_spec import DatasetSpec
+from modelrunner.spec.image_backends import image_problems
 from modelrunner.spec.model_spec import (
     MODEL_FILE,
     ModelSpec,
@@ -246,6 +247,10 @@ class Workspace:
                 seen[entry.model.name] = folder
         problems.extend(self._automation_problems())
         problems.extend(self._backend_problems())
+        spec = self._load_spec()[0]
+        if spec is not None:
+            shown = [(model.spec, self._shown(model.folder / MODEL_FILE)) for model in self.models()]
+            problems.extend(image_problems(spec.declared_backends(), spec.workspace_backend(), spec.routing, shown))
         problems.extend(self._resource_class_problems())
         return problems
 
