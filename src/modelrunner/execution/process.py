@@ -18,11 +18,12 @@ from modelrunner.artifacts.store import StoredFile
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.confinement import ModelUser, give_to, model_environment
-from modelrunner.execution.environments import Environment, Environments
+from modelrunner.execution.environments import Environment, Environments, machine_folder
 from modelrunner.execution.forms import launch_command
 from modelrunner.execution.job import AttemptJob, Outcome, stopped
 from modelrunner.execution.output_files import keep_partial, refuse_irregular
 from modelrunner.execution.output_follower import OnProgress, output_follower
+from modelrunner.execution.r_helper import R_HELPER_FOLDER, RHelper, starts_r, with_library
 from modelrunner.execution.supervision import SupervisorService
 from modelrunner.spec.model_version import copy_model
 
@@ -151,6 +152,8 @@ class AttemptProcess:
                 self._start_error = exc.message
                 log.write(f"modelrunner: {self._start_error}\n".encode())
                 return None
+            if starts_r(command):
+                env = self._with_r_helper(env, log)
             try:
                 output_read, control_read = self._supervisors.launch(
                     command, env, str(model_dir), self._grace, self._user
@@ -205,6 +208,18 @@ class AttemptProcess:
         )
         env.update(built.variables(env.get("PATH", os.defpath)))
         return built
+
+    def _with_r_helper(self, env: dict[str, str], log: IO[bytes]) -> dict[str, str]:
+        """``env`` with modelrunner's R helper on R_LIBS (installed now by this machine's first R
+        model, next to the environments). A model that cannot have it still runs, with the reason
+        in its log: it may not call ``library(modelrunner)``."""
+        root = self._environments.root if self._environments is not None else machine_folder()
+        try:
+            library = RHelper(root / R_HELPER_FOLDER).library(env.get("PATH", os.defpath))
+        except ModelrunnerError as exc:
+            log.write(f"modelrunner: library(modelrunner) is not available to this model: {exc.message}\n".encode())
+            return env
+        return with_library(env, library)
 
     def _prepare(self) -> tuple[Path, Path, dict[str, str]]:
         model_dir = self._scratch / "model"
