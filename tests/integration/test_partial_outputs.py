@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from modelrunner.platform import Platform
 from tests.conftest import wait_for_run
 from tests.identities import add_user, bearer
-from tests.integration.runs_api import logs, submit, write_model
+from tests.integration.runs_api import logs, submit, wait_until, write_model
 from tests.integration.test_web_pages import PASSWORD, signed_in
 
 NOTES = b"step 1 done\nstep 2: diverged at t=17\n\x00\xff binary tail"
@@ -155,6 +155,21 @@ def test_a_timed_out_attempt_keeps_its_partial_outputs(client: TestClient, works
     assert run["status"] == "timed_out", run
     assert [f["path"] for f in run["attempts"][0]["partial_outputs"]] == ["notes.bin", "report/index.html"]
     assert run["outputs"] == []
+
+
+def test_a_cancelled_attempt_keeps_its_partial_outputs(client: TestClient) -> None:
+    run_id = submit(client, "scribbler", {"sleep": 60})["id"]
+    wait_until(lambda: "wrote my notes" in logs(client, run_id), 30, "the model wrote its notes")
+    assert client.post(f"/api/v1/runs/{run_id}/cancel").status_code == 200
+    # The run is cancelled at once; its attempt ends once its model stopped (SIGTERM, grace, SIGKILL).
+    wait_until(
+        lambda: client.get(f"/api/v1/runs/{run_id}").json()["attempts"][0]["status"] != "running", 30, "the stop"
+    )
+    run = client.get(f"/api/v1/runs/{run_id}").json()
+    assert run["status"] == "cancelled" and run["outputs"] == []
+    (attempt,) = run["attempts"]
+    assert attempt["status"] == "cancelled"
+    assert [f["path"] for f in attempt["partial_outputs"]] == ["notes.bin", "report/index.html"]
 
 
 def test_who_may_not_view_the_model_finds_no_such_run(

@@ -6,6 +6,7 @@ that did not succeed keeps what it wrote as its partial outputs."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -38,24 +39,36 @@ def refuse_irregular(outputs: Path, declared: Sequence[str], log_path: Path) -> 
 
 def keep_partial(outputs: Path, upload: Callable[[Path], list[StoredFile]], log_path: Path) -> list[StoredFile]:
     """Store what an attempt that did not succeed left in ``outputs`` as its partial outputs,
-    with the rules outputs follow (regular files inside the folder, uploaded the same way, so
-    the same size limits hold); the attempt's log says what was kept and what was not. Never
-    raises: an attempt's ending matters more than its partial outputs (none are kept then)."""
-    try:
-        if not outputs.is_dir() or not any(outputs.iterdir()):
+    with the rules outputs follow: regular files inside the folder, uploaded by ``upload`` as
+    outputs are (so the same size limits hold). Each file goes on its own, so one the store
+    refuses (over a limit) costs only itself; the attempt's log names what was kept and what
+    was not. Never raises: an attempt's ending matters more than its partial outputs.
+
+    ``outputs`` is emptied on the way (each file is moved aside to be uploaded alone): call it
+    once the attempt's processes have ended, on a folder that is thrown away afterwards."""
+    stored: list[StoredFile] = []
+    with log_path.open("ab") as log:
+        try:
+            if not outputs.is_dir():
+                return []
+            found = regular_files.scan(outputs)
+        except OSError as exc:
+            log.write(f"modelrunner: the attempt's partial outputs could not be read: {exc}\n".encode())
             return []
-        refused = regular_files.scan(outputs).refused
-        with log_path.open("ab") as log:
-            for entry in refused:
-                line = f"modelrunner: partial output {entry.relative} is not stored: it is {entry.reason}\n"
-                log.write(line.encode())
-        stored = upload(outputs)
-    except Exception as exc:  # a store that cannot take them (a file over a limit, no network)
-        with log_path.open("ab") as log:
-            log.write(f"modelrunner: the attempt's partial outputs could not be stored: {exc}\n".encode())
-        return []
-    if stored:
-        with log_path.open("ab") as log:
+        for entry in found.refused:
+            log.write(f"modelrunner: partial output {entry.relative} is not stored: it is {entry.reason}\n".encode())
+        alone = outputs.with_name(f"{outputs.name}.partial")
+        for file in found.files:
+            try:
+                shutil.rmtree(alone, ignore_errors=True)
+                destination = alone / file.relative
+                destination.parent.mkdir(parents=True)
+                file.path.rename(destination)  # the same file (inode): the upload's checks still hold
+                stored += upload(alone)
+            except Exception as exc:  # a store that refuses it (over a limit), a network gone
+                log.write(f"modelrunner: partial output {file.relative} is not stored: {exc}\n".encode())
+        shutil.rmtree(alone, ignore_errors=True)
+        if stored:
             named = ", ".join(f.path for f in stored[:10]) + (", ..." if len(stored) > 10 else "")
             log.write(f"modelrunner: kept {len(stored)} partial output(s) of this attempt: {named}\n".encode())
     return stored
