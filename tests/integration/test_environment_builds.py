@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -123,3 +124,58 @@ def test_a_missing_tool_is_named(tmp_path: Path) -> None:
         "environment: environment.yml is a conda environment, and none of micromamba, mamba, conda "
         "is installed on this machine"
     )
+
+
+needs_r = pytest.mark.skipif(
+    shutil.which("Rscript") is None, reason="R is not installed (Debian: apt-get install r-base-core)"
+)
+
+
+def r_repository(tmp_path: Path) -> Path:
+    """A CRAN-like repository in a folder holding one small package, mrtiny, and an R profile
+    that names it (as a machine's Rprofile.site names its CRAN mirror); returns the profile."""
+    source = tmp_path / "mrtiny"
+    (source / "R").mkdir(parents=True)
+    (source / "DESCRIPTION").write_text(
+        "Package: mrtiny\nVersion: 0.1.0\nTitle: Tiny\nDescription: A test package.\nLicense: MIT\n"
+        "Author: A. Person\nMaintainer: A. Person <a@example.org>\n"
+    )
+    (source / "NAMESPACE").write_text("export(hello)\n")
+    (source / "R" / "hello.R").write_text('hello <- function() "hello from mrtiny"\n')
+    contrib = tmp_path / "repository" / "src" / "contrib"
+    contrib.mkdir(parents=True)
+    subprocess.run(["R", "CMD", "build", "--no-manual", str(source)], cwd=contrib, check=True, capture_output=True)
+    subprocess.run(["Rscript", "-e", f"tools::write_PACKAGES('{contrib}', type = 'source')"], check=True)
+    profile = tmp_path / "Rprofile"
+    profile.write_text(f'options(repos = c(CRAN = "file://{tmp_path / "repository"}"))\n')
+    return profile
+
+
+@needs_r
+def test_an_r_description_is_built_into_a_library_the_model_sees(tmp_path: Path) -> None:
+    profile = r_repository(tmp_path)
+    environments = Environments(tmp_path / "environments")
+    folder = tmp_path / "rmodel"
+    folder.mkdir()
+    (folder / "DESCRIPTION").write_text("Package: rmodel\nVersion: 0.1\nImports: mrtiny, stats\n")
+    runner = {**os.environ, "R_PROFILE_USER": str(profile)}
+    log = io.BytesIO()
+
+    built = environments.prepare(folder, "DESCRIPTION", runner, ("R_PROFILE_USER",), log)
+
+    assert built.python is None
+    said = subprocess.run(
+        ["Rscript", "-e", "library(mrtiny); cat(hello())"],
+        env={**os.environ, **built.variables(os.environ["PATH"])},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert said.stdout == "hello from mrtiny", said.stderr
+    assert "modelrunner: $ " in log.getvalue().decode() and "<script>" in log.getvalue().decode()
+
+    (folder / "DESCRIPTION").write_text("Package: rmodel\nVersion: 0.1\nImports: mrtiny, mrnosuch (>= 1.0)\n")
+    with pytest.raises(ModelrunnerError) as failed:
+        environments.prepare(folder, "DESCRIPTION", runner, ("R_PROFILE_USER",), io.BytesIO())
+    assert failed.value.message.startswith("the environment DESCRIPTION could not be built (Rscript ended")
+    assert "not installed: mrnosuch" in failed.value.message

@@ -212,7 +212,8 @@ class Environments:
     ) -> None:
         if stopped():
             raise EnvironmentStopped(f"stopped while building the environment {environment_file}")
-        log.write(("modelrunner: $ " + " ".join(command) + "\n").encode())
+        shown = ("<script>" if "\n" in word else word for word in command)
+        log.write(("modelrunner: $ " + " ".join(shown) + "\n").encode())
         log.flush()
         user = self._user
         process = subprocess.Popen(
@@ -294,7 +295,9 @@ def _steps(kind: EnvironmentKind, tool: str, folder: Path, environment_file: str
             [tool, "pip", "install", "--no-config", "--python", python, "--requirement", environment_file],
         ]
     if kind is EnvironmentKind.R:
-        return [[tool, "--vanilla", "-e", _R_BUILD, str(folder / "library"), environment_file]]
+        # Not --vanilla: the machine's Rprofile.site (or R_PROFILE_USER, passed by the
+        # workspace's `model_environment:`) may name the CRAN mirror to use.
+        return [[tool, "-e", _R_BUILD, str(folder / "library"), environment_file]]
     if Path(tool).name == "micromamba":
         return [[tool, "create", "--yes", "--prefix", str(folder), "--file", environment_file]]
     return [[tool, "env", "create", "--prefix", str(folder), "--file", environment_file]]
