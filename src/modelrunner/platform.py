@@ -31,6 +31,7 @@ from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.engine.catalog import VersionCatalog
 from modelrunner.engine.checkpoint_sweep import CheckpointSweep
 from modelrunner.engine.dispatcher import Dispatcher, Dispatchers
+from modelrunner.engine.run_profile import RunProfile
 from modelrunner.engine.scheduler import Scheduler
 from modelrunner.engine.submit import RunRequest, Submission, SubmitOutcome, Submitter
 from modelrunner.engine.triggers import Triggers
@@ -84,7 +85,13 @@ class Platform:
                 for name, backend in self.backends.items()
             }
         )
-        self.submitter = Submitter(self.database, self.workspace, self.artifacts, publish=self.profile.publish)
+        self.submitter = Submitter(
+            self.database,
+            self.workspace,
+            self.artifacts,
+            publish=self.profile.publish,
+            profile=RunProfile.of(settings.profile, self.profile),
+        )
         self.syncs = DatasetSyncs(
             self.database,
             self.workspace,

@@ -35,7 +35,11 @@ def test_a_pipeline_loads_with_its_steps_in_order(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "field", "message"),
     [
-        ("command: [python, x.py]\nsteps:\n  a: {command: [x]}\n", "steps", "either a `command`, `notebook` or `image`, or `steps`"),
+        (
+            "command: [python, x.py]\nsteps:\n  a: {command: [x]}\n",
+            "steps",
+            "either a `command`, `notebook` or `image`, or `steps`",
+        ),
         ("steps: {}\n", "command", "is required (or `notebook`, `image`, or `steps` for a pipeline)"),
         (
             "steps:\n  a: {command: [x], needs: [b]}\n  b: {command: [x], needs: [a]}\n",
@@ -47,6 +51,15 @@ def test_a_pipeline_loads_with_its_steps_in_order(tmp_path: Path) -> None:
         ("steps:\n  a: {command: [x], foreach: regions}\n", "steps.a.foreach", "'params.<name>' or 'inputs.<name>'"),
         ("steps:\n  cases: {command: [x]}\n", "steps.cases", "an input has this name too"),
         ("steps:\n  Bad: {command: [x]}\n", "steps", "step 'Bad'"),
+        ("steps:\n  a: {command: [x]}\n  b: {command: [x], needs: {a: item}}\n", "steps.b.needs", "no `foreach`"),
+        (
+            "steps:\n  a: {command: [x], foreach: [1]}\n  b: {command: [x], foreach: [2], needs: {a: item}}\n",
+            "steps.b.foreach",
+            "must fan out over the same items ([1])",
+        ),
+        ("steps:\n  a: {command: [x]}\n  b: {command: [x], needs: {a: later}}\n", "steps.b.needs.a", "'item'"),
+        ("steps:\n  a: {command: [x], when: params.nope}\n", "steps.a.when", "declares no parameter 'nope'"),
+        ("steps:\n  a: {command: [x], when: 'os.system(1)'}\n", "steps.a.when", "is not a condition"),
     ],
 )
 def test_a_broken_pipeline_is_named_by_field(tmp_path: Path, change: str, field: str, message: str) -> None:
@@ -99,3 +112,24 @@ def test_a_broken_trigger_says_what_it_needs(tmp_path: Path, trigger: str, messa
 
     assert spec is None
     assert any(message in problem.message for problem in problems), problems
+
+
+def test_needs_say_how_a_step_is_needed_and_a_chained_step_takes_its_items(tmp_path: Path) -> None:
+    head = PIPELINE.split("steps:")[0]
+    spec, problems = load(
+        tmp_path,
+        head
+        + "steps:\n"
+        + "  tests: {command: [x], foreach: params.regions}\n"
+        + "  stats: {command: [x], needs: {tests: item}}\n"
+        + "  update: {command: [x], when: not params.regions, foreach: []}\n"
+        + "  summary: {command: [x], needs: {stats: all, update: optional}}\n",
+    )
+
+    assert problems == [] and spec is not None
+    assert spec.fan_out("stats") == "params.regions"
+    assert spec.step_order() == ["tests", "stats", "update", "summary"]
+    dumped = spec.model_dump(mode="json")["steps"]
+    assert dumped["summary"]["needs"] == {"stats": "all", "update": "optional"}
+    assert dumped["tests"]["needs"] == []  # a list, as before, while every need is whole
+    assert spec.model_validate(spec.model_dump()) == spec

@@ -234,6 +234,9 @@ class StepOut(BaseModel):
     counts: dict[str, int] = Field(description="Run status -> how many of its runs are in it")
     run_ids: list[int]
     error: str | None = Field(description="Why it failed: the first failed run's error")
+    reason: str | None = Field(
+        default=None, description="Why it is skipped (its `when:`, the profile) or blocked (a step it needs failed)"
+    )
 
     @classmethod
     def of(cls, state: StepState) -> StepOut:
@@ -244,6 +247,7 @@ class StepOut(BaseModel):
             counts=state.counts,
             run_ids=state.run_ids,
             error=state.error,
+            reason=state.reason,
         )
 
 

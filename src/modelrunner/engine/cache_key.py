@@ -18,11 +18,14 @@ def cache_key(
     input_versions: dict[str, str] | None = None,
     upstream_outputs: dict[str, Any] | None = None,
     skipped_steps: list[str] | None = None,
+    profile: dict[str, Any] | None = None,
 ) -> str:
     """sha256 (hex) of the canonical JSON of everything that determines a run's outputs.
 
     ``item`` is a fan-out item of ``step``; ``skipped_steps`` are the steps a pipeline run
-    leaves out (a profile that does not publish), so such a run never answers for a full one.
+    leaves out (a profile that does not publish), so such a run never answers for a full one;
+    ``profile`` is the server's profile (RunProfile.as_json: its name and the variables it gives
+    models), so runs under two profiles never answer for each other.
     """
     document: dict[str, Any] = {
         "model": model,
@@ -37,4 +40,6 @@ def cache_key(
         document["item"] = item
     if skipped_steps:
         document["skipped_steps"] = sorted(skipped_steps)
+    if profile is not None:
+        document["profile"] = profile
     return hashlib.sha256(canonical_json(document).encode()).hexdigest()

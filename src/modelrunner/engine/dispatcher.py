@@ -29,7 +29,7 @@ from modelrunner.backends.base import (
     Started,
 )
 from modelrunner.clock import utcnow
-from modelrunner.engine import attempts, retry_policy
+from modelrunner.engine import attempts, retry_policy, run_profile
 from modelrunner.engine.catalog import VersionCatalog
 from modelrunner.engine.retry_policy import RetryPolicy
 from modelrunner.engine.runner_identity import is_dead_runner, this_runner_id
@@ -298,6 +298,7 @@ class Dispatcher:
                 callback_token=attempt.callback_token,
                 passed_variables=tuple(self._model_environment()),
                 progress_bars=version.spec.progress.bars,
+                profile_variables=run_profile.variables_of(run.plan),
             )
             handle = _handle_of(self.runner_id, attempt.attempt_id, run.id, attempt.number)
             jobs.append((job, _InFlight(run.id, run.model_name, handle, part.resources.timeout)))

@@ -20,9 +20,9 @@ from modelrunner.engine.input_versions import Inputs
 from modelrunner.engine.states import ACTIVE_RUN_STATES, RunStatus
 from modelrunner.engine.transition import create_run, transition
 from modelrunner.errors import InvalidInput
-from modelrunner.spec.model_spec import ModelSpec, StepSpec
+from modelrunner.spec.model_spec import ModelSpec, Need, StepSpec
 from modelrunner.store import data_queries, queries
-from modelrunner.store.tables import RunKind, RunRow
+from modelrunner.store.tables import OutputRow, RunKind, RunRow
 
 _ITEM_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 MAX_ITEMS = 10_000  # per step: a fan-out beyond this is almost surely a mistake in the parameters
@@ -33,27 +33,34 @@ class StepStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-    BLOCKED = "blocked"  # a step it needs failed: it will not run
-    SKIPPED = "skipped"  # left out by the profile (a publish step), or it needs such a step
+    BLOCKED = "blocked"  # a step it needs failed: it will not run (or not every item of it)
+    SKIPPED = "skipped"  # left out: its `when:` is false, the profile does not publish, or it needs such a step
 
 
 @dataclass(frozen=True)
 class PipelinePlan:
-    """Fixed when the pipeline run is created: the items of each step, what is computed again
-    whatever the cache holds, and what is left out."""
+    """Fixed when the pipeline run is created: the items of each step (none: a step that succeeds
+    at once), what is computed again whatever the cache holds, what is left out and why, and the
+    profile its steps are computed under (RunProfile.as_json; None without a profile)."""
 
     items: dict[str, list[tuple[str | None, Any]]]  # step -> [(item key, item)]; [(None, None)] without fan-out
     refresh: frozenset[str] = frozenset()
     skip: list[str] = field(default_factory=list)
     rerun_of: int | None = None
+    skipped_because: dict[str, str] = field(default_factory=dict)  # step in `skip` -> why
+    profile: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "items": {step: [[key, item] for key, item in items] for step, items in self.items.items()},
             "refresh": sorted(self.refresh),
             "skip": self.skip,
             "rerun_of": self.rerun_of,
+            "skipped_because": self.skipped_because,
         }
+        if self.profile is not None:
+            data["profile"] = self.profile
+        return data
 
     @classmethod
     def of_json(cls, data: dict[str, Any]) -> PipelinePlan:
@@ -62,6 +69,8 @@ class PipelinePlan:
             refresh=frozenset(data.get("refresh", [])),
             skip=list(data.get("skip", [])),
             rerun_of=data.get("rerun_of"),
+            skipped_because=dict(data.get("skipped_because", {})),
+            profile=data.get("profile"),
         )
 
     @property
@@ -79,6 +88,7 @@ class StepState:
     counts: dict[str, int]  # run status -> how many of its runs
     run_ids: list[int]
     error: str | None = None
+    reason: str | None = None  # why it is skipped or blocked
 
 
 def plan(
@@ -89,22 +99,43 @@ def plan(
     refresh: set[str],
     publish: bool,
     rerun_of: int | None = None,
+    profile: dict[str, Any] | None = None,
 ) -> PipelinePlan:
-    """The plan of a new pipeline run. InvalidInput for a fan-out that is not a list."""
+    """The plan of a new pipeline run. InvalidInput for a fan-out that is not a list.
+
+    A step is left out when its ``when:`` does not hold, when it publishes and ``publish`` is
+    false, or when it needs a step left out (unless it needs that step only ``optional``-ly). A
+    step chained item by item gets the items of the step it is chained to."""
     unknown = sorted(refresh - set(spec.steps))
     if unknown:
         raise InvalidInput(f"model '{spec.name}' has no step {unknown[0]!r}", field="from")
-    skip: list[str] = []
+    because: dict[str, str] = {}
+    items: dict[str, list[tuple[str | None, Any]]] = {}
     for name in spec.step_order():
         step = spec.steps[name]
-        if (step.publish and not publish) or any(needed in skip for needed in step.needs):
-            skip.append(name)
-    items = {
-        name: _keyed(_items_of(session, name, step, params, inputs))
-        for name, step in spec.steps.items()
-        if name not in skip
-    }
-    return PipelinePlan(items, frozenset(refresh), skip, rerun_of)
+        reason = _left_out_because(step, params, publish, because)
+        if reason is not None:
+            because[name] = reason
+            continue
+        chained = step.needed(Need.ITEM)
+        if chained:
+            items[name] = list(items[chained[0]])
+        else:
+            items[name] = _keyed(_items_of(session, name, step, params, inputs))
+    skip = [name for name in spec.step_order() if name in because]
+    return PipelinePlan(items, frozenset(refresh), skip, rerun_of, because, profile)
+
+
+def _left_out_because(step: StepSpec, params: dict[str, Any], publish: bool, left_out: dict[str, str]) -> str | None:
+    condition = step.condition
+    if condition is not None and not condition.holds(params):
+        return f"when: {condition.text} is false"
+    if step.publish and not publish:
+        return "this profile does not publish"
+    needed = next((n for n, how in step.needs.items() if n in left_out and how != Need.OPTIONAL), None)
+    if needed is not None:
+        return f"it needs '{needed}', which is skipped"
+    return None
 
 
 def downstream_of(spec: ModelSpec, start: str) -> set[str]:
@@ -129,7 +160,7 @@ def advance(session: Session, pipeline_id: int, spec: ModelSpec) -> None:
         spec,
         pipeline_plan,
         children,
-        start=lambda name: _start_step(session, pipeline, spec, pipeline_plan, name, children),
+        start=lambda name, ready: _start_step(session, pipeline, spec, pipeline_plan, name, ready, children),
     )
     _report(session, pipeline, pipeline_plan, states, children)
 
@@ -145,26 +176,71 @@ def _walk(
     spec: ModelSpec,
     pipeline_plan: PipelinePlan,
     children: dict[str, list[queries.ChildRun]],
-    start: Callable[[str], list[queries.ChildRun]] | None = None,
+    start: Callable[[str, set[str | None]], list[queries.ChildRun]] | None = None,
 ) -> dict[str, StepState]:
-    """Each step's state, in order; ``start`` creates the missing runs of a step whose needs
-    have all succeeded (advancing), and ``children`` gains them."""
+    """Each step's state, in order; ``start`` creates the missing runs of the given items of a
+    step whose needs allow them (advancing), and ``children`` gains them.
+
+    A step needs each step it needs in full (``all``, or ``optional`` and not left out) to have
+    succeeded; a step chained item by item needs, for each of its items, that same item of the
+    steps it is chained to, so one item's chain goes on while another's is still running."""
     states: dict[str, StepState] = {}
+    never: dict[str, set[str | None]] = {}  # step -> its items that will not run (blocked)
     for name in spec.step_order():
-        needs = [states[needed].status for needed in spec.steps[name].needs]
+        step = spec.steps[name]
         runs = children.get(name, [])
-        total = len(pipeline_plan.items.get(name, []))
+        keys = [key for key, _ in pipeline_plan.items.get(name, [])]
         if name in pipeline_plan.skip:
-            states[name] = _state(name, StepStatus.SKIPPED, 0, runs)
-        elif any(s in (StepStatus.FAILED, StepStatus.BLOCKED) for s in needs):
-            states[name] = _state(name, StepStatus.BLOCKED, total, runs)
-        elif any(s != StepStatus.SUCCEEDED for s in needs):
-            states[name] = _state(name, StepStatus.WAITING, total, runs)
-        else:
-            if start is not None:
-                runs = children[name] = runs + start(name)
-            states[name] = _derived(name, total, runs)
+            states[name] = _state(name, StepStatus.SKIPPED, 0, runs, pipeline_plan.skipped_because.get(name))
+            never[name] = set()
+            continue
+        whole = [n for n, how in step.needs.items() if how != Need.ITEM and n not in pipeline_plan.skip]
+        chained = step.needed(Need.ITEM)
+        stopped = next((n for n in whole if states[n].status in (StepStatus.FAILED, StepStatus.BLOCKED)), None)
+        if stopped is not None:
+            why = f"it needs '{stopped}', which did not succeed"
+            states[name] = _state(name, StepStatus.BLOCKED, len(keys), runs, why)
+            never[name] = set(keys)
+            continue
+        if any(states[n].status != StepStatus.SUCCEEDED for n in whole):
+            states[name] = _state(name, StepStatus.WAITING, len(keys), runs)
+            never[name] = set()
+            continue
+        ready, blocked = _chained_items(keys, chained, children, never)
+        if start is not None and ready:
+            runs = children[name] = runs + start(name, ready)
+        never[name] = blocked - {run.item_key for run in runs}
+        reason = None
+        if never[name]:
+            shown = ", ".join(sorted(str(key) for key in never[name])[:5])
+            reason = f"not run for {shown}: the same item of a step it is chained to did not succeed"
+        states[name] = _derived(name, len(keys), runs, len(never[name]), reason)
     return states
+
+
+def _chained_items(
+    keys: list[str | None],
+    chained: list[str],
+    children: dict[str, list[queries.ChildRun]],
+    never: dict[str, set[str | None]],
+) -> tuple[set[str | None], set[str | None]]:
+    """The items that may start now (the same item of every step they are chained to succeeded;
+    all of them without chains), and those that never will (it ended otherwise, or is blocked)."""
+    if not chained:
+        return set(keys), set()
+    ready: set[str | None] = set()
+    blocked: set[str | None] = set()
+    by_item = {n: {run.item_key: run for run in children.get(n, [])} for n in chained}
+    for key in keys:
+        upstream = [by_item[n].get(key) for n in chained]
+        if any(key in never[n] for n in chained) or any(
+            run is not None and run.status not in ACTIVE_RUN_STATES and run.status != RunStatus.SUCCEEDED.value
+            for run in upstream
+        ):
+            blocked.add(key)
+        elif all(run is not None and run.status == RunStatus.SUCCEEDED.value for run in upstream):
+            ready.add(key)
+    return ready, blocked
 
 
 # --- advancing ----------------------------------------------------------------------------------
@@ -176,21 +252,29 @@ def _start_step(
     spec: ModelSpec,
     pipeline_plan: PipelinePlan,
     name: str,
+    ready: set[str | None],
     children: dict[str, list[queries.ChildRun]],
 ) -> list[queries.ChildRun]:
-    """Create the runs of the step's items that have none yet: a cache hit where the same step
-    was computed on the same upstream results, a queued run otherwise. They are the pipeline
-    run's submitter's, and a queued one runs on the pipeline run's backend."""
+    """Create the runs of the step's ``ready`` items that have none yet: a cache hit where the
+    same step was computed on the same upstream results, a queued run otherwise. They are the
+    pipeline run's submitter's, and a queued one runs on the pipeline run's backend. An item
+    chained to other steps reads (and is keyed by) only the same item of theirs."""
     started = {run.item_key for run in children.get(name, [])}
-    missing = [(key, item) for key, item in pipeline_plan.items[name] if key not in started]
+    missing = [(key, item) for key, item in pipeline_plan.items[name] if key not in started and key in ready]
     if not missing:
         return []
     step = spec.steps[name]
-    upstream_files, upstream_key = _upstream(session, step, children)
+    chained = step.needed(Need.ITEM)
+    whole_runs = [run for n in step.needs if n not in chained for run in children.get(n, [])]
+    chained_runs = {
+        key: [run for n in chained for run in children.get(n, []) if run.item_key == key] for key, _ in missing
+    }
+    outputs = _outputs_by_run(session, [*whole_runs, *(run for runs in chained_runs.values() for run in runs)])
     inputs = {input_name: chosen["version"] for input_name, chosen in pipeline.inputs.items()}
     now = utcnow()
     created: list[queries.ChildRun] = []
     for item_key, item in missing:
+        upstream_files, upstream_key = _upstream([*whole_runs, *chained_runs[item_key]], outputs)
         key = cache_key(
             pipeline.model_name,
             pipeline.model_version,
@@ -199,6 +283,7 @@ def _start_step(
             item=item,
             input_versions=inputs,
             upstream_outputs=upstream_key,
+            profile=pipeline_plan.profile,
         )
         if name not in pipeline_plan.refresh:
             cached = queries.latest_computed_success(session, key, None)
@@ -217,6 +302,9 @@ def _start_step(
                 continue
         if queries.active_run_for_key(session, key) is not None:
             continue  # computed right now for another pipeline: this item waits for its result
+        run_plan: dict[str, Any] = {"upstream": upstream_files}
+        if pipeline_plan.profile is not None:
+            run_plan["profile"] = pipeline_plan.profile
         run = RunRow(
             kind=RunKind.STEP,
             parent_id=pipeline.id,
@@ -227,7 +315,7 @@ def _start_step(
             model_version=pipeline.model_version,
             params=pipeline.params,
             inputs=pipeline.inputs,
-            plan={"upstream": upstream_files},
+            plan=run_plan,
             cache_key=key,
             status=RunStatus.QUEUED.value,
             cache_hit=False,
@@ -243,22 +331,27 @@ def _start_step(
     return created
 
 
+def _outputs_by_run(session: Session, runs: list[queries.ChildRun]) -> dict[int, list[OutputRow]]:
+    found: dict[int, list[OutputRow]] = defaultdict(list)
+    for output in queries.outputs_of_runs(session, sorted({run.id for run in runs})):
+        found[output.run_id].append(output)
+    return found
+
+
 def _upstream(
-    session: Session, step: StepSpec, children: dict[str, list[queries.ChildRun]]
+    runs: list[queries.ChildRun], outputs: dict[int, list[OutputRow]]
 ) -> tuple[list[dict[str, str]], dict[str, dict[str, str]]]:
-    """The files of the runs this step needs, as (folder, path, uri), and their digests by
-    folder for the cache key: a step computed again on changed upstream results is a new run."""
-    runs = [run for needed in step.needs for run in children.get(needed, [])]
-    folders = {run.id: _folder(run) for run in runs}
+    """The files of the upstream ``runs``, as (folder, path, uri), and their digests by folder
+    for the cache key: a step computed again on changed upstream results is a new run."""
     files: list[dict[str, str]] = []
-    digests: dict[str, dict[str, str]] = defaultdict(dict)
-    for output in queries.outputs_of_runs(session, list(folders)):
-        folder = folders[output.run_id]
-        files.append({"folder": folder, "path": output.path, "uri": output.uri})
-        digests[folder][output.path] = output.sha256
-    for folder in folders.values():
+    digests: dict[str, dict[str, str]] = {}
+    for run in runs:
+        folder = _folder(run)
         digests.setdefault(folder, {})  # a run without outputs still counts
-    return files, dict(digests)
+        for output in outputs.get(run.id, []):
+            files.append({"folder": folder, "path": output.path, "uri": output.uri})
+            digests[folder][output.path] = output.sha256
+    return files, digests
 
 
 def _report(
@@ -308,20 +401,27 @@ def _by_step(children: list[queries.ChildRun]) -> dict[str, list[queries.ChildRu
     return grouped
 
 
-def _derived(name: str, total: int, runs: list[queries.ChildRun]) -> StepState:
+def _derived(
+    name: str, total: int, runs: list[queries.ChildRun], blocked: int = 0, reason: str | None = None
+) -> StepState:
+    """A started step's state from its runs; ``blocked`` of its items will never run."""
     statuses = {run.status for run in runs}
     if statuses & {s.value for s in ACTIVE_RUN_STATES}:
         status = StepStatus.RUNNING
-    elif len(runs) < total:
+    elif len(runs) + blocked < total:
         status = StepStatus.WAITING
-    elif statuses <= {RunStatus.SUCCEEDED.value}:
-        status = StepStatus.SUCCEEDED
-    else:
+    elif not statuses <= {RunStatus.SUCCEEDED.value}:
         status = StepStatus.FAILED
-    return _state(name, status, total, runs)
+    elif blocked:
+        status = StepStatus.BLOCKED
+    else:
+        status = StepStatus.SUCCEEDED
+    return _state(name, status, total, runs, reason)
 
 
-def _state(name: str, status: StepStatus, total: int, runs: list[queries.ChildRun]) -> StepState:
+def _state(
+    name: str, status: StepStatus, total: int, runs: list[queries.ChildRun], reason: str | None = None
+) -> StepState:
     counts: dict[str, int] = defaultdict(int)
     for run in runs:
         counts[run.status] += 1
@@ -330,7 +430,7 @@ def _state(name: str, status: StepStatus, total: int, runs: list[queries.ChildRu
     if failed is not None:
         which = f"item {failed.item_key}: " if failed.item_key is not None else ""
         error = f"{which}{failed.error or failed.status}"
-    return StepState(name, status, total, dict(counts), [run.id for run in runs], error)
+    return StepState(name, status, total, dict(counts), [run.id for run in runs], error, reason)
 
 
 def _folder(run: queries.ChildRun) -> str:
@@ -348,17 +448,13 @@ def _items_of(session: Session, name: str, step: StepSpec, params: dict[str, Any
     kind, _, what = step.foreach.partition(".")
     if kind == "params":
         value = params.get(what)
-        if not isinstance(value, list) or not value:
-            raise InvalidInput(
-                f"step '{name}' fans out over parameter '{what}', which must be a non-empty list", field=what
-            )
-        items = list(value)
+        if not isinstance(value, list):
+            raise InvalidInput(f"step '{name}' fans out over parameter '{what}', which must be a list", field=what)
+        items = list(value)  # none: the step has no item to run and succeeds at once
     else:
         chosen = inputs[what]
         row = data_queries.get_version(session, chosen.dataset, chosen.version)
         items = sorted({entry["path"].split("/", 1)[0] for entry in (row.files if row else [])})
-        if not items:
-            raise InvalidInput(f"step '{name}' fans out over input '{what}', whose version holds no files", field=what)
     if len(items) > MAX_ITEMS:
         raise InvalidInput(f"step '{name}' fans out over {len(items)} items; at most {MAX_ITEMS}", field=what)
     return items

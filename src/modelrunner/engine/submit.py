@@ -20,6 +20,7 @@ from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.engine.image_versions import ImageVersions
 from modelrunner.engine.pipelines import PipelinePlan
 from modelrunner.engine.routing import Route, choose_backend
+from modelrunner.engine.run_profile import RunProfile
 from modelrunner.engine.states import RunStatus
 from modelrunner.engine.transition import create_run, create_runs
 from modelrunner.errors import AlreadyExists, Conflict, Forbidden, InvalidInput, ModelrunnerError, NotFound
@@ -107,14 +108,24 @@ _ITEM_ERRORS = (InvalidInput, Forbidden, Conflict, NotFound)
 class Submitter:
     """Turns requests into runs. Safe to call from many threads and many processes at once.
 
-    ``publish`` false leaves out the pipeline steps marked ``publish`` (a test profile).
+    ``publish`` false leaves out the pipeline steps marked ``publish`` (a test profile);
+    ``profile`` is the server's profile, part of every cache key and given to the runs' models.
     """
 
-    def __init__(self, database: Database, workspace: Workspace, artifacts: ArtifactStore, *, publish: bool = True):
+    def __init__(
+        self,
+        database: Database,
+        workspace: Workspace,
+        artifacts: ArtifactStore,
+        *,
+        publish: bool = True,
+        profile: RunProfile | None = None,
+    ):
         self._database = database
         self._workspace = workspace
         self._artifacts = artifacts
         self._publish = publish
+        self._profile = profile.as_json() if profile is not None else None
         self._recorded_versions: set[tuple[str, str]] = set()
         self._images = ImageVersions(workspace)
 
@@ -188,13 +199,16 @@ class Submitter:
         if model.spec.is_pipeline:
             refresh = set(model.spec.steps) if cache == CacheMode.REFRESH else set(refresh_steps or ())
             with self._database.read() as session:
-                plan = pipelines.plan(session, model.spec, validated, chosen, refresh, self._publish, rerun_of)
+                plan = pipelines.plan(
+                    session, model.spec, validated, chosen, refresh, self._publish, rerun_of, self._profile
+                )
         key = cache_key(
             model.name,
             model.version,
             validated,
             input_versions=input_versions.versions_of(chosen),
             skipped_steps=plan.skip if plan else None,
+            profile=self._profile,
         )
         if cache != CacheMode.ONLY:
             self._record_version(model)
@@ -323,6 +337,7 @@ class Submitter:
                 prepared.params,
                 input_versions=input_versions.versions_of(choice),
                 skipped_steps=prepared.pipeline.skip if prepared.pipeline else None,
+                profile=self._profile,
             )
             cached = queries.latest_computed_success(session, choice_key, prepared.fresh_after)
             if cached is not None:
@@ -349,8 +364,7 @@ class Submitter:
                 cache_key=prepared.key,
             )
 
-    @staticmethod
-    def _new_run(prepared: PreparedRun, now: dt.datetime) -> RunRow:
+    def _new_run(self, prepared: PreparedRun, now: dt.datetime) -> RunRow:
         pipeline = prepared.pipeline
         return RunRow(
             kind=RunKind.PIPELINE if pipeline else RunKind.RUN,
@@ -363,7 +377,8 @@ class Submitter:
             status=(RunStatus.RUNNING if pipeline else RunStatus.QUEUED).value,
             cache_hit=False,
             slots=prepared.resourced.resources.slots,
-            plan=pipeline.as_json() if pipeline else None,
+            # A plain run keeps the profile it is computed under: its model sees it (run_profile).
+            plan=pipeline.as_json() if pipeline else ({"profile": self._profile} if self._profile else None),
             origin=prepared.origin,
             submitted_by=prepared.submitted_by,
             backend=prepared.route.backend,
@@ -476,7 +491,13 @@ class Submitter:
             else:
                 choices, fresh_after = [{}], oldest
             for choice in choices:
-                key = cache_key(model.name, model.version, validated, input_versions=input_versions.versions_of(choice))
+                key = cache_key(
+                    model.name,
+                    model.version,
+                    validated,
+                    input_versions=input_versions.versions_of(choice),
+                    profile=self._profile,
+                )
                 found = queries.latest_computed_success(session, key, fresh_after)
                 if found is not None:
                     return found, queries.outputs_of(session, found.id)

@@ -159,11 +159,16 @@ def _passable(folder: Path, user: ModelUser) -> bool:
 
 
 def model_environment(
-    runner: Mapping[str, str], passed: Iterable[str], user: ModelUser | None, contract: Mapping[str, str]
+    runner: Mapping[str, str],
+    passed: Iterable[str],
+    user: ModelUser | None,
+    contract: Mapping[str, str],
+    profile: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The whole environment of a model: the allow-listed variables of the runner's environment,
-    those the workspace passes by name (``model_environment:``), a HOME of the model's user, and
-    the contract's variables, which nothing overrides."""
+    those the workspace passes by name (``model_environment:``), a HOME of the model's user, the
+    run's profile variables (MODELRUNNER_PROFILE and the profile's ``env:``, over the runner's),
+    and the contract's variables, which nothing overrides."""
     wanted = set(passed)
     env = {
         name: value
@@ -175,6 +180,7 @@ def model_environment(
         env.update(HOME=user.home, USER=user.name, LOGNAME=user.name)
     elif "HOME" in runner:
         env["HOME"] = runner["HOME"]
+    env.update(profile or {})
     env.update(contract)
     return env
 

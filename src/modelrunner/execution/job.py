@@ -59,6 +59,8 @@ class AttemptJob:
     # Variables of the runner's environment the model sees too (``model_environment:``).
     passed_variables: tuple[str, ...] = ()
     progress_bars: bool = True  # progress bars the model prints move its progress (``progress: {bars: ...}``)
+    # MODELRUNNER_PROFILE and the profile's `env:`, as the run's cache key holds them (run_profile).
+    profile_variables: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -262,7 +262,7 @@ class AttemptProcess:
             contract["MODELRUNNER_CALLBACK_URL"] = self.job.callback_url
             contract["MODELRUNNER_CALLBACK_TOKEN"] = self.job.callback_token
         runner = os.environ if self._environment is None else self._environment
-        env = model_environment(runner, self.job.passed_variables, self._user, contract)
+        env = model_environment(runner, self.job.passed_variables, self._user, contract, self.job.profile_variables)
         return model_dir, outputs_dir, env
 
     def _preparation_failed(self, message: str) -> Outcome:

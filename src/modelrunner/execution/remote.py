@@ -75,6 +75,7 @@ def parse_job(text: str) -> RemoteJob:
         raw["upstream"] = tuple(UpstreamFile(**entry) for entry in raw.get("upstream", ()))
         raw["passed_variables"] = tuple(str(name) for name in raw.get("passed_variables", ()))
         raw["progress_bars"] = bool(raw.get("progress_bars", True))
+        raw["profile_variables"] = {str(k): str(v) for k, v in dict(raw.get("profile_variables") or {}).items()}
         raw["resources"] = Resources.model_validate(raw.get("resources", {}))
         job = AttemptJob(**raw)
     except KeyError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zoneinfo
 from enum import StrEnum
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from modelrunner.spec.names import check_name
+from modelrunner.spec.names import RESERVED_VARIABLE_PREFIX, check_name
 
 
 def check_cron(value: str) -> str:
@@ -125,6 +126,9 @@ class TriggerSpec(BaseModel):
         return self
 
 
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 class ProfileSpec(BaseModel):
     """``profiles:`` in ``modelrunner.yaml``: settings switched together (``--profile test``).
 
@@ -141,3 +145,26 @@ class ProfileSpec(BaseModel):
     notify: bool = Field(
         default=True, description="Whether this server sends notifications (false: a test copy mails nobody)"
     )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Variables every model run under this profile sees (with MODELRUNNER_PROFILE); part of the "
+        "cache key, so runs under two profiles never share results. Not for secrets: they are stored with runs",
+    )
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _variables(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        variables = {}
+        for name, given in value.items():
+            if not isinstance(name, str) or not _VARIABLE.match(name):
+                raise ValueError(f"{name!r} is not an environment variable name (letters, digits, _)")
+            if name.startswith(RESERVED_VARIABLE_PREFIX):
+                raise ValueError(f"{name}: names starting with {RESERVED_VARIABLE_PREFIX} are modelrunner's own")
+            if isinstance(given, bool):
+                given = "true" if given else "false"
+            if not isinstance(given, str | int | float):
+                raise ValueError(f"{name}: give a string or a number, not {type(given).__name__}")
+            variables[name] = str(given)
+        return variables

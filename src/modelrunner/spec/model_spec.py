@@ -9,12 +9,21 @@ import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jsonschema
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from modelrunner.errors import SpecError
 from modelrunner.spec.automation_spec import ScheduleSpec, TriggerSpec
@@ -22,6 +31,7 @@ from modelrunner.spec.duration import parse_duration
 from modelrunner.spec.environment_spec import environment_problem
 from modelrunner.spec.model_version import left_out
 from modelrunner.spec.names import check_name, check_names
+from modelrunner.spec.step_conditions import StepCondition
 
 MODEL_FILE = "model.yaml"
 # In a command, these names mean the interpreter modelrunner itself runs under.
@@ -112,11 +122,22 @@ class ProgressSpec(BaseModel):
     bars: bool = Field(default=True, description="false: progress bars the model prints do not move the run's progress")
 
 
+class Need(StrEnum):
+    """How a step needs another (``needs: {tests: item}``; a list means ``all`` for each)."""
+
+    ALL = "all"  # once every run of it succeeded; sees all of its outputs
+    ITEM = "item"  # item by item: each item once the same item of it succeeded; sees that item's outputs
+    OPTIONAL = "optional"  # as `all`, but a step left out (`when:`, a profile) is not waited for
+
+
 class StepSpec(BaseModel):
     """One step of a pipeline: its own command, resources and retries, run once its ``needs`` succeeded.
 
     ``foreach`` fans the step out into one run per item: a list, ``params.<name>`` (an array
-    parameter) or ``inputs.<name>`` (the top-level files and folders of an input's version).
+    parameter) or ``inputs.<name>`` (the top-level files and folders of an input's version); no
+    item is a step that succeeds at once. ``needs`` is a list of steps, or a mapping of step to
+    how it is needed (see Need). ``when`` leaves the step out unless a condition on the
+    parameters holds (see step_conditions).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -131,9 +152,10 @@ class StepSpec(BaseModel):
     resources: Resources = Resources()
     retries: Retries = Retries()
     outputs: list[OutputDecl] = Field(default_factory=list)
-    needs: list[str] = Field(default_factory=list)
+    needs: dict[str, Need] = Field(default_factory=dict)
     foreach: list[Any] | str | None = None
     publish: bool = Field(default=False, description="Publishes results; a profile can switch such steps off")
+    when: str | None = Field(default=None, description="Runs only if this holds, e.g. `params.daily` or `not params.x`")
 
     @field_validator("command")
     @classmethod
@@ -160,9 +182,36 @@ class StepSpec(BaseModel):
     def _foreach_form(cls, value: list[Any] | str | None) -> list[Any] | str | None:
         if isinstance(value, str) and not value.startswith(("params.", "inputs.")):
             raise ValueError("must be a list, 'params.<name>' or 'inputs.<name>'")
-        if isinstance(value, list) and not value:
-            raise ValueError("is an empty list; a fan-out needs at least one item")
         return value
+
+    @field_validator("needs", mode="before")
+    @classmethod
+    def _needs_list(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return {name: Need.ALL.value for name in value}
+        return value
+
+    @field_serializer("needs")
+    def _needs_as_written(self, needs: dict[str, Need]) -> list[str] | dict[str, str]:
+        # A list while every need is whole, as models without item chains have always said.
+        if all(how == Need.ALL for how in needs.values()):
+            return list(needs)
+        return {name: how.value for name, how in needs.items()}
+
+    @field_validator("when")
+    @classmethod
+    def _condition(cls, value: str | None) -> str | None:
+        if value is not None:
+            StepCondition.parse(value)
+        return value
+
+    @property
+    def condition(self) -> StepCondition | None:
+        return StepCondition.parse(self.when) if self.when is not None else None
+
+    def needed(self, how: Need) -> list[str]:
+        """The steps this one needs in the way ``how``."""
+        return [name for name, given in self.needs.items() if given == how]
 
 
 class ModelSpec(BaseModel):
@@ -268,14 +317,45 @@ class ModelSpec(BaseModel):
                 declared = self.params.get("properties", {}) if kind == "params" else self.inputs
                 if what not in declared:
                     raise ValueError(f"steps.{name}.foreach: this model declares no {step.foreach}")
+            condition = step.condition
+            if condition is not None and condition.param not in self.params.get("properties", {}):
+                raise ValueError(f"steps.{name}.when: this model declares no parameter '{condition.param}'")
         cycle = _cycle(self.steps)
         if cycle:
             raise ValueError("steps: they need each other in a circle: " + " -> ".join(cycle))
+        for name in self.step_order():
+            self._check_chain(name)
         return self
+
+    def _check_chain(self, name: str) -> None:
+        """A step chained item by item fans out over the same items as the steps it is chained to."""
+        step = self.steps[name]
+        for needed in step.needed(Need.ITEM):
+            theirs = self.fan_out(needed)
+            if theirs is None:
+                raise ValueError(
+                    f"steps.{name}.needs: '{needed}' has no `foreach`, so it has no items to chain to; "
+                    f"write `needs: [{needed}]`"
+                )
+            ours = self.fan_out(name)
+            if ours != theirs:
+                raise ValueError(
+                    f"steps.{name}.foreach: chained item by item to '{needed}', it must fan out over the same "
+                    f"items ({theirs!r}); leave `foreach` out to take them from '{needed}'"
+                )
 
     @property
     def is_pipeline(self) -> bool:
         return bool(self.steps)
+
+    def fan_out(self, name: str) -> list[Any] | str | None:
+        """What step ``name`` fans out over: its ``foreach``, or, left out, that of the first step
+        it is chained to item by item; None for a step that runs once."""
+        step = self.steps[name]
+        if step.foreach is not None:
+            return step.foreach
+        chained = step.needed(Need.ITEM)
+        return self.fan_out(chained[0]) if chained else None
 
     def in_classes(self, classes: Mapping[str, Resources]) -> ModelSpec:
         """This spec with the resource classes its resources and steps name filled in from
