@@ -6,7 +6,6 @@ through a link, and only its first line, cut short."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 from pathlib import Path
@@ -24,11 +23,13 @@ def read_failure_note(path: Path) -> str | None:
         descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
-    with contextlib.closing(os.fdopen(descriptor, "rb")) as handle:
-        found = os.fstat(handle.fileno())
+    try:
+        found = os.fstat(descriptor)
         if not stat.S_ISREG(found.st_mode) or found.st_nlink != 1:
             return None
-        head = handle.read(LONGEST_NOTE * 4).decode("utf-8", "replace")
+        head = os.read(descriptor, LONGEST_NOTE * 4).decode("utf-8", "replace")
+    finally:
+        os.close(descriptor)
     lines = head.strip().splitlines()
     line = "".join(c for c in lines[0] if c.isprintable()).strip() if lines else ""
     return line[:LONGEST_NOTE] or None

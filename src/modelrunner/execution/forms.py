@@ -13,18 +13,23 @@ from modelrunner.execution.environments import Environment
 from modelrunner.execution.job import AttemptJob
 from modelrunner.spec.model_spec import PYTHON_PROGRAMS
 
+NOTEBOOK_RUNNER = "modelrunner.execution.notebook_runner"
+
 
 def launch_command(job: AttemptJob, environment: Environment | None = None) -> list[str]:
     """The command that starts this attempt's model in its model folder (in ``environment``,
     the model's own, when it names one)."""
+    if job.notebook is not None:
+        # The runner reads the contract's variables and runs the notebook with papermill, under
+        # the interpreter `python` means here, so its kernel has the model's packages.
+        return resolve_command(["python", "-m", NOTEBOOK_RUNNER, job.notebook], environment)
     if not job.command:
         if job.image is not None:
             raise ModelrunnerError(
                 f"this backend cannot start a model given as an image ({job.image}): image models run on a "
                 "`container` backend (`type: container` in modelrunner.yaml's backends)"
             )
-        form = "a notebook" if job.notebook is not None else "no command"
-        raise ModelrunnerError(f"this backend cannot start a model given as {form}")
+        raise ModelrunnerError("this backend cannot start a model given as no command")
     return resolve_command(job.command, environment)
 
 
