@@ -62,3 +62,12 @@ def test_a_retried_run_shows_its_result_and_its_first_attempts_draft(server: Ser
     partial = ok("runs", "outputs", run_id, "--partial", env=server.env)
     assert "partial outputs of attempt 1" in partial and "draft.txt" in partial
     assert "attempt 2" not in partial and "result.txt" not in partial
+
+
+def test_run_local_keeps_a_failed_models_files_as_partial_outputs(server_env: dict[str, str], tmp_path: Path) -> None:
+    folder = tmp_path / "local-run"
+    failed = cli("run", "scribbler", "--local", "--output-dir", str(folder), env=server_env)
+    assert failed.returncode == 1
+    assert "partial outputs (not a result)" in failed.stdout and "partial outputs in" in failed.stdout
+    assert (folder / "notes.bin").read_bytes() == NOTES
+    assert not (folder / "hostname").exists()

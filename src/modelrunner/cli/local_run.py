@@ -198,8 +198,12 @@ def _print_outcome(model: Model, outcome: Outcome, destination: Path, took: floa
                 outputs_table([{"path": f.path, "size": f.size, "sha256": f.sha256} for f in outcome.outputs])
             )
         console.print(output.cell(f"outputs in {destination}"))
-    elif outcome.status != AttemptStatus.CANCELLED:
-        tail = _tail(log)
+    else:
+        if outcome.partial_outputs:
+            rows = [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in outcome.partial_outputs]
+            console.print(outputs_table(rows, title="partial outputs (not a result)"))
+            console.print(output.cell(f"partial outputs in {destination}"))
+        tail = _tail(log) if outcome.status != AttemptStatus.CANCELLED else ""
         if tail:
             output.stderr().print(output.cell(f"last lines of the log:\n{tail}"))
     console.print(output.cell(f"log: {log}"))
@@ -217,6 +221,7 @@ def _summary(model: Model, params: dict[str, Any], outcome: Outcome, destination
         "output_dir": str(destination),
         "log": str(destination / LOG_NAME),
         "outputs": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in outcome.outputs],
+        "partial_outputs": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in outcome.partial_outputs],
     }
 
 
