@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from modelrunner.errors import ModelrunnerError
-from modelrunner.execution.environments import Environments, EnvironmentStopped
+from modelrunner.execution.environments import Environment, Environments, EnvironmentStopped
 
 pytestmark = pytest.mark.store_free
 
@@ -29,7 +29,7 @@ def model_folder(tmp_path: Path, name: str, requirements: str) -> Path:
     return folder
 
 
-def prepare(environments: Environments, folder: Path, stopped: bool = False) -> tuple[object, str]:
+def prepare(environments: Environments, folder: Path, stopped: bool = False) -> tuple[Environment, str]:
     log = io.BytesIO()
     built = environments.prepare(folder, "requirements.txt", os.environ, (), log, lambda: stopped)
     return built, log.getvalue().decode()
@@ -53,7 +53,7 @@ def test_an_environment_is_built_once_and_reused(tmp_path: Path) -> None:
     assert "is built already" in warm_log and "building" not in warm_log
     assert again == built
     assert len(list((tmp_path / "environments" / "builds").iterdir())) == 1
-    python = built.python  # type: ignore[attr-defined]
+    python = built.python
     done = subprocess.run(
         [python, "-c", "import importlib.metadata as m, pyjokes, modelrunner.job; print(m.version('pyjokes'))"],
         capture_output=True,
@@ -108,8 +108,25 @@ def test_a_build_stopped_half_way_is_never_used(tmp_path: Path) -> None:
 
     built, text = prepare(environments, folder)
     assert "building the environment" in text
-    assert built.python is not None  # type: ignore[attr-defined]
+    assert built.python is not None
     assert len(list((tmp_path / "environments" / "builds").iterdir())) == 1
+
+
+def test_requirements_that_refer_to_other_files_are_built_per_model_version(tmp_path: Path) -> None:
+    environments = Environments(tmp_path / "environments")
+    folder = model_folder(tmp_path, "layered", "-r base.txt\n")
+    (folder / "base.txt").write_text("pyjokes==0.8.3\n")
+
+    first, log = prepare(environments, folder)
+    assert "refers to other files of the model: its environment is built per version" in log
+    (folder / "base.txt").write_text("pyjokes==0.8.2\n")  # requirements.txt itself is unchanged
+    second, log = prepare(environments, folder)
+
+    assert "building the environment" in log
+    assert second != first
+    version = "import importlib.metadata as m; print(m.version('pyjokes'))"
+    said = subprocess.run([second.python, "-c", version], capture_output=True, text=True, check=False)
+    assert said.stdout.strip() == "0.8.2", said.stderr
 
 
 def test_a_missing_tool_is_named(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import signal
@@ -42,6 +43,7 @@ from modelrunner import job as job_helper
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.confinement import ModelUser, check_reachable, model_environment
 from modelrunner.spec.environment_spec import EnvironmentKind, environment_kind, find_tool, missing_tool_message
+from modelrunner.spec.model_version import content_hash
 
 # The environments' folder in a server's data folder (--data-dir).
 ENVIRONMENTS_FOLDER = "environments"
@@ -51,6 +53,13 @@ _LAST_LINES = 8  # of a failed build's output, in the attempt's error
 _LOCK_POLL_SECONDS = 0.5
 _STATE_FILE = "built.json"  # in a build folder, next to the environment itself
 _PREFIX = "env"  # the environment in its build folder
+# A line of a requirements file (or a YAML list item) naming another file or a folder, or a file
+# URL, an R local remote, a renv local source, a pyproject path source.
+_FILE_REFERENCE = re.compile(
+    r"^\s*(?:-\s+)?(?:-r\b|--requirement\b|-c\b|--constraint\b|-e\b|--editable\b|\.\.?(?:/|$)|/)"
+    r"|file:|local::|\"Source\":\s*\"Local\"|\bpath\s*=",
+    re.MULTILINE,
+)
 _NETWORK_VARIABLES = frozenset(
     {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE"}
 )
@@ -116,7 +125,12 @@ class Environments:
         tool = find_tool(kind, variables.get("PATH", os.defpath))
         if tool is None:
             raise ModelrunnerError(f"environment: {missing_tool_message(environment_file, kind)}")
-        digest = build_hash(kind, environment_file, source.read_bytes(), tool)
+        content = source.read_bytes()
+        digest = build_hash(kind, environment_file, content, tool)
+        if refers_to_files(content):
+            # What it refers to is part of the model version, not of the file's bytes.
+            digest = build_hash(kind, environment_file, content + content_hash(model_dir).encode(), tool)
+            _note(log, f"{environment_file} refers to other files of the model: its environment is built per version")
         link = self.root / digest
         if link.is_dir():
             _note(log, f"the environment {environment_file} ({digest}) is built already")
@@ -250,6 +264,12 @@ class Environments:
                 f"the environment {environment_file} could not be built ({Path(command[0]).name} ended with exit "
                 f"status {status}): {said}"
             )
+
+
+def refers_to_files(content: bytes) -> bool:
+    """Whether an environment file names other files (``-r base.txt``, ``-e .``, ``./pkg``,
+    ``file:``, an R ``local::`` remote or a renv ``Local`` source)."""
+    return _FILE_REFERENCE.search(content.decode("utf-8", "replace")) is not None
 
 
 def build_hash(kind: EnvironmentKind, environment_file: str, content: bytes, tool: str) -> str:
