@@ -132,7 +132,8 @@ def test_an_r_model_gets_its_params_writes_outputs_and_reports_progress(served: 
 def test_a_failing_r_script_fails_its_run_with_rs_message_in_the_log(served: Server) -> None:
     run = _run(served, "failing_r", {"region": "north"})
     assert run["status"] == "failed"
-    assert "exit status 1" in (run["error"] or "")
+    # The R helper hands R's error message to the run's error (MODELRUNNER_FAILURE_NOTE).
+    assert run["error"] == "the model ended with exit status 1: no case counts for region north"
     log = _get(served, f"/api/v1/runs/{run['id']}/logs").text
     assert "Error: no case counts for region north" in log
     assert _progress_events(served, run["id"]) == [(0.3, "reading the cases")]

@@ -71,6 +71,20 @@ def test_the_helper_reads_the_contract_as_the_python_helper_does(library: Path, 
     assert "MODELRUNNER_OUTPUTS is not set: is this running under modelrunner?" in outside.stderr
 
 
+def test_an_error_that_stops_a_script_is_its_failure_note(library: Path, tmp_path: Path) -> None:
+    note = tmp_path / "failure-note"
+    env = {"PATH": os.environ["PATH"], "R_LIBS": str(library), "MODELRUNNER_FAILURE_NOTE": str(note)}
+    caught = _rscript("library(modelrunner); x <- tryCatch(stop('caught'), error = function(e) 1); cat('fine')", env)
+    assert (caught.returncode, caught.stdout, note.exists()) == (0, "fine", False)
+    stopped = _rscript("library(modelrunner); f <- function(region) stop('no cases\\n for ', region); f('north')", env)
+    assert stopped.returncode == 1
+    assert 'Error in f("north") : no cases' in stopped.stderr  # R still prints it to the log
+    assert note.read_text() == "no cases for north\n"
+    own = "library(modelrunner); options(error = function() quit(status = 3)); stop('mine')"
+    assert _rscript(own, {**env, "MODELRUNNER_FAILURE_NOTE": str(tmp_path / "other")}).returncode == 3
+    assert not (tmp_path / "other").exists()
+
+
 def test_missing_r_and_missing_jsonlite_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ModelrunnerError, match=r"^R is not installed here \(no R on PATH\)"):
         install(tmp_path / "nowhere", path=str(tmp_path))

@@ -43,3 +43,19 @@ progress <- function(fraction, message = "") {
   flush(stdout())
   invisible(fraction)
 }
+
+# Under modelrunner, an R error that stops the script is the run's error: its message goes to the
+# file MODELRUNNER_FAILURE_NOTE names (the attempt's error then ends with it), and R ends with
+# exit status 1, as it does by default. Only in Rscript (not interactive R), and only when the
+# script has not set an error handler of its own.
+.onLoad <- function(libname, pkgname) {
+  note <- Sys.getenv("MODELRUNNER_FAILURE_NOTE", unset = "")
+  if (nzchar(note) && !interactive() && is.null(getOption("error"))) {
+    options(error = function() {
+      said <- gsub("\\s+", " ", trimws(geterrmessage()))
+      said <- sub("^Error(?: in .+?)? ?: ", "", said, perl = TRUE)
+      try(writeLines(substr(said, 1, 500), note), silent = TRUE)
+      quit(save = "no", status = 1, runLast = FALSE)
+    })
+  }
+}
