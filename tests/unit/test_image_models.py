@@ -95,7 +95,7 @@ def test_check_names_an_image_model_sent_to_a_backend_that_cannot_run_it(tmp_pat
     problems = _workspace(tmp_path, "name: w\n").problems()  # the one local backend
     assert [(p.file, p.field) for p in problems] == [("boxed/model.yaml", "image")]
     assert "model 'boxed'" in problems[0].message and "backend 'local' (type: local)" in problems[0].message
-    assert "type: container" in problems[0].message
+    assert "starts processes, not containers" in problems[0].message and "type: container" in problems[0].message
 
 
 def test_check_follows_routing_rules_to_the_backends_an_image_model_may_reach(tmp_path: Path) -> None:
@@ -103,13 +103,14 @@ def test_check_follows_routing_rules_to_the_backends_an_image_model_may_reach(tm
 name: w
 backends:
   boxes: {type: container}
-  cluster: {type: slurm}
+  cluster: {type: kubernetes, image: registry.example/runner:1}
 default_backend: boxes
 routing:
   - {group: hpc, backend: cluster, models: ["box*"]}
 """
     problems = _workspace(tmp_path, config).problems()
-    assert len(problems) == 1 and "backend 'cluster' (type: slurm)" in problems[0].message
+    assert len(problems) == 1 and "backend 'cluster' (type: kubernetes)" in problems[0].message
+    assert "runs `modelrunner exec` in its own image, not in the model's" in problems[0].message
 
 
 def test_check_is_content_with_a_container_backend(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from modelrunner.spec.model_spec import ModelSpec, SpecProblem
 # azure-batch): an image model's image would need modelrunner inside it, which its authors never
 # installed.
 IMAGE_BACKEND_TYPES = frozenset({"container"})
+_RUNS_EXEC_IN_ITS_IMAGE = frozenset({"kubernetes", "aws-ecs", "aws-batch", "azure-batch"})
 
 
 def image_fields(spec: ModelSpec) -> list[str]:
@@ -42,12 +43,17 @@ def image_problems(
         for name in sorted(targets):
             backend = backends.get(name)
             if backend is not None and backend.type not in IMAGE_BACKEND_TYPES:
+                why = (
+                    "runs `modelrunner exec` in its own image, not in the model's"
+                    if backend.type in _RUNS_EXEC_IN_ITS_IMAGE
+                    else "starts processes, not containers"
+                )
                 problems.append(
                     SpecProblem(
                         shown,
                         fields[0],
                         f"model '{spec.name}' is an image model, which backend '{name}' (type: {backend.type}) "
-                        "cannot run: declare a backend of `type: container` and route the model to it",
+                        f"cannot run: it {why}; declare a backend of `type: container` and route the model to it",
                     )
                 )
     return problems
