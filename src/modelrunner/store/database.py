@@ -14,7 +14,7 @@ from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from modelrunner.errors import AlreadyExists, InvalidInput, StoreError
+from modelrunner.errors import AlreadyExists, InvalidInput, ModelrunnerError, StoreError
 
 # How each driver names a unique-constraint violation (a primary key is a unique key too).
 _SQLITE_UNIQUE = frozenset({"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"})
@@ -124,9 +124,27 @@ def _translate_unique_violation(context: ExceptionContext) -> None:
     a flush inside a caller's savepoint (which rolls back just that savepoint, as before), a Core
     statement, or the commit at the end of a write block."""
     error = context.original_exception
-    if (
-        getattr(error, "sqlite_errorname", None) in _SQLITE_UNIQUE
-        or getattr(error, "sqlstate", None) == _POSTGRES_UNIQUE
-    ):
+    if _is_unique_violation(error):
         first_line = str(error).strip().splitlines()[0]
         raise AlreadyExists(f"it exists already ({first_line})") from error
+
+
+def translate_driver_error(error: BaseException) -> ModelrunnerError | None:
+    """The store's error for an error the driver raised itself (a statement run on the driver's
+    cursor: see store/prepared.py), as ``Database`` translates SQLAlchemy's; None for others."""
+    kinds = {kind.__name__ for kind in type(error).__mro__}
+    if _is_unique_violation(error):
+        first_line = str(error).strip().splitlines()[0]
+        return AlreadyExists(f"it exists already ({first_line})")
+    if "OperationalError" in kinds:
+        return StoreError(f"the database is unavailable: {error}")
+    if "DataError" in kinds:
+        return InvalidInput(f"a value cannot be stored: {error}")
+    return None
+
+
+def _is_unique_violation(error: BaseException) -> bool:
+    return (
+        getattr(error, "sqlite_errorname", None) in _SQLITE_UNIQUE
+        or getattr(error, "sqlstate", None) == _POSTGRES_UNIQUE
+    )

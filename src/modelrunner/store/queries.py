@@ -8,11 +8,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, Update, bindparam, case, func, insert, literal, or_, select, update
+from sqlalchemy import Table, bindparam, case, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import ReturningUpdate
 
 from modelrunner.engine.states import ACTIVE_ATTEMPT_STATES, ACTIVE_RUN_STATES, AttemptStatus, RunStatus
+from modelrunner.store.prepared import PreparedStatement, among
 from modelrunner.store.tables import AttemptRow, EventRow, ModelVersionRow, OutputRow, RunKind, RunRow, UserRow
 
 # The hot paths of the dispatcher use Core statements on these tables: no ORM bookkeeping.
@@ -24,26 +24,28 @@ _ACTIVE_ATTEMPTS = [s.value for s in ACTIVE_ATTEMPT_STATES]
 _ACTIVE_RUNS = [s.value for s in ACTIVE_RUN_STATES]
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
-# Statements on the paths every run takes are built once, with bind parameters: building and
-# keying a statement costs several times more than executing it on SQLite.
-_LOCK_RUN_STATUS = select(_runs.c.status).where(_runs.c.id == bindparam("run_id")).with_for_update()
-_ACTIVE_RUN_FOR_KEY = select(RunRow).where(
-    RunRow.cache_key == bindparam("key"), RunRow.status.in_(bindparam("active", expanding=True))
+# Statements on the paths every run takes are built once, with bind parameters, and run on the
+# driver's cursor (store/prepared.py): building, keying and executing a statement through
+# SQLAlchemy costs several times more than SQLite spends on it.
+_LOCK_RUN_STATUS = PreparedStatement(select(_runs.c.status).where(_runs.c.id == bindparam("run_id")).with_for_update())
+# Most submits find no such run: the row is loaded only for the one found.
+_ACTIVE_RUN_FOR_KEY = PreparedStatement(
+    select(_runs.c.id).where(_runs.c.cache_key == bindparam("key"), among(_runs.c.status, _ACTIVE_RUNS))
 )
-_LATEST_COMPUTED_SUCCESS = (
-    select(RunRow)
+_LATEST_COMPUTED_SUCCESS = PreparedStatement(
+    select(_runs.c.id)
     .where(
-        RunRow.cache_key == bindparam("key"),
-        RunRow.cache_hit.is_(False),
-        RunRow.status == RunStatus.SUCCEEDED.value,
-        RunRow.finished_at >= bindparam("after", type_=_runs.c.finished_at.type),
+        _runs.c.cache_key == bindparam("key"),
+        _runs.c.cache_hit.is_(False),
+        _runs.c.status == RunStatus.SUCCEEDED.value,
+        _runs.c.finished_at >= bindparam("after", type_=_runs.c.finished_at.type),
     )
-    .order_by(RunRow.finished_at.desc())
+    .order_by(_runs.c.finished_at.desc())
     .limit(1)
 )
-_INSERT_RUN = insert(_runs).returning(_runs.c.id)
+_run_inserts: dict[frozenset[str], PreparedStatement] = {}
 _DEFAULTED_RUN_COLUMNS = ("kind", "inputs", "cache_hit", "slots", "backend", "backend_rule")
-_QUEUED_RUNS = (
+_QUEUED_RUNS = PreparedStatement(
     select(
         _runs.c.id,
         _runs.c.model_name,
@@ -60,44 +62,44 @@ _QUEUED_RUNS = (
     .order_by(_runs.c.id)
     .limit(bindparam("limit"))
 )
-_SET_RUN_PROGRESS = (
+_SET_RUN_PROGRESS = PreparedStatement(
     update(_runs)
-    .where(_runs.c.id == bindparam("run_id"), _runs.c.status.in_([RunStatus.STARTING.value, RunStatus.RUNNING.value]))
+    .where(_runs.c.id == bindparam("run_id"), among(_runs.c.status, [RunStatus.STARTING, RunStatus.RUNNING]))
     .values(progress_fraction=bindparam("fraction"), progress_message=bindparam("message"))
 )
-_INSERT_ATTEMPT = insert(_attempts).returning(_attempts.c.id)
-_ATTEMPT_STATUS = select(_attempts.c.run_id, _attempts.c.status).where(_attempts.c.id == bindparam("attempt_id"))
+_ATTEMPT_STATUS = PreparedStatement(
+    select(_attempts.c.run_id, _attempts.c.status).where(_attempts.c.id == bindparam("attempt_id"))
+)
 _COUNT_ATTEMPTS = select(func.count()).select_from(_attempts).where(_attempts.c.run_id == bindparam("run_id"))
 _COUNT_ATTEMPTS_IN = _COUNT_ATTEMPTS.where(_attempts.c.status.in_(bindparam("statuses", expanding=True)))
-_TALLY_ATTEMPTS = select(
-    func.count(), func.coalesce(func.sum(case((_attempts.c.status.in_(bindparam("statuses", expanding=True)), 1))), 0)
-).where(_attempts.c.run_id == bindparam("run_id"))
-_INSERT_EVENT = insert(_events)
-_run_updates: dict[frozenset[str], Update] = {}
-_attempt_updates: dict[frozenset[str], ReturningUpdate[Any]] = {}
+_EVENT_COLUMNS = ("run_id", "type", "data", "created_at")
+_INSERT_EVENT = PreparedStatement(insert(_events), columns=_EVENT_COLUMNS)
+_attempt_inserts: dict[frozenset[str], PreparedStatement] = {}
+_attempt_tallies: dict[frozenset[str], PreparedStatement] = {}
+_run_updates: dict[tuple[frozenset[str], frozenset[str]], PreparedStatement] = {}
+_attempt_updates: dict[frozenset[str], PreparedStatement] = {}
 
 
-def _run_update(columns: frozenset[str]) -> Update:
-    """The compare-and-set update of these run columns (one statement per set, built once)."""
-    statement = _run_updates.get(columns)
+def _run_update(columns: frozenset[str], allowed: frozenset[str]) -> PreparedStatement:
+    """The compare-and-set update of these run columns from these statuses (one statement per
+    pair, built once: the few statuses are written into it)."""
+    statement = _run_updates.get((columns, allowed))
     if statement is None:
         assignments: dict[str, Any] = {name: bindparam(f"v_{name}", type_=_runs.c[name].type) for name in columns}
         if "started_at" in columns:  # a run retried keeps the start of its first attempt
             assignments["started_at"] = func.coalesce(_runs.c.started_at, assignments["started_at"])
-        statement = _run_updates[columns] = (
-            update(_runs)
-            .where(_runs.c.id == bindparam("run_id"), _runs.c.status.in_(bindparam("allowed", expanding=True)))
-            .values(**assignments)
+        statement = _run_updates[(columns, allowed)] = PreparedStatement(
+            update(_runs).where(_runs.c.id == bindparam("run_id"), among(_runs.c.status, allowed)).values(**assignments)
         )
     return statement
 
 
-def _attempt_update(columns: frozenset[str]) -> ReturningUpdate[Any]:
+def _attempt_update(columns: frozenset[str]) -> PreparedStatement:
     """The compare-and-set update of these attempt columns (one statement per set, built once)."""
     statement = _attempt_updates.get(columns)
     if statement is None:
         assignments = {name: bindparam(f"v_{name}", type_=_attempts.c[name].type) for name in columns}
-        statement = _attempt_updates[columns] = (
+        statement = _attempt_updates[columns] = PreparedStatement(
             update(_attempts)
             .where(_attempts.c.id == bindparam("attempt_id"), _attempts.c.status == bindparam("from_status"))
             .values(**assignments)
@@ -131,7 +133,8 @@ def get_run(session: Session, run_id: int) -> RunRow | None:
 def lock_run_status(session: Session, run_id: int) -> str | None:
     """The run's status, its row locked for this transaction (SQLite's BEGIN IMMEDIATE already
     serialises writers); None if there is no such run."""
-    return session.execute(_LOCK_RUN_STATUS, {"run_id": run_id}).scalar_one_or_none()
+    row = _LOCK_RUN_STATUS.first(session, {"run_id": run_id})
+    return row[0] if row else None
 
 
 def add_run(session: Session, row: RunRow) -> RunRow:
@@ -140,7 +143,13 @@ def add_run(session: Session, row: RunRow) -> RunRow:
     for column in _DEFAULTED_RUN_COLUMNS:
         if values[column] is None:
             del values[column]  # the insert fills in the column's default
-    row.id = int(session.execute(_INSERT_RUN, values).scalar_one())
+    columns = frozenset(values)
+    statement = _run_inserts.get(columns)
+    if statement is None:
+        statement = _run_inserts[columns] = PreparedStatement(insert(_runs).returning(_runs.c.id), sorted(columns))
+    returned = statement.first(session, values)
+    assert returned is not None, "an INSERT ... RETURNING returns its row"
+    row.id = int(returned[0])
     row.kind = row.kind or RunKind.RUN
     row.backend = row.backend or "local"
     row.backend_rule = row.backend_rule or "workspace"
@@ -148,13 +157,14 @@ def add_run(session: Session, row: RunRow) -> RunRow:
 
 
 def active_run_for_key(session: Session, cache_key: str) -> RunRow | None:
-    return session.scalars(_ACTIVE_RUN_FOR_KEY, {"key": cache_key, "active": _ACTIVE_RUNS}).first()
+    found = _ACTIVE_RUN_FOR_KEY.first(session, {"key": cache_key})
+    return session.get(RunRow, found[0]) if found else None
 
 
 def latest_computed_success(session: Session, cache_key: str, finished_after: dt.datetime | None) -> RunRow | None:
     """The newest run that computed (not copied from the cache) this key successfully."""
-    parameters = {"key": cache_key, "after": finished_after or _EPOCH}
-    return session.scalars(_LATEST_COMPUTED_SUCCESS, parameters).first()
+    found = _LATEST_COMPUTED_SUCCESS.first(session, {"key": cache_key, "after": finished_after or _EPOCH})
+    return session.get(RunRow, found[0]) if found else None
 
 
 def list_runs(
@@ -207,8 +217,7 @@ class QueuedRun:
 
 def queued_runs(session: Session, backend: str, limit: int) -> list[QueuedRun]:
     """The oldest queued runs routed to ``backend`` (its name), first come first served."""
-    rows = session.execute(_QUEUED_RUNS, {"backend": backend, "limit": limit})
-    return [QueuedRun(**row._mapping) for row in rows]
+    return [QueuedRun(*row) for row in _QUEUED_RUNS.rows(session, {"backend": backend, "limit": limit})]
 
 
 def queued_counts_by_backend(session: Session) -> dict[str, int]:
@@ -306,20 +315,22 @@ class RunIdentity:
     origin: str | None
 
 
-_RUN_IDENTITY = select(
-    _runs.c.model_name,
-    _runs.c.kind,
-    _runs.c.step,
-    _runs.c.item_key,
-    _runs.c.item,
-    _runs.c.parent_id,
-    _runs.c.params,
-    _runs.c.origin,
-).where(_runs.c.id == bindparam("run_id"))
+_RUN_IDENTITY = PreparedStatement(
+    select(
+        _runs.c.model_name,
+        _runs.c.kind,
+        _runs.c.step,
+        _runs.c.item_key,
+        _runs.c.item,
+        _runs.c.parent_id,
+        _runs.c.params,
+        _runs.c.origin,
+    ).where(_runs.c.id == bindparam("run_id"))
+)
 
 
 def run_identity(session: Session, run_id: int) -> RunIdentity | None:
-    row = session.execute(_RUN_IDENTITY, {"run_id": run_id}).first()
+    row = _RUN_IDENTITY.first(session, {"run_id": run_id})
     return RunIdentity(*row) if row else None
 
 
@@ -349,14 +360,12 @@ def run_statuses(session: Session, run_ids: Iterable[int]) -> dict[int, str]:
 
 def set_run_status_if(session: Session, run_id: int, allowed_from: Collection[str], values: dict[str, Any]) -> bool:
     """Compare-and-set: change the run only if its status is one of ``allowed_from``."""
-    statement = _run_update(frozenset(values))
-    result = session.execute(statement, {"run_id": run_id, "allowed": list(allowed_from), **_values(values)})
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    statement = _run_update(frozenset(values), frozenset(allowed_from))
+    return bool(statement.count(session, {"run_id": run_id, **_values(values)}))
 
 
 def set_run_progress(session: Session, run_id: int, fraction: float | None, message: str | None) -> bool:
-    result = session.execute(_SET_RUN_PROGRESS, {"run_id": run_id, "fraction": fraction, "message": message})
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(_SET_RUN_PROGRESS.count(session, {"run_id": run_id, "fraction": fraction, "message": message}))
 
 
 def submitter_names(session: Session, runs: Iterable[RunRow]) -> dict[int, str]:
@@ -378,7 +387,14 @@ def count_runs_by_status(session: Session) -> dict[str, int]:
 
 def add_attempt(session: Session, values: dict[str, Any]) -> int:
     """Insert an attempt; its id."""
-    return int(session.execute(_INSERT_ATTEMPT, values).scalar_one())
+    columns = frozenset(values)
+    statement = _attempt_inserts.get(columns)
+    if statement is None:
+        returning = insert(_attempts).returning(_attempts.c.id)
+        statement = _attempt_inserts[columns] = PreparedStatement(returning, sorted(columns))
+    returned = statement.first(session, values)
+    assert returned is not None, "an INSERT ... RETURNING returns its row"
+    return int(returned[0])
 
 
 def attempts_of(session: Session, run_id: int) -> list[AttemptRow]:
@@ -393,8 +409,16 @@ def count_attempts(session: Session, run_id: int, statuses: Collection[str] | No
 
 def tally_attempts(session: Session, run_id: int, statuses: Collection[str]) -> tuple[int, int]:
     """How many attempts the run has had, and how many of them are in ``statuses``: one read."""
-    total, among = session.execute(_TALLY_ATTEMPTS, {"run_id": run_id, "statuses": list(statuses)}).one()
-    return int(total), int(among)
+    key = frozenset(statuses)
+    statement = _attempt_tallies.get(key)
+    if statement is None:
+        among_them = func.sum(case((among(_attempts.c.status, key), 1)))
+        statement = _attempt_tallies[key] = PreparedStatement(
+            select(func.count(), func.coalesce(among_them, 0)).where(_attempts.c.run_id == bindparam("run_id"))
+        )
+    row = statement.first(session, {"run_id": run_id})
+    assert row is not None, "an aggregate returns one row"
+    return int(row[0]), int(row[1])
 
 
 @dataclass(frozen=True)
@@ -406,8 +430,8 @@ class ChangedAttempt:
 def set_attempt_if(session: Session, attempt_id: int, status: str, values: dict[str, Any]) -> ChangedAttempt | None:
     """Compare-and-set: change the attempt only if its status is ``status``; None otherwise."""
     parameters = {"attempt_id": attempt_id, "from_status": status, **_values(values)}
-    row = session.execute(_attempt_update(frozenset(values)), parameters).first()
-    return ChangedAttempt(row.run_id, row.number) if row else None
+    row = _attempt_update(frozenset(values)).first(session, parameters)
+    return ChangedAttempt(row[0], row[1]) if row else None
 
 
 def unsucceeded_attempt_numbers(session: Session, run_ids: Collection[int]) -> dict[int, list[int]]:
@@ -430,8 +454,8 @@ def get_attempt(session: Session, attempt_id: int) -> AttemptRow | None:
 
 def attempt_status(session: Session, attempt_id: int) -> tuple[int, str] | None:
     """The attempt's run id and status."""
-    row = session.execute(_ATTEMPT_STATUS, {"attempt_id": attempt_id}).first()
-    return (row.run_id, row.status) if row else None
+    row = _ATTEMPT_STATUS.first(session, {"attempt_id": attempt_id})
+    return (row[0], row[1]) if row else None
 
 
 # Built once: every heartbeat of every worker runs it.
@@ -533,7 +557,7 @@ def add_event(session: Session, run_id: int | None, type_: str, data: dict[str, 
     if held is not None:
         held.append(event)
     else:
-        session.execute(_INSERT_EVENT, event)
+        _INSERT_EVENT.many(session, [event])
 
 
 @contextmanager
@@ -555,8 +579,7 @@ def events_together(session: Session) -> Iterator[None]:
 
 def add_events(session: Session, events: list[dict[str, Any]]) -> None:
     """Insert many events (``run_id``, ``type``, ``data``, ``created_at`` each) in one statement."""
-    if events:
-        session.execute(_INSERT_EVENT, events)
+    _INSERT_EVENT.many(session, events)
 
 
 def events_of(session: Session, run_id: int, after_id: int, limit: int) -> list[EventRow]:
