@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -114,6 +115,20 @@ def test_a_bar_of_10000_fast_updates_makes_few_progress_changes_and_ends_at_100_
     assert seen[-1] == (1.0, "10000/10000")
     assert logged.count(b"\r") == 0 and logged.decode().count("10000/10000") == 1
     assert len(logged) < 200  # instead of the ~800 kB the bar wrote
+
+
+def test_of_nested_bars_the_outer_one_is_the_progress() -> None:
+    output = _tqdm_output(
+        """
+        for epoch in tqdm(range(3), desc="epochs", mininterval=0):
+            for batch in tqdm(range(5), desc="batches", leave=False, mininterval=0):
+                time.sleep(0.01)
+        """
+    )
+    assert b"batches:  40%" in output
+    readings = [read_bar(update) for update in re.split(rb"\r|\n", output)]
+    found = list(dict.fromkeys(reading for reading in readings if reading is not None))  # the end comes twice
+    assert found == [(0.0, "epochs 0/3"), (1 / 3, "epochs 1/3"), (2 / 3, "epochs 2/3"), (1.0, "epochs 3/3")]
 
 
 def test_explicit_progress_lines_take_over_from_bars() -> None:

@@ -22,6 +22,8 @@ _TQDM = re.compile(
     rb"(?:\s*(?P<n>" + _NUMBER + rb")/(?P<total>" + _NUMBER + rb")(?=[\s\[]))?"
 )
 _KERAS = re.compile(rb"^\s*(?P<n>\d+)/(?P<total>\d+) \[[=>.]*\]")
+# tqdm draws a nested bar on the line below the outer one's and moves the cursor back up after it.
+_CURSOR_UP = b"\x1b[A"
 _SCALE = {"": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, "Z": 1e21, "Y": 1e24}
 
 # A bar's readings become progress at most this often (its end always does): a fast loop prints
@@ -34,6 +36,8 @@ def read_bar(text: bytes) -> tuple[float, str] | None:
     ``\\r``-separated update, without its line end), or None when ``text`` is no bar."""
     if b"%|" not in text and b" [" not in text:
         return None  # most lines: no bar, found without a regular expression
+    if _CURSOR_UP in text:
+        return None  # a bar nested below another (tqdm's position > 0): the outer one is the progress
     found = _TQDM.match(text)
     if found is not None:
         fraction = _counted(found["n"], found["total"])
