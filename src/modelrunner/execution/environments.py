@@ -9,8 +9,8 @@ that hash removes. A file lock per hash lets one attempt build while the others 
 this machine and on any that share the folder.
 
 The hash covers the environment file's name and bytes and what else decides what gets built:
-the tool's version, and for Python the interpreter's version and modelrunner's ``job`` helper
-(put into the environment so that ``from modelrunner import job`` works in it). The model
+the tool's version, and for Python the interpreter's version and where modelrunner's package
+is (linked into the environment so that ``from modelrunner import job`` works in it). The model
 version covers the same file, since it is one of the model's files: a changed file is a new
 version and a new environment, while versions that share the file share the environment.
 """
@@ -39,12 +39,13 @@ from typing import IO
 
 import filelock
 
-from modelrunner import job as job_helper
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.confinement import ModelUser, check_reachable, model_environment
 from modelrunner.spec.environment_spec import EnvironmentKind, environment_kind, find_tool, missing_tool_message
 from modelrunner.spec.model_version import content_hash
 
+# modelrunner's own package folder, which a Python environment links to.
+_PACKAGE = Path(__file__).resolve().parent.parent
 # The environments' folder in a server's data folder (--data-dir).
 ENVIRONMENTS_FOLDER = "environments"
 # Part of every hash: a change to how environments are built here builds them anew.
@@ -283,7 +284,7 @@ def build_hash(kind: EnvironmentKind, environment_file: str, content: bytes, too
     }
     if kind is EnvironmentKind.PYTHON:
         described["python"] = f"{sys.implementation.name} {platform.python_version()} {platform.machine()}"
-        described["helper"] = hashlib.sha256(Path(job_helper.__file__).read_bytes()).hexdigest()
+        described["modelrunner"] = str(_PACKAGE)  # where the environment's link to it points
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -367,15 +368,14 @@ if (length(failed)) { message("not installed: ", paste(failed, collapse = ", "))
 
 
 def _add_job_helper(folder: Path) -> None:
-    """``from modelrunner import job`` in the environment: the helper alone (it needs only the
-    standard library), not modelrunner and its dependencies."""
+    """``from modelrunner import job`` in the environment: modelrunner's own package folder,
+    linked, without its dependencies, so the modules that need only the standard library (the
+    ``job`` helper; the notebook runner, given papermill in the environment) work in it."""
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     package = folder / "lib" / version / "site-packages" / "modelrunner"
     if package.exists():  # the environment installs modelrunner itself
         return
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text('"""modelrunner\'s model helper (modelrunner.job) alone."""\n')
-    shutil.copyfile(job_helper.__file__, package / "job.py")
+    package.symlink_to(_PACKAGE, target_is_directory=True)
 
 
 def _take_back(folder: Path) -> None:
