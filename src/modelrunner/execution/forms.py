@@ -7,13 +7,15 @@ a form only decides what is started in the model folder.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.environments import Environment
 from modelrunner.execution.job import AttemptJob
 from modelrunner.spec.model_spec import PYTHON_PROGRAMS
 
-NOTEBOOK_RUNNER = "modelrunner.execution.notebook_runner"
+# Run as a file: a model's own environment has papermill but not modelrunner (see the runner).
+NOTEBOOK_RUNNER = Path(__file__).with_name("notebook_runner.py")
 
 
 def launch_command(job: AttemptJob, environment: Environment | None = None) -> list[str]:
@@ -22,7 +24,8 @@ def launch_command(job: AttemptJob, environment: Environment | None = None) -> l
     if job.notebook is not None:
         # The runner reads the contract's variables and runs the notebook with papermill, under
         # the interpreter `python` means here, so its kernel has the model's packages.
-        return resolve_command(["python", "-m", NOTEBOOK_RUNNER, job.notebook], environment)
+        own = ["--environment", environment.file] if environment is not None and environment.python else []
+        return resolve_command(["python", str(NOTEBOOK_RUNNER), *own, job.notebook], environment)
     if not job.command:
         if job.image is not None:
             raise ModelrunnerError(

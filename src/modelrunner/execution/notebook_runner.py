@@ -1,5 +1,9 @@
-"""A notebook model's attempt: ``python -m modelrunner.execution.notebook_runner NOTEBOOK``, started
-in the model folder under the model contract (``execution/forms.py`` builds this command).
+"""A notebook model's attempt: ``python .../notebook_runner.py [--environment FILE] NOTEBOOK``,
+started in the model folder under the model contract (``execution/forms.py`` builds this command).
+
+It is run as a file, by the model's interpreter: the one of the model's own environment when it
+has one (``--environment`` names its file), which holds papermill but not modelrunner. So it
+imports nothing of modelrunner, only the standard library and the notebook tools.
 
 It runs the notebook with papermill, the field's tool for it:
 
@@ -32,11 +36,17 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
-from modelrunner.execution.failure_note import FAILURE_NOTE, LONGEST_NOTE
-
 if TYPE_CHECKING:
     from jupyter_client.kernelspec import KernelSpec
 
+# Run as a file, Python puts this file's folder first on sys.path, where modelrunner's execution
+# modules (job.py, process.py, ...) would shadow the notebook tools' imports of the same names.
+if sys.path and sys.path[0] and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    del sys.path[0]
+
+# As in modelrunner/execution/failure_note.py, which reads the note (not imported: see above).
+FAILURE_NOTE = "MODELRUNNER_FAILURE_NOTE"
+LONGEST_NOTE = 500
 CONTRACT_PARAMETERS = ("modelrunner_inputs", "modelrunner_outputs", "modelrunner_checkpoint", "modelrunner_item")
 _PARAMETERS_TAG = "parameters"
 _INJECTED_TAG = "injected-parameters"
@@ -48,29 +58,35 @@ class NotebookFailed(Exception):
 
 
 def main(argv: list[str]) -> int:
+    environment = None
+    if argv[:1] == ["--environment"] and len(argv) == 3:
+        environment, argv = argv[1], argv[2:]
     if len(argv) != 1:
-        print("usage: python -m modelrunner.execution.notebook_runner NOTEBOOK", file=sys.stderr)
+        print("usage: notebook_runner.py [--environment FILE] NOTEBOOK", file=sys.stderr)
         return 2
     notebook = Path(argv[0])
     # A stop (cancel, timeout) sends SIGTERM to the kernel too: its cell ends with the kernel, and
     # this process still writes the executed notebook and its HTML before it exits.
     signal.signal(signal.SIGTERM, _note_stop)
     try:
-        run_notebook(notebook, Path(_contract("MODELRUNNER_OUTPUTS")))
+        run_notebook(notebook, Path(_contract("MODELRUNNER_OUTPUTS")), environment)
     except NotebookFailed as exc:
         _fail(str(exc))
         return 1
     return 0
 
 
-def run_notebook(notebook: Path, outputs: Path) -> None:
+def run_notebook(notebook: Path, outputs: Path, environment: str | None = None) -> None:
     """Execute ``notebook`` with the run's parameters; the executed notebook and its HTML land in
-    ``outputs`` whether it succeeds or not. NotebookFailed says why it did not."""
+    ``outputs`` whether it succeeds or not. NotebookFailed says why it did not. ``environment``
+    is the file of the model's own environment this interpreter belongs to, if any."""
     try:
+        import ipykernel  # noqa: F401 (the kernel's, here only to say it is missing before it starts)
+        import nbconvert  # noqa: F401
         import nbformat
         import papermill
     except ModuleNotFoundError as exc:
-        raise NotebookFailed(_missing_extra_message(exc)) from exc
+        raise NotebookFailed(_missing_library_message(exc.name or "papermill", environment)) from exc
     try:
         source = nbformat.read(notebook, as_version=4)
     except (OSError, ValueError) as exc:  # nbformat's validation errors are ValueErrors too
@@ -291,11 +307,15 @@ def _write_html(executed: Path) -> None:
         print(f"modelrunner: the HTML rendering of {executed.name} failed: {_last_line(str(exc))}", file=sys.stderr)
 
 
-def _missing_extra_message(exc: ModuleNotFoundError) -> str:
-    from modelrunner.extras import missing_extra
-
-    missing = missing_extra(exc)
-    return missing.message if missing is not None else f"a notebook model needs {exc.name}, which is not installed"
+def _missing_library_message(module: str, environment: str | None) -> str:
+    library = module.partition(".")[0]
+    if environment is not None:
+        return (
+            f"a notebook model needs {library}, which its environment ({environment}) does not install: "
+            "add papermill, nbconvert and ipykernel to it"
+        )
+    # As modelrunner/extras.py names the extra.
+    return f"a notebook model needs {library}, which is not installed: pip install 'modelrunner[notebook]'"
 
 
 def _contract(variable: str) -> str:
