@@ -11,9 +11,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from modelrunner.platform import Platform
 from modelrunner.settings import Settings
 from tests.conftest import TESTS, wait_for_run
+from tests.identities import add_user
 from tests.integration.runs_api import submit
+from tests.integration.test_web_pipeline_graph import PASSWORD, graph_in, signed_in
 
 
 @pytest.fixture
@@ -137,3 +140,25 @@ def test_a_step_whose_condition_holds_runs_and_its_optional_dependant_waits_for_
     assert position(ledger, "end", "daily_update") < position(ledger, "start", "summary")
     assert "daily_update/daily_update.txt" in saw(ledger, "summary")
     assert saw(ledger, "publish_update") == "daily_update/daily_update.txt"
+
+
+def test_the_pages_tell_skipped_from_blocked_and_draw_how_steps_are_needed(
+    client: TestClient, platform: Platform, ledger: Path
+) -> None:
+    add_user(platform.database, "ada", admin=True, password=PASSWORD)
+    browser = signed_in(TestClient(client.app, follow_redirects=False), "ada")
+    run = wait_for_run(client.get, submit(client, "corpora", {"ledger": str(ledger), "fail": "beta"})["id"])
+
+    graph = graph_in(browser.get(f"/runs/{run['id']}").text)
+
+    assert graph.boxes["test_stats"].state == "blocked"
+    assert graph.boxes["daily_update"].state == "skipped"
+    assert graph.boxes["daily_update"].texts == ["daily_update", "skipped", "when: params.run_daily_…"]
+    assert "(when: params.run_daily_update is false)" in graph.entries["daily_update"]
+    assert "(it needs 'daily_update', which is skipped)" in graph.entries["publish_update"]
+    assert "(not run for beta: the same item of a step it is chained to did not succeed)" in graph.entries["test_stats"]
+
+    structure = graph_in(browser.get("/models/corpora").text)
+    assert structure.boxes["test_stats"].texts == ["test_stats", "item by item after tests"]
+    assert structure.boxes["daily_update"].texts == ["daily_update", "runs once, if params.run_daily_update"]
+    assert ("daily_update", "summary") in structure.arrows and ("tests", "test_stats") in structure.arrows

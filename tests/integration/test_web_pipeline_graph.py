@@ -208,7 +208,9 @@ def test_a_finished_pipeline_shows_every_step_with_its_final_state(client: TestC
     # The same as text: state, items, needs, the error, and a link to each item's run.
     assert graph.entries["estimate"].startswith("estimate: failed, 5/5 items done, 1 failed; needs no other step")
     assert "(item south: the model ended with exit status 1)" in graph.entries["estimate"]
-    assert graph.entries["publish"] == "publish: blocked; needs summarise, check"
+    assert graph.entries["publish"] == (
+        "publish: blocked; needs summarise, check (it needs 'summarise', which did not succeed)"
+    )
     items = dict(graph.entry_links["estimate"][1:])
     assert items == {region: f"/runs/{runs[('estimate', region)]['id']}" for region in REGIONS}
     assert graph.entry_links["check"] == [("check", f"/runs/{runs[('check', None)]['id']}")]

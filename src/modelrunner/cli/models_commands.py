@@ -62,14 +62,15 @@ def show(
     console.print(output.cell(f"retries: {failed} after a failure, {lost} after a lost worker"))
     console.print(parameters_table(model.get("params", {})))
     if model.get("steps"):
-        steps = output.table("step", "command", "needs", "fan-out over", "publishes", title="steps")
+        steps = output.table("step", "command", "needs", "fan-out over", "runs when", "publishes", title="steps")
         for step_name, step in model["steps"].items():
             foreach = step.get("foreach")
             steps.add_row(
                 output.cell(step_name),
                 output.cell(" ".join(step["command"])),
-                output.cell(", ".join(step.get("needs", []))),
+                output.cell(_needs_text(step.get("needs", []))),
                 output.cell(json.dumps(foreach) if isinstance(foreach, list) else foreach or ""),
+                output.cell(step.get("when") or ""),
                 "yes" if step.get("publish") else "",
             )
         console.print(steps)
@@ -114,3 +115,11 @@ def _type_of(declared: dict[str, Any]) -> str:
         if key in declared
     ]
     return f"{text} ({', '.join(limits)})" if limits else text
+
+
+def _needs_text(needs: list[str] | dict[str, str]) -> str:
+    """``needs`` as a model's page shows it: "tests (item by item), update (if it runs)"."""
+    if isinstance(needs, list):
+        return ", ".join(needs)
+    shown = {"all": "", "item": " (item by item)", "optional": " (if it runs)"}
+    return ", ".join(f"{name}{shown.get(how, '')}" for name, how in needs.items())

@@ -102,6 +102,10 @@ STATUS_STYLES = {
     "running": "cyan",
     "starting": "cyan",
     "queued": "blue",
+    # A pipeline's steps: one left out on purpose is not one held up by a failure.
+    "blocked": "yellow",
+    "skipped": "dim",
+    "waiting": "blue",
 }
 
 

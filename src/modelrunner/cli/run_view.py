@@ -87,8 +87,9 @@ def outputs_table(outputs: list[dict[str, Any]], title: str = "outputs") -> Tabl
 
 
 def steps_table(steps: list[dict[str, Any]]) -> Table:
-    """A pipeline run's steps: state, how many of their runs ended how, the first error."""
-    table = output.table("step", "status", "runs", "run ids", "error", title="steps")
+    """A pipeline run's steps: state, how many of their runs ended how, the first error (or why
+    the step is skipped or blocked)."""
+    table = output.table("step", "status", "runs", "run ids", "error or reason", title="steps")
     for step in steps:
         counts = ", ".join(f"{count} {status}" for status, count in sorted(step["counts"].items()))
         ids = step["run_ids"]
@@ -98,7 +99,7 @@ def steps_table(steps: list[dict[str, Any]]) -> Table:
             output.status(step["status"]),
             output.cell(f"{counts} of {step['items']}" if counts else f"0 of {step['items']}"),
             output.cell(shown),
-            output.cell(step["error"]),
+            output.cell(step["error"] or step.get("reason")),
         )
     return table
 

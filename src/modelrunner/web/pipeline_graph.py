@@ -20,7 +20,7 @@ from modelrunner.engine.pipelines import StepState
 from modelrunner.engine.run_reads import PipelineProgress
 from modelrunner.engine.states import ACTIVE_RUN_STATES, FINAL_RUN_STATES, RunStatus
 from modelrunner.errors import NotFound
-from modelrunner.spec.model_spec import ModelSpec
+from modelrunner.spec.model_spec import ModelSpec, Need
 from modelrunner.store.queries import ChildRun
 from modelrunner.store.tables import RunRow
 from modelrunner.web.rendering import PageRoute, templates
@@ -36,6 +36,7 @@ WAYPOINT_WIDTH = 8  # the slot an arrow that skips a layer takes in it
 MARGIN = 8
 SHRINKS_UP_TO = 460  # wider, the drawing scrolls on a phone instead of shrinking below 3/4 of its size
 NAME_CHARS = 20  # what fits a box in the drawing's 14px bold; the list below has the full name
+DETAIL_CHARS = 24  # what fits a box in the detail's smaller type
 ITEMS_LISTED = 25  # item runs a fan-out step links to in the list; its box links the one to look at
 
 
@@ -63,6 +64,14 @@ class StepBox:
     items: tuple[ItemLink, ...] = ()  # a fan-out's runs, at most ITEMS_LISTED
     more_items: int = 0
     error: str | None = None
+    reason: str | None = None  # why it is skipped or blocked
+
+    @property
+    def drawn_detail(self) -> str:
+        """The detail the box draws: for a step that never started, why (the list says it whole)."""
+        if not self.detail and self.reason:
+            return _shortened(self.reason, DETAIL_CHARS)
+        return self.detail
 
 
 @dataclass(frozen=True)
@@ -141,7 +150,7 @@ def graph_fragment(viewer: PageRunViewer, request: Request, seen: str = "") -> R
 
 
 def _state_box(spec: ModelSpec, state: StepState, runs: list[ChildRun]) -> StepBox:
-    fan_out = spec.steps[state.name].foreach is not None
+    fan_out = spec.fan_out(state.name) is not None
     ended = [run for run in runs if run.status not in ACTIVE_RUN_STATES]
     failed = [run for run in ended if run.status != RunStatus.SUCCEEDED]
     running = [run for run in runs if run.status == RunStatus.RUNNING]
@@ -165,24 +174,31 @@ def _state_box(spec: ModelSpec, state: StepState, runs: list[ChildRun]) -> StepB
         items=items,
         more_items=max(0, len(runs) - ITEMS_LISTED),
         error=state.error,
+        reason=state.reason,
     )
 
 
 def _structure_box(spec: ModelSpec, name: str) -> StepBox:
     step = spec.steps[name]
-    if isinstance(step.foreach, str):
-        detail = f"for each {step.foreach}"
-    elif step.foreach is not None:
-        detail = f"for each of {len(step.foreach)} items"
+    fan_out = spec.fan_out(name)
+    chained = step.needed(Need.ITEM)
+    if chained:
+        detail = f"item by item after {chained[0]}"
+    elif isinstance(fan_out, str):
+        detail = f"for each {fan_out}"
+    elif fan_out is not None:
+        detail = f"for each of {len(fan_out)} items"
     else:
         detail = "runs once"
+    if step.when is not None:
+        detail += f", if {step.when}"
     if step.publish:
         detail += ", publishes"
     return StepBox(name, _shortened(name), 0, 0, tuple(step.needs), None, detail, None)
 
 
-def _shortened(name: str) -> str:
-    return name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 1] + "…"
+def _shortened(name: str, chars: int = NAME_CHARS) -> str:
+    return name if len(name) <= chars else name[: chars - 1] + "…"
 
 
 # --- the layout ---------------------------------------------------------------------------------
