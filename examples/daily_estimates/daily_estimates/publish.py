@@ -58,7 +58,8 @@ def report(summary: dict[str, Any]) -> str:
 <body>
   <h1>Reproduction number by region</h1>
   <p>Data through {summary["data_through"]}. Cases of the last {window} days compared with the
-  {window} days before, generation time {params["generation_time"]} days; 95% intervals.</p>
+  {window} days before, generation time {params["generation_time"]} days; 95% intervals.
+  Computed under the profile {html.escape(os.environ.get("MODELRUNNER_PROFILE", "(none)"))}.</p>
   <table>
     <thead>
       <tr><th>region</th><th>Rt</th><th>95% interval</th><th>trend</th>
