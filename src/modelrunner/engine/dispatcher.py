@@ -204,8 +204,24 @@ class Dispatcher:
         # Outside the transaction: during an outage this asks the backend's engine (seconds).
         claim = claim and self._backend_answers()
         reports = self._pending
+        try:
+            finished, claimed = self._record_and_claim_in_one(reports, claim=claim, one_by_one=False)
+        except ModelrunnerError:
+            # A report cannot be recorded (its transaction rolled back): again, each report in
+            # a savepoint of its own, so that the others are recorded.
+            finished, claimed = self._record_and_claim_in_one(reports, claim=claim, one_by_one=True)
+        self._pending = []
+        if finished:
+            self._on_runs_changed()
+        self._recorded(reports)
+        self._launch(claimed)
+
+    def _record_and_claim_in_one(
+        self, reports: list[Report], *, claim: bool, one_by_one: bool
+    ) -> tuple[list[int], list[tuple[AttemptJob, _InFlight]]]:
+        """One transaction: the reports (see _record_reports), then the claims."""
         with self._database.write() as session:
-            finished = self._record_reports(session, reports)
+            finished = self._record_reports(session, reports, one_by_one=one_by_one)
             if finished:
                 self._maybe_queued = True  # slots were freed, or a failed attempt was queued again
             claimed = []
@@ -213,11 +229,7 @@ class Dispatcher:
                 self._maybe_queued = False
                 with queries.events_together(session):
                     claimed = self._claim(session)
-        self._pending = []
-        if finished:
-            self._on_runs_changed()
-        self._recorded(reports)
-        self._launch(claimed)
+        return finished, claimed
 
     def _recorded(self, reports: list[Report]) -> None:
         """Log and count what the reports just committed say."""
@@ -375,22 +387,24 @@ class Dispatcher:
 
     # --- what attempts report -------------------------------------------------------------------
 
-    def _record_reports(self, session: Session, reports: list[Report]) -> list[int]:
-        """Record what the backend reported; the ids of attempts that finished."""
-        try:
-            with session.begin_nested(), queries.events_together(session):
+    def _record_reports(self, session: Session, reports: list[Report], *, one_by_one: bool) -> list[int]:
+        """Record what the backend reported; the ids of attempts that finished. All together
+        (the first error raises, and the caller's transaction rolls back), or ``one_by_one``,
+        each in a savepoint, a report that cannot be recorded logged and left out."""
+        finished = [report.attempt_id for report in reports if isinstance(report, Finished)]
+        if not one_by_one:
+            with queries.events_together(session):
                 for report in reports:
                     self._record(session, report)
-        except ModelrunnerError:
-            # One report cannot be recorded: record them one by one so that the others are.
-            for report in reports:
-                try:
-                    with session.begin_nested(), queries.events_together(session):
-                        self._record(session, report)
-                except ModelrunnerError as exc:
-                    with self._about(report.attempt_id):
-                        log.warning("attempt %s: report not recorded: %s", report.attempt_id, exc.message)
-        return [report.attempt_id for report in reports if isinstance(report, Finished)]
+            return finished
+        for report in reports:
+            try:
+                with session.begin_nested(), queries.events_together(session):
+                    self._record(session, report)
+            except ModelrunnerError as exc:
+                with self._about(report.attempt_id):
+                    log.warning("attempt %s: report not recorded: %s", report.attempt_id, exc.message)
+        return finished
 
     def _record(self, session: Session, report: Report) -> None:
         flight = self._inflight.get(report.attempt_id)
