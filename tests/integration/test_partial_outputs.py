@@ -66,6 +66,25 @@ if not marker.exists():
     sys.exit(1)
 (job.outputs() / "result.txt").write_text("second attempt succeeded\\n")
 """
+CHAIN = """\
+title: A first step that fails once (leaving a draft), then a step that lists what it got
+steps:
+  first:
+    command: ["python", "second.py"]
+    retries: {failed: 1}
+    outputs: [{path: result.txt}]
+  listing:
+    command: ["python", "listing.py"]
+    needs: [first]
+    outputs: [{path: listing.txt}]
+"""
+LISTING = """\
+import os
+from pathlib import Path
+inputs = Path(os.environ["MODELRUNNER_INPUTS"])
+found = sorted(str(p.relative_to(inputs)) for p in inputs.rglob("*") if p.is_file())
+(Path(os.environ["MODELRUNNER_OUTPUTS"]) / "listing.txt").write_text("\\n".join(found))
+"""
 ACCESS = {
     "groups": {
         "modellers": [{"models": ["scribbler", "second_try"], "allow": "run"}],
@@ -78,6 +97,7 @@ ACCESS = {
 def workspace(workspace: Path) -> Path:
     write_model(workspace, "scribbler", SCRIBBLER, {"scribble.py": SCRIBBLE})
     write_model(workspace, "second_try", SECOND_TRY, {"second.py": SECOND})
+    write_model(workspace, "chain", CHAIN, {"second.py": SECOND, "listing.py": LISTING})
     config = workspace / "modelrunner.yaml"
     config.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "access": ACCESS}))
     return workspace
@@ -146,6 +166,16 @@ def test_a_retried_run_has_the_first_attempts_partial_outputs_and_the_seconds_re
     hit = submit(client, "second_try")
     assert hit["cache_hit"] is True
     assert [o["path"] for o in hit["outputs"]] == ["result.txt"]
+
+
+def test_a_step_downstream_gets_the_upstream_result_never_its_partial_outputs(client: TestClient) -> None:
+    pipeline = wait_for_run(client.get, submit(client, "chain")["id"], timeout=60)
+    assert pipeline["status"] == "succeeded", pipeline
+    steps = {step["name"]: step["run_ids"] for step in pipeline["steps"]}
+    first = client.get(f"/api/v1/runs/{steps['first'][0]}").json()
+    assert [f["path"] for f in first["attempts"][0]["partial_outputs"]] == ["draft.txt"]
+    listing = client.get(f"/api/v1/runs/{steps['listing'][0]}/outputs/listing.txt").text
+    assert listing == "first/result.txt"
 
 
 def test_a_timed_out_attempt_keeps_its_partial_outputs(client: TestClient, workspace: Path) -> None:
