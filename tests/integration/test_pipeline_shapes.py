@@ -129,6 +129,19 @@ def test_a_step_whose_condition_is_false_is_skipped_and_so_are_the_steps_that_ne
     assert "daily_update" not in started(ledger) and "publish_update" not in started(ledger)
 
 
+def test_the_result_of_a_pipeline_that_left_steps_out_is_found_for_the_same_parameters(
+    client: TestClient, ledger: Path
+) -> None:
+    run = wait_for_run(client.get, submit(client, "corpora", {"ledger": str(ledger)})["id"])
+
+    found = client.get("/api/v1/models/corpora/results", params={"ledger": str(ledger)})
+    other = client.get("/api/v1/models/corpora/results", params={"ledger": str(ledger), "run_daily_update": "true"})
+
+    assert found.status_code == 200, found.text
+    assert found.json()["id"] == run["id"]
+    assert other.status_code == 404  # with the update in, it is another pipeline, not computed yet
+
+
 def test_a_step_whose_condition_holds_runs_and_its_optional_dependant_waits_for_it(
     client: TestClient, ledger: Path
 ) -> None:

@@ -103,19 +103,16 @@ def plan(
 ) -> PipelinePlan:
     """The plan of a new pipeline run. InvalidInput for a fan-out that is not a list.
 
-    A step is left out when its ``when:`` does not hold, when it publishes and ``publish`` is
-    false, or when it needs a step left out (unless it needs that step only ``optional``-ly). A
-    step chained item by item gets the items of the step it is chained to."""
+    See ``left_out`` for the steps it leaves out. A step chained item by item gets the items of
+    the step it is chained to."""
     unknown = sorted(refresh - set(spec.steps))
     if unknown:
         raise InvalidInput(f"model '{spec.name}' has no step {unknown[0]!r}", field="from")
-    because: dict[str, str] = {}
+    because = left_out(spec, params, publish)
     items: dict[str, list[tuple[str | None, Any]]] = {}
     for name in spec.step_order():
         step = spec.steps[name]
-        reason = _left_out_because(step, params, publish, because)
-        if reason is not None:
-            because[name] = reason
+        if name in because:
             continue
         chained = step.needed(Need.ITEM)
         if chained:
@@ -124,6 +121,18 @@ def plan(
             items[name] = _keyed(_items_of(session, name, step, params, inputs))
     skip = [name for name in spec.step_order() if name in because]
     return PipelinePlan(items, frozenset(refresh), skip, rerun_of, because, profile)
+
+
+def left_out(spec: ModelSpec, params: dict[str, Any], publish: bool) -> dict[str, str]:
+    """The steps a pipeline run with these (validated) parameters leaves out, in order, each with
+    why: its ``when:`` does not hold, it publishes and ``publish`` is false, or it needs a step
+    left out (unless it needs that step only ``optional``-ly)."""
+    because: dict[str, str] = {}
+    for name in spec.step_order():
+        reason = _left_out_because(spec.steps[name], params, publish, because)
+        if reason is not None:
+            because[name] = reason
+    return because
 
 
 def _left_out_because(step: StepSpec, params: dict[str, Any], publish: bool, left_out: dict[str, str]) -> str | None:

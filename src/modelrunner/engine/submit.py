@@ -484,6 +484,8 @@ class Submitter:
         now = utcnow()
         oldest = now - dt.timedelta(seconds=max_age) if max_age is not None else None
         input_versions.check_pins(model.spec, inputs or {})
+        # A pipeline run that leaves steps out is keyed with them (see prepare).
+        skipped = pipelines.left_out(model.spec, validated, self._publish) if model.spec.is_pipeline else {}
         with self._database.read() as session:
             if model.spec.inputs:
                 choices = input_versions.recent(session, model.spec, inputs or {}, oldest or _EPOCH)
@@ -496,6 +498,7 @@ class Submitter:
                     model.version,
                     validated,
                     input_versions=input_versions.versions_of(choice),
+                    skipped_steps=list(skipped),
                     profile=self._profile,
                 )
                 found = queries.latest_computed_success(session, key, fresh_after)
