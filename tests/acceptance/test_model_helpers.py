@@ -9,6 +9,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,16 +53,26 @@ def _model(folder: Path, spec: str, files: dict[str, str]) -> None:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server for the module: the R example's workspace, plus a failing R model and two
-    Python models printing tqdm bars (one with `progress: {bars: false}`)."""
+    """One server for the module, and one ``modelrunner worker`` of its pool `pool`: the R
+    example's workspace, plus a failing R model and two Python models printing tqdm bars (one
+    with `progress: {bars: false}`); the `*_remote` copies run on the worker."""
     root = tmp_path_factory.mktemp("model-helpers")
     workspace = root / "workspace"
     shutil.copytree(REPO / "examples" / "r_models", workspace)
+    with (workspace / "modelrunner.yaml").open("a") as spec:
+        spec.write("backends: {local: {type: local}, pool: {type: worker}}\ndefault_backend: local\n")
     region = "params: {type: object, properties: {region: {type: string, default: atlantis}}}\n"
     _model(workspace / "failing_r", f"name: failing_r\ncommand: [Rscript, fail.R]\n{region}", {"fail.R": _FAILING_R})
-    _model(workspace / "bars", "name: bars\ncommand: [python, bars.py]\n", {"bars.py": _BARS})
-    off = "name: bars_off\ncommand: [python, bars.py]\nprogress: {bars: false}\n"
-    _model(workspace / "bars_off", off, {"bars.py": _BARS})
+    for remote in ("", "_remote"):
+        where = "backend: pool\n" if remote else ""
+        _model(
+            workspace / f"bars{remote}", f"name: bars{remote}\ncommand: [python, bars.py]\n{where}", {"bars.py": _BARS}
+        )
+        off = f"name: bars_off{remote}\ncommand: [python, bars.py]\nprogress: {{bars: false}}\n{where}"
+        _model(workspace / f"bars_off{remote}", off, {"bars.py": _BARS})
+    shutil.copytree(workspace / "rt_estimate", workspace / "rt_remote")
+    spec_text = (workspace / "rt_remote" / "model.yaml").read_text().replace("name: rt_estimate", "name: rt_remote")
+    (workspace / "rt_remote" / "model.yaml").write_text(spec_text + "backend: pool\n")
     (root / "state").mkdir()
     with empty_database(root / "state") as url:
         env = {key: value for key, value in os.environ.items() if not key.startswith("MODELRUNNER_")}
@@ -75,9 +87,19 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         server = Server(env, root / "server.log")
         server.env["MODELRUNNER_SERVER"] = server.url
         server.start()
+        worker_env = {**server.env, "MODELRUNNER_ENVIRONMENTS_DIR": str(root / "worker-environments")}
+        with (root / "worker.log").open("wb") as worker_log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "modelrunner", "worker", "--pool", "pool"],
+                env=worker_env,
+                stdout=worker_log,
+                stderr=subprocess.STDOUT,
+            )
         try:
             yield server
         finally:
+            worker.terminate()
+            worker.wait(30)
             server.stop()
 
 
@@ -171,3 +193,18 @@ def test_a_model_can_switch_reading_its_bars_off(served: Server) -> None:
     assert run["status"] == "succeeded"
     assert _progress_events(served, run["id"]) == []
     assert run["progress"]["message"] is None
+
+
+@NEEDS_R
+def test_a_remote_worker_runs_r_models_with_the_helper_and_reads_bars_alike(served: Server, tmp_path: Path) -> None:
+    run = _run(served, "rt_remote", {"window": 10})
+    assert run["status"] == "succeeded", _get(served, f"/api/v1/runs/{run['id']}/logs").text
+    assert run["backend"] == "pool"
+    assert len(list(csv.DictReader(io.StringIO(_output(served, run, "rt.csv"))))) == 60
+    assert _progress_events(served, run["id"])[-1][1].startswith("Rt on 2024-05-09 is ")
+    bars = _run(served, "bars_remote", {})
+    progress = _progress_events(served, bars["id"])
+    assert len(progress) >= 2 and progress[-1] == (1.0, "Fitting 22/22"), progress
+    assert 0.0 < progress[-2][0] < 1.0
+    off = _run(served, "bars_off_remote", {})
+    assert off["status"] == "succeeded" and _progress_events(served, off["id"]) == []
