@@ -214,8 +214,11 @@ class AttemptProcess:
         model, next to the environments). A model that cannot have it still runs, with the reason
         in its log: it may not call ``library(modelrunner)``."""
         root = self._environments.root if self._environments is not None else machine_folder()
+        # The R on the runner's own PATH, never one a model's environment brings (a conda
+        # environment's): the install runs as the runner, not as the model's user.
+        runner = os.environ if self._environment is None else self._environment
         try:
-            library = RHelper(root / R_HELPER_FOLDER).library(env.get("PATH", os.defpath))
+            library = RHelper(root / R_HELPER_FOLDER).library(runner.get("PATH", os.defpath))
         except ModelrunnerError as exc:
             log.write(f"modelrunner: library(modelrunner) is not available to this model: {exc.message}\n".encode())
             return env
