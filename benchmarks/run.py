@@ -21,6 +21,7 @@ sys.path.insert(0, str(HERE))  # the figure modules beside this file, however it
 import backends  # noqa: E402
 import concurrency  # noqa: E402
 import datasets  # noqa: E402
+import environments  # noqa: E402
 import latency  # noqa: E402
 import listing  # noqa: E402
 import memory  # noqa: E402
@@ -47,6 +48,7 @@ FIGURES: dict[str, Callable[[Bench], list[Figure]]] = {
     "data-cache": datasets.measure_cache,
     "pipeline": pipelines.measure,
     "backends": backends.measure,
+    "environments": environments.measure,
 }
 
 

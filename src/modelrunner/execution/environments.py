@@ -193,7 +193,11 @@ class Environments:
         if self._user is not None:
             os.chown(build, self._user.uid, self._user.gid)
             os.chown(work, self._user.uid, self._user.gid)
-        env = {**variables, "TMPDIR": str(work), **_tool_variables(kind, work)}
+        # The package caches: shared by every build when builds run as this process's user, as
+        # models do then; a build as the models' user gets its own, as a cache it shared with
+        # every model could be filled by one of them with packages for others' builds.
+        caches = work if self._user is not None else self.root / "cache"
+        env = {**variables, "TMPDIR": str(work), **_tool_variables(kind, work, caches)}
         prefix = build / _PREFIX
         _note(log, f"building the environment {environment_file} ({digest}) in {prefix}")
         started = time.monotonic()
@@ -324,18 +328,17 @@ def _steps(kind: EnvironmentKind, tool: str, folder: Path, environment_file: str
     return [[tool, "env", "create", "--prefix", str(folder), "--file", environment_file]]
 
 
-def _tool_variables(kind: EnvironmentKind, work: Path) -> dict[str, str]:
+def _tool_variables(kind: EnvironmentKind, work: Path, caches: Path) -> dict[str, str]:
     if kind is EnvironmentKind.PYTHON:
-        # Its own cache per build: a cache shared with models' user could be filled by a model.
         return {
-            "UV_CACHE_DIR": str(work / "uv-cache"),
+            "UV_CACHE_DIR": str(caches / "uv"),
             "UV_PYTHON_DOWNLOADS": "never",
             "UV_SYSTEM_CERTS": "1",  # this machine's certificates, as pip uses (UV_NATIVE_TLS before uv 0.9)
             "UV_NATIVE_TLS": "1",
             "NO_COLOR": "1",
         }
     if kind is EnvironmentKind.CONDA:
-        return {"CONDA_PKGS_DIRS": str(work / "pkgs"), "MAMBA_ROOT_PREFIX": str(work / "root")}
+        return {"CONDA_PKGS_DIRS": str(caches / "conda-pkgs"), "MAMBA_ROOT_PREFIX": str(work / "root")}
     return {}
 
 
