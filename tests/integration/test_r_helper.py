@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.r_helper import RHelper, install, with_library
 from tests.acceptance.test_cli import cli
+from tests.conftest import REPO
 
 pytestmark = [
     pytest.mark.store_free,
@@ -127,3 +129,22 @@ def test_the_cli_installs_the_helper_into_a_library(tmp_path: Path) -> None:
     assert refused.stderr.strip().splitlines() == [
         "error: R is not installed here (no R on PATH): install it (Debian: apt-get install r-base-core)"
     ]
+
+
+def test_a_model_without_jsonlite_runs_and_its_log_says_why_the_helper_will_not_load(tmp_path: Path) -> None:
+    workspace = tmp_path / "r_models"
+    shutil.copytree(REPO / "examples" / "r_models", workspace)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MODELRUNNER_")}
+    env["R_LIBS_SITE"] = str(empty)  # Debian's R finds jsonlite in its site library, which this replaces
+    done = cli("run", "rt_estimate", "--local", "--workspace", str(workspace), env=env, cwd=tmp_path, timeout=180)
+    assert done.returncode == 1
+    (log,) = (tmp_path / "modelrunner-outputs").glob("rt_estimate-*/modelrunner.log")
+    text = log.read_text()
+    assert (
+        "modelrunner: library(modelrunner) is not available to this model: the R package jsonlite, which "
+        "modelrunner's R helper needs, is not installed: install it (Debian: apt-get install r-cran-jsonlite;"
+    ) in text
+    # R's own words after the reason, quoted as its locale does
+    assert re.search(r"there is no package called .modelrunner.", text)
