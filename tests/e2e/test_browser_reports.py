@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import Server, wait_for_run
 from tests.e2e.test_browser import element, elements, shown, signed_in, text_of, wait_for
+from tests.e2e.test_browser_results import scroll_to
 from tests.integration.runs_api import write_model
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ def test_a_report_is_shown_inline_and_its_script_cannot_act_for_the_site(
     assert not elements(browser, "#hacked") and elements(browser, "#attempts")
     assert elements(browser, "button#signout"), "the viewer was signed out"
     assert browser.title.startswith("Run ")
+    scroll_to(browser, "section.report")
     shown(browser, "run-html-report")
 
     # Opened directly, the report's own CSP sandboxes it: an opaque origin, no cookies, no script.
@@ -120,4 +122,5 @@ def test_a_failed_runs_report_is_shown_under_its_attempt_as_partial(web_server: 
     assert "No outputs." in text_of(browser, "#outputs")
     frame_shows_the_report_and_nothing_ran(browser, "#partial-outputs-1 iframe.report-frame")
     assert not elements(browser, "#hacked")
+    scroll_to(browser, "#partial-outputs-1")
     shown(browser, "run-partial-html-report")
