@@ -71,7 +71,7 @@ class OverwrittenLines:
                 self._shown = update
         if len(self._held) > _LONGEST_HELD:
             logged += self._visible()
-            self._held = self._shown = b""
+            self._held = self._shown = self._snapshot = b""
             self._overwriting, self._line_started = False, True
         elif snapshots and self._clock() - self._since >= self._snapshot_seconds:
             logged += self._take_snapshot()
