@@ -5,6 +5,7 @@ builds the environment the model names and runs the model in it."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.acceptance.test_cli import cli, ok
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.store_free
 
@@ -60,3 +62,31 @@ def test_run_local_builds_the_models_environment_and_runs_in_it(workspace: Path,
         assert said in log
         assert f"pyjokes 0.8.3 under {tmp_path / 'data' / 'environments'}" in log
         assert (output / "joke.txt").read_text()
+
+
+def test_a_notebook_model_runs_in_its_environment(tmp_path: Path) -> None:
+    # The example notebook, given an environment: its kernel runs there, and sees only its packages.
+    workspace = tmp_path / "workspace"
+    shutil.copytree(REPO / "examples" / "notebook", workspace)
+    folder = workspace / "outbreak_report"
+    spec = (folder / "model.yaml").read_text()
+    with_environment = spec.replace(
+        "notebook: report.ipynb\n", "notebook: report.ipynb\nenvironment: requirements.txt\n"
+    )
+    (folder / "model.yaml").write_text(with_environment)
+    env = {**os.environ, "MODELRUNNER_DATA_DIR": str(tmp_path / "data")}
+    run = ("run", "outbreak_report", "--local", "--workspace", str(workspace))
+
+    # numpy is one of modelrunner's packages, but not of this environment.
+    (folder / "requirements.txt").write_text("papermill\nipykernel\nnbconvert\n")
+    # (not cli(): the log's last lines it prints hold the notebook's own traceback)
+    command = [sys.executable, "-m", "modelrunner", *run, "--output-dir", str(tmp_path / "without")]
+    failed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert failed.returncode == 1
+    assert "No module named 'numpy'" in (tmp_path / "without" / "modelrunner.log").read_text()
+
+    (folder / "requirements.txt").write_text("papermill\nipykernel\nnbconvert\nnumpy\n")
+    done = cli(*run, "--output-dir", str(tmp_path / "with"), env=env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "building the environment requirements.txt" in (tmp_path / "with" / "modelrunner.log").read_text()
+    assert {"report.ipynb", "report.html"} <= {p.name for p in (tmp_path / "with").iterdir()}
