@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import psutil
 import pytest
 
 from modelrunner.execution.failure_note import FAILURE_NOTE, LONGEST_NOTE
@@ -21,7 +22,7 @@ from modelrunner.execution.notebook_runner import FAILURE_NOTE as RUNNERS_NOTE
 from modelrunner.execution.notebook_runner import LONGEST_NOTE as RUNNERS_LONGEST
 from modelrunner.settings import Settings
 from tests.conftest import empty_database, wait_for_run
-from tests.integration.runs_api import write_model
+from tests.integration.runs_api import wait_until, write_model
 from tests.integration.served import Served
 
 
@@ -58,6 +59,13 @@ OWN_PROGRESS = notebook(
     "from modelrunner import job",
     "for step in range(1, 5):\n    job.progress(step / 4, f'fitting {step} of 4')",
     "print('done fitting')",
+)
+# Notes its kernel's pid, then works for a minute: to be cancelled.
+LONG = notebook(
+    "import os, pathlib, time\npathlib.Path(pidfile).write_text(str(os.getpid()))",
+    "print('working', flush=True)\ntime.sleep(60)",
+    "print('never reached')",
+    parameters="pidfile = ''",
 )
 # In an environment of its own: packages modelrunner does not have, and its own papermill.
 IN_ITS_ENVIRONMENT = notebook(
@@ -99,6 +107,12 @@ def write_notebook_models(workspace: Path) -> None:
         "notebook: jokes.ipynb\nenvironment: requirements.txt\n",
         {"jokes.ipynb": IN_ITS_ENVIRONMENT, "requirements.txt": REQUIREMENTS},
     )
+    write_model(
+        workspace,
+        "nb-long",
+        "notebook: long.ipynb\nparams:\n  type: object\n  properties:\n    pidfile: {type: string}\n",
+        {"long.ipynb": LONG},
+    )
     write_model(workspace, "nb-own-progress", "notebook: fit.ipynb\n", {"fit.ipynb": OWN_PROGRESS})
     write_model(
         workspace,
@@ -130,7 +144,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             database_url=url,
             local_slots=2,
             lease_seconds=3,
-            grace_seconds=1,
+            grace_seconds=20,  # a cancelled notebook's runner writes the notebook so far and its HTML
             poll_seconds=0.2,
         )
         started = Served(settings)
@@ -207,6 +221,32 @@ def test_a_failing_notebook_fails_its_run_naming_the_cell_and_keeps_the_executed
     executed = served.http.get(partial["failing.ipynb"]["url"]).text
     assert "KeyError" in executed and "never printed" in executed  # the cell after it, not run
     assert "KeyError" in served.http.get(partial["failing.html"]["url"]).text
+
+
+def test_cancelling_a_notebook_run_stops_its_kernel_and_keeps_the_notebook_so_far(
+    served: Served, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "kernel.pid"
+    run_id = served.submit("nb-long", {"pidfile": str(pidfile)})
+    wait_until(lambda: "working" in served.http.get(f"/api/v1/runs/{run_id}/logs").text, 60, "the long cell runs")
+    kernel = psutil.Process(int(pidfile.read_text()))
+
+    response = served.http.post(f"/api/v1/runs/{run_id}/cancel")
+    assert response.status_code == 200, response.text
+
+    def attempt_ended() -> dict[str, Any] | None:
+        [attempt] = served.http.get(f"/api/v1/runs/{run_id}").json()["attempts"]
+        return attempt if attempt["status"] == "cancelled" else None
+
+    # The run is cancelled at once; its attempt ends once the runner has written what it has.
+    attempt = wait_until(attempt_ended, 30, "the attempt ended")
+    assert served.http.get(f"/api/v1/runs/{run_id}").json()["status"] == "cancelled"
+    kernel.wait(timeout=10)  # gone with its attempt (it runs in a session of its own)
+    kept = {o["path"]: o["url"] for o in attempt["partial_outputs"]}
+    assert set(kept) == {"long.ipynb", "long.html"}
+    executed = nbformat.reads(served.http.get(kept["long.ipynb"]).text, as_version=4)
+    printed = [o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    assert "working\n" in printed and "never reached\n" not in printed
 
 
 def test_a_notebook_with_its_own_environment_runs_in_a_kernel_of_that_environment(served: Served) -> None:

@@ -31,6 +31,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import traceback
 from pathlib import Path
 from types import FrameType
@@ -91,6 +92,7 @@ def run_notebook(notebook: Path, outputs: Path, environment: str | None = None) 
         source = nbformat.read(notebook, as_version=4)
     except (OSError, ValueError) as exc:  # nbformat's validation errors are ValueErrors too
         raise NotebookFailed(f"{notebook} is not a notebook that can be read: {_last_line(str(exc))}") from exc
+    html = _HtmlWriter()
     _isolate_jupyter_files()
     logging.getLogger("papermill").addFilter(_contract_parameters_are_known)
     executed = outputs / f"{notebook.stem}.ipynb"
@@ -120,7 +122,7 @@ def run_notebook(notebook: Path, outputs: Path, environment: str | None = None) 
         raise NotebookFailed(f"the notebook could not run to its end: {reason}") from exc
     finally:
         sys.stdout.flush()
-        _write_html(executed)
+        html.write(executed)
     cells.finished()
 
 
@@ -292,19 +294,45 @@ def _source_cell_number(executed: Path) -> int | None:
     return None
 
 
-def _write_html(executed: Path) -> None:
-    """``<stem>.html`` beside the executed notebook, when there is one; a rendering that fails is
-    reported, never the attempt's error."""
-    if not executed.is_file():
-        return
-    try:
-        import nbformat
-        from nbconvert import HTMLExporter
+class _HtmlWriter:
+    """Renders the executed notebook as ``<stem>.html`` beside it. An exporter's first rendering
+    costs a second or more (templates, highlighting), so one is made and warmed up on a thread
+    while the kernel starts and the notebook runs; the rendering itself then takes milliseconds."""
 
-        body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
-        executed.with_suffix(".html").write_text(body, encoding="utf-8")
-    except Exception as exc:
-        print(f"modelrunner: the HTML rendering of {executed.name} failed: {_last_line(str(exc))}", file=sys.stderr)
+    def __init__(self) -> None:
+        self._exporter: Any = None
+        self._warm = threading.Thread(target=self._warm_up, name="html-warm-up", daemon=True)
+        self._warm.start()
+
+    def _warm_up(self) -> None:
+        with contextlib.suppress(Exception):  # write() makes a cold one and reports what fails
+            import nbformat
+            from nbconvert import HTMLExporter
+
+            exporter = HTMLExporter()
+            cell = nbformat.v4.new_code_cell(
+                "1", outputs=[nbformat.v4.new_output("execute_result", {"text/plain": "1"})]
+            )
+            exporter.from_notebook_node(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("#"), cell]))
+            self._exporter = exporter
+
+    def write(self, executed: Path) -> None:
+        """``<stem>.html`` beside the executed notebook, when there is one; a rendering that fails
+        is reported, never the attempt's error."""
+        if not executed.is_file():
+            return
+        self._warm.join()
+        try:
+            import nbformat
+            from nbconvert import HTMLExporter
+
+            exporter = self._exporter or HTMLExporter()
+            body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+            executed.with_suffix(".html").write_text(body, encoding="utf-8")
+        except Exception as exc:
+            # A validation error's first line says what is wrong; the rest is the schema and the notebook.
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            print(f"modelrunner: the HTML rendering of {executed.name} failed: {reason}", file=sys.stderr)
 
 
 def _missing_library_message(module: str, environment: str | None) -> str:
