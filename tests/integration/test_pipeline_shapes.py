@@ -174,4 +174,12 @@ def test_the_pages_tell_skipped_from_blocked_and_draw_how_steps_are_needed(
     structure = graph_in(browser.get("/models/corpora").text)
     assert structure.boxes["test_stats"].texts == ["test_stats", "item by item after tests"]
     assert structure.boxes["daily_update"].texts == ["daily_update", "runs once, if params.run_daily_update"]
-    assert ("daily_update", "summary") in structure.arrows and ("tests", "test_stats") in structure.arrows
+    assert "needs tests item by item" in structure.entries["test_stats"]
+    assert "needs test_stats, daily_update if it runs" in structure.entries["summary"]
+    drawn = {
+        (a.attrs["data-need"], a.attrs["data-step"]): a.attrs["class"]
+        for a in structure.section.all("path", "pg-arrow")
+    }
+    assert drawn[("tests", "test_stats")] == "pg-arrow pg-arrow-item"
+    assert drawn[("daily_update", "summary")] == "pg-arrow pg-arrow-optional"
+    assert drawn[("test_stats", "summary")] == "pg-arrow pg-arrow-all"

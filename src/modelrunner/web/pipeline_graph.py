@@ -81,6 +81,7 @@ class Arrow:
     need: str
     step: str
     path: str
+    how: str = Need.ALL.value  # drawn dashed when optional, doubled when item by item
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ def _state_box(spec: ModelSpec, state: StepState, runs: list[ChildRun]) -> StepB
         label=_shortened(state.name),
         x=0,
         y=0,
-        needs=tuple(spec.steps[state.name].needs),
+        needs=_needs_of(spec, state.name),
         status=state.status.value,
         detail=detail,
         run_id=shown[0].id if shown else None,
@@ -194,7 +195,15 @@ def _structure_box(spec: ModelSpec, name: str) -> StepBox:
         detail += f", if {step.when}"
     if step.publish:
         detail += ", publishes"
-    return StepBox(name, _shortened(name), 0, 0, tuple(step.needs), None, detail, None)
+    return StepBox(name, _shortened(name), 0, 0, _needs_of(spec, name), None, detail, None)
+
+
+_NEED_SHOWN = {Need.ALL: "", Need.ITEM: " item by item", Need.OPTIONAL: " if it runs"}
+
+
+def _needs_of(spec: ModelSpec, name: str) -> tuple[str, ...]:
+    """The steps ``name`` needs as its list entry names them: "tests item by item"."""
+    return tuple(f"{needed}{_NEED_SHOWN[how]}" for needed, how in spec.steps[name].needs.items())
 
 
 def _shortened(name: str, chars: int = NAME_CHARS) -> str:
@@ -249,7 +258,8 @@ def _laid_out(spec: ModelSpec, boxes: dict[str, StepBox], run_id: int | None, fi
     placed = {name: replace(boxes[name], x=round(left_of[name]), y=_top(layer[name])) for name in spec.step_order()}
     right = max((left_of[slot] + _width(spec, slot) for slot in left_of), default=0)
     height = MARGIN * 2 + len(rows) * (BOX_HEIGHT + GAP_Y) - GAP_Y
-    arrows = _arrows(pairs, placed, waypoints, centre, layer)
+    how = {(needed, name): spec.steps[name].needs[needed].value for needed, name in pairs}
+    arrows = _arrows(pairs, placed, waypoints, centre, layer, how)
     return PipelineGraph(run_id, final, tuple(placed.values()), arrows, round(right) + MARGIN, max(height, 0))
 
 
@@ -267,6 +277,7 @@ def _arrows(
     waypoints: dict[tuple[str, str], list[_Slot]],
     centre: dict[_Slot, float],
     layer: dict[str, int],
+    how: dict[tuple[str, str], str],
 ) -> tuple[Arrow, ...]:
     """An arrow from the bottom of each need, through its waypoints, to the top of the step;
     several arrows leaving or entering one box are spread along its edge, in the order of where
@@ -292,7 +303,7 @@ def _arrows(
             x, y = centre[key], top + BOX_HEIGHT
         end = _spread(placed[name].x, entering[name].index(pair), len(entering[name]))
         path += _curve(x, y, end, placed[name].y - 2)  # the arrowhead's tip touches the box
-        arrows.append(Arrow(needed, name, path))
+        arrows.append(Arrow(needed, name, path, how[pair]))
     return tuple(arrows)
 
 
