@@ -26,6 +26,7 @@ import latency  # noqa: E402
 import listing  # noqa: E402
 import memory  # noqa: E402
 import pipelines  # noqa: E402
+import r_models  # noqa: E402
 import scale  # noqa: E402
 import throughput  # noqa: E402
 from harness import Bench  # noqa: E402
@@ -49,6 +50,7 @@ FIGURES: dict[str, Callable[[Bench], list[Figure]]] = {
     "pipeline": pipelines.measure,
     "backends": backends.measure,
     "environments": environments.measure,
+    "r-models": r_models.measure,
 }
 
 
