@@ -8,7 +8,9 @@ base image (about two minutes), later runs find it. pytest -s shows what a test 
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,6 +47,9 @@ outputs = pathlib.Path(os.environ["MODELRUNNER_OUTPUTS"])
 print("::progress:: 0.25 started", flush=True)
 if mode == "sleep":
     time.sleep(600)
+if mode == "fail":
+    pathlib.Path(os.environ["MODELRUNNER_FAILURE_NOTE"]).write_text("no case counts for region north\\n")
+    sys.exit(3)
 if mode == "hog":
     hog = bytearray(400 * 2**20)
     hog[:: 4096] = b"x" * len(range(0, len(hog), 4096))  # every page touched: resident, not just promised
@@ -71,7 +76,7 @@ params:
   type: object
   properties:
     x: {type: number}
-    mode: {enum: [ok, sleep, hog], default: ok}
+    mode: {enum: [ok, sleep, hog, fail], default: ok}
   required: [x]
 """
 
@@ -90,6 +95,8 @@ MODELS = {
     "boxed-timed": f'name: boxed-timed\nimage: {TAG}\ncommand: ["python3", "model.py", "sleep"]\n'
     f"resources: {{timeout: 3}}\n{PARAMS}",
     "no-such-image": f"name: no-such-image\nimage: {REPOSITORY}-missing:1\n{PARAMS}",
+    # A command model, to compare what a submit of an image model costs (its tag is resolved).
+    "plain": f'name: plain\nbackend: here\ncommand: ["python", "-c", "pass"]\n{PARAMS}',
 }
 
 
@@ -97,6 +104,7 @@ MODELS = {
 class Served:
     server: Server
     env: dict[str, str]  # podman's
+    workspace: Path
 
     def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
         return httpx.post(f"{self.server.url}{path}", json=body, headers=self.server.headers, timeout=30)
@@ -169,10 +177,10 @@ def served(podman_base: PodmanBase, tmp_path_factory: pytest.TempPathFactory) ->
         server = Server(env, folder / "server.log")
         server.start()
         try:
-            yield Served(server, podman_base.env)
+            yield Served(server, podman_base.env, workspace)
         finally:
             server.stop()
-            for name in Served(server, podman_base.env).containers():
+            for name in Served(server, podman_base.env, workspace).containers():
                 subprocess.run(["podman", "rm", "--force", name], env=podman_base.env, capture_output=True)
 
 
@@ -248,6 +256,12 @@ def test_the_memory_limit_is_enforced(served: Served) -> None:
     assert "ran out of memory" in run_["error"] and "128Mi" in run_["error"], run_["error"]
 
 
+def test_a_failing_model_says_why_through_its_failure_note(served: Served) -> None:
+    run_ = served.wait(served.submit("boxed", {"x": 1, "mode": "fail"})["id"])
+    assert run_["status"] == "failed"
+    assert run_["error"] == "the model ended with exit status 3: no case counts for region north"
+
+
 def test_an_image_that_cannot_be_resolved_is_refused_at_submit(served: Served) -> None:
     response = served.post("/api/v1/models/no-such-image/runs", {"params": {"x": 1}})
     assert response.status_code == 409, response.text
@@ -259,6 +273,18 @@ def test_the_local_backend_refuses_an_image_model_and_names_the_container_backen
     run_ = served.wait(served.submit("boxed", {"x": 3}, backend="here")["id"])
     assert run_["status"] == "failed"
     assert "container" in run_["error"], run_["error"]
+
+
+def test_run_local_runs_an_image_model_under_the_same_contract(served: Served, tmp_path: Path) -> None:
+    env = {key: value for key, value in served.env.items() if not key.startswith("MODELRUNNER_")}
+    command = [sys.executable, "-m", "modelrunner", "run", "boxed", "--local", "-p", "x=4"]
+    command += ["--workspace", str(served.workspace), "--output-dir", str(tmp_path / "out")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["double"] == 8 and result["uid"] != 0 and result["networks"] == ["lo"]
+    listed = run(["podman", "ps", "--all", "--filter", "label=modelrunner.local-run", "--format", "{{.Names}}"], env)
+    assert listed.split() == []
 
 
 def test_the_overhead_of_a_container_model_against_podman_run(served: Served) -> None:
@@ -275,7 +301,19 @@ def test_the_overhead_of_a_container_model_against_podman_run(served: Served) ->
         as_model.append(time.monotonic() - started)
         assert run_["status"] == "succeeded"
     hand, model = min(by_hand), min(as_model)
-    print(f"\npodman run by hand {hand:.2f} s; as a model, submit to succeeded {model:.2f} s (+{model - hand:.2f} s)")
+    # What resolving the tag adds to a submit: cache hits of the image model and of a command model.
+    assert served.wait(served.submit("plain", {"x": 1})["id"])["status"] == "succeeded"
+    answers: dict[str, list[float]] = {"boxed": [], "plain": []}
+    for _ in range(5):
+        for name, times in answers.items():
+            started = time.monotonic()
+            assert served.submit(name, {"x": 100 if name == "boxed" else 1})["submission"] == "cache_hit"
+            times.append(time.monotonic() - started)
+    boxed, plain = min(answers["boxed"]), min(answers["plain"])
+    print(
+        f"\npodman run by hand {hand:.2f} s; as a model, submit to succeeded {model:.2f} s (+{model - hand:.2f} s);"
+        f" a cache hit answered in {boxed * 1000:.0f} ms (a command model's: {plain * 1000:.0f} ms)"
+    )
     assert model < hand + 10
 
 

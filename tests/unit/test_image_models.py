@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from modelrunner.engine.image_versions import ImageName
+from modelrunner.engine.image_versions import ImageName, image_version, pin_images
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.container_launch import ContainerRun, container_command, memory_bytes
 from modelrunner.execution.job import AttemptJob
-from modelrunner.spec.model_spec import Resources
+from modelrunner.spec.model_spec import ModelSpec, Resources
 from modelrunner.spec.workspace import Workspace
 
 pytestmark = pytest.mark.store_free
@@ -115,3 +115,22 @@ routing:
 
 def test_check_is_content_with_a_container_backend(tmp_path: Path) -> None:
     assert _workspace(tmp_path, "name: w\nbackends:\n  boxes: {type: container, network: host}\n").problems() == []
+
+
+def test_a_pipeline_pins_each_image_step_and_its_version_follows_the_digests() -> None:
+    spec = ModelSpec.model_validate(
+        {
+            "name": "chain",
+            "steps": {
+                "fit": {"image": "localhost/fit:1"},
+                "report": {"command": ["python", "report.py"], "needs": ["fit"]},
+            },
+        }
+    )
+    pinned = pin_images(spec, {"fit": f"localhost/fit:1@{DIGEST}"})
+    assert pinned.part("fit").image == f"localhost/fit:1@{DIGEST}" and pinned.part("report").image is None
+    other = "sha256:" + "cd" * 32
+    version = image_version("0123456789abcdef", {"fit": f"localhost/fit:1@{DIGEST}"})
+    assert len(version) == 16 and version != "0123456789abcdef"
+    assert version != image_version("0123456789abcdef", {"fit": f"localhost/fit:1@{other}"})
+    assert version == image_version("0123456789abcdef", {"fit": f"localhost/fit:1@{DIGEST}"})

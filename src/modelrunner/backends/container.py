@@ -18,6 +18,7 @@ import math
 import os
 import pwd
 import threading
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any, ClassVar
@@ -34,6 +35,7 @@ from modelrunner.execution import checkpoints
 from modelrunner.execution.confinement import DEFAULT_MODEL_USER, ModelUser, give_to
 from modelrunner.execution.container_cli import ContainerEngineMissing, call, container_cli
 from modelrunner.execution.container_launch import ContainerRun, container_command
+from modelrunner.execution.failure_note import NOTE_FILE
 from modelrunner.execution.job import AttemptJob, Outcome
 from modelrunner.execution.process import AttemptProcess, UploadOutputs
 from modelrunner.spec.backend_spec import ContainerBackendSpec
@@ -64,6 +66,7 @@ class ContainerAttemptProcess(AttemptProcess):
     def _command(self, model_dir: Path, env: dict[str, str], log: IO[bytes]) -> list[str]:
         if self._run is None:
             raise ContainerEngineMissing("image models need podman or docker, which is not installed on this machine")
+        (self._scratch / NOTE_FILE).touch()  # mounted into the container: it must exist
         if self._owner is not None and os.geteuid() == 0:
             give_to(self._owner, self._scratch)
             give_to(self._owner, self._checkpoint)
@@ -188,6 +191,20 @@ class ContainerBackend(LocalBackend):
                     remove_container(self._run.cli, name)
         except ModelrunnerError as exc:
             log.warning("could not look for containers left by an ended server: %s", exc.message)
+
+
+def local_run_process(job: AttemptJob, **kwargs: Any) -> ContainerAttemptProcess:
+    """An image model's attempt outside the platform (``modelrunner run --local``), as a container
+    backend with its defaults runs it: the first engine installed, no network, an unprivileged user.
+    ``kwargs`` are AttemptProcess's."""
+    owner = _container_user(None)
+    try:
+        cli: str | None = container_cli(None)
+    except ContainerEngineMissing:
+        cli = None
+    ids = (owner.uid, owner.gid) if owner is not None else None
+    run = ContainerRun(cli, "none", ids, {"modelrunner.local-run": "true"}) if cli is not None else None
+    return ContainerAttemptProcess(job, run, f"modelrunner-local-{uuid.uuid4().hex[:12]}", owner, **kwargs)
 
 
 def stop_container(cli: str, name: str, grace: float) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from modelrunner import units
 from modelrunner.artifacts.store import ArtifactStore
+from modelrunner.backends.container import local_run_process
 from modelrunner.cli import output
 from modelrunner.cli.configuration import build_settings
 from modelrunner.cli.params_input import combine, read_params_file
@@ -115,7 +116,8 @@ def _execute(
     started = time.monotonic()
     supervisors = SupervisorService()
     with tempfile.TemporaryDirectory(prefix="modelrunner-local-") as temporary, contextlib.closing(supervisors):
-        process = AttemptProcess(
+        # An image model runs in its container, as on a container backend.
+        process = (local_run_process if job.image is not None else AttemptProcess)(
             job,
             model_folder=model.folder,
             scratch=Path(temporary, "scratch"),

@@ -121,7 +121,7 @@ class ImageVersions:
             return model
         resolver = ImageResolver(self._engine())
         pinned = {step: resolver.pinned(image) for step, image in wanted}
-        return replace(model, spec=_pin(spec, pinned), version=_version(model.version, pinned))
+        return replace(model, spec=pin_images(spec, pinned), version=image_version(model.version, pinned))
 
     def _engine(self) -> str | None:
         """The engine a ``container`` backend names, so tags resolve where they run."""
@@ -132,7 +132,8 @@ class ImageVersions:
         return None
 
 
-def _pin(spec: ModelSpec, pinned: dict[str | None, str]) -> ModelSpec:
+def pin_images(spec: ModelSpec, pinned: dict[str | None, str]) -> ModelSpec:
+    """``spec`` with the images of ``pinned`` (step name, None for the model itself -> reference) in place."""
     # Validated anew rather than copied: a copy would keep what the spec derived from its old image.
     document = spec.model_dump(mode="json")
     for step, image in pinned.items():
@@ -140,7 +141,7 @@ def _pin(spec: ModelSpec, pinned: dict[str | None, str]) -> ModelSpec:
     return ModelSpec.model_validate(document)
 
 
-def _version(content: str, pinned: dict[str | None, str]) -> str:
+def image_version(content: str, pinned: dict[str | None, str]) -> str:
     """The folder's content hash and the images' digests, hashed: 16 hex digits as every version."""
     digest = hashlib.sha256(content.encode())
     for step, image in sorted(pinned.items(), key=lambda item: item[0] or ""):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelrunner.errors import ModelrunnerError
+from modelrunner.execution.failure_note import FAILURE_NOTE, NOTE_FILE
 from modelrunner.execution.job import AttemptJob
 
 INSIDE = "/modelrunner"  # where the contract's folders appear inside the container
@@ -55,8 +56,9 @@ def container_command(
     """The engine's command that runs ``job``'s image as container ``name`` to its end (attached:
     its output is the model's), and that command's environment. ``scratch`` holds the attempt's
     folders as the local backend prepares them (params.json, inputs, outputs, and the model
-    folder, read-only at /modelrunner/model: files next to model.yaml a model may read);
-    ``passed`` are the values of the variables the workspace passes to models."""
+    folder, read-only at /modelrunner/model: files next to model.yaml a model may read) and the
+    file of the model's failure note, which must exist; ``passed`` are the values of the
+    variables the workspace passes to models."""
     if job.image is None:
         raise ModelrunnerError(
             f"model '{job.model_name}' is not an image model: a container backend runs models given as `image:` "
@@ -67,6 +69,7 @@ def container_command(
         "MODELRUNNER_INPUTS": f"{INSIDE}/inputs",
         "MODELRUNNER_OUTPUTS": f"{INSIDE}/outputs",
         "MODELRUNNER_CHECKPOINT": f"{INSIDE}/checkpoint",
+        FAILURE_NOTE: f"{INSIDE}/{NOTE_FILE}",
         "MODELRUNNER_RUN_ID": str(job.run_id),
         "MODELRUNNER_ATTEMPT": str(job.attempt_number),
         "PYTHONUNBUFFERED": "1",  # progress lines must arrive while the model runs
@@ -83,6 +86,7 @@ def container_command(
         "--volume", f"{scratch / 'inputs'}:{INSIDE}/inputs",
         "--volume", f"{scratch / 'outputs'}:{INSIDE}/outputs",
         "--volume", f"{checkpoint}:{INSIDE}/checkpoint",
+        "--volume", f"{scratch / NOTE_FILE}:{INSIDE}/{NOTE_FILE}",
     ]  # fmt: skip
     for key, value in sorted(run.labels.items()):
         command += ["--label", f"{key}={value}"]
