@@ -100,3 +100,12 @@ def test_check_names_an_environment_that_cannot_be_built_here(model: Path) -> No
     spec = ModelSpec(name="model", command=["python", "model.py"], environment="missing.txt")
     [problem] = program_problems(spec, model, "model/model.yaml")
     assert (problem.field, problem.message) == ("environment", "'missing.txt' does not exist in the model folder")
+
+
+def test_check_names_an_environment_given_to_an_image(model: Path) -> None:
+    spec = ModelSpec(name="model", image="registry.example.org/model:1", environment="requirements.txt")
+    [problem] = program_problems(spec, model, "model/model.yaml")
+    assert (problem.field, problem.message) == (
+        "environment",
+        "an image brings its own environment; install the packages into the image",
+    )

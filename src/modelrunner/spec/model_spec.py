@@ -531,14 +531,16 @@ def program_problems(spec: ModelSpec, folder: Path, shown_as: str) -> list[SpecP
         message = _program_problem(command[0], folder)
         if message:
             problems.append(SpecProblem(shown_as, field, message))
-    named = {"environment": spec.environment} if spec.environment is not None else {}
-    named.update(
-        {f"steps.{name}.environment": step.environment for name, step in spec.steps.items() if step.environment}
-    )
-    for field, environment_file in named.items():
-        message = environment_problem(environment_file, folder)
-        if message:
-            problems.append(SpecProblem(shown_as, field, message))
+    parts = {f"steps.{name}.environment": spec.part(name) for name in spec.steps} or {"environment": spec.part(None)}
+    for field, part in parts.items():
+        if part.environment is None:
+            continue
+        if part.image is not None:
+            said: str | None = "an image brings its own environment; install the packages into the image"
+        else:
+            said = environment_problem(part.environment, folder)
+        if said:
+            problems.append(SpecProblem(shown_as, field, said))
     return problems
 
 
