@@ -34,6 +34,7 @@ def test_check_names_a_missing_notebook_and_a_file_that_is_not_one(tmp_path: Pat
     for name, spec in {
         "good": "notebook: growth.ipynb\n",
         "gone": "notebook: analysis/gone.ipynb\n",
+        "named": "notebook: growth.ipynb\nparams:\n  type: object\n  properties:\n    growth-rate: {type: number}\n",
         "text": "notebook: notes.ipynb\n",
         "staged": "steps:\n  prepare:\n    command: [python, prepare.py]\n"
         "  report:\n    notebook: report.ipynb\n    needs: [prepare]\n",
@@ -41,7 +42,8 @@ def test_check_names_a_missing_notebook_and_a_file_that_is_not_one(tmp_path: Pat
         (workspace / name).mkdir(parents=True)
         (workspace / name / "model.yaml").write_text(f"name: {name}\n{spec}", encoding="utf-8")
     (workspace / "modelrunner.yaml").write_text("name: notebooks\n", encoding="utf-8")
-    (workspace / "good" / "growth.ipynb").write_text(GROWTH, encoding="utf-8")
+    for name in ("good", "named"):
+        (workspace / name / "growth.ipynb").write_text(GROWTH, encoding="utf-8")
     (workspace / "text" / "notes.ipynb").write_text("# notes, not a notebook\n", encoding="utf-8")
     (workspace / "staged" / "prepare.py").write_text("print('prepared')\n", encoding="utf-8")
     (workspace / "staged" / "report.ipynb").write_text(json.dumps({"cells": "none", "nbformat": 4}), encoding="utf-8")
@@ -51,12 +53,13 @@ def test_check_names_a_missing_notebook_and_a_file_that_is_not_one(tmp_path: Pat
     assert checked.returncode == 1
     assert checked.stdout.splitlines() == [
         "gone/model.yaml: notebook: the notebook 'analysis/gone.ipynb' does not exist in the model folder",
+        "named/model.yaml: params.properties.growth-rate: a notebook's parameters become variables: not a valid name",
         "staged/model.yaml: steps.report.notebook: 'report.ipynb' is not a valid Jupyter notebook: "
         "it has no list of cells",
         "text/model.yaml: notebook: 'notes.ipynb' is not a valid Jupyter notebook: "
         "not JSON (Expecting value: line 1 column 1 (char 0))",
     ]
-    assert "3 problems" in checked.stderr
+    assert "4 problems" in checked.stderr
 
 
 def test_the_notebook_example_runs_locally_with_its_report(tmp_path: Path, env: dict[str, str]) -> None:

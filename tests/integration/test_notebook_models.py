@@ -50,7 +50,7 @@ GROWTH = notebook(
     kernel="conda-env-growth-py",  # no such kernel here: the model's interpreter runs it anyway
 )
 FAILING = notebook(
-    "print('loading the regions')",
+    "import os\nprint('loading the regions in', os.path.basename(os.getcwd()))",
     "regions = {'north': 3}\nregions[region]",
     "print('never printed')",
     parameters="region = 'north'",
@@ -214,7 +214,8 @@ def test_a_failing_notebook_fails_its_run_naming_the_cell_and_keeps_the_executed
     # The fourth cell as the notebook is written (title, parameters, print, the lookup).
     assert "the notebook failed in cell 4 (In [4]): KeyError: 'south'" in attempt["error"], attempt
     log = served.http.get(f"/api/v1/runs/{run_id}/logs").text
-    assert "loading the regions" in log and "never printed" not in log
+    # It runs in its own folder (analysis/), as Jupyter runs it.
+    assert "loading the regions in analysis" in log and "never printed" not in log
     assert "KeyError" in log  # the traceback, for whoever reads the log
     partial = {o["path"]: o for o in attempt.get("partial_outputs", [])}
     assert {"failing.ipynb", "failing.html"} <= set(partial), attempt
@@ -342,6 +343,15 @@ def test_a_notebook_without_papermill_names_the_extra_or_what_its_environment_la
         "a notebook model needs ipykernel, which its environment (requirements.txt) does not install: "
         "add papermill, nbconvert and ipykernel to it"
     ) in printed
+
+
+@pytest.mark.store_free
+def test_a_parameter_that_cannot_be_a_python_variable_is_named(tmp_path: Path) -> None:
+    status, printed = run_the_runner(tmp_path, GROWTH, {"growth-rate": 0.2})
+
+    assert status == 1
+    assert "the parameter 'growth-rate' cannot be a variable of a Python notebook: rename it" in printed
+    assert (tmp_path / "failure-note").read_text(encoding="utf-8").startswith("the parameter 'growth-rate'")
 
 
 @pytest.mark.store_free

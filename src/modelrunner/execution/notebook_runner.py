@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import keyword
 import logging
 import os
 import signal
@@ -99,17 +100,20 @@ def run_notebook(notebook: Path, outputs: Path, environment: str | None = None) 
     relay = _Relay(sys.stdout, sys.stderr)
     cells = _CellProgress(_code_cells(source), relay)
     kernel = _kernel_of(source)
+    parameters = _parameters()
+    if kernel is None:
+        _check_python_names(parameters)
     # A Python notebook runs in a kernel of this interpreter, whatever kernel it was saved with.
     chosen: dict[str, Any] = {"kernel_name": kernel} if kernel else {"kernel_manager_class": _this_interpreter_kernel()}
     try:
         papermill.execute_notebook(
             str(notebook),
             str(executed),
-            parameters=_parameters(),
+            parameters=parameters,
             progress_bar=False,  # its tqdm bar would be read as the model's progress
             stdout_file=relay.stdout,
             stderr_file=relay.stderr,
-            cwd=str(Path.cwd()),
+            cwd=str(notebook.resolve().parent),  # as Jupyter runs it: paths next to the notebook work
             on_cell_start=cells.cell_started,
             **chosen,
         )
@@ -208,6 +212,13 @@ def _parameters() -> dict[str, Any]:
     return parameters
 
 
+def _check_python_names(parameters: dict[str, Any]) -> None:
+    # papermill writes `name = value` lines: a name that is no Python variable breaks the cell.
+    for name in parameters:
+        if not name.isidentifier() or keyword.iskeyword(name):
+            raise NotebookFailed(f"the parameter {name!r} cannot be a variable of a Python notebook: rename it")
+
+
 def _kernel_of(notebook: Any) -> str | None:
     """The kernel to run a notebook that is not Python in; None for Python, which runs in a
     kernel of this interpreter whatever kernel name it was saved with."""
@@ -268,30 +279,32 @@ def _isolate_jupyter_files() -> None:
 def _failed_cell(executed: Path, error: Any) -> str:
     """Which cell of the notebook failed (as its author counts them, and its ``In [n]``), and
     the last line of its exception."""
-    number = _source_cell_number(executed)
-    where = f"cell {number}" if number is not None else "a cell"
+    where = _source_cell(executed)
     if error.exec_count is not None:
         where += f" (In [{error.exec_count}])"
     what = _last_line(f"{error.ename}: {error.evalue}" if error.evalue else str(error.ename))
     return f"the notebook failed in {where}: {what}"
 
 
-def _source_cell_number(executed: Path) -> int | None:
-    """The 1-based position, in the notebook as written, of the cell papermill marks as failed
+def _source_cell(executed: Path) -> str:
+    """The cell papermill marks as failed, by its 1-based position in the notebook as written
     (the executed notebook has cells of its own: the injected parameters and error markers)."""
     try:
         cells = json.loads(executed.read_text(encoding="utf-8"))["cells"]
     except (OSError, ValueError, KeyError):
-        return None
+        return "a cell"
     number = 0
     for cell in cells:
         tags = cell.get("metadata", {}).get("tags", [])
+        failed = cell.get("metadata", {}).get("papermill", {}).get("exception")
+        if _INJECTED_TAG in tags and failed:
+            return "the cell of injected parameters"
         if _INJECTED_TAG in tags or _ERROR_MARKER_TAG in tags:
             continue
         number += 1
-        if cell.get("metadata", {}).get("papermill", {}).get("exception"):
-            return number
-    return None
+        if failed:
+            return f"cell {number}"
+    return "a cell"
 
 
 class _HtmlWriter:

@@ -5,6 +5,7 @@ not there, a file that is not a Jupyter notebook, and a notebook that cannot run
 from __future__ import annotations
 
 import json
+import keyword
 from pathlib import Path
 
 from modelrunner.extras import missing_module
@@ -21,6 +22,8 @@ def notebook_problems(spec: ModelSpec, folder: Path, shown_as: str) -> list[Spec
     runs under modelrunner's interpreter without it (a model's own ``environment`` brings its own)."""
     parts = [(f"steps.{name}", step) for name, step in spec.steps.items()] or [("", spec.part(None))]
     problems = []
+    if any(part.notebook is not None for _, part in parts):
+        problems += _parameter_name_problems(spec, shown_as)
     extra_named = False
     for where, part in parts:
         if part.notebook is None:
@@ -35,6 +38,16 @@ def notebook_problems(spec: ModelSpec, folder: Path, shown_as: str) -> list[Spec
                 problems.append(SpecProblem(shown_as, field, missing.message))
                 extra_named = True
     return problems
+
+
+def _parameter_name_problems(spec: ModelSpec, shown_as: str) -> list[SpecProblem]:
+    # papermill sets each parameter as a variable (`name = value`) in the notebook.
+    names = spec.params.get("properties", {})
+    return [
+        SpecProblem(shown_as, f"params.properties.{name}", "a notebook's parameters become variables: not a valid name")
+        for name in names
+        if not name.isidentifier() or keyword.iskeyword(name)
+    ]
 
 
 def notebook_problem(path: Path, shown_as: str) -> str | None:
