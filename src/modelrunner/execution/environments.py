@@ -71,7 +71,7 @@ class Environment:
     """A built environment: what a model's command and variables become inside it."""
 
     kind: EnvironmentKind
-    folder: Path  # the build folder itself (links resolved)
+    folder: Path  # the environment itself (its prefix: bin/, lib/ or library/), links resolved
     file: str
 
     @property
