@@ -19,6 +19,7 @@ from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.confinement import ModelUser, give_to, model_environment
 from modelrunner.execution.environments import Environment, Environments, machine_folder
+from modelrunner.execution.failure_note import FAILURE_NOTE, NOTE_FILE, read_failure_note
 from modelrunner.execution.forms import launch_command
 from modelrunner.execution.job import AttemptJob, Outcome, stopped
 from modelrunner.execution.output_files import keep_partial, refuse_irregular
@@ -258,6 +259,7 @@ class AttemptProcess:
             "MODELRUNNER_CHECKPOINT": str(self._checkpoint),
             "TMPDIR": str(temporary),  # removed with the scratch folder, and no other model's
             "PYTHONUNBUFFERED": "1",  # progress lines must arrive while the model runs
+            FAILURE_NOTE: str(self._scratch / NOTE_FILE),  # why it failed, in its own words
         }
         if self.job.item is not None:
             contract["MODELRUNNER_ITEM"] = self.job.item
@@ -292,6 +294,8 @@ class AttemptProcess:
             return stopped(reason, exit_code)
         if exit_code != 0:
             described = f"signal {-exit_code}" if exit_code < 0 else f"exit status {exit_code}"
+            note = read_failure_note(self._scratch / NOTE_FILE)
+            described += f": {note}" if note else ""
             return Outcome(AttemptStatus.FAILED, exit_code=exit_code, error=f"the model ended with {described}")
         refused = refuse_irregular(outputs_dir, self.job.declared_outputs, self._log_path)
         if refused is not None:
