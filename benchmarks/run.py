@@ -20,6 +20,7 @@ sys.path.insert(0, str(HERE))  # the figure modules beside this file, however it
 
 import backends  # noqa: E402
 import concurrency  # noqa: E402
+import container_models  # noqa: E402
 import datasets  # noqa: E402
 import environments  # noqa: E402
 import latency  # noqa: E402
@@ -51,6 +52,7 @@ FIGURES: dict[str, Callable[[Bench], list[Figure]]] = {
     "backends": backends.measure,
     "environments": environments.measure,
     "r-models": r_models.measure,
+    "container-models": container_models.measure,
 }
 
 

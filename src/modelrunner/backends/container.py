@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import pwd
+import signal
 import threading
 import uuid
 from dataclasses import replace
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 _NOBODY = 65534  # the unprivileged ids of a container without its own user for models
 _ENGINE_FAILED = 125  # podman's and docker's exit status when they could not run the container
+_KILLED = 128 + signal.SIGKILL  # a container's exit status when its model was killed
 _INSTALLATION = "modelrunner.installation"
 _RUNNER = "modelrunner.runner"
 
@@ -89,7 +91,9 @@ class ContainerAttemptProcess(AttemptProcess):
         try:
             return super().run(*args, **kwargs)
         finally:
-            if self._run is not None and self._launched:
+            # The engine's client removes a container that ends (--rm), unless it was killed
+            # with the model's supervisor: a stopped attempt removes its container itself.
+            if self._run is not None and self._launched and self.stop_requested:
                 remove_container(self._run.cli, self._name)
 
     def _outcome(self, exit_code: int, outputs_dir: Path, upload: UploadOutputs) -> Outcome:
@@ -107,11 +111,11 @@ class ContainerAttemptProcess(AttemptProcess):
             )
         return outcome
 
-    def _out_of_memory(self, exit_code: int) -> bool:
-        assert self._run is not None
-        found = call(self._run.cli, "inspect", "--format", "{{.State.OOMKilled}}", self._name)
-        # Where the engine cannot tell (cgroups v1 under some runtimes), a SIGKILL nobody sent is the limit's.
-        return found.stdout.strip() == "true" or exit_code in (137, -9)
+    @staticmethod
+    def _out_of_memory(exit_code: int) -> bool:
+        # A SIGKILL that nobody sent (the attempt was not stopped) to a model under a memory
+        # limit is the kernel's out-of-memory killer (the container is gone: --rm).
+        return exit_code in (_KILLED, -signal.SIGKILL)
 
 
 class ContainerBackend(LocalBackend):

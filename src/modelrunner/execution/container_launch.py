@@ -78,7 +78,8 @@ def container_command(
         variables["MODELRUNNER_ITEM"] = job.item
     variables.update({key: value for key, value in passed.items() if key not in variables})
     command = [
-        run.cli, "run", "--name", name, "--init", "--network", run.network,
+        # --rm: the engine removes the container once it has ended; a stopped attempt removes it too.
+        run.cli, "run", "--rm", "--name", name, "--init", "--network", run.network,
         # A model is untrusted code: no capabilities, and nothing it runs gains privileges.
         "--cap-drop", "all", "--security-opt", "no-new-privileges",
         "--volume", f"{scratch / 'params.json'}:{INSIDE}/params.json:ro",
