@@ -41,15 +41,24 @@ class VerifiedTokens:
         self._lock = threading.Lock()
         self._verdicts: dict[str, _Verdict] = {}  # by sha256 of the token: no token is kept in memory
 
-    def principal(self, token: str) -> Principal:
-        """Whose token this is; as ``accounts.authenticate`` (Unauthenticated, Forbidden)."""
+    def remembered(self, token: str) -> Principal | None:
+        """Whose token this is if it was verified moments ago (within the TTL, and no token has
+        been revoked in this process since); None when the store must be asked (``principal``)."""
         key = hashlib.sha256(token.encode()).hexdigest()
-        now = self._clock()
         with self._lock:
             verdict = self._verdicts.get(key)
-        generation = accounts.tokens_generation()
-        if verdict is not None and now < verdict.until and verdict.generation == generation:
+        if verdict is not None and self._clock() < verdict.until and verdict.generation == accounts.tokens_generation():
             return verdict.principal
+        return None
+
+    def principal(self, token: str) -> Principal:
+        """Whose token this is; as ``accounts.authenticate`` (Unauthenticated, Forbidden)."""
+        remembered = self.remembered(token)
+        if remembered is not None:
+            return remembered
+        key = hashlib.sha256(token.encode()).hexdigest()
+        now = self._clock()
+        generation = accounts.tokens_generation()
         with self._database.read() as session:
             principal, expires_at = accounts.authenticate_until(session, token)
         until = now + self._ttl

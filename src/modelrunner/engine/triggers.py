@@ -41,8 +41,9 @@ from modelrunner.errors import AlreadyExists, ChangedMeanwhile, InvalidInput, Mo
 from modelrunner.spec.automation_spec import TriggerEvent
 from modelrunner.spec.workspace import Trigger, Workspace
 from modelrunner.store import automation_queries
+from modelrunner.store.automation_queries import Event
 from modelrunner.store.database import Database
-from modelrunner.store.tables import EventRow, FiringRow, TriggerCursorRow
+from modelrunner.store.tables import FiringRow, TriggerCursorRow
 
 log = logging.getLogger("modelrunner.triggers")
 
@@ -189,7 +190,7 @@ class Triggers:
         except AlreadyExists:
             pass  # another server saw it first
 
-    def _fire(self, trigger: Trigger, event: EventRow, position: int) -> int | None:
+    def _fire(self, trigger: Trigger, event: Event, position: int) -> int | None:
         """Fire for ``event`` and move the cursor there from ``position`` (passing any events
         in between, which do not match), in one transaction; the runs queued, or None if the
         cursor was no longer at ``position``."""
@@ -216,7 +217,7 @@ class Triggers:
             log.warning("trigger %s could not submit for event %s: %s", trigger.name, event.id, recorded.firing.detail)
         return recorded.created if recorded else 0
 
-    def _plan(self, trigger: Trigger, event: EventRow) -> Plan:
+    def _plan(self, trigger: Trigger, event: Event) -> Plan:
         try:
             params = event_params(trigger.spec.params, event.data)
             pins: dict[str, str] = {}
@@ -281,7 +282,7 @@ def _field(data: dict[str, Any], path: str, where: str) -> Any:
     return copy.deepcopy(current)
 
 
-def _matches(trigger: Trigger, event: EventRow) -> bool:
+def _matches(trigger: Trigger, event: Event) -> bool:
     spec, data = trigger.spec, event.data
     if spec.on == TriggerEvent.VERSION_ADDED:
         return data.get("dataset") == spec.dataset and not data.get("backfill", False)

@@ -42,8 +42,9 @@ from modelrunner.notify.states import NOTIFIED_RUN_STATES, Channel, DeliveryKind
 from modelrunner.spec.access_spec import Level
 from modelrunner.spec.workspace import Workspace, WorkspaceSpec
 from modelrunner.store import account_queries, automation_queries, notify_queries, queries
+from modelrunner.store.automation_queries import Event
 from modelrunner.store.database import Database
-from modelrunner.store.tables import DeliveryRow, EventRow, RunRow, SubscriptionRow, TriggerCursorRow, UserRow
+from modelrunner.store.tables import DeliveryRow, RunRow, SubscriptionRow, TriggerCursorRow, UserRow
 
 log = logging.getLogger("modelrunner.notify")
 
@@ -123,7 +124,7 @@ class Outbox:
         except AlreadyExists:
             pass  # another server started it first
 
-    def _deliveries(self, session: Session, events: Sequence[EventRow], spec: WorkspaceSpec) -> list[DeliveryRow]:
+    def _deliveries(self, session: Session, events: Sequence[Event], spec: WorkspaceSpec) -> list[DeliveryRow]:
         ended = [
             event
             for event in events
@@ -200,7 +201,7 @@ def _covers(subscription: SubscriptionRow, run: RunRow) -> bool:
 def _delivery(
     subscription: SubscriptionRow,
     user: UserRow,
-    event: EventRow,
+    event: Event,
     run: RunRow,
     payload: dict[str, object],
     key: str,

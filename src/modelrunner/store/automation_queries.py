@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from modelrunner.errors import ChangedMeanwhile
+from modelrunner.store.prepared import PreparedStatement
 from modelrunner.store.tables import EventRow, FiringRow, ScheduleStateRow, TriggerCursorRow
+
+_events: Table = EventRow.__table__  # type: ignore[assignment]
 
 # --- schedule states ----------------------------------------------------------------------------
 
@@ -152,9 +156,25 @@ def newest_event_id(session: Session, type_: str) -> int:
     return int(session.scalar(select(func.max(EventRow.id)).where(EventRow.type == type_)) or 0)
 
 
-def events_after(session: Session, type_: str, after_id: int, limit: int) -> list[EventRow]:
+@dataclass(frozen=True)
+class Event:
+    """An event as the loops that follow events read it (no ORM object: they read thousands)."""
+
+    id: int
+    run_id: int | None
+    type: str
+    data: dict[str, Any]
+    created_at: dt.datetime
+
+
+_EVENTS_AFTER = PreparedStatement(
+    select(_events.c.id, _events.c.run_id, _events.c.type, _events.c.data, _events.c.created_at)
+    .where(_events.c.type == bindparam("type"), _events.c.id > bindparam("after_id"))
+    .order_by(_events.c.id)
+    .limit(bindparam("limit"))
+)
+
+
+def events_after(session: Session, type_: str, after_id: int, limit: int) -> list[Event]:
     """Events of ``type_`` with an id above ``after_id``, oldest first (the (type, id) index)."""
-    statement = (
-        select(EventRow).where(EventRow.type == type_, EventRow.id > after_id).order_by(EventRow.id).limit(limit)
-    )
-    return list(session.scalars(statement))
+    return [Event(*row) for row in _EVENTS_AFTER.rows(session, {"type": type_, "after_id": after_id, "limit": limit})]
