@@ -62,12 +62,12 @@ def show(
     console.print(output.cell(f"retries: {failed} after a failure, {lost} after a lost worker"))
     console.print(parameters_table(model.get("params", {})))
     if model.get("steps"):
-        steps = output.table("step", "command", "needs", "fan-out over", "runs when", "publishes", title="steps")
+        steps = output.table("step", "runs", "needs", "fan-out over", "runs when", "publishes", title="steps")
         for step_name, step in model["steps"].items():
             foreach = step.get("foreach")
             steps.add_row(
                 output.cell(step_name),
-                output.cell(" ".join(step["command"])),
+                output.cell(_form_text(step)),
                 output.cell(_needs_text(step.get("needs", []))),
                 output.cell(json.dumps(foreach) if isinstance(foreach, list) else foreach or ""),
                 output.cell(step.get("when") or ""),
@@ -123,3 +123,13 @@ def _needs_text(needs: list[str] | dict[str, str]) -> str:
         return ", ".join(needs)
     shown = {"all": "", "item": " (item by item)", "optional": " (if it runs)"}
     return ", ".join(f"{name}{shown.get(how, '')}" for name, how in needs.items())
+
+
+def _form_text(step: dict[str, Any]) -> str:
+    """What a step starts: its command, its notebook, or its image (and the command given to it)."""
+    command = " ".join(step.get("command") or [])
+    if step.get("notebook"):
+        return f"notebook {step['notebook']}"
+    if step.get("image"):
+        return f"image {step['image']}" + (f": {command}" if command else "")
+    return command
