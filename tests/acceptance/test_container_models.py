@@ -41,6 +41,17 @@ BACKEND = "boxes"
 MODEL = """\
 import json, os, pathlib, sys, time
 
+def cpu_limit():  # the CPUs the container's cgroup allows (cgroups v2, else v1); None: unlimited
+    for quota_file, period_file in (("cpu.max", None), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
+        try:
+            fields = pathlib.Path("/sys/fs/cgroup", quota_file).read_text().split()
+        except OSError:
+            continue
+        if period_file is not None:
+            fields.append(pathlib.Path("/sys/fs/cgroup", period_file).read_text().strip())
+        return None if fields[0] in ("max", "-1") else int(fields[0]) / int(fields[1])
+    return None
+
 params = json.loads(pathlib.Path(os.environ["MODELRUNNER_PARAMS"]).read_text())
 mode = sys.argv[1] if len(sys.argv) > 1 else params.get("mode", "ok")
 outputs = pathlib.Path(os.environ["MODELRUNNER_OUTPUTS"])
@@ -60,6 +71,7 @@ print("::progress:: 0.5 halfway", flush=True)
     "uid": os.getuid(),
     "networks": sorted(os.listdir("/sys/class/net")),
     "model_files": sorted(os.listdir("/modelrunner/model")),
+    "cpus": cpu_limit(),
 }))
 """
 
@@ -89,7 +101,7 @@ default_backend: {BACKEND}
 """
 
 MODELS = {
-    "boxed": f"name: boxed\nimage: {TAG}\nresources: {{memory: 128Mi, cpu: 1}}\n{PARAMS}"
+    "boxed": f"name: boxed\nimage: {TAG}\nresources: {{memory: 128Mi, cpu: 1.5}}\n{PARAMS}"
     "outputs:\n  - {path: result.json}\n",
     # `command` replaces the image's CMD; the run may take 3 s.
     "boxed-timed": f'name: boxed-timed\nimage: {TAG}\ncommand: ["python3", "model.py", "sleep"]\n'
@@ -195,6 +207,7 @@ def test_an_image_runs_as_a_model_under_the_contract(served: Served) -> None:
     assert result["uid"] != 0
     assert result["networks"] == ["lo"]
     assert result["model_files"] == ["model.yaml"]
+    assert result["cpus"] == 1.5  # resources.cpu, as the container's CPU quota
     events = served.get(f"/api/v1/runs/{run_['id']}/events")["items"]
     progress = [(e["data"]["fraction"], e["data"]["message"]) for e in events if e["type"] == "run.progress"]
     assert (0.5, "halfway") in progress, events
