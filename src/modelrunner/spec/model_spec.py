@@ -31,6 +31,7 @@ from modelrunner.spec.duration import parse_duration
 from modelrunner.spec.environment_spec import environment_problem
 from modelrunner.spec.model_version import left_out
 from modelrunner.spec.names import check_name, check_names
+from modelrunner.spec.notify_spec import ModelNotifySpec
 from modelrunner.spec.step_conditions import StepCondition
 
 MODEL_FILE = "model.yaml"
@@ -244,6 +245,9 @@ class ModelSpec(BaseModel):
         default=None, description="The backend of its runs unless the request or the submitter's group routes them"
     )
     progress: ProgressSpec = ProgressSpec()
+    notify: ModelNotifySpec = Field(
+        default=ModelNotifySpec(), description="What the model says in its runs' notifications (a summary output)"
+    )
 
     @field_validator("name")
     @classmethod

@@ -139,3 +139,42 @@ class NotificationsSpec(BaseModel):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+
+def _output_path(value: str, what: str) -> str:
+    text = value.strip()
+    if not text or text.startswith("/") or "\\" in text or ".." in text.split("/"):
+        raise ValueError(f"{what} must be a relative path among the run's outputs (e.g. summary.md)")
+    return text
+
+
+class ModelNotifySpec(BaseModel):
+    """``notify:`` in model.yaml: what the model itself says in the notifications of its runs.
+
+    Paths are those of the run's outputs. A pipeline's outputs sit in one folder per step (and
+    fan-out item), so ``report/summary.md`` is step ``report``'s ``summary.md``; a step's own run
+    finds it under that name too, or under its bare name (``summary.md``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    summary: str | None = Field(
+        default=None,
+        description="An output in Markdown (e.g. summary.md) that becomes the body of the run's mails, "
+        "its entry in digests and its webhook payloads",
+    )
+    changes: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="The outputs (paths or glob patterns such as results/*.csv) whose bytes decide whether "
+        "results changed; every output by default",
+    )
+
+    @field_validator("summary")
+    @classmethod
+    def _valid_summary(cls, value: str | None) -> str | None:
+        return None if value is None else _output_path(value, "summary")
+
+    @field_validator("changes")
+    @classmethod
+    def _valid_changes(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [_output_path(path, "each of changes") for path in value]
