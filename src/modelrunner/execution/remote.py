@@ -82,8 +82,8 @@ def parse_job(text: str) -> RemoteJob:
         raise ModelrunnerError(f"the job description lacks the field {exc.args[0]!r}") from exc
     except (TypeError, ValueError) as exc:
         raise ModelrunnerError(f"the job description is not a modelrunner job: {exc}") from exc
-    if not job.command:
-        raise ModelrunnerError("the job description has an empty command")
+    if not job.command and job.notebook is None and job.image is None:
+        raise ModelrunnerError("the job description has no command, notebook or image")
     return RemoteJob(job, artifacts_url, grace_seconds)
 
 
