@@ -203,6 +203,7 @@ def test_a_models_environment_holds_only_what_is_allowed(server: Server, setting
         "MODELRUNNER_INPUTS",
         "MODELRUNNER_OUTPUTS",
         "MODELRUNNER_CHECKPOINT",
+        "MODELRUNNER_FAILURE_NOTE",  # where it may say why it failed (a file of its scratch folder)
         # Its progress may go over HTTP too; the token opens this attempt's reports only.
         "MODELRUNNER_CALLBACK_URL",
         "MODELRUNNER_CALLBACK_TOKEN",
