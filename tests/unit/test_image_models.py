@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from modelrunner.engine.image_versions import ImageName, image_version, pin_images
+from modelrunner.engine.image_versions import ImageName, ImageResolver, ImageUnavailable, image_version, pin_images
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.container_launch import ContainerRun, container_command, memory_bytes
 from modelrunner.execution.job import AttemptJob
@@ -108,13 +108,15 @@ default_backend: boxes
 routing:
   - {group: hpc, backend: cluster, models: ["box*"]}
 """
-    problems = _workspace(tmp_path, config).problems()
+    # (whether this machine has podman is another check's business)
+    problems = [p for p in _workspace(tmp_path, config).problems() if p.field == "image"]
     assert len(problems) == 1 and "backend 'cluster' (type: kubernetes)" in problems[0].message
     assert "runs `modelrunner exec` in its own image, not in the model's" in problems[0].message
 
 
 def test_check_is_content_with_a_container_backend(tmp_path: Path) -> None:
-    assert _workspace(tmp_path, "name: w\nbackends:\n  boxes: {type: container, network: host}\n").problems() == []
+    problems = _workspace(tmp_path, "name: w\nbackends:\n  boxes: {type: container, network: host}\n").problems()
+    assert [p for p in problems if p.field == "image"] == []
 
 
 def test_a_pipeline_pins_each_image_step_and_its_version_follows_the_digests() -> None:
@@ -134,3 +136,18 @@ def test_a_pipeline_pins_each_image_step_and_its_version_follows_the_digests() -
     assert len(version) == 16 and version != "0123456789abcdef"
     assert version != image_version("0123456789abcdef", {"fit": f"localhost/fit:1@{other}"})
     assert version == image_version("0123456789abcdef", {"fit": f"localhost/fit:1@{DIGEST}"})
+
+
+def test_check_names_a_container_backend_whose_engine_is_not_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "no-programs"))
+    problems = _workspace(tmp_path, "name: w\nbackends:\n  boxes: {type: container}\n").problems()
+    assert [(p.file, p.field) for p in problems] == [("modelrunner.yaml", "backends.boxes.engine")]
+    assert "podman or docker is not installed on this machine" in problems[0].message
+
+
+def test_an_image_is_not_resolved_without_an_engine_and_the_refusal_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ImageUnavailable, match="image 'localhost/model:1' cannot be resolved: image models need"):
+        ImageResolver().pinned("localhost/model:1")

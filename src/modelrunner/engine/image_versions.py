@@ -59,7 +59,10 @@ class ImageResolver:
         name = ImageName.parse(reference)
         if name.digest is not None:
             return reference
-        cli = container_cli(self._engine)
+        try:
+            cli = container_cli(self._engine)
+        except ContainerEngineMissing as exc:
+            raise ImageUnavailable(f"image '{reference}' cannot be resolved: {exc.message}", image=reference) from exc
         found = call(cli, "image", "inspect", reference)
         if found.returncode == 0:
             return self._local(cli, name, found.stdout, reference)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from modelrunner.errors import ModelrunnerError
+from modelrunner.errors import Conflict, ModelrunnerError
 
 ENGINES = ("podman", "docker")
 # An engine's answer to an inspect or a stop comes in well under this; a hung engine must not
@@ -14,8 +14,9 @@ ENGINES = ("podman", "docker")
 _CALL_SECONDS = 60.0
 
 
-class ContainerEngineMissing(ModelrunnerError):
-    """Neither podman nor docker (or not the one named) is installed."""
+class ContainerEngineMissing(Conflict):
+    """Neither podman nor docker (or not the one named) is installed: the machine's state, not the
+    request, is what keeps an image model from being resolved or run."""
 
 
 def container_cli(named: str | None = None) -> str:

@@ -3,10 +3,11 @@ model's image would go to one that cannot."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 
-from modelrunner.spec.backend_spec import BackendSpec, RoutingRule
+from modelrunner.spec.backend_spec import BackendSpec, ContainerBackendSpec, RoutingRule
 from modelrunner.spec.model_spec import ModelSpec, SpecProblem
 
 # The container backend runs an image with this machine's podman or docker. The others start a
@@ -54,6 +55,24 @@ def image_problems(
                         fields[0],
                         f"model '{spec.name}' is an image model, which backend '{name}' (type: {backend.type}) "
                         f"cannot run: it {why}; declare a backend of `type: container` and route the model to it",
+                    )
+                )
+    return problems
+
+
+def engine_problems(backends: Mapping[str, BackendSpec], shown: str) -> list[SpecProblem]:
+    """A problem for each container backend whose engine (podman or docker, the one it names) is not
+    installed on this machine; ``shown`` is modelrunner.yaml as shown to people."""
+    problems = []
+    for name, backend in backends.items():
+        if isinstance(backend, ContainerBackendSpec):
+            wanted = [backend.engine] if backend.engine is not None else ["podman", "docker"]
+            if not any(shutil.which(program) for program in wanted):
+                problems.append(
+                    SpecProblem(
+                        shown,
+                        f"backends.{name}.engine",
+                        f"{' or '.join(wanted)} is not installed on this machine: image models cannot run here",
                     )
                 )
     return problems

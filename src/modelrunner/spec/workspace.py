@@ -25,7 +25,7 @@ from modelrunner.spec.backend_spec import (
     RoutingRule,
 )
 from modelrunner.spec.dataset_spec import DatasetSpec
-from modelrunner.spec.image_backends import image_problems
+from modelrunner.spec.image_backends import engine_problems, image_problems
 from modelrunner.spec.model_spec import (
     MODEL_FILE,
     ModelSpec,
@@ -251,6 +251,7 @@ class Workspace:
         if spec is not None:
             shown = [(model.spec, self._shown(model.folder / MODEL_FILE)) for model in self.models()]
             problems.extend(image_problems(spec.declared_backends(), spec.workspace_backend(), spec.routing, shown))
+            problems.extend(engine_problems(spec.declared_backends(), WORKSPACE_FILE))
         problems.extend(self._resource_class_problems())
         return problems
 
