@@ -81,6 +81,7 @@ class Platform:
                     metrics=self.metrics,
                     on_runs_changed=self._runs_changed,
                     model_environment=self._model_environment,
+                    artifacts_url=self.artifacts.url,
                 )
                 for name, backend in self.backends.items()
             }

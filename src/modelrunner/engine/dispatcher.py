@@ -40,6 +40,7 @@ from modelrunner.execution.job import AttemptJob, JobInput, Outcome, UpstreamFil
 from modelrunner.metrics import LAUNCH_ERROR, LAUNCH_UNREACHABLE, Metrics
 from modelrunner.process_log import about_attempt
 from modelrunner.service_loop import ServiceLoop
+from modelrunner.spec.file_params import as_model_sees
 from modelrunner.store import queries
 from modelrunner.store.database import Database
 from modelrunner.store.tables import AttemptRow
@@ -94,6 +95,7 @@ class Dispatcher:
         metrics: Metrics,
         on_runs_changed: Callable[[], None] = lambda: None,
         model_environment: Callable[[], Sequence[str]] = tuple,
+        artifacts_url: str = "",
     ) -> None:
         """``backend_name`` is the name runs are routed to (``backends:`` in modelrunner.yaml);
         ``callback_url`` is the server's URL as attempts reach it (their progress callbacks);
@@ -111,6 +113,7 @@ class Dispatcher:
         self._metrics = metrics
         self._on_runs_changed = on_runs_changed
         self._model_environment = model_environment
+        self._artifacts_url = artifacts_url.rstrip("/")  # where uploaded files (file parameters) are
         metrics.add_backend(backend_name)
         self.runner_id = this_runner_id()
         self._inflight: dict[int, _InFlight] = {}
@@ -287,6 +290,8 @@ class Dispatcher:
             if attempt is None:
                 continue
             part = version.spec.part(run.step)
+            # File parameters: the model sees each uploaded file in its inputs, by a path.
+            params, uploads = as_model_sees(version.spec.params, run.params)
             job = AttemptJob(
                 run_id=run.id,
                 attempt_id=attempt.attempt_id,
@@ -297,13 +302,16 @@ class Dispatcher:
                 notebook=part.notebook,
                 image=part.image,
                 environment=part.environment,
-                params=run.params,
+                params=params,
                 snapshot_uri=version.snapshot_uri,
                 declared_outputs=tuple(o.path for o in part.outputs),
                 slots=run.slots,
                 resources=part.resources,
                 inputs=tuple(JobInput(name, i["dataset"], i["version"]) for name, i in sorted(run.inputs.items())),
-                upstream=tuple(UpstreamFile(**f) for f in (run.plan or {}).get("upstream", [])),
+                upstream=(
+                    *(UpstreamFile(**f) for f in (run.plan or {}).get("upstream", [])),
+                    *(UpstreamFile(folder, name, f"{self._artifacts_url}/{key}") for folder, name, key in uploads),
+                ),
                 item=json.dumps(run.item) if run.item_key is not None else None,
                 last_attempt=retry_policy.is_last_chance(attempt.interrupted_before, part.retries),
                 callback_url=f"{self._callback_url}/api/v1/attempts/{attempt.attempt_id}",

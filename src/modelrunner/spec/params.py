@@ -12,6 +12,7 @@ import jsonschema
 from jsonschema import validators
 
 from modelrunner.errors import InvalidInput, Problem
+from modelrunner.spec.file_params import reference_problems
 
 
 def _fill_defaults(validator_class: Any) -> Any:
@@ -55,6 +56,8 @@ def check_params(schema: dict[str, Any], params: Any) -> tuple[dict[str, Any], l
     filled = copy.deepcopy(params)
     errors = sorted(_Validator(schema).iter_errors(filled), key=lambda e: [str(p) for p in e.absolute_path])
     problems = [problem for error in errors for problem in _problems_of(error)]
+    if not problems:
+        problems = [Problem(field, what) for field, what in reference_problems(schema, filled)]
     return filled, sorted(problems, key=lambda p: p.field.split("."))
 
 
