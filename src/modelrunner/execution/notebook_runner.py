@@ -120,6 +120,8 @@ def run_notebook(notebook: Path, outputs: Path, environment: str | None = None) 
     except papermill.PapermillExecutionError as exc:
         print(str(exc).strip("\n-"), file=sys.stderr)
         raise NotebookFailed(_failed_cell(executed, exc)) from exc
+    except Stopped as exc:
+        raise NotebookFailed("stopped before the notebook ran to its end") from exc
     except Exception as exc:  # a kernel that died or never started: the notebook so far is still written
         traceback.print_exc()
         reason = _last_line(str(exc)) or type(exc).__name__
@@ -179,6 +181,8 @@ class _CellProgress:
         self._started = 0
 
     def cell_started(self, cell: Any, cell_index: int) -> None:
+        if _STOPPING.is_set():
+            raise Stopped("stopped")
         if cell.cell_type != "code" or not cell.source.strip():
             return  # nbclient skips it
         self._started += 1
@@ -380,9 +384,16 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
+_STOPPING = threading.Event()
+
+
+class Stopped(Exception):
+    """The attempt was stopped (SIGTERM) before the notebook's next cell."""
+
+
 def _note_stop(_signum: int, _frame: FrameType | None) -> None:
-    # Nothing to do here: the kernel ends with the same signal, and the notebook with it.
-    pass
+    # A running cell ends with its kernel, which got the same signal; no cell starts after it.
+    _STOPPING.set()
 
 
 if __name__ == "__main__":
