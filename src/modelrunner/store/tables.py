@@ -381,6 +381,11 @@ class SubscriptionRow(Base):
     model: Mapped[str] = mapped_column(String(63))  # the model (a run's model): what `view` is checked on
     run_id: Mapped[int | None] = mapped_column(Id, ForeignKey("runs.id"))  # None: every top-level run of the model
     notify_on: Mapped[str] = mapped_column(String(16))  # all, failures, results_changed
+    # Narrower wishes within the model: one pipeline step's runs, one output's changes, runs
+    # with these parameter values (name -> value). None: no narrowing.
+    step: Mapped[str | None] = mapped_column(String(63))
+    output: Mapped[str | None] = mapped_column(String(1024))
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     channel: Mapped[str] = mapped_column(String(16))  # email, webhook, digest
     url: Mapped[str | None] = mapped_column(Text)  # a webhook's URL
     # A webhook's signing secret, encrypted (Fernet) with a key kept outside the database
