@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -10,19 +11,44 @@ import typer
 from modelrunner.cli import options, output
 
 
+class Template(StrEnum):
+    python = "python"
+    notebook = "notebook"
+    r = "r"
+    image = "image"
+
+
+# What a template's model needs before it can run, said after the workspace is created.
+_FIRST_STEPS = {
+    Template.notebook: "pip install 'modelrunner[notebook]'   # papermill and nbconvert run the notebook",
+    Template.r: "apt-get install r-base-core r-cran-jsonlite   # or R and jsonlite from anywhere",
+    Template.image: "podman build -t localhost/growth:latest {directory}/growth   # or docker build",
+}
+
+
 def init(
     directory: Annotated[Path, typer.Argument(help="Folder to create (it must be new or empty).", file_okay=False)],
+    template: Annotated[
+        Template,
+        typer.Option(
+            "--template",
+            help="The form of the example model `growth`: a Python command, a Jupyter notebook, an R script, "
+            "or a container image (with a container backend).",
+        ),
+    ] = Template.python,
 ) -> None:
     """Create a new workspace with an example model (`growth`) to start from."""
     from modelrunner.spec.workspace import create_workspace
 
-    files = create_workspace(directory)
+    files = create_workspace(directory, template.value)
     console = output.stdout()
-    console.print(f"created the workspace {directory}:", markup=False)
+    console.print(f"created the workspace {directory} (its model growth: {template.value}):", markup=False)
     for relative in files:
         console.print(f"  {directory / relative}", markup=False)
     console.print("\nnext, try:", markup=False)
+    first = _FIRST_STEPS.get(template)
     for command in (
+        *([first.format(directory=directory)] if first else []),
         f"modelrunner check --workspace {directory}",
         f"modelrunner run growth --local --workspace {directory} -p rate=0.3",
         f"modelrunner serve --workspace {directory}",

@@ -42,6 +42,9 @@ from modelrunner.spec.notify_spec import NotificationsSpec
 
 WORKSPACE_FILE = "modelrunner.yaml"
 TEMPLATE = Path(__file__).parent / "workspace_template"
+FORM_TEMPLATES = Path(__file__).parent / "form_templates"
+# The forms ``modelrunner init --template`` writes its example model in (python: TEMPLATE's own).
+TEMPLATE_FORMS = ("python", "notebook", "r", "image")
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SKIPPED_DIRS = {".modelrunner", ".git", "__pycache__", ".venv", "node_modules"}
 
@@ -488,11 +491,19 @@ def _field_of(location: tuple[Any, ...]) -> str:
     return ".".join(map(str, location))
 
 
-def create_workspace(destination: Path) -> list[Path]:
-    """Copy the example workspace into ``destination`` (which must be empty or absent)."""
+def create_workspace(destination: Path, form: str = "python") -> list[Path]:
+    """Copy the example workspace into ``destination`` (which must be empty or absent), its
+    example model ``growth`` in ``form``: one of ``TEMPLATE_FORMS``."""
+    if form not in TEMPLATE_FORMS:
+        raise SpecError(f"unknown template '{form}' (templates: {', '.join(TEMPLATE_FORMS)})", problems=[])
     if destination.exists() and any(destination.iterdir()):
         raise SpecError(f"{destination} is not empty; choose a new folder", problems=[])
-    shutil.copytree(TEMPLATE, destination, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    skipped = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(TEMPLATE, destination, dirs_exist_ok=True, ignore=skipped)
+    if form != "python":
+        # The same model in another form: its folder replaces the Python one.
+        shutil.rmtree(destination / "growth")
+        shutil.copytree(FORM_TEMPLATES / form, destination, dirs_exist_ok=True, ignore=skipped)
     return sorted(p.relative_to(destination) for p in destination.rglob("*") if p.is_file())
 
 
