@@ -12,6 +12,7 @@ from typing import Any
 
 from modelrunner.artifacts.logs import LogStore, logs_folder
 from modelrunner.artifacts.store import ArtifactStore
+from modelrunner.artifacts.uploads import require_stored
 from modelrunner.auth import accounts
 from modelrunner.auth.principal import Principal
 from modelrunner.auth.secret_keys import SecretKeys
@@ -41,6 +42,7 @@ from modelrunner.notify import webhook_secrets
 from modelrunner.notify.notifier import Notifier
 from modelrunner.settings import Settings
 from modelrunner.spec.backend_spec import DEFAULT_BACKEND, BackendSpec, LocalBackendSpec
+from modelrunner.spec.file_params import references_in
 from modelrunner.spec.param_limits import ParamLimits, check_param_sizes
 from modelrunner.spec.workspace import Workspace
 from modelrunner.store import migrate, queries
@@ -120,6 +122,7 @@ class Platform:
             self.database,
             self.workspace,
             self.secret_keys,
+            artifacts=self.artifacts,
             runner_id=self.dispatcher.runner_id,
             default_base_url=settings.resolved_public_url,
             tick_seconds=settings.poll_seconds,
@@ -173,6 +176,7 @@ class Platform:
         check_param_sizes(
             params, ParamLimits(settings.max_params, settings.max_param_string_length, settings.max_param_list_length)
         )
+        self._require_uploads(model, params)
         submission = self.submitter.submit(model, params, cache, max_age, inputs, submitter=submitter, backend=backend)
         self._queued(submission)
         return submission
@@ -218,6 +222,12 @@ class Platform:
         """Each backend declared now (and any other with runs), its health and its load."""
         with self.database.read() as session:
             return backend_overview.overview(session, self._declared_backends(), self.backends)
+
+    def _require_uploads(self, model: str, params: Any) -> None:
+        """InvalidInput naming a file parameter whose value names no uploaded file."""
+        if isinstance(params, dict):
+            spec = self.workspace.model(model).spec
+            require_stored(self.artifacts, references_in(spec.params, params).items())
 
     def request_sync(self, dataset: str, *, walk_all: bool = False) -> tuple[DatasetSyncRow, bool]:
         """Queue a sync of ``dataset`` for the poller (or join the one in progress)."""

@@ -27,6 +27,8 @@ from modelrunner.api.notify_routes import router as notify_router
 from modelrunner.api.runs_routes import router as runs_router
 from modelrunner.api.schedules_routes import router as schedules_router
 from modelrunner.api.schemas import Health
+from modelrunner.api.uploads_routes import router as uploads_router
+from modelrunner.api.uploads_routes import submit_with_files
 from modelrunner.api.url_text import RefuseNulInUrl
 from modelrunner.api.workers_routes import put_file
 from modelrunner.api.workers_routes import router as workers_router
@@ -85,6 +87,7 @@ def create_app(platform: Platform) -> FastAPI:
     install_error_handlers(app)
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(models_router)
+    api.include_router(uploads_router)
     api.include_router(runs_router)
     api.include_router(attempt_outputs_router)
     api.include_router(datasets_router)
@@ -114,6 +117,7 @@ def create_app(platform: Platform) -> FastAPI:
         default=BodyLimit("max_body_bytes", settings.max_body_bytes),
         larger={
             put_file: BodyLimit("max_upload_bytes", settings.max_upload_bytes),
+            submit_with_files: BodyLimit("max_upload_bytes", settings.max_upload_bytes),
             append_log: BodyLimit("max_log_append_bytes", settings.max_log_append_bytes),
         },
     )
