@@ -153,3 +153,41 @@ def test_stored_once_by_content(served: Served, tmp_path: Path) -> None:
     assert len(store.keys("uploads")) == len({k for k in store.keys("uploads")})
     digest = a.json()["params"]["network"].split("/")[0].removeprefix("sha256:")
     assert store.keys(f"uploads/{digest}") == [f"uploads/{digest}"]
+
+
+def test_the_cli_uploads_a_file_parameter_with_at(served: Served, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.identities import token_for
+
+    env = {
+        **os.environ,
+        "MODELRUNNER_SERVER": served.url,
+        "MODELRUNNER_TOKEN": token_for(served.platform.database, "admin"),
+    }
+    links = tmp_path / "links.geojson"
+    links.write_bytes(b'{"type": "FeatureCollection", "features": [1]}')
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "modelrunner", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert "Traceback" not in done.stdout + done.stderr, done.stderr
+        return done
+
+    first = cli("run", "transport", "-p", f"network=@{links}", "-p", "scale=3", "--json")
+    assert first.returncode == 0, first.stderr
+    run = json.loads(first.stdout)
+    assert run["params"]["network"].endswith("/links.geojson")
+    assert seen(served, run["id"])["text"] == links.read_text()
+    again = json.loads(cli("run", "transport", "-p", f"network=@{links}", "-p", "scale=3", "--json").stdout)
+    assert again["cache_hit"] is True and again["source_run_id"] == run["id"]
+
+    missing = cli("run", "transport", "-p", f"network=@{tmp_path / 'nope.geojson'}")
+    assert missing.returncode != 0 and "no such file" in missing.stderr and len(missing.stderr.splitlines()) == 1
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * (64 * 1024 + 10))
+    refused = cli("run", "transport", "-p", f"network=@{big}")
+    assert refused.returncode != 0 and "max_upload_bytes" in refused.stderr, refused.stderr

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -108,6 +109,17 @@ class Client:
         result: dict[str, Any] = self._json("POST", f"/models/{model}/runs", json=body)
         return result
 
+    def submit_with_files(self, model: str, body: dict[str, Any], files: dict[str, Path]) -> dict[str, Any]:
+        """Submit a run whose file parameters are the ``files`` (by parameter name), uploaded
+        with it; a progress bar shows big ones."""
+        from modelrunner.cli.file_uploads import upload_parts
+
+        with upload_parts(body, files) as (data, parts):
+            result: dict[str, Any] = self._json(
+                "POST", f"/models/{model}/runs/upload", data=data, files=parts, timeout=None
+            )
+        return result
+
     def submit_batch(self, model: str, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Submit runs together, each a single submit's body; each one's answer, in order. The
         server takes all or none: ApiError 422 lists the refused ones by index."""
@@ -191,6 +203,10 @@ class Client:
     def rerun(self, run_id: int, from_step: str | None, only_step: str | None) -> dict[str, Any]:
         body = {key: value for key, value in (("from", from_step), ("only", only_step)) if value is not None}
         result: dict[str, Any] = self._json("POST", f"/runs/{run_id}/rerun", json=body)
+        return result
+
+    def explain(self, run_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", f"/runs/{run_id}/explain")
         return result
 
     def cancel(self, run_id: int) -> dict[str, Any]:

@@ -56,7 +56,8 @@ def run(
             metavar="NAME=VALUE",
             callback=split_assignments,
             help="A parameter; repeat for more. Values are typed by the model's schema (numbers, "
-            "booleans, JSON lists) and override --params-file.",
+            "booleans, JSON lists) and override --params-file. A file parameter takes a file: "
+            "-p network=@links.geojson uploads it with the run.",
         ),
     ] = None,
     params_file: Annotated[
@@ -136,9 +137,19 @@ def run(
         typer.Option(
             "--local",
             envvar="MODELRUNNER_LOCAL",
-            help="Run once here, without a server or cache, from the workspace folder.",
+            help="Run here, without a server, from the workspace folder. A single model without dataset inputs "
+            "runs once, uncached; a pipeline or a model with dataset inputs runs on a platform of its own in "
+            "--store-dir (datasets synced there, results cached there).",
         ),
     ] = False,
+    store_dir: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="MODELRUNNER_LOCAL_STORE",
+            file_okay=False,
+            help="With --local: the store of local pipeline runs and data versions. [default: `STATE_DIR/local-runs`]",
+        ),
+    ] = None,
     workspace: options.Workspace = Path("."),
     output_dir: Annotated[
         Path | None,
@@ -167,18 +178,10 @@ def run(
     if local:
         if backend is not None:
             raise typer.BadParameter("--local runs here; --backend needs a server", param_hint="--backend")
-        if cache != CacheMode.USE or max_age is not None:
-            raise typer.BadParameter(
-                "--local always computes; --cache and --max-age need a server", param_hint="--cache"
-            )
-        if pins:
-            raise typer.BadParameter(
-                "--local does not support dataset inputs yet; run on a server", param_hint="--input"
-            )
-        _refuse_locally(model, workspace)
-        from modelrunner.cli.local_run import run_locally
+        from modelrunner.cli.local_run import LocalOptions, run_locally
 
-        code = run_locally(model, param, params_file, workspace, output_dir, json_output)
+        request = LocalOptions(cache, parse_duration(max_age) if max_age is not None else None, _pins(pins), store_dir)
+        code = run_locally(model, param, params_file, workspace, output_dir, json_output, request)
         raise typer.Exit(code)
     with Client(server) as client:
         if batch is not None:
@@ -203,7 +206,14 @@ def _submit(
     pins: list[str] | None,
     backend: str | None,
 ) -> dict[str, Any]:
+    files: dict[str, Path] = {}
+    if any(a.partition("=")[2].startswith("@") for a in assignments or []):
+        from modelrunner.cli.file_uploads import split_files
+
+        assignments, files = split_files(client.model(model)["params"], assignments)
     body = _request_body(client, model, assignments, params_file, cache, max_age, pins, backend)
+    if files:
+        return client.submit_with_files(model, body, files)
     return client.submit(
         model, body["params"], body["cache"], body.get("max_age"), body.get("inputs"), body.get("backend")
     )
@@ -226,7 +236,7 @@ def _request_body(
     if max_age is not None:
         body["max_age"] = parse_duration(max_age)
     if pins:
-        body["inputs"] = {name.strip(): version.strip() for name, _, version in (pin.partition("=") for pin in pins)}
+        body["inputs"] = _pins(pins)
     if backend is not None:
         body["backend"] = backend
     return body
@@ -328,20 +338,6 @@ def _report_batch(answers: list[dict[str, Any]], json_output: bool) -> None:
     output.hint(f"{len(answers)} runs submitted: {said}" if answers else "no runs submitted")
 
 
-def _refuse_locally(model: str, workspace: Path) -> None:
-    """A clear error before anything runs: a local run has no store to resolve data versions in
-    or to keep a pipeline's step results."""
-    from modelrunner.spec.workspace import Workspace
-
-    spec = Workspace(workspace).model(model).spec
-    inputs = spec.inputs
-    if spec.is_pipeline:
-        raise ModelrunnerError(
-            f"model '{model}' is a pipeline (steps: {', '.join(spec.steps)}); --local runs single commands: "
-            f"run it on a server (modelrunner serve, then modelrunner run {model})"
-        )
-    if inputs:
-        raise ModelrunnerError(
-            f"model '{model}' reads dataset inputs ({', '.join(sorted(inputs))}); --local does not support "
-            f"dataset inputs yet: run it on a server (modelrunner serve, then modelrunner run {model})"
-        )
+def _pins(pins: list[str] | None) -> dict[str, str]:
+    """``-i`` values (checked by split_pins) as input name -> version."""
+    return {name.strip(): version.strip() for name, _, version in (pin.partition("=") for pin in pins or [])}
