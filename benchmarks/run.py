@@ -26,6 +26,7 @@ import environments  # noqa: E402
 import latency  # noqa: E402
 import listing  # noqa: E402
 import memory  # noqa: E402
+import notebook_models  # noqa: E402
 import pipelines  # noqa: E402
 import r_models  # noqa: E402
 import scale  # noqa: E402
@@ -52,6 +53,7 @@ FIGURES: dict[str, Callable[[Bench], list[Figure]]] = {
     "backends": backends.measure,
     "environments": environments.measure,
     "r-models": r_models.measure,
+    "notebook-models": notebook_models.measure,
     "container-models": container_models.measure,
 }
 
