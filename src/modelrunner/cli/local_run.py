@@ -1,7 +1,9 @@
 """``modelrunner run --local``: one attempt of a model on this machine, without a server.
 
 The model runs under the same contract as on the platform (``execution.process``); its outputs
-are copied to an output folder with their sizes and sha256 digests, beside its log.
+are copied to an output folder with their sizes and sha256 digests, beside its log. A pipeline
+or a model with dataset inputs needs a store (step runs, a cache, data versions): those run on a
+platform of their own instead (``cli.local_platform``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -26,6 +29,7 @@ from modelrunner.cli.configuration import build_settings
 from modelrunner.cli.params_input import combine, read_params_file
 from modelrunner.cli.progress_view import RunProgress
 from modelrunner.cli.run_view import outputs_table
+from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.engine.states import AttemptStatus
 from modelrunner.errors import ModelrunnerError
 from modelrunner.execution.environments import ENVIRONMENTS_FOLDER, Environments
@@ -42,6 +46,17 @@ _LOG_TAIL_LINES = 15
 _EXIT_CODES = {AttemptStatus.SUCCEEDED: 0, AttemptStatus.CANCELLED: 130}
 
 
+@dataclass(frozen=True)
+class LocalOptions:
+    """What ``run --local`` takes besides the parameters: used by the local platform only (a
+    single model without inputs always computes, with no store)."""
+
+    cache: CacheMode = CacheMode.USE
+    max_age: float | None = None
+    pins: dict[str, str] = field(default_factory=dict)
+    store_dir: Path | None = None
+
+
 def run_locally(
     model_name: str,
     assignments: list[str] | None,
@@ -49,13 +64,22 @@ def run_locally(
     workspace_dir: Path,
     output_dir: Path | None,
     json_output: bool,
+    options: LocalOptions | None = None,
 ) -> int:
     """Run ``model_name`` once; return the exit code (0 succeeded, 130 interrupted, else 1)."""
+    options = options or LocalOptions()
     workspace = Workspace(workspace_dir)
     model = workspace.model(model_name)
     resources = model.spec.in_classes(workspace.resource_classes()).resources
     raw = combine(model.spec.params, read_params_file(params_file), assignments)
     params = validate_params(model.spec.params, raw)
+    if model.spec.is_pipeline or model.spec.inputs:
+        from modelrunner.cli.local_platform import LocalRequest, run_on_platform
+
+        request = LocalRequest(model, params, options.pins, options.cache, options.max_age, {})
+        destination = _output_folder(output_dir, model_name)
+        return run_on_platform(request, workspace_dir, options.store_dir, destination, json_output)
+    _refuse_store_options(model, options)
     destination = _output_folder(output_dir, model_name)
     settings = build_settings(workspace=workspace_dir)
     environments = Environments(settings.state_dir / ENVIRONMENTS_FOLDER)
@@ -65,6 +89,17 @@ def run_locally(
     else:
         _print_outcome(model, outcome, destination, took)
     return _EXIT_CODES.get(outcome.status, 1)
+
+
+def _refuse_store_options(model: Model, options: LocalOptions) -> None:
+    """A clear error for options only a store gives meaning to, before anything runs."""
+    if options.pins:
+        raise ModelrunnerError(f"--input: model '{model.name}' has no dataset inputs")
+    if options.cache != CacheMode.USE or options.max_age is not None:
+        raise ModelrunnerError(
+            f"--cache and --max-age: a local run of model '{model.name}' (no steps, no dataset inputs) always "
+            "computes; they apply to local pipelines and models with dataset inputs, and on a server"
+        )
 
 
 def _output_folder(chosen: Path | None, model_name: str) -> Path:
