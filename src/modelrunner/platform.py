@@ -21,11 +21,12 @@ from modelrunner.backends import registry as backend_registry
 from modelrunner.backends.base import Backend, RemoteServices
 from modelrunner.backends.registry import BackendContext
 from modelrunner.data.cache import DataCache
+from modelrunner.data.managed_writes import ManagedWrites
 from modelrunner.data.poller import DataPoller
 from modelrunner.data.source import Source
 from modelrunner.data.sources import open_source
 from modelrunner.data.sync import DatasetSyncs
-from modelrunner.engine import attempts, backend_overview
+from modelrunner.engine import attempts, backend_overview, input_versions
 from modelrunner.engine.automation import Automation
 from modelrunner.engine.backend_overview import BackendOverview
 from modelrunner.engine.cache_mode import CacheMode
@@ -44,6 +45,7 @@ from modelrunner.settings import Settings
 from modelrunner.spec.backend_spec import DEFAULT_BACKEND, BackendSpec, LocalBackendSpec
 from modelrunner.spec.file_params import references_in
 from modelrunner.spec.param_limits import ParamLimits, check_param_sizes
+from modelrunner.spec.params import validate_params
 from modelrunner.spec.workspace import Workspace
 from modelrunner.store import migrate, queries
 from modelrunner.store.database import Database
@@ -104,6 +106,15 @@ class Platform:
             staging=settings.state_dir / "data" / "staging",
             runner_id=self.dispatcher.runner_id,
             on_failed=self.metrics.sync_failed,
+        )
+        self.managed = ManagedWrites(
+            self.database,
+            self.workspace,
+            self.artifacts,
+            self.data_cache,
+            self.syncs,
+            staging=settings.state_dir / "data" / "staging",
+            max_file_bytes=settings.max_upload_bytes,
         )
         self.poller = DataPoller(self.database, self.workspace, self.syncs, tick_seconds=settings.poll_seconds)
         self.scheduler = Scheduler(self.database, self.workspace, self.submitter, automatic=self.profile.automatic)
@@ -176,7 +187,7 @@ class Platform:
         check_param_sizes(
             params, ParamLimits(settings.max_params, settings.max_param_string_length, settings.max_param_list_length)
         )
-        self._require_uploads(model, params)
+        self._require_uploads(model, params, inputs)
         submission = self.submitter.submit(model, params, cache, max_age, inputs, submitter=submitter, backend=backend)
         self._queued(submission)
         return submission
@@ -223,11 +234,17 @@ class Platform:
         with self.database.read() as session:
             return backend_overview.overview(session, self._declared_backends(), self.backends)
 
-    def _require_uploads(self, model: str, params: Any) -> None:
-        """InvalidInput naming a file parameter whose value names no uploaded file."""
-        if isinstance(params, dict):
-            spec = self.workspace.model(model).spec
-            require_stored(self.artifacts, references_in(spec.params, params).items())
+    def _require_uploads(self, model: str, params: Any, pins: Mapping[str, str] | None = None) -> None:
+        """InvalidInput naming a file parameter whose value names no uploaded file, or a folder
+        input's parameter naming a folder the data version lacks."""
+        if not isinstance(params, dict):
+            return
+        spec = self.workspace.model(model).spec
+        require_stored(self.artifacts, references_in(spec.params, params).items())
+        if spec.input_folders:
+            filled = validate_params(spec.params, params)
+            with self.database.read() as session:
+                input_versions.check_folders(session, spec, filled, pins or {})
 
     def request_sync(self, dataset: str, *, walk_all: bool = False) -> tuple[DatasetSyncRow, bool]:
         """Queue a sync of ``dataset`` for the poller (or join the one in progress)."""

@@ -18,6 +18,8 @@ from modelrunner.api.attempts_routes import append_log
 from modelrunner.api.attempts_routes import router as attempts_router
 from modelrunner.api.backends_routes import router as backends_router
 from modelrunner.api.body_limits import BodyLimit, BodyLimits
+from modelrunner.api.dataset_files_routes import change_dataset, put_dataset_file
+from modelrunner.api.dataset_files_routes import router as dataset_files_router
 from modelrunner.api.datasets_routes import router as datasets_router
 from modelrunner.api.deps import AccessDep, PlatformDep
 from modelrunner.api.errors import install_error_handlers
@@ -91,6 +93,7 @@ def create_app(platform: Platform) -> FastAPI:
     api.include_router(runs_router)
     api.include_router(attempt_outputs_router)
     api.include_router(datasets_router)
+    api.include_router(dataset_files_router)
     api.include_router(schedules_router)
     api.include_router(backends_router)
     api.include_router(export_router)
@@ -118,6 +121,8 @@ def create_app(platform: Platform) -> FastAPI:
         larger={
             put_file: BodyLimit("max_upload_bytes", settings.max_upload_bytes),
             submit_with_files: BodyLimit("max_upload_bytes", settings.max_upload_bytes),
+            put_dataset_file: BodyLimit("max_upload_bytes", settings.max_upload_bytes),
+            change_dataset: BodyLimit("max_upload_bytes", settings.max_upload_bytes),
             append_log: BodyLimit("max_log_append_bytes", settings.max_log_append_bytes),
         },
     )

@@ -371,10 +371,24 @@ class DatasetVersionOut(BaseModel):
     summary: str
     file_count: int
     total_size: int = Field(description="Bytes")
+    author: str | None = Field(default=None, description="Who made it (a managed dataset's change)")
+    message: str | None = Field(default=None, description="Why, in their words (a managed dataset's change)")
+    parent: str | None = Field(default=None, description="The version it changed (a managed dataset's change)")
 
     @classmethod
     def of(cls, row: DatasetVersionRow) -> DatasetVersionOut:
-        return cls.model_validate(row, from_attributes=True)
+        meta = row.meta or {}
+        return cls(
+            version=row.version,
+            time=row.time,
+            discovered_at=row.discovered_at,
+            summary=row.summary,
+            file_count=row.file_count,
+            total_size=row.total_size,
+            author=meta.get("author"),
+            message=meta.get("message"),
+            parent=meta.get("parent"),
+        )
 
 
 class DataFileOut(BaseModel):
@@ -397,7 +411,7 @@ class DatasetVersionDetail(DatasetVersionOut):
 
 class DatasetSummaryOut(BaseModel):
     name: str
-    source: str = Field(description="git, files or http")
+    source: str = Field(description="git, files, http or managed")
     description: str
     poll: float | None = Field(description="Seconds between automatic syncs; null when synced only on request")
     version_count: int

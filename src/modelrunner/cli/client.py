@@ -152,6 +152,23 @@ class Client:
         result: dict[str, Any] = self._json("DELETE", f"/datasets/{name}/versions")
         return int(result["deleted"])
 
+    def change_dataset(
+        self, name: str, files: list[tuple[str, Path]], message: str, base: str | None
+    ) -> dict[str, Any]:
+        """Put ``files`` ((path in the dataset, local file)) into a managed dataset as one version."""
+        from modelrunner.cli.file_uploads import dataset_parts
+
+        fields = {"message": message, **({"base": base} if base else {})}
+        with dataset_parts(files) as parts:
+            result: dict[str, Any] = self._json(
+                "POST", f"/datasets/{name}/files", data=fields, files=parts, timeout=None
+            )
+        return result
+
+    def dataset_diff(self, name: str, old: str, new: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", f"/datasets/{name}/diff", params={"from": old, "to": new})
+        return result
+
     def request_sync(self, name: str, walk_all: bool) -> dict[str, Any]:
         """The sync queued now, or the one already in progress (``joined`` true)."""
         result: dict[str, Any] = self._json("POST", f"/datasets/{name}/sync", json={"all": walk_all})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
 import typer
@@ -15,7 +16,9 @@ from modelrunner.cli.run_view import SHORT_VERSION as SHORT
 
 _SYNC_FINAL = frozenset({"succeeded", "failed"})
 
-data_app = typer.Typer(help="Datasets: list them, see their versions, sync new versions from their sources.")
+data_app = typer.Typer(
+    help="Datasets: list them, see their versions, sync new versions from their sources, put files into managed ones."
+)
 
 DatasetName = Annotated[
     str, typer.Argument(help="Name of the dataset (as declared in modelrunner.yaml).", show_default=False)
@@ -218,3 +221,88 @@ def _sync_cell(last: dict[str, Any] | None) -> Text:
     if moment:
         cell.append(f" {output.when(moment)}")
     return cell
+
+
+@data_app.command("put")
+def put(
+    name: DatasetName,
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Files or folders to put; a folder goes in with its own name and everything below it.",
+            show_default=False,
+            exists=True,
+        ),
+    ],
+    to: Annotated[
+        str,
+        typer.Option("--to", envvar="MODELRUNNER_DATA_TO", metavar="FOLDER", help="Put them below this folder."),
+    ] = "",
+    message: Annotated[
+        str,
+        typer.Option("--message", "-m", envvar="MODELRUNNER_DATA_MESSAGE", help="Why: kept with the new version."),
+    ] = "",
+    base: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MODELRUNNER_DATA_BASE",
+            metavar="VERSION",
+            help="Refuse the change if the dataset's newest version is not this one (someone changed it meanwhile).",
+        ),
+    ] = None,
+    json_output: options.Json = False,
+    server: options.Server = options.DEFAULT,
+) -> None:
+    """Put files into a managed dataset (source: managed): one new version, recording you and the
+    message. The dataset's write rules say which folders your groups may change.
+
+    Example: `modelrunner data put paris scenario-x/ --to scenarios -m "more lanes on the A4"`
+    """
+    files = _files_to_put(paths, to.strip().strip("/"))
+    with Client(server) as client:
+        change = client.change_dataset(name, files, message, base)
+    if json_output:
+        output.print_json(change)
+        return
+    version = change.get("version")
+    if version is None:
+        output.stdout().print(
+            f"no change: {name} already holds these files (version {(change['parent'] or '')[:SHORT]})"
+        )
+        return
+    output.stdout().print(
+        f"{name}: new version {version['version'][:SHORT]} ({version['file_count']} files) by {version['author']}"
+    )
+
+
+@data_app.command("diff")
+def diff(
+    name: DatasetName,
+    old: Annotated[str, typer.Argument(help="The older version (a unique prefix is enough).", show_default=False)],
+    new: Annotated[str, typer.Argument(help="The newer version (a unique prefix is enough).", show_default=False)],
+    json_output: options.Json = False,
+    server: options.Server = options.DEFAULT,
+) -> None:
+    """What changed between two versions of a dataset: files added, removed and changed."""
+    with Client(server) as client:
+        changes = client.dataset_diff(name, old, new)
+    if json_output:
+        output.print_json(changes)
+        return
+    for mark, key in (("+", "added"), ("-", "removed"), ("~", "changed")):
+        for path in changes[key]:
+            output.stdout().print(Text(f"{mark} {path}"))
+    if not any(changes[key] for key in ("added", "removed", "changed")):
+        output.stdout().print("no file differs")
+
+
+def _files_to_put(paths: list[Path], to: str) -> list[tuple[str, Path]]:
+    """(path in the dataset, local file) for every file of ``paths``."""
+    found: list[tuple[str, Path]] = []
+    for path in paths:
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                found.append((str(PurePosixPath(path.resolve().name, *file.relative_to(path).parts)), file))
+        else:
+            found.append((path.name, path))
+    return [(f"{to}/{inside}" if to else inside, file) for inside, file in found]

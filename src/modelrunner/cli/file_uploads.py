@@ -51,6 +51,35 @@ class _CountingReader:
 
 
 @contextmanager
+def _progress(total: int, what: str) -> Iterator[Any]:
+    """A function to call with each chunk's size: it moves a progress bar when ``total`` is big."""
+    if total < _BAR_FROM:
+        yield lambda size: None
+        return
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=output.stderr()) as progress:
+        task = progress.add_task(f"uploading {what}", total=total)
+        yield lambda size: progress.advance(task, size)
+
+
+@contextmanager
+def dataset_parts(files: list[tuple[str, Path]]) -> Iterator[list[tuple[str, Any]]]:
+    """The file parts of a dataset change (``POST /datasets/{name}/files``): each one's file name
+    is its path in the dataset."""
+    total = sum(local.stat().st_size for _, local in files)
+    with ExitStack() as stack:
+        advance = stack.enter_context(_progress(total, f"{len(files)} file(s)"))
+        parts = []
+        for inside, local in files:
+            try:
+                handle = stack.enter_context(local.open("rb"))
+            except OSError as exc:
+                raise ModelrunnerError(f"cannot read {local}: {exc.strerror or exc}") from exc
+            parts.append(("file", (inside, _CountingReader(handle, advance), "application/octet-stream")))
+        yield parts
+
+
+@contextmanager
 def upload_parts(body: dict[str, Any], files: dict[str, Path]) -> Iterator[tuple[dict[str, str], dict[str, Any]]]:
     """The form fields and files of a multipart submit (``POST .../runs/upload``), read as httpx
     sends them, behind one progress bar when they are big."""

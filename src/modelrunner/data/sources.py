@@ -11,8 +11,9 @@ from fsspec.core import split_protocol
 from modelrunner.data.files_source import FilesSource
 from modelrunner.data.git_source import GitSource
 from modelrunner.data.http_source import HttpSource
+from modelrunner.data.managed_source import ManagedSource
 from modelrunner.data.source import Source
-from modelrunner.spec.dataset_spec import FilesDataset, GitDataset, HttpDataset
+from modelrunner.spec.dataset_spec import FilesDataset, GitDataset, HttpDataset, ManagedDataset
 
 # What git itself takes for a remote rather than a path: `scheme://...`, or scp-like `host:path`
 # (a colon before any slash).
@@ -20,7 +21,11 @@ _GIT_REMOTE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://|^[^/]+:")
 
 
 def open_source(
-    name: str, spec: GitDataset | FilesDataset | HttpDataset, *, workspace_root: Path, state_dir: Path
+    name: str,
+    spec: GitDataset | FilesDataset | HttpDataset | ManagedDataset,
+    *,
+    workspace_root: Path,
+    state_dir: Path,
 ) -> Source:
     """The source of dataset ``name``. Opening touches nothing: errors surface on first use.
 
@@ -35,6 +40,8 @@ def open_source(
         protocol, _ = split_protocol(spec.url)
         url = spec.url if protocol else str(_local(spec.url, workspace_root))
         return FilesSource(name, url, spec.options)
+    if isinstance(spec, ManagedDataset):
+        return ManagedSource(name)
     return HttpSource(name, spec.url)
 
 

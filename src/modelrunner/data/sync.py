@@ -90,7 +90,7 @@ class DatasetSyncs:
     def claim(self, sync_id: int) -> bool:
         """Take a queued sync for this process; False if another took it or it ended."""
         with self._database.write() as session:
-            return _move(session, sync_id, SyncStatus.RUNNING, runner_id=self._runner_id, started_at=utcnow())
+            return move_sync(session, sync_id, SyncStatus.RUNNING, runner_id=self._runner_id, started_at=utcnow())
 
     def execute(self, sync_id: int) -> DatasetSyncRow:
         """Do a claimed sync to its end and record the outcome; the finished row."""
@@ -117,7 +117,7 @@ class DatasetSyncs:
             else:
                 snapshots = {}
             with self._database.write() as session:
-                finished = _move(
+                finished = move_sync(
                     session,
                     sync_id,
                     SyncStatus.SUCCEEDED,
@@ -127,7 +127,7 @@ class DatasetSyncs:
                     progress_message=_summary(found),
                 )
                 if finished:  # else it was failed meanwhile (its server stopping): record nothing
-                    _record(session, row, found, snapshots)
+                    record_versions(session, row, found, snapshots)
             if not finished:
                 return self.get(sync_id)
             for f in found:
@@ -141,7 +141,7 @@ class DatasetSyncs:
             else:
                 log.exception("dataset %s: sync %s failed", row.dataset, sync_id)
             with self._database.write() as session:
-                _move(session, sync_id, SyncStatus.FAILED, error=message, finished_at=utcnow())
+                move_sync(session, sync_id, SyncStatus.FAILED, error=message, finished_at=utcnow())
             self._on_failed(row.dataset)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -165,7 +165,7 @@ class DatasetSyncs:
                 and (r.runner_id == self._runner_id if only_this_process else is_dead_runner(r.runner_id))
             ]
             for sync_id in abandoned:
-                _move(session, sync_id, SyncStatus.FAILED, error=reason, finished_at=utcnow())
+                move_sync(session, sync_id, SyncStatus.FAILED, error=reason, finished_at=utcnow())
         return len(abandoned)
 
     def delete_versions(self, dataset: str) -> int:
@@ -198,7 +198,7 @@ class DatasetSyncs:
         return self._artifacts.uri(prefix)
 
 
-def _move(session: Session, sync_id: int, to: SyncStatus, **values: Any) -> bool:
+def move_sync(session: Session, sync_id: int, to: SyncStatus, **values: Any) -> bool:
     """The one way a sync changes state: compare-and-set from the states the table lets reach
     ``to``; False if the sync is elsewhere (another process moved it)."""
     return change_status(
@@ -208,7 +208,9 @@ def _move(session: Session, sync_id: int, to: SyncStatus, **values: Any) -> bool
     )
 
 
-def _record(session: Session, sync: DatasetSyncRow, found: list[FoundVersion], snapshots: dict[str, str]) -> None:
+def record_versions(
+    session: Session, sync: DatasetSyncRow, found: list[FoundVersion], snapshots: dict[str, str]
+) -> None:
     """The versions and their events, oldest first so ids grow with the data's time."""
     now = utcnow()
     rows = [

@@ -41,6 +41,7 @@ from modelrunner.metrics import LAUNCH_ERROR, LAUNCH_UNREACHABLE, Metrics
 from modelrunner.process_log import about_attempt
 from modelrunner.service_loop import ServiceLoop
 from modelrunner.spec.file_params import as_model_sees
+from modelrunner.spec.input_folders import folder_of
 from modelrunner.store import queries
 from modelrunner.store.database import Database
 from modelrunner.store.tables import AttemptRow
@@ -307,7 +308,10 @@ class Dispatcher:
                 declared_outputs=tuple(o.path for o in part.outputs),
                 slots=run.slots,
                 resources=part.resources,
-                inputs=tuple(JobInput(name, i["dataset"], i["version"]) for name, i in sorted(run.inputs.items())),
+                inputs=tuple(
+                    JobInput(name, i["dataset"], i["version"], folder_of(version.spec.input_folders, name, run.params))
+                    for name, i in sorted(run.inputs.items())
+                ),
                 upstream=(
                     *(UpstreamFile(**f) for f in (run.plan or {}).get("upstream", [])),
                     *(UpstreamFile(folder, name, f"{self._artifacts_url}/{key}") for folder, name, key in uploads),

@@ -12,7 +12,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from modelrunner.data import catalog
+from modelrunner.data.version_diff import folders
 from modelrunner.errors import Conflict, InvalidInput, NotFound
+from modelrunner.spec.input_folders import folder_of
 from modelrunner.spec.model_spec import ModelSpec
 from modelrunner.store import data_queries
 from modelrunner.store.tables import DatasetVersionRow
@@ -94,3 +96,23 @@ def _pinned(session: Session, name: str, dataset: str, pin: str) -> DatasetVersi
     except (InvalidInput, NotFound) as exc:
         # A pin is part of the request: whatever is wrong with it, the request is invalid there.
         raise InvalidInput(f"input '{name}': {exc.message}", field=f"inputs.{name}") from exc
+
+
+def check_folders(session: Session, model: ModelSpec, params: dict[str, Any], pins: Mapping[str, str]) -> None:
+    """InvalidInput naming the parameter when a folder input's folder is not a top-level folder
+    of the data version the run would read (spec/input_folders.py)."""
+    if not model.input_folders:
+        return
+    chosen = resolve(session, model, pins)
+    for name, path in model.input_folders.items():
+        folder = folder_of(model.input_folders, name, params)
+        if folder is None:
+            continue
+        row = data_queries.get_version(session, chosen[name].dataset, chosen[name].version)
+        there = folders(row) if row is not None else []
+        if folder not in there:
+            raise InvalidInput(
+                f"{path}: dataset '{chosen[name].dataset}' (version {chosen[name].version[:12]}) has no folder "
+                f"{folder!r}; its folders: {', '.join(there) or 'none'}",
+                field=path,
+            )

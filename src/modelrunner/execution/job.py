@@ -17,6 +17,7 @@ class JobInput:
     name: str
     dataset: str
     version: str
+    folder: str | None = None  # only this folder of the version (a folder input: spec/input_folders.py)
 
 
 @dataclass(frozen=True)

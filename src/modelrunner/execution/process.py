@@ -236,7 +236,10 @@ class AttemptProcess:
             if self._data_folder is None:
                 raise ModelrunnerError("this backend cannot provide dataset inputs")
             # A copy, not a link: a model that writes into its inputs must not change the cache.
-            shutil.copytree(self._data_folder(job_input.dataset, job_input.version), inputs_dir / job_input.name)
+            data = self._data_folder(job_input.dataset, job_input.version)
+            if job_input.folder is not None:  # one folder of the version (refused at submit when not there)
+                data = Path(resolve_under(data, job_input.folder, "input folder"))
+            shutil.copytree(data, inputs_dir / job_input.name)
         for upstream in self.job.upstream:
             if self._fetch_file is None:
                 raise ModelrunnerError("this backend cannot provide the outputs of upstream steps")

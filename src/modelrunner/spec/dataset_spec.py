@@ -68,4 +68,26 @@ class HttpDataset(_DatasetBase):
         return value
 
 
-DatasetSpec = Annotated[GitDataset | FilesDataset | HttpDataset, Field(discriminator="source")]
+class ManagedDataset(_DatasetBase):
+    """Files modelrunner stores itself: people put files into it (CLI, API, its page), and each
+    change is a version recording who made it and why. ``write`` says which groups may change
+    which paths: the first rule whose glob matches a path decides (``*`` crosses folders), a path
+    no rule matches may not be written; without rules, whoever may run a model reading the
+    dataset may write anywhere in it. Site admins may always write."""
+
+    source: Literal["managed"]
+    write: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='Path glob -> the groups that may write there, e.g. {"base/**": [planners], "**": [analysts]}',
+    )
+
+    @field_validator("write")
+    @classmethod
+    def _relative_globs(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for glob in value:
+            if not glob.strip() or glob.startswith("/") or ".." in Path(glob).parts:
+                raise ValueError(f"{glob!r} must be a glob of paths relative to the dataset's root")
+        return value
+
+
+DatasetSpec = Annotated[GitDataset | FilesDataset | HttpDataset | ManagedDataset, Field(discriminator="source")]
