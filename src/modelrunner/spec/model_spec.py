@@ -29,6 +29,7 @@ from modelrunner.errors import SpecError
 from modelrunner.spec.automation_spec import ScheduleSpec, TriggerSpec
 from modelrunner.spec.duration import parse_duration
 from modelrunner.spec.environment_spec import environment_problem
+from modelrunner.spec.input_folders import check_input_folders, split_folder_inputs
 from modelrunner.spec.model_version import left_out
 from modelrunner.spec.names import check_name, check_names
 from modelrunner.spec.notify_spec import ModelNotifySpec
@@ -236,7 +237,12 @@ class ModelSpec(BaseModel):
     retries: Retries = Retries()
     outputs: list[OutputDecl] = Field(default_factory=list)
     inputs: dict[str, str] = Field(
-        default_factory=dict, description="Input name -> dataset name; the files appear in MODELRUNNER_INPUTS/<input>/"
+        default_factory=dict,
+        description="Input name -> dataset name (or {dataset: NAME, path: params.PARAM}: only the folder the "
+        "parameter names); the files appear in MODELRUNNER_INPUTS/<input>/",
+    )
+    input_folders: dict[str, str] = Field(
+        default_factory=dict, description="Input name -> params.PARAM: the input is that folder of the dataset"
     )
     schedules: list[ScheduleSpec] = Field(default_factory=list)
     triggers: list[TriggerSpec] = Field(default_factory=list)
@@ -253,6 +259,11 @@ class ModelSpec(BaseModel):
     @classmethod
     def _valid_name(cls, value: str) -> str:
         return check_name(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _folder_inputs(cls, data: Any) -> Any:
+        return split_folder_inputs(data)
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -310,6 +321,7 @@ class ModelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _steps_fit_together(self) -> ModelSpec:
+        check_input_folders(self.input_folders, self.inputs, self.params)
         for name, step in self.steps.items():
             if name in self.inputs:
                 raise ValueError(f"steps.{name}: an input has this name too; both would be MODELRUNNER_INPUTS/{name}")
