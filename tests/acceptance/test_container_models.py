@@ -9,6 +9,7 @@ base image (about two minutes), later runs find it. pytest -s shows what a test 
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import sys
 import time
@@ -34,8 +35,11 @@ pytestmark = [
 podman_base = container_images.podman_base  # the session's fixture: the base image and podman's settings
 
 REPOSITORY = "localhost/modelrunner-test-model"
-TAG = f"{REPOSITORY}:current"  # what the models name; moved between the two builds below
-BACKEND = "boxes"
+# Each process's own tag and backend: should xdist split the module over workers, their servers
+# and re-tags stay apart (the images themselves are the same builds).
+_OWN = secrets.token_hex(3)
+TAG = f"{REPOSITORY}:current-{_OWN}"  # what the models name; moved between the two builds below
+BACKEND = f"boxes-{_OWN}"
 
 # The model inside the image: it knows nothing of modelrunner, only the contract's variables.
 MODEL = """\
@@ -194,6 +198,7 @@ def served(podman_base: PodmanBase, tmp_path_factory: pytest.TempPathFactory) ->
             server.stop()
             for name in Served(server, podman_base.env, workspace).containers():
                 subprocess.run(["podman", "rm", "--force", name], env=podman_base.env, capture_output=True)
+            subprocess.run(["podman", "untag", TAG, TAG], env=podman_base.env, capture_output=True)
 
 
 def test_an_image_runs_as_a_model_under_the_contract(served: Served) -> None:
