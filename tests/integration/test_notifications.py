@@ -476,7 +476,10 @@ def test_two_servers_create_each_delivery_once_and_send_it_once(
 ) -> None:
     database = store.database
     add_user(database, "alice", email="alice@example.org", groups=["analysts"])
-    outboxes = [Outbox(database, store.workspace, default_base_url=BASE_URL, settle_seconds=0) for _ in range(2)]
+    outboxes = [
+        Outbox(database, store.workspace, store.artifacts, default_base_url=BASE_URL, settle_seconds=0)
+        for _ in range(2)
+    ]
     outboxes[0].collect()  # the first look starts the cursor after the history
     with database.write() as session:
         alice_id = _user_row_id(session, "alice")

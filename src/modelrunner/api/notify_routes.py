@@ -32,18 +32,23 @@ def list_subscriptions(platform: PlatformDep, access: AccessDep) -> list[Subscri
     "/subscriptions",
     response_model=SubscriptionCreated,
     status_code=201,
-    summary="Subscribe to a model's runs or to one run",
+    summary="Subscribe to a model's runs (or a step's, an output's changes, runs with given parameters) or one run",
     responses={
         **_SIGN_IN,
         403: {"description": "You may not view the model"},
         404: {"description": "Unknown model or run"},
         409: {"description": "The run has ended, or you have this subscription already"},
-        422: {"description": "No e-mail address (or no e-mail on this server) for email/digest; a bad url or secret"},
+        422: {
+            "description": "No e-mail address (or no e-mail on this server) for email/digest; a bad url or "
+            "secret; an unknown step or parameter, a bad output path"
+        },
     },
 )
 def create_subscription(body: SubscriptionBody, platform: PlatformDep, access: AccessDep) -> SubscriptionCreated:
     """Needs `view` on the model. A webhook without `secret` gets a random one, returned in this
-    answer only: keep it to verify the `X-Modelrunner-Signature` of its requests."""
+    answer only: keep it to verify the `X-Modelrunner-Signature` of its requests. `step`,
+    `output` and `params` narrow a model subscription to one step's runs, to one output's
+    changes, to runs with those parameter values."""
     request = subscriptions.SubscriptionRequest(
         model=body.model,
         run_id=body.run_id,
@@ -51,6 +56,9 @@ def create_subscription(body: SubscriptionBody, platform: PlatformDep, access: A
         channel=body.channel,
         url=body.url,
         secret=body.secret,
+        step=body.step,
+        output=body.output,
+        params=body.params,
     )
     with platform.database.write() as session:
         created = subscriptions.subscribe(session, access, platform.workspace, platform.secret_keys, request)

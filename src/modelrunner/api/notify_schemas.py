@@ -22,10 +22,20 @@ class SubscriptionRequest(BaseModel):
 
     model: str | None = Field(default=None, description="Every top-level run of this model (or give `run_id`)")
     run_id: RowId | None = Field(default=None, description="This one run (it must not have ended yet)")
-    on: NotifyOn = Field(
-        default=NotifyOn.ALL,
+    on: NotifyOn | None = Field(
+        default=None,
         description="all: every run that ends; failures: failed or timed out; results_changed: successes whose "
-        "outputs differ from the previous result for the same parameters",
+        "outputs differ from the previous result for the same parameters (only the outputs the model's "
+        "notify.changes names). Default: results_changed with `output`, else all",
+    )
+    step: str | None = Field(
+        default=None, max_length=63, description="Only the runs of this step of the pipeline (each fan-out item's)"
+    )
+    output: str | None = Field(
+        default=None, max_length=1024, description="Only when this output's bytes change (e.g. results.csv)"
+    )
+    params: dict[str, Any] | None = Field(
+        default=None, description='Only runs whose parameters hold these values, e.g. {"query": "covid"}'
     )
     channel: Channel = Field(description="email or digest (to your e-mail address), or webhook (`url`)")
     url: str | None = Field(default=None, description="The webhook's URL")
@@ -47,6 +57,9 @@ class SubscriptionOut(BaseModel):
     model: str
     run_id: int | None = Field(description="The run subscribed to; null: every top-level run of the model")
     on: NotifyOn
+    step: str | None = Field(description="Only this pipeline step's runs")
+    output: str | None = Field(description="Only when this output's bytes change")
+    params: dict[str, Any] | None = Field(description="Only runs with these parameter values")
     channel: Channel
     target: str | None = Field(description="Where it goes: the user's e-mail address, or the webhook URL")
     created_at: dt.datetime
@@ -61,6 +74,9 @@ class SubscriptionOut(BaseModel):
             model=row.model,
             run_id=row.run_id,
             on=NotifyOn(row.notify_on),
+            step=row.step,
+            output=row.output,
+            params=row.params,
             channel=Channel(row.channel),
             target=public_url(target) if target and row.channel == Channel.WEBHOOK else target,
             created_at=row.created_at,

@@ -3,6 +3,7 @@ or digest, and what was sent. They act as the user of MODELRUNNER_TOKEN."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import typer
@@ -11,6 +12,7 @@ from rich.text import Text
 from modelrunner import units
 from modelrunner.cli import options, output
 from modelrunner.cli.client import Client
+from modelrunner.engine.run_reads import param_filters
 from modelrunner.errors import ModelrunnerError
 from modelrunner.notify.states import DeliveryStatus, NotifyOn
 from modelrunner.store.row_ids import INT64_MAX
@@ -39,15 +41,34 @@ def add(
     run: Annotated[
         int | None, typer.Option("--run", help="This one run (it must not have ended).", min=1, max=INT64_MAX)
     ] = None,
+    step: Annotated[
+        str | None,
+        typer.Option("--step", envvar="MODELRUNNER_STEP", help="Only the runs of this step of the pipeline."),
+    ] = None,
+    output_path: Annotated[
+        str | None,
+        typer.Option(
+            "--output", envvar="MODELRUNNER_OUTPUT", help="Only when this output's bytes change (e.g. results.csv)."
+        ),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            help="NAME=VALUE: only runs whose parameter has this value (a number, true, false or "
+            '"quoted text" is matched as that, anything else as text); repeat for several.',
+        ),
+    ] = None,
     on: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--on",
             envvar="MODELRUNNER_NOTIFY_ON",
             help="all (every run that ends), failures (failed or timed out), or results-changed (successes whose "
-            "outputs differ from the previous result for the same parameters).",
+            "outputs differ from the previous result for the same parameters). Default: results-changed with "
+            "--output, else all.",
         ),
-    ] = "all",
+    ] = None,
     email: Annotated[bool, typer.Option("--email", help="Mail each notification to your e-mail address.")] = False,
     webhook: Annotated[
         str | None, typer.Option("--webhook", help="POST each notification, signed, to this URL.")
@@ -65,7 +86,8 @@ def add(
     json_output: options.Json = False,
     server: options.Server = options.DEFAULT,
 ) -> None:
-    """Subscribe to a model's runs (or one run): by e-mail, webhook, or digest."""
+    """Subscribe to a model's runs (or one run): by e-mail, webhook, or digest. --step, --output
+    and --param narrow it to one step's runs, one output's changes, runs with those parameters."""
     if (model is None) == (run is None):
         raise ModelrunnerError("give either --model (all its runs) or --run (one run)")
     chosen = {"email": email, "webhook": webhook is not None, "digest": digest}
@@ -74,8 +96,13 @@ def add(
         raise ModelrunnerError("give one of --email, --webhook URL or --digest")
     if secret is not None and webhook is None:
         raise ModelrunnerError("--secret is for --webhook only")
-    body: dict[str, Any] = {"on": _notify_on(on), "channel": channels[0]}
-    body.update({key: value for key, value in (("model", model), ("run_id", run), ("url", webhook)) if value})
+    body: dict[str, Any] = {"channel": channels[0]}
+    if on is not None:
+        body["on"] = _notify_on(on)
+    given = (("model", model), ("run_id", run), ("url", webhook), ("step", step), ("output", output_path))
+    body.update({key: value for key, value in given if value})
+    if param:
+        body["params"] = param_filters(param)
     if secret is not None:
         body["secret"] = secret
     with Client(server) as client:
@@ -215,13 +242,32 @@ def _notify_on(value: str) -> str:
 
 
 def _watched(row: dict[str, Any]) -> str:
-    return f"run {row['run_id']} of {row['model']}" if row.get("run_id") else f"model {row['model']}"
+    if row.get("run_id"):
+        return f"run {row['run_id']} of {row['model']}"
+    return f"model {row['model']}" + "".join(f", {part}" for part in _narrowed(row))
+
+
+def _narrowed(row: dict[str, Any]) -> list[str]:
+    """``step answer_queries``, ``output results.csv``, ``query=covid``: what narrows a subscription."""
+    parts = [f"step {row['step']}"] if row.get("step") else []
+    if row.get("output"):
+        parts.append(f"output {row['output']}")
+    parts += [f"{name}={json.dumps(value)}" for name, value in (row.get("params") or {}).items()]
+    return parts
 
 
 def _describe(row: dict[str, Any]) -> str:
     """``e-mail to alice@example.org when a run of noop fails``."""
     how = {"email": "e-mail to", "webhook": "webhook to", "digest": "the digest mail to"}[row["channel"]]
-    watched = f"run {row['run_id']} of {row['model']}" if row.get("run_id") else f"a run of {row['model']}"
+    if row.get("run_id"):
+        watched = f"run {row['run_id']} of {row['model']}"
+    else:
+        step = f"step {row['step']} of " if row.get("step") else ""
+        watched = f"a run of {step}{row['model']}"
+        if row.get("params"):
+            watched += " with " + ", ".join(f"{n}={json.dumps(v)}" for n, v in row["params"].items())
+    if row.get("output"):
+        return f"{how} {row.get('target') or ''} when {watched} changes {row['output']}"
     return f"{how} {row.get('target') or ''} when {watched} {_ON_TEXT[NotifyOn(row['on'])]}"
 
 

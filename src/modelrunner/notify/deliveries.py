@@ -304,11 +304,13 @@ class Deliverer:
             return Sent(False, None, "this server sends no e-mail: add notifications.email to modelrunner.yaml")
         if not row.target:
             return Sent(False, None, "the user has no e-mail address; a site admin can set one")
+        payload = row.payload
         if row.kind == DeliveryKind.DIGEST:
-            subject, text = messages.digest_subject(row.payload), messages.digest_text(row.payload)
+            subject, text = messages.digest_subject(payload), messages.digest_text(payload)
+            html = messages.digest_html(payload)
         else:
-            subject, text = messages.run_subject(row.payload), messages.run_text(row.payload)
-        mail = email.message(spec.email, row.target, subject, text, row.key)
+            subject, text, html = messages.run_subject(payload), messages.run_text(payload), messages.run_html(payload)
+        mail = email.message(spec.email, row.target, subject, text, row.key, html)
         return email.send(spec.email, mail, self._environ)
 
 

@@ -9,6 +9,8 @@ What callers can rely on:
   (``engine/scheduler.py``, whose DST rules apply too);
 - the first tick is the next one after the server first sees the digest; after downtime the
   newest missed tick fires once; an edited cron or time zone starts again from now;
+- a digest groups what is new since the user's last digest by the subscription that held it,
+  each run with its own summary (the model's news, notify/summaries.py);
 - a user with nothing held gets no mail; a disabled user's items stay held until they are
   enabled again;
 - the digest mail is a delivery like any other (key ``digest-u<user>-<tick>``), sent and retried
@@ -111,6 +113,10 @@ def _compose(session: Session, tick_at: dt.datetime) -> int:
     for row in notify_queries.held_deliveries(session, DeliveryStatus.HELD.value):
         held[row.user_id].append(row)
     users = account_queries.users_by_id(session, list(held))
+    subscribed = notify_queries.subscriptions_by_id(
+        session, {row.subscription_id for rows in held.values() for row in rows if row.subscription_id is not None}
+    )
+    described = {row.id: messages.subscription_payload(row) for row in subscribed.values()}
     created = 0
     for user_id, items in held.items():
         user = users.get(user_id)
@@ -118,7 +124,12 @@ def _compose(session: Session, tick_at: dt.datetime) -> int:
             continue
         key = digest_key(user_id, tick_at)
         payload = messages.digest_payload(
-            key=key, user=user.name, tick_at=tick_at, items=[item.payload for item in items], total=len(items)
+            key=key,
+            user=user.name,
+            tick_at=tick_at,
+            items=[item.payload for item in items],
+            total=len(items),
+            subscriptions=described,
         )
         mail = DeliveryRow(
             key=key,

@@ -20,10 +20,11 @@ from modelrunner.notify.sent import Sent, redacted
 from modelrunner.spec.notify_spec import EmailSpec, SmtpSecurity
 
 
-def message(spec: EmailSpec, to: str, subject: str, text: str, key: str) -> EmailMessage:
-    """A plain-text mail. Its ``Message-ID`` is made of the delivery's idempotency key, the same
-    on every attempt, so a mail sent twice (a crash after sending, before recording it) can be
-    recognised as one by mail clients and filters."""
+def message(spec: EmailSpec, to: str, subject: str, text: str, key: str, html: str | None = None) -> EmailMessage:
+    """A plain-text mail, or with ``html`` one with both bodies (multipart/alternative). Its
+    ``Message-ID`` is made of the delivery's idempotency key, the same on every attempt, so a mail
+    sent twice (a crash after sending, before recording it) can be recognised as one by mail
+    clients and filters."""
     domain = spec.sender.rpartition("@")[2] or "modelrunner"
     mail = EmailMessage()
     mail["From"] = spec.sender
@@ -33,6 +34,8 @@ def message(spec: EmailSpec, to: str, subject: str, text: str, key: str) -> Emai
     mail["Message-ID"] = f"<{key}@{domain}>"
     mail["X-Modelrunner-Delivery"] = key
     mail.set_content(text)
+    if html is not None:
+        mail.add_alternative(html, subtype="html")
     return mail
 
 

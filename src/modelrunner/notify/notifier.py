@@ -9,6 +9,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
 
+from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.auth.secret_keys import SecretKeys
 from modelrunner.clock import utcnow
 from modelrunner.errors import ModelrunnerError
@@ -35,13 +36,14 @@ class Notifier:
         workspace: Workspace,
         keys: SecretKeys,
         *,
+        artifacts: ArtifactStore,
         runner_id: str,
         default_base_url: str,
         tick_seconds: float,
         clock: Callable[[], dt.datetime] = utcnow,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        self.outbox = Outbox(database, workspace, default_base_url=default_base_url)
+        self.outbox = Outbox(database, workspace, artifacts, default_base_url=default_base_url)
         self.digest = Digest(database, workspace, clock=clock)
         self.deliverer = Deliverer(database, workspace, runner_id, keys, environ=environ, on_sent=self.wake)
         self._database = database

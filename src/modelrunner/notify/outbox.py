@@ -13,11 +13,17 @@ What callers can rely on:
 - the events notified are runs that *ended*: succeeded, failed, timed_out, cancelled. A cache hit
   computes nothing and notifies nobody (its result was announced when it was computed);
 - a model subscription hears of the model's top-level runs (a pipeline's run, not its step
-  runs); a run subscription hears of that one run;
+  runs); one with ``step`` hears of that step's runs instead (each fan-out item's); a run
+  subscription hears of that one run. One with ``params`` hears only of runs whose parameters
+  hold those values (2 matches 2.0; true matches no 1);
 - ``failures`` means failed or timed_out (a cancelled run was asked to stop);
   ``results_changed`` means a success whose outputs (path -> sha256) differ from those of the
   previous computed success of the same model, step and fan-out item with the same parameters,
-  or a first result (runs further back than ``_CHANGE_LOOKBACK`` successes count as none);
+  or a first result (runs further back than ``_CHANGE_LOOKBACK`` successes count as none). Only
+  the outputs the model's ``notify.changes`` names count (all without it), and for a
+  subscription with ``output`` only that output: a first result counts only if it wrote it;
+- a run's summary (the output its model's ``notify.summary`` names, read as
+  notify/summaries.py says) is read once per run and goes into every payload about it;
 - a subscription hears only of events that happened after it was created, and only while its
   user exists, is not disabled and may ``view`` the model (access is checked at each event, so
   leaving a group ends the notifications);
@@ -27,24 +33,28 @@ What callers can rely on:
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from sqlalchemy.orm import Session
 
+from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.auth import accounts
 from modelrunner.auth.access import Access
 from modelrunner.clock import utcnow
 from modelrunner.engine.states import RunStatus
 from modelrunner.errors import AlreadyExists, ChangedMeanwhile
-from modelrunner.notify import messages
+from modelrunner.notify import messages, summaries
 from modelrunner.notify.states import NOTIFIED_RUN_STATES, Channel, DeliveryKind, DeliveryStatus, NotifyOn, wants
 from modelrunner.spec.access_spec import Level
+from modelrunner.spec.notify_spec import ModelNotifySpec
 from modelrunner.spec.workspace import Workspace, WorkspaceSpec
 from modelrunner.store import account_queries, automation_queries, notify_queries, queries
 from modelrunner.store.automation_queries import Event
 from modelrunner.store.database import Database
-from modelrunner.store.tables import DeliveryRow, RunRow, SubscriptionRow, TriggerCursorRow, UserRow
+from modelrunner.store.tables import DeliveryRow, OutputRow, RunRow, SubscriptionRow, TriggerCursorRow, UserRow
 
 log = logging.getLogger("modelrunner.notify")
 
@@ -69,12 +79,14 @@ class Outbox:
         self,
         database: Database,
         workspace: Workspace,
+        artifacts: ArtifactStore,
         *,
         default_base_url: str,
         settle_seconds: float | None = None,
     ) -> None:
         self._database = database
         self._workspace = workspace
+        self._artifacts = artifacts
         self._default_base_url = default_base_url.rstrip("/")
         settle = settle_seconds if settle_seconds is not None else (0.0 if database.is_sqlite else _SETTLE_SECONDS)
         self._settle = dt.timedelta(seconds=settle)
@@ -133,8 +145,7 @@ class Outbox:
         if not ended or not notify_queries.any_active_subscription(session):
             return []  # nobody to notify: the runs need not be read
         runs = notify_queries.runs_by_id(session, {event.run_id for event in ended if event.run_id is not None})
-        models = {run.model_name for run in runs.values() if run.parent_id is None}
-        subscriptions = notify_queries.subscriptions_for(session, models, list(runs))
+        subscriptions = notify_queries.subscriptions_for(session, {run.model_name for run in runs.values()}, list(runs))
         if not subscriptions:
             return []
         audience = _Audience(session, spec, {s.user_id for s in subscriptions})
@@ -145,57 +156,156 @@ class Outbox:
             run = runs.get(event.run_id or 0)
             if run is None:
                 continue
-            status = RunStatus(event.data["to"])
-            changed: bool | None = None
-            outputs = None
+            news = _RunNews(session, self._artifacts, run, RunStatus(event.data["to"]))
             for subscription in subscriptions:
-                if not _covers(subscription, run) or subscription.created_at > event.created_at:
+                if not covers(subscription, run) or subscription.created_at > event.created_at:
                     continue
                 user = audience.user_who_may_view(subscription.user_id, run.model_name)
                 if user is None:
                     continue
-                if status == RunStatus.SUCCEEDED and changed is None:
-                    changed = results_changed(session, run)
-                if not wants(NotifyOn(subscription.notify_on), status, bool(changed)):
+                changed = news.changed(subscription.output)
+                if not wants(NotifyOn(subscription.notify_on), news.status, bool(changed)):
                     continue
-                if outputs is None:
-                    outputs = queries.outputs_of(session, run.id)
                 key = delivery_key(subscription.id, event.id)
                 payload = messages.run_payload(
                     key=key,
                     subscription_id=subscription.id,
                     event_id=event.id,
                     occurred_at=event.created_at,
-                    status=status.value,
+                    status=news.status.value,
                     run=run,
-                    outputs=outputs,
+                    outputs=news.outputs,
                     results_changed=changed,
                     base_url=base_url,
+                    summary=news.summary,
                 )
                 rows.append(_delivery(subscription, user, event, run, payload, key, now))
         return rows
 
 
-def results_changed(session: Session, run: RunRow) -> bool:
+class _RunNews:
+    """What the notifications of one run that ended say, each part read once when first needed."""
+
+    def __init__(self, session: Session, artifacts: ArtifactStore, run: RunRow, status: RunStatus) -> None:
+        self._session = session
+        self._artifacts = artifacts
+        self.run = run
+        self.status = status
+        self._outputs: list[OutputRow] | None = None
+        self._spec: ModelNotifySpec | None = None
+        self._changed: dict[str | None, bool] = {}
+        self._summary: dict[str, Any] | None = None
+        self._summary_read = False
+
+    @property
+    def outputs(self) -> list[OutputRow]:
+        if self._outputs is None:
+            self._outputs = queries.outputs_of(self._session, self.run.id)
+        return self._outputs
+
+    @property
+    def spec(self) -> ModelNotifySpec:
+        if self._spec is None:
+            self._spec = model_notify_spec(self._session, self.run)
+        return self._spec
+
+    def changed(self, output: str | None) -> bool | None:
+        """Whether the run's results changed (None unless it succeeded): those ``notify.changes``
+        names, or only ``output`` when a subscription watches one."""
+        if self.status != RunStatus.SUCCEEDED:
+            return None
+        if output not in self._changed:
+            run = self.run
+            if output is not None:
+                self._changed[output] = results_changed(
+                    self._session, run, lambda path: output in summaries.output_names(run, path), require=True
+                )
+            elif self.spec.changes is not None:
+                patterns = self.spec.changes
+                self._changed[output] = results_changed(
+                    self._session, run, lambda path: _matches(summaries.output_names(run, path), patterns)
+                )
+            else:
+                self._changed[output] = results_changed(self._session, run)
+        return self._changed[output]
+
+    @property
+    def summary(self) -> dict[str, Any] | None:
+        if not self._summary_read:
+            found = summaries.summary_output(self.run, self.outputs, self.spec)
+            read = summaries.read_summary(self._artifacts, found) if found is not None else None
+            self._summary = read.as_payload() if read is not None else None
+            self._summary_read = True
+        return self._summary
+
+
+def model_notify_spec(session: Session, run: RunRow) -> ModelNotifySpec:
+    """The ``notify:`` section of the model version the run ran (empty if it cannot be read)."""
+    version = queries.get_model_version(session, run.model_name, run.model_version)
+    if version is None:
+        return ModelNotifySpec()
+    try:
+        return ModelNotifySpec.model_validate(version.spec.get("notify") or {})
+    except ValueError:
+        return ModelNotifySpec()
+
+
+def results_changed(
+    session: Session, run: RunRow, counts: Callable[[str], bool] | None = None, *, require: bool = False
+) -> bool:
     """Whether a succeeded run's outputs differ from those of the previous computed success of
-    the same model, step and item with the same parameters (True when there is none)."""
-    mine = notify_queries.output_digests(session, run.id)
+    the same model, step and item with the same parameters (True when there is none). Only the
+    outputs ``counts`` accepts are compared; with ``require``, a run that wrote none of them
+    brought no changed results."""
+    mine = _counted(notify_queries.output_digests(session, run.id), counts)
+    if require and not mine:
+        return False
     before, looked = run.id, 0
     while looked < _CHANGE_LOOKBACK:
         earlier = notify_queries.earlier_computed_successes(session, run, before, _LOOKBACK_BATCH)
         for other in earlier:
             if other.params == run.params:
-                return notify_queries.output_digests(session, other.id) != mine
+                return _counted(notify_queries.output_digests(session, other.id), counts) != mine
         if len(earlier) < _LOOKBACK_BATCH:
             return True
         before, looked = earlier[-1].id, looked + len(earlier)
     return True
 
 
-def _covers(subscription: SubscriptionRow, run: RunRow) -> bool:
+def _counted(digests: dict[str, str], counts: Callable[[str], bool] | None) -> dict[str, str]:
+    return digests if counts is None else {path: sha for path, sha in digests.items() if counts(path)}
+
+
+def _matches(names: Sequence[str], patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for name in names for pattern in patterns)
+
+
+def covers(subscription: SubscriptionRow, run: RunRow) -> bool:
+    """Whether ``subscription`` is about ``run`` (its model, step, run and parameters; not yet
+    whether the run's ending is one it asks for)."""
     if subscription.run_id is not None:
-        return subscription.run_id == run.id
-    return subscription.model == run.model_name and run.parent_id is None
+        if subscription.run_id != run.id:
+            return False
+    elif subscription.model != run.model_name:
+        return False
+    elif subscription.step is not None:
+        if run.step != subscription.step or run.parent_id is None:
+            return False
+    elif run.parent_id is not None:
+        return False
+    return all(
+        _same_value(run.params.get(name, _MISSING), value) for name, value in (subscription.params or {}).items()
+    )
+
+
+_MISSING = object()
+
+
+def _same_value(actual: object, wanted: object) -> bool:
+    """JSON equality as a person means it: 2 is 2.0, but true is not 1."""
+    if isinstance(actual, bool) or isinstance(wanted, bool):
+        return isinstance(actual, bool) and isinstance(wanted, bool) and actual == wanted
+    return actual == wanted
 
 
 def _delivery(

@@ -5,6 +5,11 @@ Rules callers can rely on:
 
 - only signed-in users subscribe; a subscription belongs to its creator. Subscribing to a model,
   or to one of its runs, needs ``view`` on the model;
+- a model subscription may be narrowed (422 naming what is wrong otherwise): ``step`` to one
+  step of a pipeline (one the model declares), ``output`` to the changes of one output (a
+  relative path; such a subscription asks for ``results_changed``, its default), ``params`` to
+  runs with these parameter values (names the model's parameter schema declares, at most
+  ``MAX_PARAMS`` of them);
 - ``email`` and ``digest`` go to the user's e-mail address (422 at subscribe time without one,
   or when the server has no ``notifications.email``; digests also need ``notifications.digest``);
   ``webhook`` needs an http(s) URL, and signs with the secret given or, without one, with a new
@@ -21,7 +26,9 @@ Every function takes the caller's session, so a route decides the transaction.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
@@ -35,24 +42,33 @@ from modelrunner.notify import webhooks
 from modelrunner.notify.delivery_transition import cancel_unsent
 from modelrunner.notify.states import Channel, DeliveryStatus, NotifyOn
 from modelrunner.spec.access_spec import Level
+from modelrunner.spec.notify_spec import output_path
 from modelrunner.spec.workspace import Workspace
 from modelrunner.store import account_queries, notify_queries, queries
 from modelrunner.store.tables import DeliveryAttemptRow, DeliveryRow, SubscriptionRow, UserRow
 
 MIN_SECRET_LENGTH = 16
+MAX_PARAMS = 20  # parameter values one subscription may name
+MAX_PARAMS_CHARS = 4096  # their JSON
+MAX_OUTPUT_CHARS = 1024
 _FINAL = {status.value for status in FINAL_RUN_STATES}
 
 
 @dataclass(frozen=True)
 class SubscriptionRequest:
-    """What a caller asks for: ``model`` or ``run_id`` (one of them), when, and how."""
+    """What a caller asks for: ``model`` or ``run_id`` (one of them), when, and how; a model
+    subscription narrowed to a ``step``, an ``output``'s changes, runs with ``params``.
+    ``notify_on`` None: ``results_changed`` with an output, else ``all``."""
 
     model: str | None
     run_id: int | None
-    notify_on: NotifyOn
+    notify_on: NotifyOn | None
     channel: Channel
     url: str | None = None
     secret: str | None = None
+    step: str | None = None
+    output: str | None = None
+    params: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,36 +105,38 @@ def subscribe(
     """Create the caller's subscription (a webhook's secret encrypted with ``keys``); see the
     module's rules for the errors."""
     access.require_signed_in("subscribing to notifications")
+    if request.run_id is not None and _narrowed(request):
+        raise InvalidInput(
+            "step, output and params narrow a model subscription; a run subscription hears of that run only",
+            field="run_id",
+        )
     model = _target_model(session, access, workspace, request)
     user = account_queries.user_by_id(session, access.principal.user_id or 0)
     if user is None:
         raise NotFound(f"unknown user '{access.principal.name}'")
+    notify_on = _narrowing(workspace, model, request)
     _check_channel(workspace, user, request)
     url = request.url if request.channel == Channel.WEBHOOK else None
-    same = notify_queries.same_subscription(
-        session,
-        user_id=user.id,
-        model=model,
-        run_id=request.run_id,
-        notify_on=request.notify_on.value,
-        channel=request.channel.value,
-        url=url,
-    )
-    if same is not None:
-        raise Conflict(f"you have this subscription already (id {same.id})", subscription=same.id)
-    generated = webhooks.new_secret() if request.channel == Channel.WEBHOOK and request.secret is None else None
-    secret = (request.secret or generated) if request.channel == Channel.WEBHOOK else None
     row = SubscriptionRow(
         user_id=user.id,
         model=model,
         run_id=request.run_id,
-        notify_on=request.notify_on.value,
+        notify_on=notify_on.value,
+        step=request.step,
+        output=request.output.strip() if request.output is not None else None,
+        params=request.params or None,
         channel=request.channel.value,
         url=url,
-        secret=keys.encrypt(secret) if secret is not None else None,
+        secret=None,
         created_at=utcnow(),
         removed_at=None,
     )
+    same = notify_queries.same_subscription(session, row)
+    if same is not None:
+        raise Conflict(f"you have this subscription already (id {same.id})", subscription=same.id)
+    generated = webhooks.new_secret() if request.channel == Channel.WEBHOOK and request.secret is None else None
+    secret = (request.secret or generated) if request.channel == Channel.WEBHOOK else None
+    row.secret = keys.encrypt(secret) if secret is not None else None
     notify_queries.add_subscription(session, row)
     return NewSubscription(SubscriptionView(row, user), generated)
 
@@ -202,6 +220,64 @@ def _target_model(session: Session, access: Access, workspace: Workspace, reques
     access.require(model, Level.VIEW, f"subscribing to model '{model}'")
     workspace.model(model)  # NotFound for a model the workspace does not have
     return model
+
+
+def _narrowed(request: SubscriptionRequest) -> bool:
+    return request.step is not None or request.output is not None or bool(request.params)
+
+
+def _narrowing(workspace: Workspace, model: str, request: SubscriptionRequest) -> NotifyOn:
+    """Check the step, output and parameter values a subscription is narrowed to; what it is
+    notified on."""
+    narrowed = _narrowed(request)
+    if request.output is not None:
+        if request.notify_on not in (None, NotifyOn.RESULTS_CHANGED):
+            raise InvalidInput(
+                f"output: a subscription to one output hears when its bytes change (on results_changed), "
+                f"not on {request.notify_on.value}",
+                field="on",
+            )
+        if len(request.output) > MAX_OUTPUT_CHARS:
+            raise InvalidInput(f"output: at most {MAX_OUTPUT_CHARS} characters", field="output")
+        try:
+            output_path(request.output, "output")
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field="output") from None
+    if not narrowed:
+        return request.notify_on or NotifyOn.ALL
+    spec = workspace.model(model).spec
+    if request.step is not None and request.step not in spec.steps:
+        known = ", ".join(spec.steps)
+        raise InvalidInput(
+            f"model '{model}' has no step '{request.step}'"
+            + (f" (its steps: {known})" if known else ": it is not a pipeline"),
+            field="step",
+        )
+    if request.params:
+        _check_params(model, spec.params, request.params)
+    if request.output is not None:
+        return NotifyOn.RESULTS_CHANGED
+    return request.notify_on or NotifyOn.ALL
+
+
+def _check_params(model: str, schema: dict[str, Any], params: dict[str, Any]) -> None:
+    if len(params) > MAX_PARAMS:
+        raise InvalidInput(f"params: at most {MAX_PARAMS} parameter values", field="params")
+    try:
+        text = json.dumps(params, allow_nan=False)
+    except ValueError:
+        raise InvalidInput("params: a value is not a finite number", field="params") from None
+    if len(text) > MAX_PARAMS_CHARS:
+        raise InvalidInput(f"params: at most {MAX_PARAMS_CHARS} characters of JSON", field="params")
+    declared = schema.get("properties")
+    if isinstance(declared, dict):
+        unknown = sorted(name for name in params if name not in declared)
+        if unknown:
+            raise InvalidInput(
+                f"params: model '{model}' has no parameter {', '.join(repr(n) for n in unknown)} "
+                f"(its parameters: {', '.join(declared) or 'none'})",
+                field="params",
+            )
 
 
 def _check_channel(workspace: Workspace, user: UserRow, request: SubscriptionRequest) -> None:

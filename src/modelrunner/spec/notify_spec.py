@@ -141,6 +141,11 @@ class NotificationsSpec(BaseModel):
         return value.rstrip("/")
 
 
+def output_path(value: str, what: str) -> str:
+    """``value`` as the path of a run's output; ValueError naming ``what`` otherwise."""
+    return _output_path(value, what)
+
+
 def _output_path(value: str, what: str) -> str:
     text = value.strip()
     if not text or text.startswith("/") or "\\" in text or ".." in text.split("/"):

@@ -35,6 +35,14 @@ def subscription(session: Session, subscription_id: int) -> SubscriptionRow | No
     return session.get(SubscriptionRow, subscription_id)
 
 
+def subscriptions_by_id(session: Session, ids: Collection[int]) -> dict[int, SubscriptionRow]:
+    """The subscriptions of ``ids``, removed or not."""
+    if not ids:
+        return {}
+    statement = select(SubscriptionRow).where(SubscriptionRow.id.in_(list(ids)))
+    return {row.id: row for row in session.scalars(statement)}
+
+
 def subscriptions(session: Session, user_id: int | None) -> list[SubscriptionRow]:
     """The active subscriptions of one user (of everyone with None), oldest first."""
     statement = select(SubscriptionRow).where(SubscriptionRow.removed_at.is_(None)).order_by(SubscriptionRow.id)
@@ -43,24 +51,27 @@ def subscriptions(session: Session, user_id: int | None) -> list[SubscriptionRow
     return list(session.scalars(statement))
 
 
-def same_subscription(
-    session: Session, *, user_id: int, model: str, run_id: int | None, notify_on: str, channel: str, url: str | None
-) -> SubscriptionRow | None:
-    """An active subscription of the user that asks for exactly this."""
+def same_subscription(session: Session, row: SubscriptionRow) -> SubscriptionRow | None:
+    """An active subscription of ``row``'s user that asks for exactly what ``row`` does."""
     statement = select(SubscriptionRow).where(
         SubscriptionRow.removed_at.is_(None),
-        SubscriptionRow.user_id == user_id,
-        SubscriptionRow.model == model,
-        SubscriptionRow.run_id.is_(None) if run_id is None else SubscriptionRow.run_id == run_id,
-        SubscriptionRow.notify_on == notify_on,
-        SubscriptionRow.channel == channel,
-        SubscriptionRow.url.is_(None) if url is None else SubscriptionRow.url == url,
+        SubscriptionRow.user_id == row.user_id,
+        SubscriptionRow.model == row.model,
+        SubscriptionRow.run_id.is_(None) if row.run_id is None else SubscriptionRow.run_id == row.run_id,
+        SubscriptionRow.step.is_(None) if row.step is None else SubscriptionRow.step == row.step,
+        SubscriptionRow.output.is_(None) if row.output is None else SubscriptionRow.output == row.output,
+        SubscriptionRow.notify_on == row.notify_on,
+        SubscriptionRow.channel == row.channel,
+        SubscriptionRow.url.is_(None) if row.url is None else SubscriptionRow.url == row.url,
     )
-    return session.scalars(statement.limit(1)).first()
+    # Parameter values are JSON, which the two stores compare differently: compared here.
+    wanted = row.params or {}
+    return next((found for found in session.scalars(statement) if (found.params or {}) == wanted), None)
 
 
 def subscriptions_for(session: Session, models: Collection[str], run_ids: Collection[int]) -> list[SubscriptionRow]:
-    """The active subscriptions to any of ``models`` (whole-model ones) or ``run_ids``."""
+    """The active subscriptions to any of ``models`` (whole-model ones, and those narrowed to a
+    step, an output or parameter values) or ``run_ids``."""
     if not models and not run_ids:
         return []
     statement = (
