@@ -29,7 +29,10 @@ least as new, so its result is the newer one even if an older run finished after
 
 Runtimes. A run's runtime is its wall time from the start of its first attempt to its end
 (retries and the waits between them included), as a cron VM would have timed the job; only
-computed succeeded runs have one.
+succeeded runs that computed their whole result have one. A cache hit computed nothing, and a
+pipeline run that took some steps' results from the cache (a rerun ``--only publish``, or
+``--from summarise``) computed only part of it: neither is the "current runtime" nor in the
+mean; a row counts them apart (``cache_hits``, ``partial_runs``) so their absence is visible.
 """
 
 from __future__ import annotations
@@ -119,13 +122,18 @@ class StatusRow(_ExportRow):
 class RuntimeRow(_ExportRow):
     """Wall times (first start to end) of the computed succeeded runs of one row's runs."""
 
-    runs: int = Field(description="Computed succeeded runs; the mean is over these")
+    runs: int = Field(description="Succeeded runs that computed their whole result; the mean is over these")
     current_run_id: int | None = Field(description="The newest computed succeeded run")
     current_runtime_s: float | None
     previous_run_id: int | None = Field(description="The computed succeeded run before it")
     previous_runtime_s: float | None
     change: float | None = Field(description="current_runtime_s / previous_runtime_s")
     mean_runtime_s: float | None
+    cache_hits: int = Field(description="Succeeded runs answered from the cache: no runtime")
+    partial_runs: int = Field(
+        description="Succeeded pipeline runs that took some steps' results from the cache (partial reruns): "
+        "not in the runtimes"
+    )
 
 
 def status_rows(
@@ -164,6 +172,8 @@ def runtime_rows(
     newest: dict[tuple[str, str], dict[int, export_queries.TimedRun]] = {}
     for timed in export_queries.newest_timed_runs(session, per_group=2, model=model, schedule=schedule):
         newest.setdefault((timed.model_name, timed.origin_group), {})[timed.rank] = timed
+    partial = export_queries.count_partial_runs(session, model=model, schedule=schedule)
+    hits = {(t.model_name, t.origin_group): t.cache_hits for t in tallies}
     keys = {(t.model_name, t.origin_group) for t in tallies} | set(declared)
     rows = []
     for key in sorted(keys, key=_row_order):
@@ -185,6 +195,8 @@ def runtime_rows(
                 previous_runtime_s=previous_s,
                 change=_ratio(current_s, previous_s),
                 mean_runtime_s=round(mean.mean_seconds, _DECIMALS) if mean else None,
+                cache_hits=hits.get(key, 0),
+                partial_runs=partial.get(key, 0),
             )
         )
     return rows

@@ -52,6 +52,11 @@ def list_runs(
             "not the text 2); any other value as text (`region=north`)"
         ),
     ] = None,
+    since: Annotated[
+        str | None,
+        Query(description="Runs submitted since: a duration back from now (`2d`, `12h`) or a date or time (UTC)"),
+    ] = None,
+    until: Annotated[str | None, Query(description="Runs submitted before: as `since`")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
 ) -> RunPage:
@@ -65,6 +70,8 @@ def list_runs(
         submitter=submitter,
         backend=backend,
         params=run_reads.param_filters(param or []),
+        since=run_reads.moment(since, "since") if since is not None else None,
+        until=run_reads.moment(until, "until") if until is not None else None,
     )
     listing = run_reads.list_runs(platform, access, which, limit)
     params_bytes = platform.settings.list_params_bytes

@@ -101,12 +101,13 @@ def runtimes(
     server: options.Server = options.DEFAULT,
 ) -> None:
     """Per model, one row per schedule item, per trigger and for the on-demand runs: the runtime (first
-    start to end, in seconds) of the newest computed succeeded run, of the one before it, their
-    ratio, and the mean over all of them."""
+    start to end, in seconds) of the newest succeeded run that computed its whole result, of the one
+    before it, their ratio, and the mean over all of them. Cache hits and pipeline runs that reused
+    some steps' results (partial reruns) have no runtime: they are counted apart."""
     rows = _export("runtimes", model, schedule, csv_output, output_file, json_output, server)
     if rows is None:
         return
-    table = output.table("model", "runs of", "runs", "current", "previous", "change", "mean")
+    table = output.table("model", "runs of", "runs", "current", "previous", "change", "mean", "not timed")
     for row in rows:
         table.add_row(
             output.cell(row["model"]),
@@ -116,10 +117,21 @@ def runtimes(
             units.duration(row["previous_runtime_s"]),
             f"{row['change'] - 1:+.0%}" if row["change"] is not None else "",
             units.duration(row["mean_runtime_s"]),
+            _not_timed(row),
         )
     output.stdout().print(table)
     if not rows:
         output.hint("no runs yet: start one with `modelrunner run MODEL`")
+
+
+def _not_timed(row: dict[str, Any]) -> str:
+    """The succeeded runs left out of a row's runtimes, and why."""
+    said = [
+        f"{count} {what}"
+        for count, what in ((row.get("cache_hits", 0), "cache hits"), (row.get("partial_runs", 0), "partial reruns"))
+        if count
+    ]
+    return ", ".join(said)
 
 
 def _export(

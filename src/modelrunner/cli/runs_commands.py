@@ -65,14 +65,38 @@ def list_runs(
             'a number, true, false or "quoted text" is matched as that, anything else as text); repeat for several.'
         ),
     ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MODELRUNNER_SINCE",
+            metavar="WHEN",
+            help="Only runs submitted since: a time back from now (2d, 12h, 30m) or a date or time in UTC "
+            "(2026-12-01, 2026-12-01T08:30).",
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(envvar="MODELRUNNER_UNTIL", metavar="WHEN", help="Only runs submitted before: as --since."),
+    ] = None,
     json_output: options.Json = False,
     server: options.Server = options.DEFAULT,
 ) -> None:
-    """List runs, newest first (the steps of a pipeline only with --pipeline)."""
+    """List runs, newest first (the steps of a pipeline only with --pipeline).
+
+    Example: `modelrunner runs list --param dataset=uk --status failed --since 2d`
+    """
     statuses = [s.value for s in status or []]
     with Client(server) as client:
         runs = client.runs(
-            limit, model=model, status=statuses, parent=parent, submitter=submitter, backend=backend, param=param
+            limit,
+            model=model,
+            status=statuses,
+            parent=parent,
+            submitter=submitter,
+            backend=backend,
+            param=param,
+            since=since,
+            until=until,
         )
     if json_output:
         output.print_json(runs)
@@ -120,14 +144,26 @@ def logs(
         bool,
         typer.Option("--follow", "-f", envvar="MODELRUNNER_FOLLOW", help="Keep printing new lines until the run ends."),
     ] = False,
+    all_steps: Annotated[
+        bool,
+        typer.Option(
+            "--all-steps", envvar="MODELRUNNER_ALL_STEPS", help="Pipeline: every step's log, also when some failed."
+        ),
+    ] = False,
     server: options.Server = options.DEFAULT,
 ) -> None:
     """Print what the run's model printed (stdout and stderr of every attempt).
 
-    For a cache hit, the log of the run that computed the result is shown.
+    For a cache hit, the log of the run that computed the result is shown. For a pipeline run,
+    the log of each failing step, or of each step when none failed, under a header per step.
     """
     with Client(server) as client:
         run = client.run(run_id)
+        if run.get("kind") == "pipeline":
+            from modelrunner.cli.pipeline_logs import print_pipeline_logs
+
+            print_pipeline_logs(client, run, every_step=all_steps, follow=follow)
+            return
         if run.get("cache_hit") and run.get("source_run_id") is not None:
             output.hint(f"run {run_id} was answered from the cache; this is the log of run {run['source_run_id']}")
         offset = 0

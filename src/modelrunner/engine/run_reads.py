@@ -9,6 +9,7 @@ caller's ``Access`` and hold only runs of models the caller may view.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from collections.abc import Collection, Iterable
@@ -20,10 +21,12 @@ from sqlalchemy.orm import Session
 from modelrunner.artifacts.logs import LogPage
 from modelrunner.auth.access import Access
 from modelrunner.auth.run_access import RunPermission, permitted_run, require_cancel
+from modelrunner.clock import utcnow
 from modelrunner.engine import pipelines
 from modelrunner.engine.pipelines import StepState
 from modelrunner.errors import InvalidInput, NotFound
 from modelrunner.spec.access_spec import Level
+from modelrunner.spec.duration import parse_duration
 from modelrunner.spec.model_spec import ModelSpec
 from modelrunner.store import partial_output_queries, queries, run_reads_queries
 from modelrunner.store.row_ids import INT64_MAX
@@ -149,6 +152,26 @@ def param_filters(texts: Iterable[str]) -> dict[str, ParamValue]:
             )
         found[name.strip()] = _param_value(value.strip())
     return found
+
+
+def moment(text: str, name: str, now: dt.datetime | None = None) -> dt.datetime:
+    """A bound of a list of runs (``since``, ``until``) as given: a duration back from ``now``
+    (``2d``, ``12h``, ``90m``) or a date or date and time (``2026-12-01``, ``2026-12-01T08:30``;
+    UTC unless it names a zone). InvalidInput naming ``name`` for anything else."""
+    try:
+        return (now or utcnow()) - dt.timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInput(
+            f"{name}: '{text}' is neither a duration back from now (2d, 12h, 30m) nor a date or time "
+            "(2026-12-01, 2026-12-01T08:30)",
+            field=name,
+            location="query",
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
 def _param_value(text: str) -> ParamValue:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     and_,
     case,
     cast,
+    exists,
     func,
     literal,
     or_,
@@ -228,6 +229,9 @@ def newest_timed_runs(
 
 
 def _computed_successes(model: str | None, schedule: str | None) -> Subquery:
+    """Succeeded runs that computed their whole result: no cache hit, and no pipeline run that
+    took some steps' results from the cache (a partial rerun such as ``--only publish``): their
+    wall time is not what computing the model takes."""
     return _top_level_runs(
         model,
         schedule,
@@ -235,7 +239,28 @@ def _computed_successes(model: str | None, schedule: str | None) -> Subquery:
         _runs.c.cache_hit.is_(False),
         _runs.c.started_at.is_not(None),
         _runs.c.finished_at.is_not(None),
+        ~_reused_steps(),
     )
+
+
+def _reused_steps() -> Any:
+    """Whether a run (of ``_runs``) is a pipeline run with a step answered from the cache."""
+    steps = _runs.alias("steps")
+    return exists().where(steps.c.parent_id == _runs.c.id, steps.c.cache_hit.is_(True))
+
+
+def count_partial_runs(
+    session: Session, *, model: str | None = None, schedule: str | None = None
+) -> dict[tuple[str, str], int]:
+    """Per (model, origin group): the succeeded pipeline runs that took some steps' results from
+    the cache (left out of runtimes); groups without one are left out."""
+    runs = _top_level_runs(
+        model, schedule, _runs.c.status == RunStatus.SUCCEEDED.value, _runs.c.cache_hit.is_(False), _reused_steps()
+    )
+    statement = select(runs.c.model_name, runs.c.origin_group, func.count()).group_by(
+        runs.c.model_name, runs.c.origin_group
+    )
+    return {(name, group): count for name, group, count in session.execute(statement)}
 
 
 def runs_by_id(session: Session, run_ids: Collection[int]) -> dict[int, RunRow]:

@@ -27,7 +27,8 @@ class RunFilter:
     """Which runs a list holds, newest first: the step runs of ``parent_id``, or without it the
     runs that are not steps of a pipeline; ``models`` None means every model's. ``submitter`` is
     a user's name; ``params`` holds parameter name -> the value it must have (of the same JSON
-    type: 2 matches 2.0, the text "2" does not)."""
+    type: 2 matches 2.0, the text "2" does not); ``since`` and ``until`` bound when a run was
+    submitted (``since`` included, ``until`` not)."""
 
     model: str | None = None
     models: Collection[str] | None = None
@@ -37,6 +38,8 @@ class RunFilter:
     submitter: str | None = None
     backend: str | None = None
     params: Mapping[str, ParamValue] = field(default_factory=dict)
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
 
     def where(self, dialect: str) -> list[ColumnElement[bool]]:
         """The clauses of this filter in the SQL of ``dialect`` (``sqlite`` or ``postgresql``)."""
@@ -53,6 +56,10 @@ class RunFilter:
             clauses.append(_runs.c.submitted_by.in_(select(UserRow.id).where(UserRow.name == self.submitter)))
         if self.backend is not None:
             clauses.append(_runs.c.backend == self.backend)
+        if self.since is not None:
+            clauses.append(_runs.c.created_at >= self.since)
+        if self.until is not None:
+            clauses.append(_runs.c.created_at < self.until)
         clauses += [_param_is(dialect, name, value) for name, value in self.params.items()]
         return clauses
 

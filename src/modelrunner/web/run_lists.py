@@ -106,6 +106,8 @@ def runs_page(
     submitter: str = "",
     backend: str = "",
     param: Texts = [],  # noqa: B006
+    since: str = "",
+    until: str = "",
     before: str = "",
 ) -> Response:
     """The runs of the models the caller may view, newest first, a page at a time; an empty
@@ -128,9 +130,19 @@ def runs_page(
         submitter=submitter.strip() or None,
         backend=backend or None,
         params=run_reads.param_filters(params),
+        since=run_reads.moment(since, "since") if since.strip() else None,
+        until=run_reads.moment(until, "until") if until.strip() else None,
     )
     listing = run_reads.list_runs(platform, access, which, RUNS_PER_PAGE)
-    chosen = {"model": model, "status": statuses, "submitter": submitter.strip(), "backend": backend, "param": params}
+    chosen = {
+        "model": model,
+        "status": statuses,
+        "submitter": submitter.strip(),
+        "backend": backend,
+        "param": params,
+        "since": since.strip(),
+        "until": until.strip(),
+    }
     older = None
     if listing.more:
         older = "/runs?" + urlencode(_query(chosen, before=listing.runs[-1].id), doseq=True)
