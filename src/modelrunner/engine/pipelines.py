@@ -18,6 +18,7 @@ from modelrunner.engine.cache_hit import record_hit
 from modelrunner.engine.cache_key import cache_key
 from modelrunner.engine.input_versions import Inputs
 from modelrunner.engine.states import ACTIVE_RUN_STATES, RunStatus
+from modelrunner.engine.step_versions import StepVersion
 from modelrunner.engine.transition import create_run, transition
 from modelrunner.errors import InvalidInput
 from modelrunner.spec.model_spec import ModelSpec, Need, StepSpec
@@ -49,9 +50,11 @@ class PipelinePlan:
     rerun_of: int | None = None
     skipped_because: dict[str, str] = field(default_factory=dict)  # step in `skip` -> why
     profile: dict[str, Any] | None = None
+    # step -> StepVersion.as_json(): what stands for the model version in its runs' keys
+    versions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        data = {
+        data: dict[str, Any] = {
             "items": {step: [[key, item] for key, item in items] for step, items in self.items.items()},
             "refresh": sorted(self.refresh),
             "skip": self.skip,
@@ -60,6 +63,8 @@ class PipelinePlan:
         }
         if self.profile is not None:
             data["profile"] = self.profile
+        if self.versions:
+            data["versions"] = self.versions
         return data
 
     @classmethod
@@ -71,6 +76,7 @@ class PipelinePlan:
             rerun_of=data.get("rerun_of"),
             skipped_because=dict(data.get("skipped_because", {})),
             profile=data.get("profile"),
+            versions=dict(data.get("versions", {})),
         )
 
     @property
@@ -100,11 +106,13 @@ def plan(
     publish: bool,
     rerun_of: int | None = None,
     profile: dict[str, Any] | None = None,
+    versions: dict[str, StepVersion] | None = None,
 ) -> PipelinePlan:
     """The plan of a new pipeline run. InvalidInput for a fan-out that is not a list.
 
     See ``left_out`` for the steps it leaves out. A step chained item by item gets the items of
-    the step it is chained to."""
+    the step it is chained to. ``versions`` (step_versions) key each step's runs; a step
+    without one is keyed by the pipeline's model version."""
     unknown = sorted(refresh - set(spec.steps))
     if unknown:
         raise InvalidInput(f"model '{spec.name}' has no step {unknown[0]!r}", field="from")
@@ -120,7 +128,8 @@ def plan(
         else:
             items[name] = _keyed(_items_of(session, name, step, params, inputs))
     skip = [name for name in spec.step_order() if name in because]
-    return PipelinePlan(items, frozenset(refresh), skip, rerun_of, because, profile)
+    kept = {name: version.as_json() for name, version in (versions or {}).items() if name in items}
+    return PipelinePlan(items, frozenset(refresh), skip, rerun_of, because, profile, kept)
 
 
 def left_out(spec: ModelSpec, params: dict[str, Any], publish: bool) -> dict[str, str]:
@@ -286,7 +295,7 @@ def _start_step(
         upstream_files, upstream_key = _upstream([*whole_runs, *chained_runs[item_key]], outputs)
         key = cache_key(
             pipeline.model_name,
-            pipeline.model_version,
+            pipeline_plan.versions.get(name, {}).get("version", pipeline.model_version),
             pipeline.params,
             step=name,
             item=item,
@@ -311,7 +320,8 @@ def _start_step(
                 continue
         if queries.active_run_for_key(session, key) is not None:
             continue  # computed right now for another pipeline: this item waits for its result
-        run_plan: dict[str, Any] = {"upstream": upstream_files}
+        # upstream_key: the upstream part of its key, so `runs explain` can say what changed.
+        run_plan: dict[str, Any] = {"upstream": upstream_files, "upstream_key": upstream_key}
         if pipeline_plan.profile is not None:
             run_plan["profile"] = pipeline_plan.profile
         run = RunRow(

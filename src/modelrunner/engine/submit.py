@@ -22,6 +22,7 @@ from modelrunner.engine.pipelines import PipelinePlan
 from modelrunner.engine.routing import Route, choose_backend
 from modelrunner.engine.run_profile import RunProfile
 from modelrunner.engine.states import RunStatus
+from modelrunner.engine.step_versions import StepVersions
 from modelrunner.engine.transition import create_run, create_runs
 from modelrunner.errors import AlreadyExists, Conflict, Forbidden, InvalidInput, ModelrunnerError, NotFound
 from modelrunner.spec.model_spec import ModelSpec
@@ -128,6 +129,7 @@ class Submitter:
         self._profile = profile.as_json() if profile is not None else None
         self._recorded_versions: set[tuple[str, str]] = set()
         self._images = ImageVersions(workspace)
+        self._step_versions = StepVersions()
 
     def submit(
         self,
@@ -200,7 +202,15 @@ class Submitter:
             refresh = set(model.spec.steps) if cache == CacheMode.REFRESH else set(refresh_steps or ())
             with self._database.read() as session:
                 plan = pipelines.plan(
-                    session, model.spec, validated, chosen, refresh, self._publish, rerun_of, self._profile
+                    session,
+                    model.spec,
+                    validated,
+                    chosen,
+                    refresh,
+                    self._publish,
+                    rerun_of,
+                    self._profile,
+                    self._step_versions.of(model),
                 )
         key = cache_key(
             model.name,

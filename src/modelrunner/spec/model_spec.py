@@ -158,6 +158,11 @@ class StepSpec(BaseModel):
     foreach: list[Any] | str | None = None
     publish: bool = Field(default=False, description="Publishes results; a profile can switch such steps off")
     when: str | None = Field(default=None, description="Runs only if this holds, e.g. `params.daily` or `not params.x`")
+    files: list[str] | None = Field(
+        default=None,
+        description="The files it uses (gitignore-style patterns): only they and its own spec make its version; "
+        "none: the whole folder",
+    )
 
     @field_validator("command")
     @classmethod
@@ -168,6 +173,11 @@ class StepSpec(BaseModel):
     @classmethod
     def _in_model_folder(cls, value: str | None) -> str | None:
         return _relative_file(value) if value is not None else None
+
+    @field_validator("files")
+    @classmethod
+    def _file_patterns(cls, value: list[str] | None) -> list[str] | None:
+        return _file_patterns(value) if value is not None else None
 
     @model_validator(mode="after")
     def _one_form(self) -> StepSpec:
@@ -232,6 +242,10 @@ class ModelSpec(BaseModel):
         description="The file of the model folder its environment is built from (steps may name their own)",
     )
     steps: dict[str, StepSpec] = Field(default_factory=dict)
+    shared_files: list[str] = Field(
+        default_factory=list,
+        description="Files every step with `files:` uses too (gitignore-style patterns, e.g. lib/)",
+    )
     params: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
     resources: Resources = Resources()
     retries: Retries = Retries()
@@ -294,6 +308,11 @@ class ModelSpec(BaseModel):
     def _retries_shorthand(cls, value: Any) -> Any:
         return _retries_of(value)
 
+    @field_validator("shared_files")
+    @classmethod
+    def _shared_patterns(cls, value: list[str]) -> list[str]:
+        return _file_patterns(value)
+
     @field_validator("params")
     @classmethod
     def _valid_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
@@ -317,6 +336,8 @@ class ModelSpec(BaseModel):
             _check_form(self.command, self.notebook, self.image)
         if self.steps and self.outputs:
             raise ValueError("outputs: a pipeline declares its outputs per step")
+        if self.shared_files and not any(step.files is not None for step in self.steps.values()):
+            raise ValueError("shared_files: only steps with `files:` use them (a step without uses the whole folder)")
         return self
 
     @model_validator(mode="after")
@@ -436,6 +457,13 @@ class ModelSpec(BaseModel):
 def _non_empty_program(value: list[str]) -> list[str]:
     if not value[0].strip():
         raise ValueError("the first argument (the program) is empty")
+    return value
+
+
+def _file_patterns(value: list[str]) -> list[str]:
+    for pattern in value:
+        if not pattern.strip() or pattern.startswith("/") or ".." in PurePosixPath(pattern).parts:
+            raise ValueError(f"{pattern!r} must be a relative pattern inside the model folder")
     return value
 
 

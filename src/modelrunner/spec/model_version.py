@@ -16,8 +16,12 @@ from pathlib import Path, PurePosixPath
 
 import pathspec
 
+from modelrunner.errors import SpecError
+
 # A model's own list of what it leaves out, in gitignore syntax.
 IGNORE_FILE = ".modelrunnerignore"
+# The file that marks a workspace's root folder (spec/workspace.py reads it).
+WORKSPACE_FILE = "modelrunner.yaml"
 
 # Byproducts of running or editing a model that are not part of its code.
 _IGNORED_DIRS = {
@@ -31,22 +35,71 @@ _IGNORED_DIRS = {
 _IGNORED_SUFFIXES = (".pyc", ".pyo", "~", ".swp")
 
 
+class LinkRefused(SpecError):
+    """A symbolic link in a model folder that cannot be followed: it leaves the workspace, points
+    to nothing, or loops back to a folder that holds it."""
+
+
 def model_files(folder: Path) -> list[Path]:
     """The files that make up a model, sorted, relative to ``folder``: all but the byproducts
     (``.venv``, ``.git``, ``__pycache__``, ... and compiled or editor files) and what the
-    folder's ``.modelrunnerignore`` names."""
+    folder's ``.modelrunnerignore`` names.
+
+    Symbolic links are followed (a linked folder's files are the model's, under the link's
+    name) as long as they stay inside the workspace (the nearest folder above holding
+    modelrunner.yaml; the model folder itself without one): LinkRefused names a link that
+    leaves it, points to nothing or loops."""
     ignored = _ignore_spec(folder)
+    boundary = _boundary(folder)
     found: list[Path] = []
-    for root, dirs, files in os.walk(folder):
+    for root, dirs, files in os.walk(folder, followlinks=True):
         relative_root = Path(root).relative_to(folder)
-        dirs[:] = sorted(
-            d for d in dirs if d not in _IGNORED_DIRS and not ignored((relative_root / d).as_posix() + "/")
-        )
+        kept = []
+        for d in sorted(dirs):
+            if d in _IGNORED_DIRS or ignored((relative_root / d).as_posix() + "/"):
+                continue
+            if (Path(root) / d).is_symlink():
+                _check_link(folder, relative_root / d, boundary)
+            kept.append(d)
+        dirs[:] = kept
         for name in files:
             relative = relative_root / name
             if not name.endswith(_IGNORED_SUFFIXES) and not ignored(relative.as_posix()):
+                if (folder / relative).is_symlink():
+                    _check_link(folder, relative, boundary)
                 found.append(relative)
     return sorted(found)
+
+
+def _boundary(folder: Path) -> Path:
+    """Where a model's links may point: its workspace (the nearest folder above holding
+    modelrunner.yaml), or the model folder itself when it is in none."""
+    real = folder.resolve()
+    for candidate in real.parents:
+        if (candidate / WORKSPACE_FILE).is_file():
+            return candidate
+    return real
+
+
+def _check_link(folder: Path, relative: Path, boundary: Path) -> None:
+    path = folder / relative
+    pointed = os.readlink(path)
+    target = path.resolve()
+    shown = relative.as_posix()
+    if not target.is_relative_to(boundary):
+        raise LinkRefused(
+            f"{shown} links to {pointed}, outside the workspace {boundary}: "
+            "a model may only link to files of its workspace (copy the file in instead)",
+            problems=[f"{shown}: links outside the workspace"],
+        )
+    if not target.exists():
+        raise LinkRefused(f"{shown} links to {pointed}, which does not exist", problems=[f"{shown}: a broken link"])
+    holders = [folder / Path(*relative.parts[:depth]) for depth in range(len(relative.parts))]
+    if target.is_dir() and any(holder.resolve().is_relative_to(target) for holder in holders):
+        raise LinkRefused(
+            f"{shown} links to {pointed}, a folder that holds it: the model would hold itself",
+            problems=[f"{shown}: a link loop"],
+        )
 
 
 def left_out(folder: Path, relative: PurePosixPath) -> str | None:
@@ -56,8 +109,11 @@ def left_out(folder: Path, relative: PurePosixPath) -> str | None:
     for depth, part in enumerate(parts[:-1]):
         if part in _IGNORED_DIRS:
             return f"the folder copy leaves {'/'.join(parts[: depth + 1])} out"
-    if not (folder / relative).is_file() or Path(*parts) in set(model_files(folder)):
-        return None
+    try:
+        if not (folder / relative).is_file() or Path(*parts) in set(model_files(folder)):
+            return None
+    except LinkRefused:
+        return None  # the folder's refused link is its problem (Workspace.problems says it), not this file's
     return f"{IGNORE_FILE} leaves it out" if not parts[-1].endswith(_IGNORED_SUFFIXES) else "it is a byproduct file"
 
 
@@ -80,7 +136,9 @@ def fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
 
 
 def content_hash(folder: Path) -> str:
-    """sha256 over every file's relative path, executable bit and bytes; 16 hex digits."""
+    """sha256 over every file's relative path, executable bit and bytes; 16 hex digits. A linked
+    file counts as the file it points to, as the snapshot holds it: a link and a copy of the same
+    content are the same version, with the same snapshot."""
     digest = hashlib.sha256()
     for relative in model_files(folder):
         path = folder / relative
@@ -94,7 +152,8 @@ def content_hash(folder: Path) -> str:
 def snapshot(folder: Path) -> bytes:
     """A gzip tar of the model's files, so an attempt runs exactly the version submitted."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+    # dereference: a link is stored as the file it points to, as content_hash counts it.
+    with tarfile.open(fileobj=buffer, mode="w:gz", dereference=True) as archive:
         for relative in model_files(folder):
             archive.add(folder / relative, arcname=relative.as_posix(), recursive=False)
     return buffer.getvalue()
@@ -112,3 +171,12 @@ def unpack(archive_bytes: bytes, destination: Path) -> None:
     """Extract a snapshot made by :func:`snapshot` into ``destination``."""
     with tarfile.open(fileobj=io.BytesIO(archive_bytes), mode="r:gz") as archive:
         archive.extractall(destination, filter="data")
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of one file's executable bit and bytes (a link: of the file it points to); 16 hex digits."""
+    digest = hashlib.sha256(b"x" if os.access(path, os.X_OK) else b"-")
+    with path.open("rb") as read:
+        for block in iter(lambda: read.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]

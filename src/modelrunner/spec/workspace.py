@@ -35,10 +35,11 @@ from modelrunner.spec.model_spec import (
     message_of,
     program_problems,
 )
-from modelrunner.spec.model_version import content_hash, fingerprint
+from modelrunner.spec.model_version import LinkRefused, content_hash, fingerprint
 from modelrunner.spec.names import RESERVED_VARIABLE_PREFIX, check_names
 from modelrunner.spec.notebook_check import notebook_problems
 from modelrunner.spec.notify_spec import NotificationsSpec
+from modelrunner.spec.step_files import file_problems
 
 WORKSPACE_FILE = "modelrunner.yaml"
 TEMPLATE = Path(__file__).parent / "workspace_template"
@@ -239,6 +240,8 @@ class Workspace:
                 problems.extend(program_problems(entry.model.spec, folder, self._shown(folder / MODEL_FILE)))
                 problems.extend(notebook_problems(entry.model.spec, folder, self._shown(folder / MODEL_FILE)))
                 problems.extend(self._input_problems(entry.model, self._shown(folder / MODEL_FILE)))
+                model_file = self._shown(folder / MODEL_FILE)
+                problems.extend(SpecProblem(model_file, f, m) for f, m in file_problems(entry.model.spec, folder))
                 if entry.model.name in seen:
                     problems.append(
                         SpecProblem(
@@ -445,7 +448,10 @@ class Workspace:
         return loaded
 
     def _load(self, folder: Path) -> _Cached:
-        current = fingerprint(folder)
+        try:
+            current = fingerprint(folder)
+        except LinkRefused as exc:  # a model that cannot be copied as it is cannot run: say why
+            return _Cached((), None, [SpecProblem(self._shown(folder / MODEL_FILE), "", exc.message)])
         with self._lock:
             cached = self._cache.get(folder)
             if cached is None or cached.fingerprint != current:
