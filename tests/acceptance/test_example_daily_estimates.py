@@ -264,16 +264,24 @@ def test_the_readme_walk_through(server: Server, workspace: Path, tmp_path: Path
     )
     assert not published.exists()
 
-    # Rerun from summarise: the estimates are not executed again, summarise is.
+    # summarise.py edited, then a rerun from summarise: each step is keyed by the files it uses
+    # (`files:`), so the estimates are not executed again; summarise is: 1 of 5 step runs computed.
+    script = workspace / MODEL / "summarise.py"
+    script.write_text(script.read_text() + "# The table's layout, as the team edits it.\n")
     rerun = cli_json("runs", "rerun", str(first["id"]), "--from", "summarise", env=env)
     assert rerun["submission"] == "created" and rerun["id"] != first["id"]
-    finished(env, rerun["id"])
+    rerun_run = finished(env, rerun["id"])
     again = children(server, rerun["id"])
     assert sorted(again) == [*ESTIMATES, "summarise"]
+    assert [name for name, run in sorted(again.items()) if computed(run)] == ["summarise"]
     for name in ESTIMATES:
         assert answered_from_cache(again[name]), again[name]
         assert again[name]["source_run_id"] == steps[name]["id"]
-    assert computed(again["summarise"])
+    assert rerun_run["model_version"] != first["model_version"]  # what ran is the edited folder
+    explained = modelrunner("runs", "explain", str(rerun["id"]), env=env).splitlines()
+    north, summarised = again["estimate/north"], again["summarise"]
+    assert f"run {north['id']} estimate[north]: answered by run {steps['estimate/north']['id']}" in "\n".join(explained)
+    assert f"run {summarised['id']} summarise: computed again as asked" in "\n".join(explained)
     assert output_text(server, rerun["id"], "summarise/summary.csv") == output_text(
         server, first["id"], "summarise/summary.csv"
     )

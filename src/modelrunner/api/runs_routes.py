@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response
 from fastapi.responses import StreamingResponse
@@ -22,7 +22,7 @@ from modelrunner.api.schemas import (
     SubmitResponse,
 )
 from modelrunner.auth.run_access import RunPermission
-from modelrunner.engine import run_reads
+from modelrunner.engine import run_explain, run_reads
 from modelrunner.engine.states import RunStatus
 from modelrunner.engine.submit import SubmitOutcome
 from modelrunner.errors import InvalidInput
@@ -85,6 +85,16 @@ def list_runs(
 def get_run(viewer: RunViewer, platform: PlatformDep) -> RunDetail:
     """A pipeline run also lists its steps with their states and runs."""
     return RunDetail.of_bundle(run_reads.run_detail(platform, viewer, with_steps=True))
+
+
+@router.get("/{run_id}/explain", summary="Why the run (each step run of a pipeline run) was or was not a cache hit")
+def explain(viewer: RunViewer, platform: PlatformDep) -> dict[str, Any]:
+    """For each run: ``outcome`` (cache_hit, computed, recompute_asked, first), a ``reason`` in
+    words, the ``source_run`` of a hit, and for a computed run the closest earlier run of the same
+    step and item it was ``compared_with`` and the ``differences`` of their keys (part, name,
+    before, after)."""
+    run, found = run_explain.explain_run(platform, viewer)
+    return {"run": run.id, "model": run.model_name, "kind": run.kind, "explanations": [e.as_json() for e in found]}
 
 
 @router.post(

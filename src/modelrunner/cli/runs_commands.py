@@ -212,6 +212,23 @@ def rerun(
     raise typer.Exit(0 if final["status"] == "succeeded" else 1)
 
 
+@runs_app.command("explain")
+def explain(run_id: RunId, json_output: options.Json = False, server: options.Server = options.DEFAULT) -> None:
+    """Say why a run, or each step run of a pipeline run, was or was not answered from the cache:
+    the run that answered it, or which parts of its key (a file, a parameter, an input, an
+    upstream output, the profile) differ from the closest earlier run of the same step."""
+    with Client(server) as client:
+        found = client.explain(run_id)
+    if json_output:
+        output.print_json(found)
+        return
+    console = output.stdout()
+    for entry in found["explanations"]:
+        step = entry["step"] or found["model"]
+        item = f"[{entry['item_key']}]" if entry["item_key"] is not None else ""
+        console.print(f"run {entry['run']} {step}{item}: {entry['reason']}", markup=False, highlight=False)
+
+
 @runs_app.command("cancel")
 def cancel(run_id: RunId, server: options.Server = options.DEFAULT) -> None:
     """Cancel a queued or running run (the model gets SIGTERM, then SIGKILL after a grace period)."""
