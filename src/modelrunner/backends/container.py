@@ -88,12 +88,15 @@ class ContainerAttemptProcess(AttemptProcess):
             threading.Thread(target=stop_container, args=(self._run.cli, self._name, self._grace), daemon=True).start()
 
     def run(self, *args: Any, **kwargs: Any) -> Outcome:
+        outcome: Outcome | None = None
         try:
-            return super().run(*args, **kwargs)
+            outcome = super().run(*args, **kwargs)
+            return outcome
         finally:
-            # The engine's client removes a container that ends (--rm), unless it was killed
-            # with the model's supervisor: a stopped attempt removes its container itself.
-            if self._run is not None and self._launched and self.stop_requested:
+            # The engine's client removes a container that ends (--rm), unless it was killed with
+            # the model's supervisor: an attempt that was stopped or failed makes sure it is gone.
+            ended_well = outcome is not None and outcome.status == AttemptStatus.SUCCEEDED
+            if self._run is not None and self._launched and (self.stop_requested or not ended_well):
                 remove_container(self._run.cli, self._name)
 
     def _outcome(self, exit_code: int, outputs_dir: Path, upload: UploadOutputs) -> Outcome:
