@@ -33,6 +33,7 @@ from modelrunner.spec.input_folders import check_input_folders, split_folder_inp
 from modelrunner.spec.model_version import left_out
 from modelrunner.spec.names import check_name, check_names
 from modelrunner.spec.notify_spec import ModelNotifySpec
+from modelrunner.spec.overrides import Overridable
 from modelrunner.spec.step_conditions import StepCondition
 
 MODEL_FILE = "model.yaml"
@@ -248,6 +249,7 @@ class ModelSpec(BaseModel):
     )
     params: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
     resources: Resources = Resources()
+    overridable: Overridable = Field(default_factory=Overridable, description="What a run may set for itself")
     retries: Retries = Retries()
     outputs: list[OutputDecl] = Field(default_factory=list)
     inputs: dict[str, str] = Field(
