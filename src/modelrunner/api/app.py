@@ -36,9 +36,11 @@ from modelrunner.api.workers_routes import put_file
 from modelrunner.api.workers_routes import router as workers_router
 from modelrunner.platform import Platform
 from modelrunner.web.admin_pages import router as admin_pages_router
+from modelrunner.web.dataset_pages import put_files as put_files_page
 from modelrunner.web.dataset_pages import router as dataset_pages_router
 from modelrunner.web.output_files import router as output_files_router
 from modelrunner.web.pages import router as pages_router
+from modelrunner.web.pages import submit_run as submit_run_page
 from modelrunner.web.pipeline_graph import router as pipeline_graph_router
 from modelrunner.web.rendering import STATIC
 from modelrunner.web.result_pages import router as result_pages_router
@@ -123,6 +125,8 @@ def create_app(platform: Platform) -> FastAPI:
             submit_with_files: BodyLimit("max_upload_bytes", settings.max_upload_bytes),
             put_dataset_file: BodyLimit("max_upload_bytes", settings.max_upload_bytes),
             change_dataset: BodyLimit("max_upload_bytes", settings.max_upload_bytes),
+            submit_run_page: BodyLimit("max_upload_bytes", settings.max_upload_bytes),
+            put_files_page: BodyLimit("max_upload_bytes", settings.max_upload_bytes),
             append_log: BodyLimit("max_log_append_bytes", settings.max_log_append_bytes),
         },
     )

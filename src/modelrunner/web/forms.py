@@ -26,8 +26,9 @@ class Choice:
 
 @dataclass(frozen=True)
 class Field:
-    """One parameter as a form control. ``widget`` is one of number, checkbox, select, text,
-    list (comma-separated simple values) or json (a textarea with a JSON value)."""
+    """One parameter as a form control. ``widget`` is one of number, checkbox, select, text, file
+    (a file parameter: an upload), list (comma-separated simple values) or json (a textarea with a
+    JSON value)."""
 
     name: str
     label: str
@@ -111,6 +112,8 @@ def _field(name: str, prop: Mapping[str, Any], required: bool, values: Mapping[s
     if kind == "boolean":
         checked = (sent is not None) if values is not None else bool(default)
         return Field(widget="checkbox", checked=checked, **{**common, "required": False})
+    if prop.get("format") == "file":
+        return Field(widget="file", **common)
     value = sent if sent is not None else ("" if default is None else _text(default))
     if kind in ("number", "integer"):
         return Field(widget="number", value=value, attrs=_number_attrs(prop, kind), **common)

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
+from modelrunner.artifacts.uploads import UploadTooLarge
 from modelrunner.auth.access import Access
 from modelrunner.data import catalog
 from modelrunner.engine import run_reads
@@ -25,6 +26,7 @@ from modelrunner.store.tables import DatasetVersionRow
 from modelrunner.web import forms, run_lists
 from modelrunner.web.pipeline_graph import structure_of
 from modelrunner.web.rendering import PageRoute, flash, render
+from modelrunner.web.run_form_data import scenario_pickers, uploaded_files
 from modelrunner.web.session import PageAccess, checked_form, platform_of, sign_in, sign_out, viewed_model
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -110,6 +112,10 @@ async def submit_run(name: str, request: Request, access: PageAccess) -> Respons
     schema = viewed_model(platform, access, name).spec.params
     access.require(name, Level.RUN, "submitting runs")
     texts = {key: str(value) for key, value in form.items() if isinstance(value, str)}
+    try:
+        texts.update(await uploaded_files(platform, schema, form))
+    except UploadTooLarge as exc:
+        return _model_page(request, access, name, texts, message=exc.message, status_code=413)
     params, errors = forms.params_of(schema, texts)
     pins = {key.removeprefix(_INPUT_PREFIX): v for key, v in texts.items() if key.startswith(_INPUT_PREFIX) and v}
     cache = texts.get(_CACHE_FIELD, CacheMode.USE.value)
@@ -147,10 +153,14 @@ def _model_page(
             pinned = values.get(_INPUT_PREFIX + input_name, "")
             inputs.append(InputChoice(input_name, dataset, versions, pinned))
     runs = run_reads.recent_runs(platform, access, name, RECENT_RUNS, "viewing a model")
+    fields = forms.fields_of(model.spec.params, values or None, errors)
+    with platform.database.read() as session:
+        fields = scenario_pickers(session, model.spec, fields)
     context: dict[str, Any] = {
         "title": model.spec.title or model.name,
         "model": model,
-        "fields": forms.fields_of(model.spec.params, values or None, errors),
+        "fields": fields,
+        "max_upload_bytes": platform.settings.max_upload_bytes,
         "inputs": inputs,
         "runs": runs,
         "shown_params": run_lists.telling_params(runs),
