@@ -10,7 +10,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -180,7 +179,47 @@ def test_data_put_with_the_cli(served: Served, people: dict[str, dict[str, str]]
     assert made.returncode == 0, made.stderr
     version = json.loads(made.stdout)["version"]
     assert version["author"] == "ali" and version["message"] == "scenario z"
-    files = {f["path"] for f in served.http.get(f"/api/v1/datasets/paris/versions/{version['version']}").json()["files"]}
+    detail = served.http.get(f"/api/v1/datasets/paris/versions/{version['version']}").json()
+    files = {f["path"] for f in detail["files"]}
     assert {"z/net/links.geojson", "z/params.json"} <= files
     refused = cli("data", "put", "paris", str(scenario / "params.json"), "--to", "base", "-m", "mine now")
     assert refused.returncode == 1 and "base/**" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_concurrent_changes_each_get_a_version_or_a_conflict_and_a_failed_one_none(
+    served: Served, people: dict[str, dict[str, str]]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    analyst = people["analyst"]
+    before = len(served.http.get("/api/v1/datasets/paris/versions").json())
+
+    def write(number: int) -> httpx.Response:
+        with httpx.Client(base_url=served.url, headers=analyst, timeout=30) as http:
+            return http.put(f"/api/v1/datasets/paris/files/c/{number}.txt", content=f"{number}\n".encode())
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(write, range(6)))
+    assert {a.status_code for a in answers} <= {201, 409}, [a.text for a in answers]
+    made = [n for n, a in enumerate(answers) if a.status_code == 201]
+    assert made, "at least the first change is recorded"
+    for answer in answers:
+        if answer.status_code == 409:
+            assert "try again" in answer.json()["detail"]
+    versions = served.http.get("/api/v1/datasets/paris/versions").json()
+    assert len(versions) == before + len(made)
+    newest = served.http.get(f"/api/v1/datasets/paris/versions/{versions[0]['version']}").json()
+    in_c = sorted(f["path"] for f in newest["files"] if f["path"].startswith("c/"))
+    assert in_c == sorted(f"c/{n}.txt" for n in made)
+
+    # A change that fails half-way (its second file would replace the folder c/) records nothing,
+    # not even its first file.
+    failed = served.http.post(
+        "/api/v1/datasets/paris/files",
+        data={"message": "half"},
+        files=[("file", ("c/small.txt", b"fits")), ("file", ("c", b"not a folder"))],
+        headers=analyst,
+    )
+    assert failed.status_code == 422 and "is a folder" in failed.text, failed.text
+    assert len(served.http.get("/api/v1/datasets/paris/versions").json()) == len(versions)
+    assert served.http.get("/api/v1/datasets/paris/syncs").json()[0]["status"] == "failed"
