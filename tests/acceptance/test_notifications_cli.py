@@ -16,7 +16,8 @@ from modelrunner.store.database import Database
 from tests.acceptance.test_cli import cli, ok
 from tests.conftest import TESTS, Server
 from tests.identities import add_user
-from tests.integration.runs_api import wait_until
+from tests.integration.runs_api import wait_until, write_model
+from tests.integration.test_model_news import QUERIES, QUERIES_PY
 from tests.notify_services import SmtpServer, WebhookReceiver, configure, email_settings
 
 
@@ -99,3 +100,44 @@ def test_subscribing_listing_deliveries_and_removing_from_the_command_line(
     assert "removed subscription 1" in ok("subscriptions", "remove", "1", env=alice)
     remaining = ok("subscriptions", "list", "--json", env=alice)
     assert [s["channel"] for s in json.loads(remaining)] == ["webhook"] and receiver.secret not in remaining
+
+
+def test_subscribing_to_a_step_an_output_and_a_parameter_from_the_command_line(
+    server: Server, smtp: SmtpServer
+) -> None:
+    workspace = Path(server.env["MODELRUNNER_WORKSPACE"])
+    write_model(workspace, "queries", QUERIES, {"queries.py": QUERIES_PY})
+    configure(workspace, {"email": email_settings(smtp)}, groups={"analysts": ["noop", "queries"]})
+    alice = signed_in(server, "alice")
+
+    step = ok("subscriptions", "add", "--model", "queries", "--step", "answer_queries", "--email", env=alice)
+    assert (
+        step.strip() == "subscription 1: e-mail to alice@example.org when a run of step answer_queries of queries ends"
+    )
+    narrowed = ok(
+        "subscriptions", "add", "--model", "noop", "--param", "n=4", "--output", "params.json", "--email", env=alice
+    )
+    assert (
+        narrowed.strip()
+        == "subscription 2: e-mail to alice@example.org when a run of noop with n=4 changes params.json"
+    )
+    unknown = cli("subscriptions", "add", "--model", "queries", "--step", "answers", "--email", env=alice)
+    assert unknown.returncode == 1
+    assert "model 'queries' has no step 'answers' (its steps: fetch, answer_queries)" in unknown.stderr
+    assert len(unknown.stderr.strip().splitlines()) == 1
+    malformed = cli("subscriptions", "add", "--model", "noop", "--param", "n", "--email", env=alice)
+    assert malformed.returncode == 1 and "'n' is not name=value" in malformed.stderr
+
+    listed = ok("subscriptions", "list", env=alice)
+    assert "model queries, step answer_queries" in listed and "model noop, output params.json, n=4" in listed
+    assert [s["params"] for s in json.loads(ok("subscriptions", "list", "--json", env=alice))] == [None, {"n": 4}]
+
+    ok("run", "queries", "--wait", env=server.env)
+    ok("run", "noop", "-p", "n=5", "--wait", env=server.env)  # not n=4: nothing for subscription 2
+    ok("run", "noop", "-p", "n=4", "--wait", env=server.env)
+    mails = wait_until(
+        lambda: len(smtp.mailbox.to("alice@example.org")) == 2 and smtp.mailbox.to("alice@example.org"), 30, "two mails"
+    )
+    subjects = [str(mail["Subject"]) for mail in mails]
+    assert sum("of queries step answer_queries succeeded" in s for s in subjects) == 1
+    assert sum("of noop succeeded" in s for s in subjects) == 1
