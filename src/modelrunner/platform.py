@@ -179,16 +179,19 @@ class Platform:
         *,
         submitter: Principal | None = None,
         backend: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> Submission:
         """Submit a run of ``submitter``'s (None: the platform's own), on the requested
-        ``backend`` or where routing sends it; see Submitter.submit. InvalidInput, too, for
-        parameters over the server's size limits."""
+        ``backend`` or where routing sends it, with its own ``overrides`` (spec/overrides.py); see
+        Submitter.submit. InvalidInput, too, for parameters over the server's size limits."""
         settings = self.settings
         check_param_sizes(
             params, ParamLimits(settings.max_params, settings.max_param_string_length, settings.max_param_list_length)
         )
         self._require_uploads(model, params, inputs)
-        submission = self.submitter.submit(model, params, cache, max_age, inputs, submitter=submitter, backend=backend)
+        submission = self.submitter.submit(
+            model, params, cache, max_age, inputs, submitter=submitter, backend=backend, overrides=overrides
+        )
         self._queued(submission)
         return submission
 

@@ -87,6 +87,7 @@ def submit_run(
         request.inputs,
         submitter=access.principal,
         backend=request.backend,
+        overrides=request.overrides,
     )
     body = _answer(platform, access, submission)
     # Serialised here: returning the model would make FastAPI validate it a second time.
@@ -131,7 +132,7 @@ def submit_runs(name: str, platform: PlatformDep, access: AccessDep, request: Ba
         )
         ctx = {"max_length": limit, "setting": "max_batch_runs"}
         raise RequestValidationError([{"type": "too_long", "loc": ("body", "runs"), "msg": message, "ctx": ctx}])
-    requests = [RunRequest(r.params, r.cache, r.max_age, r.inputs, r.backend) for r in request.runs]
+    requests = [RunRequest(r.params, r.cache, r.max_age, r.inputs, r.backend, r.overrides) for r in request.runs]
     try:
         submissions = platform.submit_many(name, requests, submitter=access.principal)
     except BatchRefused as exc:

@@ -122,6 +122,11 @@ class SubmitRequest(BaseModel):
         "model, or a routing rule of one of the caller's groups that sends the model there; without it, the "
         "routing rules, the model's `backend:` and the workspace default decide",
     )
+    overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Resource values for this run only, within the limits of the model's `overridable:` "
+        '(e.g. {"timeout": "2h"}); not part of the cache key (a longer timeout computes the same result)',
+    )
 
 
 class Progress(BaseModel):

@@ -104,6 +104,7 @@ async def submit_with_files(name: str, request: Request, platform: PlatformDep, 
         submit.inputs,
         submitter=access.principal,
         backend=submit.backend,
+        overrides=submit.overrides,
     )
     body = await run_in_threadpool(_answer, platform, access, submission)
     status = 200 if submission.outcome == SubmitOutcome.CACHE_HIT else 201

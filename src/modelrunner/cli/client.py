@@ -98,8 +98,12 @@ class Client:
         max_age: float | None,
         inputs: dict[str, str] | None = None,
         backend: str | None = None,
+        *,
+        overrides: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"params": params, "cache": cache}
+        if overrides:
+            body["overrides"] = overrides
         if max_age is not None:
             body["max_age"] = max_age
         if inputs:

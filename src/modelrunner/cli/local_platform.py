@@ -208,7 +208,9 @@ def _sync_datasets(platform: LocalPlatform, model: Model, bar: RunProgress) -> N
 
 
 def _submit(platform: LocalPlatform, request: LocalRequest) -> tuple[RunRow, SubmitOutcome]:
-    submission = platform.submit(request.model.name, request.params, request.cache, request.max_age, request.pins)
+    submission = platform.submit(
+        request.model.name, request.params, request.cache, request.max_age, request.pins, overrides=request.overrides
+    )
     return submission.run, submission.outcome
 
 

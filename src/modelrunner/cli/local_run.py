@@ -37,6 +37,7 @@ from modelrunner.execution.job import AttemptJob, Outcome
 from modelrunner.execution.process import AttemptProcess
 from modelrunner.execution.supervision import SupervisorService
 from modelrunner.spec.model_spec import Resources
+from modelrunner.spec.overrides import checked_overrides
 from modelrunner.spec.params import validate_params
 from modelrunner.spec.workspace import Model, Workspace
 
@@ -48,13 +49,15 @@ _EXIT_CODES = {AttemptStatus.SUCCEEDED: 0, AttemptStatus.CANCELLED: 130}
 
 @dataclass(frozen=True)
 class LocalOptions:
-    """What ``run --local`` takes besides the parameters: used by the local platform only (a
-    single model without inputs always computes, with no store)."""
+    """What ``run --local`` takes besides the parameters: the store's options are used by the
+    local platform only (a single model without inputs always computes, with no store); the
+    run's own ``overrides`` (spec/overrides.py) by both."""
 
     cache: CacheMode = CacheMode.USE
     max_age: float | None = None
     pins: dict[str, str] = field(default_factory=dict)
     store_dir: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
 
 
 def run_locally(
@@ -73,10 +76,12 @@ def run_locally(
     resources = model.spec.in_classes(workspace.resource_classes()).resources
     raw = combine(model.spec.params, read_params_file(params_file), assignments)
     params = validate_params(model.spec.params, raw)
+    overrides = checked_overrides(model.name, model.spec.overridable, options.overrides)
+    resources = resources.model_copy(update=overrides)
     if model.spec.is_pipeline or model.spec.inputs:
         from modelrunner.cli.local_platform import LocalRequest, run_on_platform
 
-        request = LocalRequest(model, params, options.pins, options.cache, options.max_age, {})
+        request = LocalRequest(model, params, options.pins, options.cache, options.max_age, options.overrides)
         destination = _output_folder(output_dir, model_name)
         return run_on_platform(request, workspace_dir, options.store_dir, destination, json_output)
     _refuse_store_options(model, options)

@@ -87,6 +87,16 @@ def run(
             "no older than this); seconds or a duration such as 30m, 2d.",
         ),
     ] = None,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MODELRUNNER_TIMEOUT",
+            callback=check_max_age,
+            metavar="DURATION",
+            help="This run's own timeout (e.g. 2h), within the limit the model declares "
+            "(`overridable: {timeout: {max: 6h}}` in model.yaml); not part of the cache key.",
+        ),
+    ] = None,
     pins: Annotated[
         list[str] | None,
         typer.Option(
@@ -180,15 +190,22 @@ def run(
             raise typer.BadParameter("--local runs here; --backend needs a server", param_hint="--backend")
         from modelrunner.cli.local_run import LocalOptions, run_locally
 
-        request = LocalOptions(cache, parse_duration(max_age) if max_age is not None else None, _pins(pins), store_dir)
+        request = LocalOptions(
+            cache,
+            parse_duration(max_age) if max_age is not None else None,
+            _pins(pins),
+            store_dir,
+            _overrides(timeout),
+        )
         code = run_locally(model, param, params_file, workspace, output_dir, json_output, request)
         raise typer.Exit(code)
     with Client(server) as client:
         if batch is not None:
             base = _request_body(client, model, param, params_file, cache, max_age, pins, backend)
+            base.update({"overrides": _overrides(timeout)} if timeout is not None else {})
             submit_file(client, model, batch, base, json_output)
             return
-        submitted = _submit(client, model, param, params_file, cache, max_age, pins, backend)
+        submitted = _submit(client, model, param, params_file, cache, max_age, pins, backend, _overrides(timeout))
         if not wait:
             report_submission(submitted, json_output)
             return
@@ -205,6 +222,7 @@ def _submit(
     max_age: str | None,
     pins: list[str] | None,
     backend: str | None,
+    overrides: dict[str, Any],
 ) -> dict[str, Any]:
     files: dict[str, Path] = {}
     if any(a.partition("=")[2].startswith("@") for a in assignments or []):
@@ -212,10 +230,18 @@ def _submit(
 
         assignments, files = split_files(client.model(model)["params"], assignments)
     body = _request_body(client, model, assignments, params_file, cache, max_age, pins, backend)
+    if overrides:
+        body["overrides"] = overrides
     if files:
         return client.submit_with_files(model, body, files)
     return client.submit(
-        model, body["params"], body["cache"], body.get("max_age"), body.get("inputs"), body.get("backend")
+        model,
+        body["params"],
+        body["cache"],
+        body.get("max_age"),
+        body.get("inputs"),
+        body.get("backend"),
+        overrides=overrides,
     )
 
 
@@ -341,3 +367,8 @@ def _report_batch(answers: list[dict[str, Any]], json_output: bool) -> None:
 def _pins(pins: list[str] | None) -> dict[str, str]:
     """``-i`` values (checked by split_pins) as input name -> version."""
     return {name.strip(): version.strip() for name, _, version in (pin.partition("=") for pin in pins or [])}
+
+
+def _overrides(timeout: str | None) -> dict[str, Any]:
+    """The run's own resource values (spec/overrides.py), as the options give them."""
+    return {"timeout": timeout} if timeout is not None else {}

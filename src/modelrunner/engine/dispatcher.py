@@ -42,6 +42,7 @@ from modelrunner.process_log import about_attempt
 from modelrunner.service_loop import ServiceLoop
 from modelrunner.spec.file_params import as_model_sees
 from modelrunner.spec.input_folders import folder_of
+from modelrunner.spec.overrides import overrides_of
 from modelrunner.store import queries
 from modelrunner.store.database import Database
 from modelrunner.store.tables import AttemptRow
@@ -291,6 +292,8 @@ class Dispatcher:
             if attempt is None:
                 continue
             part = version.spec.part(run.step)
+            # A run's own timeout (spec/overrides.py), checked against the model's limit at submit.
+            resources = part.resources.model_copy(update=overrides_of(run.plan))
             # File parameters: the model sees each uploaded file in its inputs, by a path.
             params, uploads = as_model_sees(version.spec.params, run.params)
             job = AttemptJob(
@@ -307,7 +310,7 @@ class Dispatcher:
                 snapshot_uri=version.snapshot_uri,
                 declared_outputs=tuple(o.path for o in part.outputs),
                 slots=run.slots,
-                resources=part.resources,
+                resources=resources,
                 inputs=tuple(
                     JobInput(name, i["dataset"], i["version"], folder_of(version.spec.input_folders, name, run.params))
                     for name, i in sorted(run.inputs.items())
@@ -325,7 +328,7 @@ class Dispatcher:
                 profile_variables=run_profile.variables_of(run.plan),
             )
             handle = _handle_of(self.runner_id, attempt.attempt_id, run.id, attempt.number)
-            jobs.append((job, _InFlight(run.id, run.model_name, handle, part.resources.timeout)))
+            jobs.append((job, _InFlight(run.id, run.model_name, handle, resources.timeout)))
             free -= run.slots
         if len(queued) == len(jobs) and free <= 0:
             self._maybe_queued = True  # there may be more behind what fitted

@@ -290,6 +290,7 @@ def _start_step(
     outputs = _outputs_by_run(session, [*whole_runs, *(run for runs in chained_runs.values() for run in runs)])
     inputs = {input_name: chosen["version"] for input_name, chosen in pipeline.inputs.items()}
     now = utcnow()
+    overrides = (pipeline.plan or {}).get("overrides")
     created: list[queries.ChildRun] = []
     for item_key, item in missing:
         upstream_files, upstream_key = _upstream([*whole_runs, *chained_runs[item_key]], outputs)
@@ -324,6 +325,8 @@ def _start_step(
         run_plan: dict[str, Any] = {"upstream": upstream_files, "upstream_key": upstream_key}
         if pipeline_plan.profile is not None:
             run_plan["profile"] = pipeline_plan.profile
+        if overrides:
+            run_plan["overrides"] = overrides  # the pipeline run's own timeout: each step's
         run = RunRow(
             kind=RunKind.STEP,
             parent_id=pipeline.id,
