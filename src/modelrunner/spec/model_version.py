@@ -167,6 +167,12 @@ def copy_model(source: Path, destination: Path) -> None:
         shutil.copy2(source / relative, target)
 
 
+def holds_links(archive_bytes: bytes) -> bool:
+    """Whether a snapshot holds a link (one made before :func:`snapshot` followed them)."""
+    with tarfile.open(fileobj=io.BytesIO(archive_bytes), mode="r:gz") as archive:
+        return any(member.issym() or member.islnk() for member in archive)
+
+
 def unpack(archive_bytes: bytes, destination: Path) -> None:
     """Extract a snapshot made by :func:`snapshot` into ``destination``."""
     with tarfile.open(fileobj=io.BytesIO(archive_bytes), mode="r:gz") as archive:
