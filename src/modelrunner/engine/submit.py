@@ -27,6 +27,7 @@ from modelrunner.engine.transition import create_run, create_runs
 from modelrunner.errors import AlreadyExists, Conflict, Forbidden, InvalidInput, ModelrunnerError, NotFound
 from modelrunner.spec.model_spec import ModelSpec
 from modelrunner.spec.model_version import holds_links, snapshot
+from modelrunner.spec.overrides import checked_overrides
 from modelrunner.spec.params import validate_params
 from modelrunner.spec.workspace import Model, Workspace
 from modelrunner.store import queries
@@ -66,6 +67,7 @@ class PreparedRun:
     route: Route  # the backend a new run goes to, and the rule that chose it
     submitted_by: int | None  # the user asking; None for a schedule, a trigger
     resourced: ModelSpec  # the model's spec with its resource classes filled in
+    overrides: Mapping[str, float] = field(default_factory=dict)  # spec/overrides.py; not in the key
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class RunRequest:
     max_age: float | None = None
     inputs: Mapping[str, str] | None = None
     backend: str | None = None
+    overrides: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,7 @@ class Submitter:
         rerun_of: int | None = None,
         submitter: Principal | None = None,
         backend: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> Submission:
         """Raises NotFound (model), SpecError (broken model.yaml or modelrunner.yaml, a routing
         rule naming an unknown backend), InvalidInput (params, a pinned input version, an unknown
@@ -172,6 +176,7 @@ class Submitter:
             rerun_of=rerun_of,
             submitter=submitter,
             backend=backend,
+            overrides=overrides,
         )
         with self._database.write() as session:
             return self.record(session, prepared)
@@ -189,10 +194,13 @@ class Submitter:
         rerun_of: int | None = None,
         submitter: Principal | None = None,
         backend: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> PreparedRun:
-        """Everything ``submit`` checks, without writing a run: ``record`` writes it."""
+        """Everything ``submit`` checks, without writing a run: ``record`` writes it. ``overrides``
+        (InvalidInput past the model's ``overridable:``) go with a new run, not into its key."""
         model = self._images.model(model_name)  # an image model's version covers its image's digest
         validated = validate_params(model.spec.params, params)
+        kept_overrides = checked_overrides(model.name, model.spec.overridable, overrides)
         route = choose_backend(self._workspace.spec(), model.spec, submitter, backend)
         resourced = model.spec.in_classes(self._workspace.resource_classes())
         now = utcnow()
@@ -238,6 +246,7 @@ class Submitter:
             route,
             submitted_by,
             resourced,
+            kept_overrides,
         )
 
     def submit_many(
@@ -273,6 +282,7 @@ class Submitter:
                         request.inputs,
                         submitter=submitter,
                         backend=request.backend,
+                        overrides=request.overrides,
                     )
                 )
             except _ITEM_ERRORS as exc:
@@ -388,7 +398,10 @@ class Submitter:
             cache_hit=False,
             slots=prepared.resourced.resources.slots,
             # A plain run keeps the profile it is computed under: its model sees it (run_profile).
-            plan=pipeline.as_json() if pipeline else ({"profile": self._profile} if self._profile else None),
+            plan=_with_overrides(
+                pipeline.as_json() if pipeline else ({"profile": self._profile} if self._profile else None),
+                prepared.overrides,
+            ),
             origin=prepared.origin,
             submitted_by=prepared.submitted_by,
             backend=prepared.route.backend,
@@ -562,3 +575,8 @@ class Submitter:
             except AlreadyExists:
                 pass  # another submit recorded the same version first; the content is identical
         self._recorded_versions.add(identity)
+
+
+def _with_overrides(plan: dict[str, Any] | None, overrides: Mapping[str, float]) -> dict[str, Any] | None:
+    """A new run's plan with its overrides, which its runner (a pipeline's: each step's) applies."""
+    return {**(plan or {}), "overrides": dict(overrides)} if overrides else plan
