@@ -35,6 +35,7 @@ RECENT_RUNS = 10
 PINNABLE_VERSIONS = 50
 _INPUT_PREFIX = "input."
 _CACHE_FIELD = "run.cache"  # dotted, like the inputs' fields, to stay clear of parameter names
+_TIMEOUT_FIELD = "run.timeout"  # the run's own timeout, where the model's overridable: allows one
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,16 @@ async def submit_run(name: str, request: Request, access: PageAccess) -> Respons
         return _model_page(request, access, name, texts, message=f"unknown cache choice '{cache}'", status_code=422)
     if errors:
         return _model_page(request, access, name, texts, errors, status_code=422)
+    timeout = texts.get(_TIMEOUT_FIELD, "").strip()
     try:
-        submission = platform.submit(name, params, CacheMode(cache), inputs=pins, submitter=access.principal)
+        submission = platform.submit(
+            name,
+            params,
+            CacheMode(cache),
+            inputs=pins,
+            submitter=access.principal,
+            overrides={"timeout": timeout} if timeout else None,
+        )
     except InvalidInput as exc:
         by_field, others = forms.errors_by_field(schema, exc.problems)
         return _model_page(request, access, name, texts, by_field, message="; ".join(others), status_code=422)
@@ -167,6 +176,7 @@ def _model_page(
         "may_run": access.may(name, Level.RUN),
         "graph": structure_of(model.spec),
         "cache": values.get(_CACHE_FIELD, CacheMode.USE.value),
+        "timeout": values.get(_TIMEOUT_FIELD, ""),
     }
     if message:
         context["message"] = message

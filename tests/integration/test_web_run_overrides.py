@@ -1,0 +1,45 @@
+"""The model page's form sets a run's own timeout where the model allows one (``overridable:``),
+and a value past the model's limit is refused on the page, naming the limit."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from modelrunner.platform import Platform
+from tests.conftest import wait_for_run
+from tests.identities import add_user
+from tests.integration.test_web_pages import csrf_of
+from tests.integration.test_web_run_lists import PASSWORD, signed_in
+
+
+@pytest.fixture
+def workspace(workspace: Path) -> Path:
+    shutil.copytree(workspace / "sleeper", workspace / "napper")
+    spec = yaml.safe_load((workspace / "napper" / "model.yaml").read_text())
+    spec.update(name="napper", overridable={"timeout": {"max": "1h"}})
+    (workspace / "napper" / "model.yaml").write_text(yaml.safe_dump(spec))
+    return workspace
+
+
+def test_the_form_sets_a_runs_own_timeout_within_the_limit(client: TestClient, platform: Platform) -> None:
+    add_user(platform.database, "ada", admin=True, password=PASSWORD)
+    ada = signed_in(TestClient(client.app, follow_redirects=False), "ada")
+    page = ada.get("/models/napper")
+    assert 'name="run.timeout"' in page.text and "at most 1h" in page.text
+    assert 'name="run.timeout"' not in ada.get("/models/sleeper").text  # it declares no overridable
+
+    over = ada.post("/models/napper/runs", data={"csrf": csrf_of(page.text), "seconds": "3", "run.timeout": "2h"})
+    assert over.status_code == 422
+    assert "overridable.timeout.max: 1h" in over.text
+    assert 'value="2h"' in over.text  # what was typed stays in the form
+
+    short = ada.post("/models/napper/runs", data={"csrf": csrf_of(page.text), "seconds": "3", "run.timeout": "1s"})
+    assert short.status_code == 303, short.text
+    run_id = int(re.sub(r"\D", "", short.headers["location"]))
+    assert wait_for_run(client.get, run_id)["status"] == "timed_out"
