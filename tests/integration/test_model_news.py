@@ -21,6 +21,7 @@ from modelrunner.notify.digest import Digest
 from modelrunner.platform import Platform
 from tests.identities import add_user, bearer
 from tests.integration.runs_api import submit, wait_for_status, wait_until, write_model
+from tests.integration.test_web_pages import PASSWORD, signed_in
 from tests.notify_services import SmtpServer, WebhookReceiver, configure, email_settings
 
 BASE_URL = "https://models.example.org"
@@ -341,3 +342,30 @@ def test_narrowed_subscriptions_are_checked_and_named_when_wrong(
     subscribe(client, alice, model="literature", channel="email", params={"query": "flu"})
     listed = client.get("/api/v1/subscriptions", headers=alice).json()
     assert [json.dumps(s["params"]) for s in listed] == ['{"query": "covid"}', '{"query": "flu"}']
+
+
+def test_the_run_page_shows_the_models_summary_and_the_subscriptions_page_how_each_is_narrowed(
+    newsroom: Path, client: TestClient, platform: Platform
+) -> None:
+    alice = bearer(add_user(platform.database, "alice", groups=("analysts",), email="a@example.org", password=PASSWORD))
+    subscribe(client, alice, model="queries", channel="email", step="answer_queries")
+    subscribe(client, alice, model="literature", channel="email", output="results.csv", params={"query": "covid"})
+    run = run_to_end(client, "literature", {"query": "covid", "n": 4})
+    page = signed_in(TestClient(client.app, follow_redirects=False), "alice")
+
+    shown = page.get(f"/runs/{run['id']}").text
+    summary = shown[shown.index('<section id="run-summary"') :]
+    summary = summary[: summary.index("</section>")]
+    assert "<h1>4 new statements for <em>covid</em></h1>" in summary and "<li>second finding</li>" in summary
+    assert "<script" not in summary and "tracker.example" not in summary and "document.cookie" not in shown
+    pipeline = run_to_end(client, "queries", {"query": "measles"})  # shows its step's answer_queries/summary.md
+    assert "<h2>Answers for measles</h2>" in page.get(f"/runs/{pipeline['id']}").text
+
+    listed = page.get("/subscriptions")
+    assert listed.status_code == 200
+    rows = listed.text[listed.text.index('<table id="subscriptions"') :]
+    assert '<td class="subscription-step">answer_queries</td>' in rows
+    assert '<td class="subscription-output">results.csv</td>' in rows
+    assert "<code>query=&#34;covid&#34;</code>" in rows or '<code>query="covid"</code>' in rows
+    assert "results changed" in rows and 'href="/subscriptions"' in listed.text
+    assert TestClient(client.app, follow_redirects=False).get("/subscriptions").status_code in (303, 401)

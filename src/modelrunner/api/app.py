@@ -47,6 +47,7 @@ from modelrunner.web.result_pages import router as result_pages_router
 from modelrunner.web.run_lists import router as run_lists_router
 from modelrunner.web.run_pages import router as run_pages_router
 from modelrunner.web.session import SessionCookies
+from modelrunner.web.subscription_pages import router as subscription_pages_router
 
 health_router = APIRouter(tags=["health"])
 
@@ -115,6 +116,7 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(result_pages_router)
     app.include_router(dataset_pages_router)
     app.include_router(admin_pages_router)
+    app.include_router(subscription_pages_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     settings = platform.settings
     app.add_middleware(

@@ -206,7 +206,7 @@ class _RunNews:
     @property
     def spec(self) -> ModelNotifySpec:
         if self._spec is None:
-            self._spec = model_notify_spec(self._session, self.run)
+            self._spec = summaries.model_notify_spec(self._session, self.run)
         return self._spec
 
     def changed(self, output: str | None) -> bool | None:
@@ -237,17 +237,6 @@ class _RunNews:
             self._summary = read.as_payload() if read is not None else None
             self._summary_read = True
         return self._summary
-
-
-def model_notify_spec(session: Session, run: RunRow) -> ModelNotifySpec:
-    """The ``notify:`` section of the model version the run ran (empty if it cannot be read)."""
-    version = queries.get_model_version(session, run.model_name, run.model_version)
-    if version is None:
-        return ModelNotifySpec()
-    try:
-        return ModelNotifySpec.model_validate(version.spec.get("notify") or {})
-    except ValueError:
-        return ModelNotifySpec()
 
 
 def results_changed(

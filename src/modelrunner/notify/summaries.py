@@ -25,9 +25,11 @@ import nh3
 from markdown_it import MarkdownIt
 from markdown_it.common.utils import escapeHtml
 from markdown_it.token import Token
+from sqlalchemy.orm import Session
 
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.spec.notify_spec import ModelNotifySpec
+from modelrunner.store import queries
 from modelrunner.store.tables import OutputRow, RunRow
 
 log = logging.getLogger("modelrunner.notify")
@@ -54,6 +56,27 @@ class Summary:
 
     def as_payload(self) -> dict[str, Any]:
         return {"path": self.path, "markdown": self.markdown, "truncated": self.truncated}
+
+
+def model_notify_spec(session: Session, run: RunRow) -> ModelNotifySpec:
+    """The ``notify:`` section of the model version the run ran (empty if it cannot be read)."""
+    version = queries.get_model_version(session, run.model_name, run.model_version)
+    if version is None:
+        return ModelNotifySpec()
+    try:
+        return ModelNotifySpec.model_validate(version.spec.get("notify") or {})
+    except ValueError:
+        return ModelNotifySpec()
+
+
+def run_summary(
+    session: Session, artifacts: ArtifactStore, run: RunRow, outputs: Sequence[OutputRow]
+) -> Summary | None:
+    """The summary ``run`` wrote (as its model version's ``notify.summary`` names it), if any."""
+    if not outputs:
+        return None
+    found = summary_output(run, outputs, model_notify_spec(session, run))
+    return read_summary(artifacts, found) if found is not None else None
 
 
 def summary_output(run: RunRow, outputs: Sequence[OutputRow], spec: ModelNotifySpec) -> OutputRow | None:

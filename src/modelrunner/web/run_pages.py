@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from modelrunner.api import file_responses
@@ -19,7 +20,8 @@ from modelrunner.auth.access import Access
 from modelrunner.auth.run_access import RunPermission, may_cancel
 from modelrunner.engine import run_reads
 from modelrunner.engine.run_reads import RunBundle
-from modelrunner.engine.states import FINAL_RUN_STATES
+from modelrunner.engine.states import FINAL_RUN_STATES, RunStatus
+from modelrunner.notify import summaries
 from modelrunner.platform import Platform
 from modelrunner.store.row_ids import Position
 from modelrunner.store.tables import AttemptRow, OutputRow, RunKind, RunRow
@@ -100,7 +102,18 @@ def _details(platform: Platform, bundle: RunBundle, access: Access) -> dict[str,
         "viewable": viewable,
         "chart": _first_chart(platform, run, outputs),
         "may_cancel": not final and may_cancel(access, run),
+        "summary": _summary(platform, run, outputs),
     }
+
+
+def _summary(platform: Platform, run: RunRow, outputs: list[OutputRow]) -> Markup | None:
+    """The model's own summary of a succeeded run (its ``notify.summary``), sanitised HTML."""
+    if run.status != RunStatus.SUCCEEDED or not outputs:
+        return None
+    with platform.database.read() as session:
+        found = summaries.run_summary(session, platform.artifacts, run, outputs)
+    # Safe to mark: rendered without raw HTML surviving the sanitiser (notify/summaries.py).
+    return Markup(summaries.to_html(found.markdown)) if found is not None else None
 
 
 def _first_chart(platform: Platform, run: RunRow, outputs: list[OutputRow]) -> Chart | None:
