@@ -43,3 +43,26 @@ def test_the_form_sets_a_runs_own_timeout_within_the_limit(client: TestClient, p
     assert short.status_code == 303, short.text
     run_id = int(re.sub(r"\D", "", short.headers["location"]))
     assert wait_for_run(client.get, run_id)["status"] == "timed_out"
+
+
+def test_a_schedules_each_item_carries_its_own_timeout(client: TestClient, platform: Platform, workspace: Path) -> None:
+    path = workspace / "napper" / "model.yaml"
+    spec = yaml.safe_load(path.read_text())
+    each = [{"seconds": 3, "overrides": {"timeout": "1s"}}, {"seconds": 3, "tag": "own"}]
+    spec["schedules"] = [{"name": "nightly", "cron": "0 3 * * *", "each": each}]
+    path.write_text(yaml.safe_dump(spec))
+
+    firing = platform.scheduler.fire_now("napper/nightly")
+
+    assert firing.status == "submitted", firing.detail
+    listed = client.get("/api/v1/runs", params={"model": "napper"}).json()["items"]
+    finished = {run["params"]["tag"]: wait_for_run(client.get, run["id"]) for run in listed}
+    assert finished[""]["status"] == "timed_out"  # its own 1 s
+    assert finished["own"]["status"] == "succeeded"  # the model's 60 s
+    assert finished[""]["params"] == {"seconds": 3, "tag": "", "counter": "", "ignore_sigterm": False}
+
+    spec["schedules"][0]["each"] = [{"seconds": 1, "overrides": {"timeout": "2h"}}]
+    path.write_text(yaml.safe_dump(spec))
+    refused = platform.scheduler.fire_now("napper/nightly")
+    assert refused.status == "failed"
+    assert "overridable.timeout.max: 1h" in refused.detail

@@ -59,13 +59,16 @@ def plan(
     parameter_sets: Sequence[Mapping[str, Any]],
     origin: Callable[[int], str],
     inputs: Mapping[str, str] | None = None,
+    overrides: Sequence[Mapping[str, Any]] | None = None,
 ) -> Plan:
-    """Prepare one run per parameter set (``origin(index)`` names what asked for each). Prepare
-    reads and may write the model's version record, so it must run outside a write transaction."""
+    """Prepare one run per parameter set (``origin(index)`` names what asked for each), each
+    with its ``overrides`` (in the same order) if given. Prepare reads and may write the model's
+    version record, so it must run outside a write transaction."""
     runs = []
     for index, params in enumerate(parameter_sets):
+        own = overrides[index] if overrides is not None else None
         try:
-            runs.append(submitter.prepare(model, dict(params), inputs=inputs, origin=origin(index)))
+            runs.append(submitter.prepare(model, dict(params), inputs=inputs, origin=origin(index), overrides=own))
         except ModelrunnerError as exc:
             where = f"item {index} of each: " if len(parameter_sets) > 1 else ""
             return Plan([], f"{where}{exc.message}")

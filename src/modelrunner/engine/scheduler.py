@@ -262,6 +262,7 @@ class Scheduler:
             schedule.model,
             schedule.spec.parameter_sets(),
             lambda index: f"{_rule(schedule)}#{index}",
+            overrides=schedule.spec.run_overrides(),
         )
 
     def _unique_schedules(self) -> dict[str, Schedule]:

@@ -29,6 +29,9 @@ def check_timezone(value: str) -> str:
     return value
 
 
+OVERRIDES_KEY = "overrides"  # in an each: item, the run's own resource values, not a parameter
+
+
 class Overlap(StrEnum):
     SKIP = "skip"  # the previous runs of the schedule still go: this firing creates nothing
     QUEUE = "queue"  # the firing waits and submits once the previous runs have ended
@@ -45,7 +48,14 @@ class ScheduleSpec(BaseModel):
     timezone: str = "UTC"
     params: dict[str, Any] = Field(default_factory=dict)
     each: list[dict[str, Any]] | None = Field(
-        default=None, min_length=1, description="Parameter sets: one run per item at every firing"
+        default=None,
+        min_length=1,
+        description="Parameter sets: one run per item at every firing; an item's `overrides:` (e.g. "
+        "{timeout: 2h}) is that run's own, over the schedule's",
+    )
+    overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Resource values of its runs (e.g. {timeout: 2h}), within the model's `overridable:` limits",
     )
     enabled: bool = True
     overlap: Overlap = Overlap.SKIP
@@ -71,9 +81,23 @@ class ScheduleSpec(BaseModel):
             raise ValueError("give either params (one run) or each (one run per item), not both")
         return self
 
+    @field_validator("each")
+    @classmethod
+    def _item_overrides(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        for index, item in enumerate(value or []):
+            if not isinstance(item.get(OVERRIDES_KEY, {}), dict):
+                raise ValueError(f"item {index}: {OVERRIDES_KEY} must be a mapping such as {{timeout: 2h}}")
+        return value
+
     def parameter_sets(self) -> list[dict[str, Any]]:
-        """The parameters of the runs one firing submits."""
-        return list(self.each) if self.each is not None else [dict(self.params)]
+        """The parameters of the runs one firing submits (an item's ``overrides:`` left out)."""
+        items = self.each if self.each is not None else [self.params]
+        return [{name: value for name, value in item.items() if name != OVERRIDES_KEY} for item in items]
+
+    def run_overrides(self) -> list[dict[str, Any]]:
+        """The overrides of each run one firing submits, in the order of ``parameter_sets``."""
+        items = self.each if self.each is not None else [{}]
+        return [{**self.overrides, **item.get(OVERRIDES_KEY, {})} for item in items]
 
 
 class TriggerEvent(StrEnum):
