@@ -94,7 +94,7 @@ def test_editing_the_summary_recomputes_the_summary_alone(client: TestClient, mo
 def test_editing_a_shared_file_recomputes_every_step_that_uses_it(
     client: TestClient, model: Path, ledger: Path
 ) -> None:
-    run_pipeline(client, ledger)
+    first, _ = run_pipeline(client, ledger)
     edit(model / "lib" / "common.py", "FACTOR = 1", "FACTOR = 1  # no scaling")
     second, ran = run_pipeline(client, ledger)
     assert ran == EVERY_STEP
@@ -103,8 +103,10 @@ def test_editing_a_shared_file_recomputes_every_step_that_uses_it(
 
     # Back as it was: every step's key is the first run's again, so nothing is computed.
     edit(model / "lib" / "common.py", "FACTOR = 1  # no scaling", "FACTOR = 1")
-    _, ran = run_pipeline(client, ledger)
+    third, ran = run_pipeline(client, ledger)
     assert ran == []
+    [whole] = client.get(f"/api/v1/runs/{third['id']}/explain").json()["explanations"]
+    assert (whole["outcome"], whole["source_run"]) == ("cache_hit", first["id"])
 
 
 def test_rerun_from_the_summary_after_editing_it_reuses_the_estimates(

@@ -76,7 +76,7 @@ def explain_run(platform: Platform, permission: RunPermission) -> tuple[RunRow, 
     was or was not a cache hit."""
     with platform.database.read() as session:
         run = permitted_run(session, permission, "viewing a run")
-        if run.kind != RunKind.PIPELINE:
+        if run.kind != RunKind.PIPELINE or run.cache_hit:  # a pipeline's hit has no step runs of its own
             return run, [explain_one(session, run)]
         children = queries.children_of(session, run.id)
         rows = explain_queries.runs_by_id(session, {child.id for child in children})
