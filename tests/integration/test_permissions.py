@@ -74,6 +74,7 @@ ROUTES: dict[tuple[str, str], dict[str, set[int]]] = {
     # The run was submitted by someone else: cancelling it needs admin (409: it has ended).
     ("post", "/api/v1/runs/{run_id}/cancel"): on_a_run({409}, least="admin"),
     ("get", "/api/v1/runs/{run_id}/logs"): on_a_run(OK, least="viewer"),
+    ("get", "/api/v1/runs/{run_id}/explain"): on_a_run(OK, least="viewer"),
     ("get", "/api/v1/runs/{run_id}/events"): on_a_run(OK, least="viewer"),
     ("get", "/api/v1/runs/{run_id}/outputs"): on_a_run(OK, least="viewer"),
     ("get", "/api/v1/runs/{run_id}/outputs/{path}"): on_a_run(OK, least="viewer"),
