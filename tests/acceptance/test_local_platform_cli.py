@@ -7,8 +7,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.acceptance.test_cli import cli, nowhere, ok
@@ -32,6 +37,7 @@ def workspace(tmp_path: Path) -> Path:
     (data / "data" / "cases.csv").write_text("a\nb\nc\n")
     folder = build_workspace(tmp_path / "workspace", {"cases": {"source": "files", "url": str(data)}})
     shutil.copytree(TESTS / "pipeline_model", folder / "regional")
+    shutil.copytree(TESTS / "chain_model", folder / "corpora")
     return folder
 
 
@@ -82,3 +88,48 @@ def test_a_model_reading_a_dataset_runs_locally_on_the_synced_data(
     unknown = cli(*args, "-i", "deaths=abcd", env=env)
     assert unknown.returncode == 1
     assert "no input 'deaths'" in unknown.stderr
+
+
+def test_item_by_item_chains_and_skipped_steps_run_locally_as_on_a_server(
+    workspace: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger.txt"
+    args = ["run", "corpora", "--local", "-w", str(workspace), "-p", f"ledger={ledger}", "--json"]
+    # beta's tests are slow: alpha's statistics start (and see only alpha's tests) before they end.
+    answer = ok(*args, "-p", "slow=beta", "-p", "sleep=2", "--output-dir", str(tmp_path / "out"), env=env)
+
+    summary = json.loads(answer)
+    lines = ledger.read_text().splitlines()
+    assert lines.index("end test_stats:alpha") < lines.index("end tests:beta")
+    assert "start test_stats:alpha tests/alpha/tests.txt" in lines  # only its own item's
+    steps = {(s["step"], s["item"]): s["status"] for s in summary["steps"]}
+    assert steps[("test_stats", "alpha")] == steps[("summary", None)] == "succeeded"
+    assert ("daily_update", None) not in steps  # when: params.run_daily_update is false: no run
+    assert not any(line.startswith("start daily_update") for line in lines)
+
+
+def test_interrupting_a_local_pipeline_cancels_it_and_leaves_no_model_process(
+    workspace: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger.txt"
+    command = ["run", "regional", "--local", "-w", str(workspace), "-p", f"ledger={ledger}", "-p", "sleep=60"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelrunner", *command, "--output-dir", str(tmp_path / "out")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not ledger.exists() or not ledger.read_text().strip():
+        assert time.monotonic() < deadline and process.poll() is None, "no step started"
+        time.sleep(0.05)
+
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=30)
+
+    assert process.returncode == 130, stdout + stderr
+    assert "cancelled" in stdout
+    assert "Traceback" not in stdout + stderr
+    left = [p for p in psutil.process_iter(["cmdline"]) if str(ledger) in " ".join(p.info["cmdline"] or [])]
+    assert left == []

@@ -28,6 +28,7 @@ from modelrunner.backends.base import Backend
 from modelrunner.backends.container import local_run_process
 from modelrunner.backends.local import LocalBackend, LocalConfig
 from modelrunner.cli import output
+from modelrunner.cli.local_run import sigterm_as_interrupt
 from modelrunner.cli.progress_view import RunProgress
 from modelrunner.cli.run_view import outputs_table
 from modelrunner.engine.automation import Automation
@@ -158,10 +159,11 @@ def run_on_platform(
         platform = LocalPlatform(settings, environments)
         try:
             platform.start()
-            with RunProgress(f"{request.model.name} (local)") as bar:
+            with RunProgress(f"{request.model.name} (local)") as bar, sigterm_as_interrupt():
                 _sync_datasets(platform, request.model, bar)
                 run, outcome = _submit(platform, request)
                 run = _follow(platform, run, bar)
+                _settle(platform, settings.grace_seconds)
             took = time.monotonic() - started
             report = _collect(platform, run, outcome, destination)
         finally:
@@ -232,6 +234,20 @@ def _follow(platform: LocalPlatform, run: RunRow, bar: RunProgress) -> RunRow:
                 cancelling = True
             else:
                 output.hint("still stopping the run (its models get SIGKILL after the grace period)...")
+
+
+def _settle(platform: LocalPlatform, grace: float) -> None:
+    """Wait until no attempt of the store is going (a cancelled pipeline's steps get SIGTERM, then
+    SIGKILL after the grace period), so this command never leaves a model process behind."""
+    deadline = time.monotonic() + grace + 30
+    while time.monotonic() < deadline:
+        try:
+            with platform.database.read() as session:
+                if not queries.active_attempts(session):
+                    return
+            time.sleep(_POLL_SECONDS)
+        except KeyboardInterrupt:
+            output.hint("still stopping the run (its models get SIGKILL after the grace period)...")
 
 
 @dataclass(frozen=True)

@@ -184,7 +184,7 @@ def _execute(
             done = threading.Event()
             worker = threading.Thread(target=attempt, name="local-attempt", daemon=True)
             bar.update(None, "starting", "starting")
-            with _sigterm_as_interrupt():
+            with sigterm_as_interrupt():
                 worker.start()
                 _wait(done, process, resources.timeout)
             outcome = results[0]
@@ -212,7 +212,7 @@ def _wait(done: threading.Event, process: AttemptProcess, timeout: float | None)
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM to this command stops the model as Ctrl-C does, so no model process is orphaned."""
 
     def interrupt(_signum: int, _frame: FrameType | None) -> None:
