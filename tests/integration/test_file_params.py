@@ -33,7 +33,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("file-params")
     workspace = root / "workspace"
     workspace.mkdir()
-    (workspace / "modelrunner.yaml").write_text("name: uploads\n", encoding="utf-8")
+    (workspace / "modelrunner.yaml").write_text(
+        "name: uploads\nbackends:\n  local: {type: local}\n  pool: {type: worker, lease_seconds: 5}\n", encoding="utf-8"
+    )
     write_model(
         workspace,
         "transport",
@@ -41,6 +43,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "params:\n  type: object\n  properties:\n"
         "    network: {type: string, format: file}\n    scale: {type: number, default: 1}\n"
         "  required: [network]\n"
+        "outputs:\n  - path: seen.json\n",
+        {"read.py": READER},
+    )
+    write_model(
+        workspace,
+        "transport-remote",
+        "command: [python, read.py]\nbackend: pool\n"
+        "params:\n  type: object\n  properties:\n"
+        "    network: {type: string, format: file}\n    scale: {type: number, default: 1}\n"
         "outputs:\n  - path: seen.json\n",
         {"read.py": READER},
     )
@@ -60,9 +71,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             started.stop()
 
 
-def upload(served: Served, files: dict[str, tuple[str, bytes]], request: dict[str, Any] | None = None) -> Any:
+def upload(
+    served: Served,
+    files: dict[str, tuple[str, bytes]],
+    request: dict[str, Any] | None = None,
+    model: str = "transport",
+) -> Any:
     return served.http.post(
-        "/api/v1/models/transport/runs/upload",
+        f"/api/v1/models/{model}/runs/upload",
         data={"request": json.dumps(request or {})},
         files={field: (name, content) for field, (name, content) in files.items()},
     )
@@ -191,3 +207,42 @@ def test_the_cli_uploads_a_file_parameter_with_at(served: Served, tmp_path: Path
     big.write_bytes(b"x" * (64 * 1024 + 10))
     refused = cli("run", "transport", "-p", f"network=@{big}")
     assert refused.returncode != 0 and "max_upload_bytes" in refused.stderr, refused.stderr
+
+
+def test_a_remote_worker_gets_the_uploaded_file(served: Served, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.identities import token_for
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELRUNNER_")}
+    env.update(
+        MODELRUNNER_SERVER=served.url,
+        MODELRUNNER_TOKEN=token_for(served.platform.database, "admin"),
+        MODELRUNNER_WORKDIR=str(tmp_path / "worker"),
+    )
+    (tmp_path / "worker").mkdir()
+    log = tmp_path / "worker.log"
+    with log.open("wb") as output:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "modelrunner", "worker", "--pool", "pool"],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        links = b'{"remote": true}'
+        answer = upload(served, {"network": ("remote links.geojson", links)}, model="transport-remote")
+        assert answer.status_code == 201, answer.text
+        try:
+            run = wait_for_run(served.http.get, answer.json()["id"], timeout=90)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{log.read_text(errors='replace')}") from exc
+        assert run["status"] == "succeeded", (run, log.read_text(errors="replace"))
+        assert run["backend"] == "pool"
+        result = served.http.get(f"/api/v1/runs/{run['id']}/outputs/seen.json").json()
+        assert result["path"] == "params/network/remote_links.geojson" and result["text"] == links.decode()
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
