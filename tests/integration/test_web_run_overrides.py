@@ -12,6 +12,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from modelrunner.platform import Platform
+from modelrunner.spec.workspace import Workspace
 from tests.conftest import wait_for_run
 from tests.identities import add_user
 from tests.integration.test_web_pages import csrf_of
@@ -66,3 +67,20 @@ def test_a_schedules_each_item_carries_its_own_timeout(client: TestClient, platf
     refused = platform.scheduler.fire_now("napper/nightly")
     assert refused.status == "failed"
     assert "overridable.timeout.max: 1h" in refused.detail
+
+
+def test_check_names_a_schedule_item_over_the_models_limit(workspace: Path) -> None:
+    path = workspace / "napper" / "model.yaml"
+    spec = yaml.safe_load(path.read_text())
+    each = [{"seconds": 1}, {"seconds": 1, "overrides": {"timeout": "8h"}}]
+    spec["schedules"] = [{"name": "nightly", "cron": "0 3 * * *", "each": each}]
+    path.write_text(yaml.safe_dump(spec))
+
+    problems = [(p.field, p.message) for p in Workspace(workspace).problems()]
+
+    assert problems == [
+        (
+            "schedules.0.each.1",
+            "overrides.timeout: 8h is over the limit of model 'napper' (overridable.timeout.max: 1h)",
+        )
+    ]

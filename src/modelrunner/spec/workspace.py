@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from modelrunner.errors import NotFound, SpecError
+from modelrunner.errors import InvalidInput, NotFound, SpecError
 from modelrunner.spec.access_spec import AccessSpec
 from modelrunner.spec.automation_spec import ProfileSpec, ScheduleSpec, TriggerEvent, TriggerSpec
 from modelrunner.spec.azure_batch_spec import AzureBatchBackendSpec
@@ -39,6 +39,7 @@ from modelrunner.spec.model_version import LinkRefused, content_hash, fingerprin
 from modelrunner.spec.names import RESERVED_VARIABLE_PREFIX, check_names
 from modelrunner.spec.notebook_check import notebook_problems
 from modelrunner.spec.notify_spec import NotificationsSpec
+from modelrunner.spec.overrides import checked_overrides
 from modelrunner.spec.step_files import file_problems
 
 WORKSPACE_FILE = "modelrunner.yaml"
@@ -377,6 +378,10 @@ class Workspace:
                 if schedule_spec.model not in (None, model.name):
                     message = "a model's own schedule runs that model; remove it"
                     problems.append(SpecProblem(shown, f"schedules.{index}.model", message))
+                problems.extend(
+                    SpecProblem(shown, f"schedules.{index}.{where}", message)
+                    for where, message in _override_problems(schedule_spec, model)
+                )
             for index, trigger in enumerate(model.spec.triggers):
                 problems.extend(
                     SpecProblem(shown, f"triggers.{index}.{field}", message)
@@ -523,3 +528,14 @@ def unknown_dataset(name: str) -> NotFound:
     """The error for a dataset the workspace does not declare (and, on the pages, for one the
     caller may not see)."""
     return NotFound(f"unknown dataset '{name}' (datasets are declared in {WORKSPACE_FILE})", dataset=name)
+
+
+def _override_problems(schedule: ScheduleSpec, model: Model) -> list[tuple[str, str]]:
+    """(field, message) of each run's overrides of ``schedule`` that ``model`` would refuse."""
+    found = []
+    for index, overrides in enumerate(schedule.run_overrides()):
+        try:
+            checked_overrides(model.name, model.spec.overridable, overrides)
+        except InvalidInput as exc:
+            found.append((f"each.{index}" if schedule.each is not None else "overrides", exc.message))
+    return found
