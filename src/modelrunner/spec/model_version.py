@@ -50,24 +50,33 @@ def model_files(folder: Path) -> list[Path]:
     modelrunner.yaml; the model folder itself without one): LinkRefused names a link that
     leaves it, points to nothing or loops."""
     ignored = _ignore_spec(folder)
-    boundary = _boundary(folder)
+    boundary: Path | None = None  # found once a link is
     found: list[Path] = []
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        relative_root = Path(root).relative_to(folder)
-        kept = []
-        for d in sorted(dirs):
-            if d in _IGNORED_DIRS or ignored((relative_root / d).as_posix() + "/"):
-                continue
-            if (Path(root) / d).is_symlink():
-                _check_link(folder, relative_root / d, boundary)
-            kept.append(d)
-        dirs[:] = kept
-        for name in files:
-            relative = relative_root / name
-            if not name.endswith(_IGNORED_SUFFIXES) and not ignored(relative.as_posix()):
-                if (folder / relative).is_symlink():
-                    _check_link(folder, relative, boundary)
-                found.append(relative)
+
+    def walk(relative: Path) -> None:
+        nonlocal boundary
+        try:
+            with os.scandir(folder / relative) as listing:
+                entries = list(listing)
+        except OSError:
+            return  # a folder that cannot be listed holds nothing the copy could take (as os.walk had it)
+        for entry in entries:
+            path = relative / entry.name
+            link = entry.is_symlink()  # from the directory listing: no system call per file
+            if link and boundary is None:
+                boundary = _boundary(folder)
+            if entry.is_dir():  # a link to a folder is one
+                if entry.name in _IGNORED_DIRS or ignored(path.as_posix() + "/"):
+                    continue
+                if link:
+                    _check_link(folder, path, boundary or folder)
+                walk(path)
+            elif not entry.name.endswith(_IGNORED_SUFFIXES) and not ignored(path.as_posix()):
+                if link:
+                    _check_link(folder, path, boundary or folder)
+                found.append(path)
+
+    walk(Path())
     return sorted(found)
 
 
