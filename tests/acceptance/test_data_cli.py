@@ -150,8 +150,14 @@ def test_sync_list_show_run_on_pinned_versions_and_delete(server: Server, git_re
     assert malformed.returncode == 2 and "input=version" in malformed.stderr
     bad_age = cli("run", "counter", "--max-age", "two days", env=env)
     assert bad_age.returncode == 2 and "'30m'" in bad_age.stderr
-    local = cli("run", "counter", "--local", "--workspace", env["MODELRUNNER_WORKSPACE"], env=env)
-    assert local.returncode == 1 and "--local does not support dataset inputs" in local.stderr
+    # --local syncs the dataset into a store of its own and runs on the same first version.
+    out = git_repo.path.parent / "local-out"
+    local = cli(
+        "run", "counter", "--local", "--workspace", env["MODELRUNNER_WORKSPACE"], "-i", f"cases={first[:7]}",
+        "--output-dir", str(out), env=env,
+    )  # fmt: skip
+    assert local.returncode == 0 and "succeeded" in local.stdout, local.stdout + local.stderr
+    assert (out / "count.json").exists()
     unknown = cli("data", "versions", "nosuch", env=env)
     assert unknown.returncode == 1 and "unknown dataset 'nosuch'" in unknown.stderr
     failed = cli("data", "sync", "gone", env=env)
