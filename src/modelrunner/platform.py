@@ -12,7 +12,6 @@ from typing import Any
 
 from modelrunner.artifacts.logs import LogStore, logs_folder
 from modelrunner.artifacts.store import ArtifactStore
-from modelrunner.artifacts.uploads import require_stored
 from modelrunner.auth import accounts
 from modelrunner.auth.principal import Principal
 from modelrunner.auth.secret_keys import SecretKeys
@@ -26,7 +25,7 @@ from modelrunner.data.poller import DataPoller
 from modelrunner.data.source import Source
 from modelrunner.data.sources import open_source
 from modelrunner.data.sync import DatasetSyncs
-from modelrunner.engine import attempts, backend_overview, input_versions
+from modelrunner.engine import attempts, backend_overview
 from modelrunner.engine.automation import Automation
 from modelrunner.engine.backend_overview import BackendOverview
 from modelrunner.engine.cache_mode import CacheMode
@@ -43,9 +42,7 @@ from modelrunner.notify import webhook_secrets
 from modelrunner.notify.notifier import Notifier
 from modelrunner.settings import Settings
 from modelrunner.spec.backend_spec import DEFAULT_BACKEND, BackendSpec, LocalBackendSpec
-from modelrunner.spec.file_params import references_in
 from modelrunner.spec.param_limits import ParamLimits, check_param_sizes
-from modelrunner.spec.params import validate_params
 from modelrunner.spec.workspace import Workspace
 from modelrunner.store import migrate, queries
 from modelrunner.store.database import Database
@@ -188,7 +185,6 @@ class Platform:
         check_param_sizes(
             params, ParamLimits(settings.max_params, settings.max_param_string_length, settings.max_param_list_length)
         )
-        self._require_uploads(model, params, inputs)
         submission = self.submitter.submit(
             model, params, cache, max_age, inputs, submitter=submitter, backend=backend, overrides=overrides
         )
@@ -236,18 +232,6 @@ class Platform:
         """Each backend declared now (and any other with runs), its health and its load."""
         with self.database.read() as session:
             return backend_overview.overview(session, self._declared_backends(), self.backends)
-
-    def _require_uploads(self, model: str, params: Any, pins: Mapping[str, str] | None = None) -> None:
-        """InvalidInput naming a file parameter whose value names no uploaded file, or a folder
-        input's parameter naming a folder the data version lacks."""
-        if not isinstance(params, dict):
-            return
-        spec = self.workspace.model(model).spec
-        require_stored(self.artifacts, references_in(spec.params, params).items())
-        if spec.input_folders:
-            filled = validate_params(spec.params, params)
-            with self.database.read() as session:
-                input_versions.check_folders(session, spec, filled, pins or {})
 
     def request_sync(self, dataset: str, *, walk_all: bool = False) -> tuple[DatasetSyncRow, bool]:
         """Queue a sync of ``dataset`` for the poller (or join the one in progress)."""

@@ -98,15 +98,12 @@ def _pinned(session: Session, name: str, dataset: str, pin: str) -> DatasetVersi
         raise InvalidInput(f"input '{name}': {exc.message}", field=f"inputs.{name}") from exc
 
 
-def check_folders(session: Session, model: ModelSpec, params: dict[str, Any], pins: Mapping[str, str]) -> None:
+def check_folders(session: Session, model: ModelSpec, params: dict[str, Any], chosen: Inputs) -> None:
     """InvalidInput naming the parameter when a folder input's folder is not a top-level folder
-    of the data version the run would read (spec/input_folders.py)."""
-    if not model.input_folders:
-        return
-    chosen = resolve(session, model, pins)
+    of the data version ``chosen`` for it (spec/input_folders.py)."""
     for name, path in model.input_folders.items():
         folder = folder_of(model.input_folders, name, params)
-        if folder is None:
+        if folder is None or name not in chosen:
             continue
         row = data_queries.get_version(session, chosen[name].dataset, chosen[name].version)
         there = folders(row) if row is not None else []

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from modelrunner.artifacts.store import ArtifactStore
+from modelrunner.artifacts.uploads import require_stored
 from modelrunner.auth.principal import Principal
 from modelrunner.clock import utcnow
 from modelrunner.engine import input_versions, pipelines
@@ -25,6 +26,7 @@ from modelrunner.engine.states import RunStatus
 from modelrunner.engine.step_versions import StepVersions
 from modelrunner.engine.transition import create_run, create_runs
 from modelrunner.errors import AlreadyExists, Conflict, Forbidden, InvalidInput, ModelrunnerError, NotFound
+from modelrunner.spec.file_params import references_in
 from modelrunner.spec.model_spec import ModelSpec
 from modelrunner.spec.model_version import holds_links, snapshot
 from modelrunner.spec.overrides import checked_overrides
@@ -205,6 +207,7 @@ class Submitter:
         resourced = model.spec.in_classes(self._workspace.resource_classes())
         now = utcnow()
         chosen, acceptable = self._choose_inputs(model, inputs or {}, max_age, now)
+        self._check_data_params(model.spec, validated, chosen)
         plan = None
         if model.spec.is_pipeline:
             refresh = set(model.spec.steps) if cache == CacheMode.REFRESH else set(refresh_steps or ())
@@ -495,6 +498,14 @@ class Submitter:
             rerun_of=run_id,
             submitter=submitter,
         )
+
+    def _check_data_params(self, spec: ModelSpec, params: dict[str, Any], chosen: input_versions.Inputs) -> None:
+        """InvalidInput for a file parameter naming no stored upload, or for a folder input's
+        parameter naming a folder its data version lacks (spec/file_params.py, input_folders.py)."""
+        require_stored(self._artifacts, references_in(spec.params, params).items())
+        if spec.input_folders:
+            with self._database.read() as session:
+                input_versions.check_folders(session, spec, params, chosen)
 
     def find_cached(
         self, model_name: str, params: Any, max_age: float | None, inputs: Mapping[str, str] | None = None
