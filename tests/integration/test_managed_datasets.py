@@ -182,6 +182,10 @@ def test_data_put_with_the_cli(served: Served, people: dict[str, dict[str, str]]
     detail = served.http.get(f"/api/v1/datasets/paris/versions/{version['version']}").json()
     files = {f["path"] for f in detail["files"]}
     assert {"z/net/links.geojson", "z/params.json"} <= files
+    listed = cli("data", "versions", "paris")
+    assert listed.returncode == 0 and "ali" in listed.stdout and "scenario z" in listed.stdout, listed.stdout
+    shown = cli("data", "diff", "paris", version["parent"][:8], version["version"][:8])
+    assert "+ z/net/links.geojson" in shown.stdout and "+ z/params.json" in shown.stdout, shown.stdout
     refused = cli("data", "put", "paris", str(scenario / "params.json"), "--to", "base", "-m", "mine now")
     assert refused.returncode == 1 and "base/**" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
 

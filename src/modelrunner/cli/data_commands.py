@@ -70,7 +70,8 @@ def versions(
     if json_output:
         output.print_json(found)
         return
-    table = output.table("version", "time", "discovered", "files", "size", "summary")
+    authored = any(item.get("author") for item in found)  # a managed dataset's changes
+    table = output.table("version", "time", "discovered", "files", "size", *(["by"] if authored else []), "summary")
     for item in found:
         table.add_row(
             item["version"][:SHORT],
@@ -78,6 +79,7 @@ def versions(
             output.when(item["discovered_at"]),
             str(item["file_count"]),
             output.size(int(item["total_size"])),
+            *([output.cell(item.get("author") or "")] if authored else []),
             output.cell(item["summary"]),
         )
     output.stdout().print(table)
