@@ -81,7 +81,11 @@ def test_editing_the_summary_recomputes_the_summary_alone(client: TestClient, mo
     assert summarise["outcome"] == "computed"
     assert [(d["part"], d["name"]) for d in summarise["differences"]] == [("file", "summarise.py")]
     assert "file summarise.py changed" in summarise["reason"]
-    assert why["check"]["differences"][0]["part"] == "version"  # the whole folder's
+    # check has no `files:`: its key holds the whole folder's version, told file by file.
+    assert [(d["part"], d["name"]) for d in why["check"]["differences"]] == [
+        ("version", "(the whole model folder)"),
+        ("file", "summarise.py"),
+    ]
 
     # The summary's layout (a file only summarise uses) changes its output: publish follows.
     edit(model / "summary_format.txt", "regions, total", "regions; total")

@@ -10,17 +10,23 @@ upstream outputs and profile. A step asked to be computed again (``rerun --from`
 
 from __future__ import annotations
 
+import logging
+import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
 from modelrunner.auth.run_access import RunPermission, permitted_run
+from modelrunner.spec.model_version import snapshot_digests
 from modelrunner.store import explain_queries, queries
 from modelrunner.store.tables import RunKind, RunRow
 
 if TYPE_CHECKING:
     from modelrunner.platform import Platform
+
+_log = logging.getLogger("modelrunner.engine")
 
 
 @dataclass(frozen=True)
@@ -76,16 +82,24 @@ def explain_run(platform: Platform, permission: RunPermission) -> tuple[RunRow, 
     was or was not a cache hit."""
     with platform.database.read() as session:
         run = permitted_run(session, permission, "viewing a run")
+        files_of = _SnapshotFiles(platform, session, run.model_name)
         if run.kind != RunKind.PIPELINE or run.cache_hit:  # a pipeline's hit has no step runs of its own
-            return run, [explain_one(session, run)]
+            return run, [explain_one(session, run, files_of=files_of)]
         children = queries.children_of(session, run.id)
         rows = explain_queries.runs_by_id(session, {child.id for child in children})
-        return run, [explain_one(session, rows[child.id], parent=run) for child in children]
+        return run, [explain_one(session, rows[child.id], parent=run, files_of=files_of) for child in children]
 
 
-def explain_one(session: Session, run: RunRow, parent: RunRow | None = None) -> Explanation:
+def explain_one(
+    session: Session,
+    run: RunRow,
+    parent: RunRow | None = None,
+    files_of: Callable[[str], dict[str, str] | None] | None = None,
+) -> Explanation:
     """Why ``run`` (a pipeline's step run: ``parent`` is its pipeline run, read when None) was a
-    cache hit or was computed."""
+    cache hit or was computed. ``files_of`` gives a model version's files with their digests
+    (None when its snapshot is gone), so a changed version that covers the whole folder is
+    told file by file."""
     if run.cache_hit:
         return Explanation(
             run.id,
@@ -112,6 +126,10 @@ def explain_one(session: Session, run: RunRow, parent: RunRow | None = None) -> 
     if best is None:
         return Explanation(run.id, run.step, run.item_key, "first", "computed: no earlier run of this step and item")
     other, found = best
+    if files_of is not None and any(d.part == "version" for d in found):
+        before, after = files_of(other.model_version), files_of(run.model_version)
+        if before is not None and after is not None:
+            found += _by_name("file", before, after)
     if not found:
         why = f"run {other.id} has the same key but had not succeeded when this run was created ({other.status} now)"
         if run.origin and run.origin.startswith("rerun:"):
@@ -189,3 +207,28 @@ def _profile_name(profile: dict[str, Any] | None) -> str:
 def _short(value: Any) -> str:
     text = str(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+class _SnapshotFiles:
+    """A model's versions' files with their digests, read from their snapshots once per explanation."""
+
+    def __init__(self, platform: Platform, session: Session, model: str) -> None:
+        self._platform = platform
+        self._session = session
+        self._model = model
+        self._known: dict[str, dict[str, str] | None] = {}
+
+    def __call__(self, version: str) -> dict[str, str] | None:
+        if version not in self._known:
+            self._known[version] = self._read(version)
+        return self._known[version]
+
+    def _read(self, version: str) -> dict[str, str] | None:
+        row = queries.get_model_version(self._session, self._model, version)
+        if row is None:
+            return None
+        try:
+            return snapshot_digests(self._platform.artifacts.get_bytes(row.snapshot_uri))
+        except (OSError, tarfile.TarError) as exc:  # a snapshot removed or unreadable: say the version only
+            _log.warning("model %s version %s: its snapshot cannot be read: %s", self._model, version, exc)
+            return None

@@ -6,6 +6,7 @@ and the copy an attempt runs in all follow it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -180,6 +181,20 @@ def holds_links(archive_bytes: bytes) -> bool:
     """Whether a snapshot holds a link (one made before :func:`snapshot` followed them)."""
     with tarfile.open(fileobj=io.BytesIO(archive_bytes), mode="r:gz") as archive:
         return any(member.issym() or member.islnk() for member in archive)
+
+
+def snapshot_digests(archive_bytes: bytes) -> dict[str, str]:
+    """Each file of a snapshot with a digest of its executable bit and bytes (16 hex digits)."""
+    found: dict[str, str] = {}
+    with tarfile.open(fileobj=io.BytesIO(archive_bytes), mode="r:gz") as archive:
+        for member in archive:
+            read = archive.extractfile(member) if member.isfile() else None
+            if read is not None:
+                digest = hashlib.sha256(b"x" if member.mode & 0o111 else b"-")
+                for block in iter(functools.partial(read.read, 1 << 20), b""):
+                    digest.update(block)
+                found[member.name] = digest.hexdigest()[:16]
+    return found
 
 
 def unpack(archive_bytes: bytes, destination: Path) -> None:
