@@ -4,6 +4,7 @@ Markdown never reaches a mail as active content, and what is read of it is bound
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from modelrunner.artifacts.store import ArtifactStore
 from modelrunner.notify import messages
 from modelrunner.notify.summaries import MAX_SUMMARY_BYTES, read_summary, shortened, to_html, to_text
+from modelrunner.spec.workspace import Workspace
 from modelrunner.store.tables import OutputRow
 
 pytestmark = pytest.mark.store_free
@@ -96,3 +98,32 @@ def test_a_digest_keeps_the_start_of_each_summary_and_says_it_was_cut() -> None:
     )
     text = messages.digest_text(digest)
     assert "Subscription 3 (literature: every run that ends):" in text and "cut short" in text
+
+
+def _check(tmp_path: Path, name: str, spec: str) -> list[str]:
+    """``modelrunner check``'s problems of a workspace of one model."""
+    root = Path(tempfile.mkdtemp(dir=tmp_path))
+    (root / "modelrunner.yaml").write_text("name: ws\n", encoding="utf-8")
+    folder = root / name
+    folder.mkdir()
+    (folder / "model.yaml").write_text(f"name: {name}\n{spec}", encoding="utf-8")
+    (folder / "run.py").write_text("", encoding="utf-8")
+    return [str(problem) for problem in Workspace(root).problems()]
+
+
+def test_check_names_a_summary_or_changed_output_the_model_does_not_declare(tmp_path: Path) -> None:
+    model = "command: [python, run.py]\noutputs: [{path: summary.md}, {path: results.csv}]\n"
+    assert _check(tmp_path, "lit", model + "notify: {summary: summary.md, changes: [results.csv, '*.json']}\n") == []
+    [problem] = _check(tmp_path, "lit", model + "notify: {summary: sumary.md}\n")
+    assert "notify.summary" in problem and "'sumary.md' is none of the model's declared outputs" in problem
+    [problem] = _check(tmp_path, "lit", model + "notify: {changes: [result.csv]}\n")
+    assert "notify.changes" in problem and "result.csv" in problem
+    pipeline = (
+        "steps:\n  fetch: {command: [python, run.py], foreach: [a, b], outputs: [{path: part.csv}]}\n"
+        "  report: {command: [python, run.py], needs: [fetch], outputs: [{path: summary.md}]}\n"
+    )
+    ok = "notify: {summary: report/summary.md, changes: [fetch/a/part.csv, part.csv]}\n"
+    assert _check(tmp_path, "pipe", pipeline + ok) == []
+    assert "notify.summary" in " ".join(_check(tmp_path, "pipe", pipeline + "notify: {summary: fetch/summary.md}\n"))
+    # A model that declares no outputs cannot be checked: nothing is said.
+    assert _check(tmp_path, "bare", "command: [python, run.py]\nnotify: {summary: anything.md}\n") == []

@@ -38,6 +38,7 @@ from modelrunner.spec.model_spec import (
 from modelrunner.spec.model_version import LinkRefused, content_hash, fingerprint
 from modelrunner.spec.names import RESERVED_VARIABLE_PREFIX, check_names
 from modelrunner.spec.notebook_check import notebook_problems
+from modelrunner.spec.notify_check import notify_problems
 from modelrunner.spec.notify_spec import NotificationsSpec
 from modelrunner.spec.overrides import checked_overrides
 from modelrunner.spec.step_files import file_problems
@@ -243,6 +244,7 @@ class Workspace:
                 problems.extend(self._input_problems(entry.model, self._shown(folder / MODEL_FILE)))
                 model_file = self._shown(folder / MODEL_FILE)
                 problems.extend(SpecProblem(model_file, f, m) for f, m in file_problems(entry.model.spec, folder))
+                problems.extend(SpecProblem(model_file, f, m) for f, m in notify_problems(entry.model.spec))
                 if entry.model.name in seen:
                     problems.append(
                         SpecProblem(
