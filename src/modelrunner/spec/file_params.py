@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,3 +120,13 @@ def as_model_sees(schema: dict[str, Any], params: dict[str, Any]) -> tuple[dict[
         return params, []
     shown = {**params, **{name: model_path(name, ref) for name, ref in references.items()}}
     return shown, [(f"{PARAMS_FOLDER}/{name}", ref.name, ref.key) for name, ref in references.items()]
+
+
+def check_params_folder(params_schema: dict[str, Any], taken: Iterable[str]) -> None:
+    """ValueError when a model with file parameters has an input or step called ``params``: both
+    would be MODELRUNNER_INPUTS/params/."""
+    if PARAMS_FOLDER in taken and file_params(params_schema):
+        raise ValueError(
+            f"inputs/steps: '{PARAMS_FOLDER}' holds this model's file parameters in MODELRUNNER_INPUTS; "
+            "give the input or step another name"
+        )

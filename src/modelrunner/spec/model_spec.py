@@ -29,6 +29,7 @@ from modelrunner.errors import SpecError
 from modelrunner.spec.automation_spec import ScheduleSpec, TriggerSpec
 from modelrunner.spec.duration import parse_duration
 from modelrunner.spec.environment_spec import environment_problem
+from modelrunner.spec.file_params import check_params_folder
 from modelrunner.spec.input_folders import check_input_folders, split_folder_inputs
 from modelrunner.spec.model_version import left_out
 from modelrunner.spec.names import check_name, check_names
@@ -345,6 +346,7 @@ class ModelSpec(BaseModel):
     @model_validator(mode="after")
     def _steps_fit_together(self) -> ModelSpec:
         check_input_folders(self.input_folders, self.inputs, self.params)
+        check_params_folder(self.params, [*self.inputs, *self.steps])
         for name, step in self.steps.items():
             if name in self.inputs:
                 raise ValueError(f"steps.{name}: an input has this name too; both would be MODELRUNNER_INPUTS/{name}")
