@@ -111,6 +111,10 @@ MODELS = {
     "boxed-timed": f'name: boxed-timed\nimage: {TAG}\ncommand: ["python3", "model.py", "sleep"]\n'
     f"resources: {{timeout: 3}}\n{PARAMS}",
     "no-such-image": f"name: no-such-image\nimage: {REPOSITORY}-missing:1\n{PARAMS}",
+    # A pipeline with an image step and a command step reading its output (run --local runs both).
+    "boxed-steps": f"name: boxed-steps\n{PARAMS}steps:\n  boxed: {{image: {TAG}, outputs: [{{path: result.json}}]}}\n"
+    "  read: {command: [python, -c, \"import os, shutil; shutil.copy(os.environ['MODELRUNNER_INPUTS'] + "
+    "'/boxed/result.json', os.environ['MODELRUNNER_OUTPUTS'] + '/seen.json')\"], needs: [boxed]}\n",
     # A command model, to compare what a submit of an image model costs (its tag is resolved).
     "plain": f'name: plain\nbackend: here\ncommand: ["python", "-c", "pass"]\n{PARAMS}',
 }
@@ -301,6 +305,19 @@ def test_run_local_runs_an_image_model_under_the_same_contract(served: Served, t
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["double"] == 8 and result["uid"] != 0 and result["networks"] == ["lo"]
+    listed = run(["podman", "ps", "--all", "--filter", "label=modelrunner.local-run", "--format", "{{.Names}}"], env)
+    assert listed.split() == []
+
+
+def test_run_local_runs_a_pipeline_with_an_image_step(served: Served, tmp_path: Path) -> None:
+    env = {key: value for key, value in served.env.items() if not key.startswith("MODELRUNNER_")}
+    command = [sys.executable, "-m", "modelrunner", "run", "boxed-steps", "--local", "-p", "x=5"]
+    command += ["--workspace", str(served.workspace), "--output-dir", str(tmp_path / "out")]
+    command += ["--store-dir", str(tmp_path / "store")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((tmp_path / "out" / "read" / "seen.json").read_text())
+    assert result["double"] == 10 and result["uid"] != 0 and result["networks"] == ["lo"]
     listed = run(["podman", "ps", "--all", "--filter", "label=modelrunner.local-run", "--format", "{{.Names}}"], env)
     assert listed.split() == []
 
