@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,7 +18,7 @@ import pytest
 from modelrunner.settings import Settings
 from tests.conftest import empty_database, wait_for_run
 from tests.identities import add_user, bearer
-from tests.integration.runs_api import write_model
+from tests.integration.runs_api import wait_until, write_model
 from tests.integration.served import Served
 
 WORKSPACE = """\
@@ -55,6 +56,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "command: [python, read.py]\n"
         "params:\n  type: object\n  properties:\n    scenario: {type: string, default: base}\n"
         "inputs:\n  scenario: {dataset: paris, path: params.scenario}\n"
+        "outputs:\n  - path: seen.json\n",
+        {"read.py": READER},
+    )
+    write_model(
+        workspace,
+        "refresh",
+        "command: [python, read.py]\n"
+        "inputs:\n  scenarios: paris\n"
+        "triggers:\n  - {name: on-change, on: dataset.version_added, dataset: paris}\n"
         "outputs:\n  - path: seen.json\n",
         {"read.py": READER},
     )
@@ -123,6 +133,16 @@ def test_changes_are_versions_with_author_and_message_and_write_rules_hold(
         assert answer.status_code in (400, 404, 422), (hostile, answer.text)
     too_large = put(served, analyst, "x/big.bin", b"x" * (32 * 1024 + 1))
     assert too_large.status_code == 413 and "max_upload_bytes" in too_large.json()["detail"], too_large.text
+
+    # Each change is a dataset.version_added event: a model triggered by it computes on the new version.
+    def refreshed() -> list[dict[str, Any]] | None:
+        runs = served.http.get("/api/v1/runs", params={"model": "refresh", "limit": 50}).json()["items"]
+        done = [r for r in runs if r["status"] == "succeeded" and r["inputs"]["scenarios"]["version"] == v3["version"]]
+        return done or None
+
+    newest_run = wait_until(refreshed, 30, "a triggered run on the newest version")[0]
+    seen = served.http.get(f"/api/v1/runs/{newest_run['id']}/outputs/seen.json").json()
+    assert seen == ["scenarios/base/links.geojson", "scenarios/x/net/links.geojson", "scenarios/x/od.csv"]
 
     versions = served.http.get("/api/v1/datasets/paris/versions").json()
     assert [(v["author"], v["message"]) for v in versions] == [
