@@ -50,6 +50,7 @@ def test_runs_list_since_and_the_logs_of_a_pipeline(server: Server) -> None:
     listed = json.loads(ok("runs", "list", "--since", "1d", "--status", "failed", "--json", env=env))
     assert [run["id"] for run in listed] == [failed_id]
     assert json.loads(ok("runs", "list", "--until", "1d", "--json", env=env)) == []
+    assert "no runs match these filters" in cli("runs", "list", "--until", "1d", env=env).stderr
     wrong = cli("runs", "list", "--since", "yesterday", env=env)
     assert wrong.returncode == 1
     assert "since: 'yesterday' is neither a duration" in wrong.stderr

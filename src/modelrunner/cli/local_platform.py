@@ -177,8 +177,9 @@ def run_on_platform(
 
 @contextmanager
 def _platform_log(path: Path) -> Iterator[None]:
-    """The platform's own log lines go to a file of the store, not over the progress bar."""
-    handler = logging.FileHandler(path, encoding="utf-8")
+    """The platform's own log lines (the dispatcher's, a sync's warnings) go to a file of the store,
+    not over the progress bar."""
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8")  # the last local run's
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("modelrunner")
     level, propagate = logger.level, logger.propagate

@@ -113,7 +113,9 @@ def list_runs(
             output.duration(run["started_at"], run["finished_at"]),
         )
     output.stdout().print(table)
-    if not runs:
+    if not runs and any((model, statuses, parent, submitter, backend, param, since, until)):
+        output.hint("no runs match these filters")
+    elif not runs:
         output.hint("no runs yet: start one with `modelrunner run MODEL`")
 
 
