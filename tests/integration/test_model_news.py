@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from modelrunner.clock import utcnow
 from modelrunner.notify.digest import Digest
 from modelrunner.platform import Platform
+from modelrunner.store import notify_queries
 from tests.identities import add_user, bearer
 from tests.integration.runs_api import submit, wait_for_status, wait_until, write_model
 from tests.integration.test_web_pages import PASSWORD, signed_in
@@ -369,3 +370,23 @@ def test_the_run_page_shows_the_models_summary_and_the_subscriptions_page_how_ea
     assert "<code>query=&#34;covid&#34;</code>" in rows or '<code>query="covid"</code>' in rows
     assert "results changed" in rows and 'href="/subscriptions"' in listed.text
     assert TestClient(client.app, follow_redirects=False).get("/subscriptions").status_code in (303, 401)
+
+
+def test_an_item_held_for_a_subscription_removed_meanwhile_is_cancelled_not_digested(
+    newsroom: Path, client: TestClient, platform: Platform, smtp: SmtpServer
+) -> None:
+    alice = person(platform, "alice")
+    mine = subscribe(client, alice, model="literature", channel="digest")
+    run_to_end(client, "literature", {"query": "covid"})
+    [held] = wait_until(lambda: deliveries(client, alice, status="held"), 20, "the item held for the digest")
+    # The outbox composes deliveries before it writes them: a removal can fall in between and
+    # leave an item held that the removal did not cancel. As if it had:
+    with platform.database.write() as session:
+        assert notify_queries.remove_subscription_if_active(session, mine["id"], utcnow())
+
+    clock = [utcnow()]
+    digest = Digest(platform.database, platform.workspace, clock=lambda: clock[0])
+    clock[0] = wait_until(digest.next_fire_at, 10, "the digest's first tick computed") + dt.timedelta(minutes=1)
+    assert digest.tick() == 0
+    assert [d["status"] for d in deliveries(client, alice)] == ["cancelled"] and smtp.mailbox.all() == []
+    assert deliveries(client, alice)[0]["id"] == held["id"]

@@ -117,10 +117,22 @@ def _compose(session: Session, tick_at: dt.datetime) -> int:
         session, {row.subscription_id for rows in held.values() for row in rows if row.subscription_id is not None}
     )
     described = {row.id: messages.subscription_payload(row) for row in subscribed.values()}
+    # An item its outbox composed while its subscription was being removed: not digested.
+    removed = {
+        row.id
+        for rows in held.values()
+        for row in rows
+        if row.subscription_id in subscribed and subscribed[row.subscription_id].removed_at is not None
+    }
+    if removed:
+        move_deliveries(
+            session, removed, DeliveryStatus.HELD, DeliveryStatus.CANCELLED, next_attempt_at=None, updated_at=now
+        )
     created = 0
-    for user_id, items in held.items():
+    for user_id, rows in held.items():
+        items = [row for row in rows if row.id not in removed]
         user = users.get(user_id)
-        if user is None or user.disabled:
+        if not items or user is None or user.disabled:
             continue
         key = digest_key(user_id, tick_at)
         payload = messages.digest_payload(

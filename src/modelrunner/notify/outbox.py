@@ -111,10 +111,15 @@ class Outbox:
             if not ready:
                 return created
             spec = self._workspace.spec()  # SpecError: the cursor waits until the file is fixed
+            # Composed before the write: reading the runs' summaries from the artifact store (an
+            # object store, maybe) must not hold the store's write lock. What changes meanwhile
+            # does not matter: a subscription made now is younger than these events, and one
+            # removed now has its delivery cancelled when it is due.
+            with self._database.read() as session:
+                rows = self._deliveries(session, ready, spec)
             try:
                 with self._database.write() as session:
                     automation_queries.move_cursor(session, CURSOR, from_id=position, to_id=ready[-1].id, at=utcnow())
-                    rows = self._deliveries(session, ready, spec)
                     notify_queries.add_deliveries(session, rows)
             except ChangedMeanwhile:
                 return created  # another server is ahead; the next tick reads again
