@@ -6,6 +6,7 @@ whole folder. Every execution appends to a ledger, so what was recomputed is cou
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from modelrunner.platform import Platform
 from modelrunner.settings import Settings
 from tests.conftest import TESTS, wait_for_run
+from tests.identities import add_user
 from tests.integration.runs_api import submit
 
 MODEL = "stepfiles"
+PASSWORD = "correct horse battery staple"
 EVERY_STEP = ["check", "estimate:north", "estimate:south", "publish", "summarise"]
 
 
@@ -62,7 +66,20 @@ def explain(client: TestClient, run_id: int) -> dict[str, dict[str, Any]]:
     return {e["step"] + (f"[{e['item_key']}]" if e["item_key"] else ""): e for e in response.json()["explanations"]}
 
 
-def test_editing_the_summary_recomputes_the_summary_alone(client: TestClient, model: Path, ledger: Path) -> None:
+def signed_in(client: TestClient, platform: Platform) -> TestClient:
+    """A browser signed in to the pages (they read the session cookie, not a bearer token)."""
+    add_user(platform.database, "ada", groups=[], admin=True, password=PASSWORD)
+    browser = TestClient(client.app, follow_redirects=False)
+    token = re.search(r'name="csrf" value="([^"]+)"', browser.get("/signin").text)
+    assert token is not None
+    response = browser.post("/signin", data={"username": "ada", "password": PASSWORD, "csrf": token.group(1)})
+    assert response.status_code == 303, response.text
+    return browser
+
+
+def test_editing_the_summary_recomputes_the_summary_alone(
+    client: TestClient, platform: Platform, model: Path, ledger: Path
+) -> None:
     first, ran = run_pipeline(client, ledger)
     assert ran == EVERY_STEP
 
@@ -81,6 +98,13 @@ def test_editing_the_summary_recomputes_the_summary_alone(client: TestClient, mo
     assert summarise["outcome"] == "computed"
     assert [(d["part"], d["name"]) for d in summarise["differences"]] == [("file", "summarise.py")]
     assert "file summarise.py changed" in summarise["reason"]
+    # The run pages say it too.
+    browser = signed_in(client, platform)
+    page = browser.get(f"/runs/{second['id']}")
+    assert page.status_code == 200, page.text
+    assert "3 of 5 step runs answered from the cache" in page.text and "file summarise.py changed" in page.text
+    page = browser.get(f"/runs/{summarise['run']}")
+    assert "its key differs from run" in page.text and "file summarise.py changed" in page.text
     # check has no `files:`: its key holds the whole folder's version, told file by file.
     assert [(d["part"], d["name"]) for d in why["check"]["differences"]] == [
         ("version", "(the whole model folder)"),

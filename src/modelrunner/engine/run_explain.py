@@ -77,12 +77,15 @@ class Explanation:
         }
 
 
-def explain_run(platform: Platform, permission: RunPermission) -> tuple[RunRow, list[Explanation]]:
+def explain_run(
+    platform: Platform, permission: RunPermission, *, by_file: bool = True
+) -> tuple[RunRow, list[Explanation]]:
     """The run (once the caller may view it) and why it, or each step run of a pipeline run,
-    was or was not a cache hit."""
+    was or was not a cache hit. ``by_file`` false leaves out the files that differ between two
+    whole-folder versions (it reads their snapshots)."""
     with platform.database.read() as session:
         run = permitted_run(session, permission, "viewing a run")
-        files_of = _SnapshotFiles(platform, session, run.model_name)
+        files_of = _SnapshotFiles(platform, session, run.model_name) if by_file else None
         if run.kind != RunKind.PIPELINE or run.cache_hit:  # a pipeline's hit has no step runs of its own
             return run, [explain_one(session, run, files_of=files_of)]
         children = queries.children_of(session, run.id)

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from modelrunner.api import file_responses
 from modelrunner.auth.access import Access
 from modelrunner.auth.run_access import RunPermission, may_cancel
-from modelrunner.engine import run_reads
+from modelrunner.engine import run_explain, run_reads
 from modelrunner.engine.run_reads import RunBundle
 from modelrunner.engine.states import FINAL_RUN_STATES, RunStatus
 from modelrunner.notify import summaries
@@ -72,6 +72,8 @@ def run_page(viewer: PageRunViewer, request: Request) -> Response:
         log=tail.data.decode("utf-8", "replace"),
         log_offset=tail.offset,
         graph=graph_of(run, pipeline),
+        # Why it was or was not a cache hit (its steps', for a pipeline run); snapshots are not read.
+        explained=run_explain.explain_run(platform, viewer, by_file=False)[1],
         **_details(platform, bundle, viewer.access),
     )
 
