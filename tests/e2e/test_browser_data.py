@@ -128,3 +128,17 @@ def test_put_files_into_a_managed_dataset_and_upload_a_file_parameter(
     element(browser, "form#compare-versions button").click()
     wait_until(lambda: "x/links.geojson" in element(browser, "#diff-added").text, 10, "the diff lists the file")
     screenshot(browser, "managed-dataset-diff")
+    # A whole folder, chosen as a folder: it goes in with its own name.
+    folder = tmp_path / "y"
+    (folder / "net").mkdir(parents=True)
+    (folder / "net" / "links.geojson").write_text('{"links": "y"}')
+    (folder / "od.csv").write_text("a,b,1\n")
+    browser.get(f"{served.url}/datasets/paris")
+    form = element(browser, "form#put-files")
+    form.find_element(By.CSS_SELECTOR, "#put-tree").send_keys(str(folder))
+    form.find_element(By.CSS_SELECTOR, "#put-message").send_keys("scenario y, a folder")
+    form.find_element(By.CSS_SELECTOR, "#put-submit").click()
+    wait_until(lambda: "scenario y, a folder" in element(browser, "table#versions").text, 10, "the folder's version")
+    newest = served.http.get("/api/v1/datasets/paris/versions").json()[0]["version"]
+    files = {f["path"] for f in served.http.get(f"/api/v1/datasets/paris/versions/{newest}").json()["files"]}
+    assert {"y/net/links.geojson", "y/od.csv", "x/links.geojson", "base/links.geojson"} == files
