@@ -27,12 +27,12 @@ from modelrunner.data.cache import DataCache
 from modelrunner.data.source import FileEntry, FoundVersion
 from modelrunner.data.sync import DatasetSyncs, move_sync, record_versions
 from modelrunner.data.sync_status import SyncStatus
-from modelrunner.errors import Conflict, InvalidInput, ModelrunnerError
+from modelrunner.errors import AlreadyExists, Conflict, InvalidInput, ModelrunnerError
 from modelrunner.spec.dataset_spec import ManagedDataset
 from modelrunner.spec.workspace import Workspace
 from modelrunner.store import data_queries
 from modelrunner.store.database import Database
-from modelrunner.store.tables import DatasetVersionRow
+from modelrunner.store.tables import DatasetSyncRow, DatasetVersionRow
 
 _CHUNK = 1 << 20
 WRITE_REASON = "write"  # the reason of the sync row a change is recorded under
@@ -114,9 +114,7 @@ class ManagedWrites:
         if len(message) > MAX_MESSAGE:
             raise InvalidInput(f"the message is longer than {MAX_MESSAGE} characters", field="message")
         require_writable(dataset, spec, principal, paths)
-        row, created = self._syncs.request(dataset, reason=WRITE_REASON)
-        if not created or not self._syncs.claim(row.id):
-            raise Conflict(f"dataset '{dataset}' is being changed or synced right now; try again", sync=row.id)
+        row = self._begin(dataset)
         staging = self._staging / f"write-{row.id}-{uuid.uuid4().hex[:8]}"
         try:
             with self._database.read() as session:
@@ -178,6 +176,31 @@ class ManagedWrites:
             raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def _begin(self, dataset: str) -> DatasetSyncRow:
+        """The change's row, running from the start (a poller never sees it queued); Conflict
+        while another change or a sync of the dataset is queued or running (one at a time: the
+        store's unique index on a dataset's active sync decides, on SQLite and PostgreSQL)."""
+        busy = Conflict(f"dataset '{dataset}' is being changed or synced right now; try again", dataset=dataset)
+        with self._database.write() as session:
+            if data_queries.active_sync(session, dataset) is not None:
+                raise busy
+            now = utcnow()
+            row = DatasetSyncRow(
+                dataset=dataset,
+                status=SyncStatus.RUNNING.value,
+                walk_all=False,
+                reason=WRITE_REASON,
+                runner_id=self._syncs.runner_id,
+                created_at=now,
+                started_at=now,
+            )
+            try:
+                with session.begin_nested():
+                    data_queries.add_sync(session, row)
+            except AlreadyExists as exc:  # a concurrent change (PostgreSQL)
+                raise busy from exc
+            return row
 
     def _write(self, tree: Path, item: Put) -> None:
         target = Path(resolve_under(tree, item.path, "path"))

@@ -59,6 +59,11 @@ class DatasetSyncs:
         self._runner_id = runner_id
         self._on_failed = on_failed
 
+    @property
+    def runner_id(self) -> str:
+        """This process's id, as its running syncs name it (a dead one's are failed at restart)."""
+        return self._runner_id
+
     def request(self, dataset: str, *, walk_all: bool = False, reason: str = "request") -> tuple[DatasetSyncRow, bool]:
         """Queue a sync of ``dataset``; if one is queued or running already, that one (and False).
         NotFound for a dataset the workspace does not declare."""
