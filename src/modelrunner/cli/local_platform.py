@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -36,6 +37,7 @@ from modelrunner.engine.cache_mode import CacheMode
 from modelrunner.engine.states import RunStatus
 from modelrunner.engine.submit import SubmitOutcome
 from modelrunner.errors import ModelrunnerError
+from modelrunner.execution import checkpoints
 from modelrunner.execution.environments import ENVIRONMENTS_FOLDER, Environments
 from modelrunner.execution.job import AttemptJob
 from modelrunner.execution.process import AttemptProcess
@@ -70,7 +72,7 @@ class _ThisMachine(LocalBackend):
             job,
             model_folder=self._model_folder(job.snapshot_uri),
             scratch=self._scratch(job.run_id, job.attempt_number),
-            checkpoint=self._config.state_dir / "checkpoints" / str(job.run_id),
+            checkpoint=checkpoints.local_folder(self._config.state_dir, job.run_id),
             log_path=self._logs.path(job.run_id, job.attempt_number),
             grace_seconds=self._config.grace_seconds,
             supervisors=self._supervisors,
@@ -113,7 +115,8 @@ class LocalPlatform(Platform):
         return {name: LocalBackendSpec(type="local") for name in super()._declared_backends()}
 
     def _build_backend(self, name: str, spec: BackendSpec) -> Backend:
-        del name, spec
+        # One per name: a dispatcher reads its backend's reports, so two must not share one.
+        del spec
         settings = self.settings
         config = LocalConfig(settings.local_slots, settings.grace_seconds, settings.state_dir)
         return _ThisMachine(
@@ -121,7 +124,7 @@ class LocalPlatform(Platform):
             self._shared_environments,
             artifacts=self.artifacts,
             logs=self.logs,
-            wake=lambda: self.dispatcher.wake(),
+            wake=partial(self._wake, name),
             data=self.data_cache,
         )
 
