@@ -84,3 +84,14 @@ def test_check_names_a_schedule_item_over_the_models_limit(workspace: Path) -> N
             "overrides.timeout: 8h is over the limit of model 'napper' (overridable.timeout.max: 1h)",
         )
     ]
+
+
+def test_a_rerun_keeps_the_runs_own_timeout(client: TestClient) -> None:
+    body = {"params": {"seconds": 3}, "overrides": {"timeout": "1s"}}
+    submitted = client.post("/api/v1/models/napper/runs", json=body)
+    assert submitted.status_code == 201, submitted.text
+    assert wait_for_run(client.get, submitted.json()["id"])["status"] == "timed_out"
+
+    again = client.post(f"/api/v1/runs/{submitted.json()['id']}/rerun")
+    assert again.status_code == 201, again.text
+    assert wait_for_run(client.get, again.json()["id"])["status"] == "timed_out"

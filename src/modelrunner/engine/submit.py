@@ -29,7 +29,7 @@ from modelrunner.errors import AlreadyExists, Conflict, Forbidden, InvalidInput,
 from modelrunner.spec.file_params import references_in
 from modelrunner.spec.model_spec import ModelSpec
 from modelrunner.spec.model_version import holds_links, snapshot
-from modelrunner.spec.overrides import checked_overrides
+from modelrunner.spec.overrides import checked_overrides, overrides_of
 from modelrunner.spec.params import validate_params
 from modelrunner.spec.workspace import Model, Workspace
 from modelrunner.store import queries
@@ -477,7 +477,13 @@ class Submitter:
             if from_step is not None or only_step is not None:
                 raise InvalidInput(f"model '{model.name}' has no steps; rerun it without `from`/`only`", field="from")
             return self.submit(
-                model.name, run.params, CacheMode.REFRESH, inputs=pins, origin=origin, submitter=submitter
+                model.name,
+                run.params,
+                CacheMode.REFRESH,
+                inputs=pins,
+                origin=origin,
+                submitter=submitter,
+                overrides=overrides_of(run.plan),  # a rerun keeps the run's own timeout
             )
         chosen_step = from_step or only_step
         if chosen_step is not None and chosen_step not in model.spec.steps:
@@ -496,6 +502,7 @@ class Submitter:
             origin=origin,
             refresh_steps=refresh,
             rerun_of=run_id,
+            overrides=overrides_of(run.plan),
             submitter=submitter,
         )
 
