@@ -144,6 +144,8 @@ def test_changes_are_versions_with_author_and_message_and_write_rules_hold(
     seen = served.http.get(f"/api/v1/runs/{newest_run['id']}/outputs/seen.json").json()
     assert seen == ["scenarios/base/links.geojson", "scenarios/x/net/links.geojson", "scenarios/x/od.csv"]
 
+    kept = served.http.delete("/api/v1/datasets/paris/versions")
+    assert kept.status_code == 409 and "managed" in kept.json()["detail"], kept.text
     versions = served.http.get("/api/v1/datasets/paris/versions").json()
     assert [(v["author"], v["message"]) for v in versions] == [
         ("ali", "x: demand and a new network"),

@@ -24,6 +24,7 @@ from modelrunner.data.sync_status import SYNC_TRANSITIONS, SyncStatus
 from modelrunner.engine.runner_identity import is_dead_runner
 from modelrunner.engine.state_machine import change_status
 from modelrunner.errors import AlreadyExists, Conflict, ModelrunnerError, NotFound
+from modelrunner.spec.dataset_spec import ManagedDataset
 from modelrunner.spec.workspace import Workspace
 from modelrunner.store import data_queries, queries
 from modelrunner.store.database import Database
@@ -175,8 +176,14 @@ class DatasetSyncs:
 
     def delete_versions(self, dataset: str) -> int:
         """Forget every recorded version of ``dataset``; how many. Conflict while unfinished runs
-        use it or a sync of it is queued or running (it would record versions again)."""
-        self._workspace.dataset(dataset)
+        use it or a sync of it is queued or running (it would record versions again). A managed
+        dataset's versions are its only record: Conflict, always."""
+        if isinstance(self._workspace.dataset(dataset), ManagedDataset):
+            raise Conflict(
+                f"dataset '{dataset}' is managed: its versions are the only record of its changes and no sync "
+                "would find them again; they are kept",
+                dataset=dataset,
+            )
         with self._database.write() as session:
             syncing = data_queries.active_sync(session, dataset)
             if syncing is not None:
