@@ -131,6 +131,8 @@ def test_changes_are_versions_with_author_and_message_and_write_rules_hold(
     for hostile in ["../escape.txt", "x/%2e%2e/%2e%2e/escape.txt"]:
         answer = put(served, analyst, hostile, b"no")
         assert answer.status_code in (400, 404, 422), (hostile, answer.text)
+    under_a_file = put(served, analyst, "x/od.csv/more.txt", b"no")
+    assert under_a_file.status_code == 422 and "is a file of the dataset" in under_a_file.text, under_a_file.text
     too_large = put(served, analyst, "x/big.bin", b"x" * (32 * 1024 + 1))
     assert too_large.status_code == 413 and "max_upload_bytes" in too_large.json()["detail"], too_large.text
 

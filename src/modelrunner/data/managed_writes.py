@@ -136,10 +136,15 @@ class ManagedWrites:
                 raise InvalidInput(f"cannot remove {', '.join(missing)}: no such file in the dataset", field="remove")
             for path in remove:
                 Path(resolve_under(tree, path, "path")).unlink()
+            # The parent's files keep their recorded hashes: only what is put is hashed (as it is written).
+            known = dict((newest.meta or {}).get("sha256") or {}) if newest is not None else {}
+            digests = known if newest is None or len(known) == newest.file_count else _digests(tree)
+            for path in remove:
+                digests.pop(path, None)
             for item in put:
-                self._write(tree, item)
+                digests[item.path] = self._write(tree, item)
             _prune_empty_folders(tree)
-            digests = _digests(tree)
+            digests = dict(sorted(digests.items()))
             if newest is not None and digests == (newest.meta or {}).get("sha256"):
                 self._finish(row.id, [], {}, "no change")
                 return Change(None, parent)
@@ -202,12 +207,18 @@ class ManagedWrites:
                 raise busy from exc
             return row
 
-    def _write(self, tree: Path, item: Put) -> None:
+    def _write(self, tree: Path, item: Put) -> str:
+        """Write ``item`` below ``tree``; its content's sha256."""
         target = Path(resolve_under(tree, item.path, "path"))
         if target.is_dir():
             raise InvalidInput(f"{item.path!r} is a folder of the dataset; put files into it", field="files")
+        blocking = next((p for p in target.parents if p.is_file() and p.is_relative_to(tree)), None)
+        if blocking is not None:
+            shown = blocking.relative_to(tree).as_posix()
+            raise InvalidInput(f"cannot put {item.path!r}: {shown!r} is a file of the dataset", field="files")
         target.parent.mkdir(parents=True, exist_ok=True)
         size = 0
+        digest = hashlib.sha256()
         with target.open("wb") as handle:
             while chunk := item.source.read(_CHUNK):
                 size += len(chunk)
@@ -217,7 +228,9 @@ class ManagedWrites:
                         "bytes (max_upload_bytes, MODELRUNNER_MAX_UPLOAD_BYTES)",
                         path=item.path,
                     )
+                digest.update(chunk)
                 handle.write(chunk)
+        return digest.hexdigest()
 
     def _finish(self, sync_id: int, found: list[FoundVersion], snapshots: dict[str, str], said: str) -> None:
         with self._database.write() as session:
