@@ -13,9 +13,9 @@ import pytest
 from modelrunner.settings import Settings
 from tests.conftest import empty_database, wait_for_run
 from tests.e2e.conftest import screenshot
-from tests.e2e.test_browser import element, sign_in
+from tests.e2e.test_browser import element, sign_in, wait_for
 from tests.identities import add_user
-from tests.integration.runs_api import wait_until, write_model
+from tests.integration.runs_api import write_model
 from tests.integration.served import Served
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def test_put_files_into_a_managed_dataset_and_upload_a_file_parameter(
     form.find_element(By.CSS_SELECTOR, "#put-folder").send_keys("base")
     form.find_element(By.CSS_SELECTOR, "#put-message").send_keys("the base network")
     form.find_element(By.CSS_SELECTOR, "#put-submit").click()
-    wait_until(lambda: "pia" in element(browser, "table#versions").text, 10, "the new version is listed")
+    wait_for(browser, lambda _: "pia" in element(browser, "table#versions").text, 10, "the new version is listed")
     assert "the base network" in element(browser, "table#versions").text
     screenshot(browser, "managed-dataset-after-put")
 
@@ -99,7 +99,7 @@ def test_put_files_into_a_managed_dataset_and_upload_a_file_parameter(
     run_form.find_element(By.CSS_SELECTOR, "#param-network").send_keys(str(base))
     assert "At most" in run_form.text
     run_form.find_element(By.CSS_SELECTOR, "#submit").click()
-    wait_until(lambda: "/runs/" in browser.current_url, 15, "the run page opens")
+    wait_for(browser, lambda _: "/runs/" in browser.current_url, 15, "the run page opens")
     run_id = int(browser.current_url.rstrip("/").rsplit("/", 1)[1])
     run = wait_for_run(served.http.get, run_id)
     assert run["status"] == "succeeded", run
@@ -115,7 +115,7 @@ def test_put_files_into_a_managed_dataset_and_upload_a_file_parameter(
     form.find_element(By.CSS_SELECTOR, "#put-file").send_keys(str(base))
     form.find_element(By.CSS_SELECTOR, "#put-folder").send_keys("base")
     form.find_element(By.CSS_SELECTOR, "#put-submit").click()
-    wait_until(lambda: "base/**" in browser.page_source, 10, "the refusal names the rule")
+    wait_for(browser, lambda _: "base/**" in browser.page_source, 10, "the refusal names the rule")
     screenshot(browser, "managed-dataset-refused")
     # ... and may write their own scenario, then see what changed.
     browser.get(f"{served.url}/datasets/paris")
@@ -124,9 +124,9 @@ def test_put_files_into_a_managed_dataset_and_upload_a_file_parameter(
     form.find_element(By.CSS_SELECTOR, "#put-folder").send_keys("x")
     form.find_element(By.CSS_SELECTOR, "#put-message").send_keys("scenario x")
     form.find_element(By.CSS_SELECTOR, "#put-submit").click()
-    wait_until(lambda: "scenario x" in element(browser, "table#versions").text, 10, "the second version")
+    wait_for(browser, lambda _: "scenario x" in element(browser, "table#versions").text, 10, "the second version")
     element(browser, "form#compare-versions button").click()
-    wait_until(lambda: "x/links.geojson" in element(browser, "#diff-added").text, 10, "the diff lists the file")
+    wait_for(browser, lambda _: "x/links.geojson" in element(browser, "#diff-added").text, 10, "the diff")
     screenshot(browser, "managed-dataset-diff")
     # A whole folder, chosen as a folder: it goes in with its own name.
     folder = tmp_path / "y"
@@ -138,7 +138,7 @@ def test_put_files_into_a_managed_dataset_and_upload_a_file_parameter(
     form.find_element(By.CSS_SELECTOR, "#put-tree").send_keys(str(folder))
     form.find_element(By.CSS_SELECTOR, "#put-message").send_keys("scenario y, a folder")
     form.find_element(By.CSS_SELECTOR, "#put-submit").click()
-    wait_until(lambda: "scenario y, a folder" in element(browser, "table#versions").text, 10, "the folder's version")
+    wait_for(browser, lambda _: "scenario y, a folder" in element(browser, "table#versions").text, 10, "folder")
     newest = served.http.get("/api/v1/datasets/paris/versions").json()[0]["version"]
     files = {f["path"] for f in served.http.get(f"/api/v1/datasets/paris/versions/{newest}").json()["files"]}
     assert {"y/net/links.geojson", "y/od.csv", "x/links.geojson", "base/links.geojson"} == files
