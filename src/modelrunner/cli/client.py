@@ -157,12 +157,15 @@ class Client:
         return int(result["deleted"])
 
     def change_dataset(
-        self, name: str, files: list[tuple[str, Path]], message: str, base: str | None
+        self, name: str, files: list[tuple[str, Path]], message: str, base: str | None, remove: list[str] | None = None
     ) -> dict[str, Any]:
-        """Put ``files`` ((path in the dataset, local file)) into a managed dataset as one version."""
+        """Put ``files`` ((path in the dataset, local file)) into a managed dataset and ``remove``
+        paths of it, as one version."""
         from modelrunner.cli.file_uploads import dataset_parts
 
-        fields = {"message": message, **({"base": base} if base else {})}
+        fields: dict[str, Any] = {"message": message, **({"base": base} if base else {})}
+        if remove:
+            fields["remove"] = remove
         with dataset_parts(files) as parts:
             result: dict[str, Any] = self._json(
                 "POST", f"/datasets/{name}/files", data=fields, files=parts, timeout=None

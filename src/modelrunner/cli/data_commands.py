@@ -277,6 +277,27 @@ def put(
     )
 
 
+@data_app.command("rm")
+def remove(
+    name: DatasetName,
+    paths: Annotated[list[str], typer.Argument(help="Paths of files in the dataset.", show_default=False)],
+    message: Annotated[
+        str,
+        typer.Option("--message", "-m", envvar="MODELRUNNER_DATA_MESSAGE", help="Why: kept with the new version."),
+    ] = "",
+    json_output: options.Json = False,
+    server: options.Server = options.DEFAULT,
+) -> None:
+    """Remove files from a managed dataset: one new version, recording you and the message."""
+    with Client(server) as client:
+        change = client.change_dataset(name, [], message, None, remove=paths)
+    if json_output:
+        output.print_json(change)
+        return
+    version = change["version"]
+    output.stdout().print(f"{name}: new version {version['version'][:SHORT]} ({version['file_count']} files)")
+
+
 @data_app.command("diff")
 def diff(
     name: DatasetName,
