@@ -17,6 +17,8 @@ from tests.conftest import empty_database, wait_for_run
 from tests.integration.runs_api import write_model
 from tests.integration.served import Served
 
+pytestmark = pytest.mark.xdist_group("file_params")  # one server for the module's tests
+
 READER = (
     "import json, os, pathlib\n"
     "params = json.loads(pathlib.Path(os.environ['MODELRUNNER_PARAMS']).read_text())\n"
