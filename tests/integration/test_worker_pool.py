@@ -293,6 +293,24 @@ def test_an_unknown_pool_is_named(server: Server, workers: Workers) -> None:
     assert "no worker pool 'elsewhere'" in output and "it runs: pool" in output, output
 
 
+def test_a_worker_makes_its_workdir_and_refuses_one_that_cannot_be(
+    api: httpx.Client, workers: Workers, tmp_path: Path
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    refused = workers.start("--workdir", str(a_file / "work"))
+    assert refused.wait(timeout=20) == 1
+    output = workers.log_of(refused)
+    assert f"cannot use {a_file / 'work'} as the workdir" in output and "Traceback" not in output, output
+
+    workdir = tmp_path / "not" / "yet"
+    workers.start("--workdir", str(workdir))
+    counter = tmp_path / "count"
+    run = final(api, submit(api, "sleeper", {"seconds": 0.1, "counter": str(counter)}))
+    assert run["status"] == "succeeded", run
+    assert workdir.is_dir()
+
+
 WHOAMI = """command: ["sh", "whoami.sh"]
 outputs:
   - path: id.txt

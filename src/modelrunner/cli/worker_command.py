@@ -71,6 +71,11 @@ def worker(
         raise ModelrunnerError("a worker needs a token: pass --token or set MODELRUNNER_TOKEN")
     configure(log_level or LogLevel.INFO, log_format or LogFormat.TEXT)
     protect_runner()
+    if workdir is not None:
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ModelrunnerError(f"cannot use {workdir} as the workdir: {exc.strerror or exc}") from exc
     user = model_user(run_as, allow_root=True)
     if user is not None:
         check_reachable(user, workdir or Path(tempfile.gettempdir()), "--workdir")
