@@ -104,7 +104,7 @@ def test_a_failure_reported_to_a_server_that_did_not_launch_the_attempt_spends_t
     failed = Finished(attempt_id, Outcome(AttemptStatus.FAILED, exit_code=1, error="exit 1"))
 
     with platform.database.write() as session:
-        dispatcher._record_reports(session, [failed])
+        dispatcher._record_reports(session, [failed], one_by_one=False)
 
     with platform.database.read() as session:
         run = queries.get_run(session, run_id)

@@ -25,6 +25,7 @@ from modelrunner.api.app import create_app
 from modelrunner.artifacts.keys import UnsafeKey
 from modelrunner.platform import Platform
 from modelrunner.store import queries
+from modelrunner.store.partial_output_queries import add_partial_outputs
 from tests.conftest import wait_for_run
 from tests.identities import add_user, bearer
 from tests.integration.runs_api import write_model
@@ -63,6 +64,7 @@ def workspace(workspace: Path) -> Path:
     config = workspace / "modelrunner.yaml"
     spec = yaml.safe_load(config.read_text())
     spec.update(backends={"local": {"type": "local"}, "pool": {"type": "worker", "lease_seconds": 120}})
+    spec.setdefault("datasets", {})["notes"] = {"source": "managed"}  # written through the API
     config.write_text(yaml.safe_dump({**spec, "default_backend": "local"}))
     write_model(workspace, "held", 'backend: pool\ncommand: ["python", "-c", "pass"]\n')
     return workspace
@@ -208,14 +210,19 @@ def test_output_routes_serve_only_the_runs_own_stored_outputs(scene: Scene, plat
         "absolute.csv": "file:///etc/hostname",
         "linked.csv": f"{store}/runs/{scene.run}/attempts/1/outputs/leak.txt",
     }
+    rows = [{"path": p, "size": 1, "sha256": "0" * 64, "uri": u} for p, u in planted.items()]
     with platform.database.write() as session:
-        queries.add_outputs(
-            session, scene.other, ({"path": p, "size": 1, "sha256": "0" * 64, "uri": u} for p, u in planted.items())
-        )
+        queries.add_outputs(session, scene.other, rows)
+        # The same records as partial outputs of its attempt: read through the attempt's routes.
+        add_partial_outputs(session, queries.attempts_of(session, scene.other)[0].id, rows)
     routes = [
         f"/api/v1/runs/{scene.other}/outputs/{{key}}",
         f"/runs/{scene.other}/outputs/{{key}}",
         f"/runs/{scene.other}/results/{{key}}",
+        f"/runs/{scene.other}/view/{{key}}",
+        f"/api/v1/runs/{scene.other}/attempts/1/outputs/{{key}}",
+        f"/runs/{scene.other}/attempts/1/outputs/{{key}}",
+        f"/runs/{scene.other}/attempts/1/view/{{key}}",
     ]
     keys = [scene.key(t) for t in HOSTILE] + ["%2e%2e/%2e%2e/%2e%2e/canary.txt", *planted]
     for route in routes:
@@ -243,6 +250,28 @@ def test_named_routes_take_hostile_names_as_unknown(scene: Scene) -> None:
         refused(scene, ran, f"run schedule {key}")
 
 
+def test_a_managed_datasets_files_are_written_and_removed_only_inside_it(scene: Scene) -> None:
+    """Writes with hostile paths are refused (422 names an unsafe path); a key that is only
+    hostile in the artifact store (``runs/2/.../leak.txt``) is a fine path inside the dataset and
+    is written there. Either way every file outside the dataset stays as it was."""
+    before = {p: p.stat().st_mtime_ns for p in scene.state.rglob("*") if p.is_file()}
+    for template in HOSTILE:
+        key = scene.key(template)
+        for method in ("PUT", "DELETE"):
+            answer = scene.client.request(
+                method, f"/api/v1/datasets/notes/files/{key}", content=b"overwritten", headers=scene.admin
+            )
+            said = f"{method} {key}: {answer.status_code} {answer.text}"
+            assert answer.status_code in (201, 400, 403, 404, 422), said
+            for secret in scene.secrets:
+                assert secret not in answer.content, f"{method} {key}: a secret file's content is in the response"
+    changed = [p for p, mtime in before.items() if not p.exists() or p.stat().st_mtime_ns != mtime]
+    assert [p for p in changed if "notes" not in p.parts and p.suffix not in (".db", ".db-wal", ".db-shm")] == []
+    assert b"overwritten" not in (scene.state / "canary.txt").read_bytes()
+    fine = scene.client.put("/api/v1/datasets/notes/files/a/b.txt", content=b"kept", headers=scene.admin)
+    assert fine.status_code == 201, fine.text
+
+
 # Every route with a path-like parameter, and the test above that walks it: a new such route
 # fails here until it is walked too.
 WALKED = {
@@ -252,6 +281,12 @@ WALKED = {
     "GET /api/v1/runs/{run_id}/outputs/{path:path}": "output routes",
     "GET /runs/{run_id}/outputs/{path:path}": "output routes",
     "GET /runs/{run_id}/results/{path:path}": "output routes",
+    "GET /runs/{run_id}/view/{path:path}": "output routes",
+    "GET /api/v1/runs/{run_id}/attempts/{number}/outputs/{path:path}": "output routes",
+    "GET /runs/{run_id}/attempts/{number}/outputs/{path:path}": "output routes",
+    "GET /runs/{run_id}/attempts/{number}/view/{path:path}": "output routes",
+    "PUT /api/v1/datasets/{name}/files/{path:path}": "managed dataset routes",
+    "DELETE /api/v1/datasets/{name}/files/{path:path}": "managed dataset routes",
     "POST /api/v1/schedules/{name:path}/run": "named routes",
     "GET /api/v1/schedules/{name:path}/firings": "named routes",
     "GET /api/v1/triggers/{name:path}/firings": "named routes",

@@ -8,6 +8,7 @@ new endpoint cannot ship without a decision about who may call it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,7 @@ ROUTES: dict[tuple[str, str], dict[str, set[int]]] = {
     ("get", "/api/v1/models/{name}"): expect(OK, least="viewer"),
     ("post", "/api/v1/models/{name}/runs"): expect({201}, least="runner"),
     ("post", "/api/v1/models/{name}/runs/batch"): expect({201}, least="runner"),
+    ("post", "/api/v1/models/{name}/runs/upload"): expect({201}, least="runner"),
     ("get", "/api/v1/models/{name}/results"): expect(OK, least="viewer"),
     ("get", "/api/v1/runs"): listing(),
     ("get", "/api/v1/runs/{run_id}"): on_a_run(OK, least="viewer"),
@@ -89,6 +91,12 @@ ROUTES: dict[tuple[str, str], dict[str, set[int]]] = {
     ("post", "/api/v1/datasets/{name}/sync"): expect({200, 202}, least="runner"),
     ("get", "/api/v1/datasets/{name}/syncs"): expect(OK, least="viewer"),
     ("get", "/api/v1/datasets/{name}/syncs/{sync_id}"): expect(OK, least="viewer"),
+    ("get", "/api/v1/datasets/{name}/diff"): expect(OK, least="viewer"),
+    # Writing needs `run` on a model reading the dataset; `cases` is synced from git, not managed
+    # by modelrunner, so a caller who may write it is told it cannot be written (422).
+    ("put", "/api/v1/datasets/{name}/files/{path}"): expect({422}, least="runner"),
+    ("post", "/api/v1/datasets/{name}/files"): expect({422}, least="runner"),
+    ("delete", "/api/v1/datasets/{name}/files/{path}"): expect({422}, least="runner"),
     ("get", "/api/v1/schedules"): listing(),
     ("get", "/api/v1/backends"): listing(),  # names and load only, as runs show their backend
     ("post", "/api/v1/schedules/{name}/run"): expect({201}, least="runner"),
@@ -324,8 +332,12 @@ def _call(client: TestClient, method: str, path: str, token: str | None, world: 
         kwargs["json"] = {"params": {"n": 100 + number}}  # a new run for each caller
     if path == "/api/v1/models/{name}/runs/batch":
         kwargs["json"] = {"runs": [{"params": {"n": 200 + number}}, {"params": {"n": 300 + number}}]}
+    if path == "/api/v1/models/{name}/runs/upload":
+        kwargs["data"] = {"request": json.dumps({"params": {"n": 400 + number}})}  # counter has no file parameter
     if path == "/api/v1/models/{name}/results":
         kwargs["params"] = {"n": 0}
+    if path == "/api/v1/datasets/{name}/diff":
+        kwargs["params"] = {"from": world.version, "to": world.version}
     if path == "/api/v1/subscriptions" and method == "post":
         kwargs["json"] = {"model": "counter", "channel": "webhook", "url": f"https://hooks.example.org/{number}"}
     return client.request(method.upper(), url, **kwargs)
