@@ -20,11 +20,11 @@ import subprocess
 import time
 from pathlib import Path
 
+from attempts import bench_job, timed_attempt
 from harness import Bench
 from report import Figure, median, ms
 
 from modelrunner.backends.container import local_run_process
-from modelrunner.execution.job import AttemptJob
 from modelrunner.execution.supervision import SupervisorService
 
 BASE_IMAGE = "localhost/modelrunner-base:trixie"
@@ -68,8 +68,8 @@ def measure(bench: Bench) -> list[Figure]:
     by_hand: list[float] = []
     try:
         for n in range(samples):  # taken in turns: the machine's load moves both alike
-            attempts.append(_attempt(supervisors, context, bench.scratch / f"a{n}"))
-            by_hand.append(_by_hand(bench.scratch / f"h{n}"))
+            attempts.append(_attempt(supervisors, context, bench.scratch / f"image-a{n}"))
+            by_hand.append(_by_hand(bench.scratch / f"image-h{n}"))
     finally:
         supervisors.close()
     attempt, direct = median(attempts), median(by_hand)
@@ -88,20 +88,8 @@ def measure(bench: Bench) -> list[Figure]:
 
 
 def _attempt(supervisors: SupervisorService, model: Path, folder: Path) -> float:
-    job = AttemptJob(
-        run_id=1,
-        attempt_id=1,
-        attempt_number=1,
-        model_name="container_model",
-        model_version="bench",
-        command=[],
-        image=IMAGE,
-        params={"n": 21},
-        snapshot_uri="",
-        declared_outputs=("doubled.txt",),
-    )
     process = local_run_process(
-        job,
+        bench_job(image=IMAGE, declared_outputs=("doubled.txt",)),
         model_folder=model,
         scratch=folder / "scratch",
         checkpoint=folder / "checkpoint",
@@ -109,12 +97,7 @@ def _attempt(supervisors: SupervisorService, model: Path, folder: Path) -> float
         grace_seconds=5,
         supervisors=supervisors,
     )
-    folder.mkdir(parents=True)
-    started = time.perf_counter()
-    outcome = process.run(lambda pid: None, lambda fraction, message: None, lambda outputs: [])
-    took = time.perf_counter() - started
-    assert outcome.status.value == "succeeded", (outcome, (folder / "attempt.log").read_text())
-    return took
+    return timed_attempt(process, folder)
 
 
 def _by_hand(folder: Path) -> float:

@@ -21,10 +21,10 @@ import sys
 import time
 from pathlib import Path
 
+from attempts import bench_job, timed_attempt
 from harness import Bench
 from report import Figure, median, ms, secs
 
-from modelrunner.execution.job import AttemptJob
 from modelrunner.execution.process import AttemptProcess
 from modelrunner.execution.supervision import SupervisorService
 
@@ -83,19 +83,8 @@ def measure(bench: Bench) -> list[Figure]:
 
 
 def _attempt(supervisors: SupervisorService, model: Path, folder: Path) -> float:
-    job = AttemptJob(
-        run_id=1,
-        attempt_id=1,
-        attempt_number=1,
-        model_name="notebook_model",
-        model_version="bench",
-        command=[],
-        notebook="model.ipynb",
-        params={"n": 21},
-        snapshot_uri="",
-    )
     process = AttemptProcess(
-        job,
+        bench_job(notebook="model.ipynb"),
         model_folder=model,
         scratch=folder / "scratch",
         checkpoint=folder / "checkpoint",
@@ -103,12 +92,7 @@ def _attempt(supervisors: SupervisorService, model: Path, folder: Path) -> float
         grace_seconds=5,
         supervisors=supervisors,
     )
-    folder.mkdir(parents=True)
-    started = time.perf_counter()
-    outcome = process.run(lambda pid: None, lambda fraction, message: None, lambda outputs: [])
-    took = time.perf_counter() - started
-    assert outcome.status.value == "succeeded", (outcome, (folder / "attempt.log").read_text())
-    return took
+    return timed_attempt(process, folder)
 
 
 def _by_hand(model: Path, folder: Path) -> float:

@@ -20,11 +20,11 @@ import subprocess
 import time
 from pathlib import Path
 
+from attempts import bench_job, timed_attempt
 from harness import Bench
 from report import Figure, median, ms, secs
 
 from modelrunner.execution.environments import Environments
-from modelrunner.execution.job import AttemptJob
 from modelrunner.execution.process import AttemptProcess
 from modelrunner.execution.r_helper import R_HELPER_FOLDER, RHelper
 from modelrunner.execution.supervision import SupervisorService
@@ -52,8 +52,8 @@ def measure(bench: Bench) -> list[Figure]:
         first = _attempt(supervisors, folder, environments, bench.scratch / "first")
         library = RHelper(environments / R_HELPER_FOLDER).library(os.environ.get("PATH", os.defpath))
         for n in range(samples):  # taken in turns: the machine's load moves both alike
-            attempts.append(_attempt(supervisors, folder, environments, bench.scratch / f"a{n}"))
-            by_hand.append(_by_hand(folder, library, bench.scratch / f"h{n}"))
+            attempts.append(_attempt(supervisors, folder, environments, bench.scratch / f"r-a{n}"))
+            by_hand.append(_by_hand(folder, library, bench.scratch / f"r-h{n}"))
     finally:
         supervisors.close()
     attempt, direct = median(attempts), median(by_hand)
@@ -75,18 +75,8 @@ def measure(bench: Bench) -> list[Figure]:
 
 
 def _attempt(supervisors: SupervisorService, model: Path, environments: Path, folder: Path) -> float:
-    job = AttemptJob(
-        run_id=1,
-        attempt_id=1,
-        attempt_number=1,
-        model_name="r_model",
-        model_version="bench",
-        command=["Rscript", "model.R"],
-        params={"n": 21},
-        snapshot_uri="",
-    )
     process = AttemptProcess(
-        job,
+        bench_job(command=["Rscript", "model.R"]),
         model_folder=model,
         scratch=folder / "scratch",
         checkpoint=folder / "checkpoint",
@@ -95,12 +85,7 @@ def _attempt(supervisors: SupervisorService, model: Path, environments: Path, fo
         supervisors=supervisors,
         environments=Environments(environments),  # the R helper is installed among them
     )
-    folder.mkdir(parents=True)
-    started = time.perf_counter()
-    outcome = process.run(lambda pid: None, lambda fraction, message: None, lambda outputs: [])
-    took = time.perf_counter() - started
-    assert outcome.status.value == "succeeded", (outcome, (folder / "attempt.log").read_text())
-    return took
+    return timed_attempt(process, folder)
 
 
 def _by_hand(model: Path, library: Path, folder: Path) -> float:
